@@ -1,0 +1,12 @@
+"""kmeans-imagery: turn unlabeled images into classes with K-means."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import KMIError
+
+try:
+    __version__ = version("kmeans-imagery")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["KMIError", "__version__"]

@@ -1,0 +1,54 @@
+"""K-means engines behind one small interface.
+
+An engine is a factory that, given an algorithm (``"minibatch"`` or ``"full"``), a number of
+clusters and a seed, returns an unfitted scikit-learn style estimator with ``fit``, ``predict``,
+``transform`` and, once fitted, ``cluster_centers_``, ``labels_``, ``inertia_`` and ``n_iter_``.
+"""
+
+from ..errors import KMIError
+
+__all__ = ["ALGORITHMS", "DEFAULT_ENGINE", "ENGINES", "make_kmeans"]
+
+ALGORITHMS = ("minibatch", "full")
+
+
+def _sklearn_engine(algorithm, n_clusters, random_state, **params):
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if algorithm == "minibatch":
+        return MiniBatchKMeans(n_clusters=n_clusters, random_state=random_state, **params)
+    params.setdefault("n_init", 1)
+    return KMeans(n_clusters=n_clusters, random_state=random_state, **params)
+
+
+ENGINES = {"sklearn": _sklearn_engine}
+DEFAULT_ENGINE = "sklearn"
+
+
+def make_kmeans(n_clusters, *, algorithm="minibatch", engine=None, random_state=None, **params):
+    """Build an unfitted K-means estimator.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters K.
+    algorithm : {"minibatch", "full"}, default="minibatch"
+        ``"minibatch"`` as in the tutorial, or ``"full"`` Lloyd iterations over all samples.
+    engine : str or None
+        A name from :data:`ENGINES`; None means :data:`DEFAULT_ENGINE`.
+    random_state : int, RandomState or None
+        Seed; the same seed gives the same clustering.
+    **params
+        Further estimator parameters (``n_init``, ``max_iter``, ``batch_size``, ...).
+
+    Returns
+    -------
+    estimator
+        An unfitted estimator.
+    """
+    engine = DEFAULT_ENGINE if engine is None else engine
+    if engine not in ENGINES:
+        raise KMIError(f"unknown engine {engine!r}; choose from {', '.join(sorted(ENGINES))}")
+    if algorithm not in ALGORITHMS:
+        raise KMIError(f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    return ENGINES[engine](algorithm, n_clusters, random_state, **params)

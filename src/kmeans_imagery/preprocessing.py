@@ -1,0 +1,30 @@
+"""Turning images into the float32 rows that K-means works on."""
+
+import numpy as np
+
+from .errors import KMIError
+
+__all__ = ["flatten_scale"]
+
+
+def flatten_scale(images, *, scale=255.0):
+    """Flatten images to rows and scale them to float32 in [0, 1].
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_samples, height, width) or (n_samples, height, width, channels)
+        Images, typically uint8. A 2-D array is taken as already flattened.
+    scale : float, default=255.0
+        The value that maps to 1.0.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float32
+        One row per image. Built in a single allocation: the reshape is a view and the
+        multiplication writes float32 directly, so no float64 intermediate exists.
+    """
+    images = np.asarray(images)
+    if images.ndim < 2:
+        raise KMIError(f"expected a stack of images, got an array of shape {images.shape}")
+    rows = images.reshape(len(images), -1)
+    return np.multiply(rows, np.float32(1.0 / scale), dtype=np.float32)
