@@ -3,10 +3,11 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import KMIError
+from .labeling import ClusterClassifier
 
 try:
     __version__ = version("kmeans-imagery")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["KMIError", "__version__"]
+__all__ = ["ClusterClassifier", "KMIError", "__version__"]

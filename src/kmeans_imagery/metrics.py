@@ -1,0 +1,109 @@
+"""Scores for a clustering and for the classifier built from it.
+
+Everything scikit-learn computes is taken from :mod:`sklearn.metrics`; this module adds inertia (exact,
+accumulated in float64), purity and Hungarian (one-cluster-per-class) accuracy, and one function that
+gathers them all for a report.
+"""
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+from sklearn.metrics.cluster import contingency_matrix
+
+__all__ = [
+    "clustering_scores",
+    "confusion",
+    "hungarian_accuracy",
+    "inertia",
+    "purity",
+]
+
+
+def inertia(X, centers, labels, *, chunk_size=8192):
+    """Sum of squared distances of samples to their assigned centroid.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    centers : ndarray of shape (n_clusters, n_features)
+    labels : ndarray of shape (n_samples,)
+        Index of the centroid assigned to each sample.
+    chunk_size : int, default=8192
+        Rows processed at once; bounds the temporary memory to chunk_size x n_features floats.
+
+    Returns
+    -------
+    float
+        The inertia, accumulated in float64 whatever the input dtype.
+    """
+    total = 0.0
+    for start in range(0, len(X), chunk_size):
+        rows = X[start : start + chunk_size]
+        diff = rows - centers[labels[start : start + chunk_size]]
+        total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    return total
+
+
+def hungarian_accuracy(y_true, clusters):
+    """Clustering accuracy under the best one-to-one matching of clusters to classes.
+
+    The classic unsupervised-clustering accuracy: each cluster is matched to at most one class (and each
+    class to at most one cluster) so that the number of correctly matched samples is largest, found with
+    :func:`scipy.optimize.linear_sum_assignment`. Samples in unmatched clusters count as wrong.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    clusters : array-like of shape (n_samples,)
+
+    Returns
+    -------
+    float
+    """
+    table = contingency_matrix(y_true, clusters)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def purity(y_true, clusters):
+    """Fraction of samples whose cluster's most frequent class is their own class."""
+    table = contingency_matrix(y_true, clusters)
+    return float(table.max(axis=0).sum() / table.sum())
+
+
+def confusion(y_true, y_pred, classes):
+    """Confusion matrix with rows = true class, columns = predicted class, in the order of ``classes``."""
+    return skm.confusion_matrix(y_true, y_pred, labels=classes)
+
+
+def clustering_scores(y_true, clusters, y_pred=None):
+    """All label-based scores of a clustering, as a dict of floats.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    clusters : array-like of shape (n_samples,)
+        Cluster index of each sample.
+    y_pred : array-like of shape (n_samples,), optional
+        Labels predicted by naming the clusters; adds ``accuracy``.
+
+    Returns
+    -------
+    dict
+        homogeneity, completeness, v_measure, nmi, ari, purity, hungarian_accuracy and, with
+        ``y_pred``, accuracy.
+    """
+    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(y_true, clusters)
+    scores = {
+        "homogeneity": float(homogeneity),
+        "completeness": float(completeness),
+        "v_measure": float(v_measure),
+        "nmi": float(skm.normalized_mutual_info_score(y_true, clusters)),
+        "ari": float(skm.adjusted_rand_score(y_true, clusters)),
+        "purity": purity(y_true, clusters),
+        "hungarian_accuracy": hungarian_accuracy(y_true, clusters),
+    }
+    if y_pred is not None:
+        scores["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
+    return scores

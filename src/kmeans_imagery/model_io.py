@@ -1,0 +1,291 @@
+"""Saving and loading fitted models as a documented, non-executable file.
+
+A model file (``.kmi``) is a zip archive holding:
+
+``kmi-model.json``
+    UTF-8 JSON: ``format`` (``"kmeans-imagery-model"``), ``format_version``, the estimator parameters,
+    the preprocessing (image shape, colour mode, scale), label display names, the training set's size
+    and name, the metrics at fit time, and the feature pipeline's parameters when there is one.
+``arrays/<name>.npy``
+    NumPy arrays in ``.npy`` format: ``cluster_centers`` (K x d), ``classes`` (C,; integers or
+    unicode strings), ``cluster_label_codes`` (K,; index into ``classes``), and ``features/...`` for a
+    fitted feature pipeline.
+
+Arrays are read with ``allow_pickle=False`` and the JSON with :mod:`json`, so loading a model file can
+never run code. Nothing of the fitting machine (paths, user names) is stored.
+"""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KMIError
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "save_model"]
+
+FORMAT_NAME = "kmeans-imagery-model"
+FORMAT_VERSION = 1
+METADATA_MEMBER = "kmi-model.json"
+ARRAY_PREFIX = "arrays/"
+FEATURE_PREFIX = "features/"
+# Refuse members whose declared size is absurd before reading them: a crafted archive must not be able
+# to exhaust memory.
+MAX_METADATA_BYTES = 16 * 2**20
+MAX_ARRAY_BYTES = 8 * 2**30
+
+
+def save_model(model, path, *, force=False, fit_metrics=None, training=None, label_names=None):
+    """Write a fitted :class:`~kmeans_imagery.ClusterClassifier` to ``path`` atomically.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        A fitted classifier.
+    path : path-like
+        Destination, conventionally ending in ``.kmi``.
+    force : bool, default=False
+        Replace an existing file. Without it an existing file is an error.
+    fit_metrics : dict, optional
+        Scores measured at fit time (JSON-able), kept for ``kmi show``/``evaluate``.
+    training : dict, optional
+        Facts about the training data (JSON-able), e.g. ``{"dataset": "mnist", "n_samples": 60000}``.
+    label_names : sequence of str, optional
+        Display names for integer labels.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Raises
+    ------
+    KMIError
+        When the file exists without ``force`` or cannot be written.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    path = Path(path)
+    if path.exists() and not force:
+        raise KMIError(f"{path} already exists; use --force to replace it")
+    classes = np.asarray(model.classes_)
+    if classes.dtype.kind not in "iub":
+        classes = classes.astype(str)
+    codes = np.searchsorted(classes, np.asarray(model.cluster_labels_).astype(classes.dtype))
+    arrays = {
+        "cluster_centers": np.asarray(model.cluster_centers_),
+        "classes": classes,
+        "cluster_label_codes": codes.astype(np.int64),
+    }
+    features = getattr(model, "features_", None)
+    feature_meta = None
+    if features is not None:
+        feature_meta, feature_arrays = features.get_state()
+        arrays.update({FEATURE_PREFIX + name: value for name, value in feature_arrays.items()})
+    image_shape = getattr(model, "image_shape_", None)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "params": {key: _jsonable_param(value) for key, value in model.get_params().items()},
+        "preprocessing": {
+            "image_shape": None if image_shape is None else list(image_shape),
+            "color": _color_mode(image_shape),
+            "scale": 255.0,
+        },
+        "label_names": None if label_names is None else [str(name) for name in label_names],
+        "inertia": getattr(model, "inertia_", None),
+        "fit_metrics": fit_metrics or {},
+        "training": training or {},
+        "features": feature_meta,
+    }
+    from . import __version__
+
+    metadata["written_by"] = f"kmeans-imagery {__version__}"
+    _atomic_zip(path, metadata, arrays)
+    return path
+
+
+def _jsonable_param(value):
+    if isinstance(value, np.random.RandomState):
+        return None
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    return value
+
+
+def _color_mode(image_shape):
+    if image_shape is None:
+        return None
+    return "rgb" if len(image_shape) == 3 and image_shape[-1] == 3 else "gray"
+
+
+def _atomic_zip(path, metadata, arrays):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise KMIError(f"cannot write model file {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
+                for name, array in arrays.items():
+                    buffer = io.BytesIO()
+                    np.save(buffer, array, allow_pickle=False)
+                    archive.writestr(f"{ARRAY_PREFIX}{name}.npy", buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_model_file(path):
+    """Read and check a model file's metadata and arrays without building a model.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    metadata : dict
+    arrays : dict of str to ndarray
+
+    Raises
+    ------
+    KMIError
+        When the file is missing, not a model, truncated, from a newer format version, or holds
+        anything that would need pickle to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KMIError(f"model file {path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            if METADATA_MEMBER not in members:
+                raise KMIError(f"{path} is not a kmeans-imagery model (no {METADATA_MEMBER})")
+            metadata = _read_metadata(archive, members[METADATA_MEMBER], path)
+            arrays = {
+                name[len(ARRAY_PREFIX) : -len(".npy")]: _read_array(archive, info, path)
+                for name, info in members.items()
+                if name.startswith(ARRAY_PREFIX) and name.endswith(".npy")
+            }
+    except KMIError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError) as error:
+        # zipfile raises many kinds of errors on damaged archives (bad CRC, truncation, odd flags).
+        raise KMIError(f"{path} is not a readable model file (truncated or corrupt: {error})") from None
+    return metadata, arrays
+
+
+def _read_metadata(archive, info, path):
+    if info.file_size > MAX_METADATA_BYTES:
+        raise KMIError(f"{path}: model metadata is implausibly large")
+    try:
+        metadata = json.loads(archive.read(info).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise KMIError(f"{path}: model metadata is not valid JSON") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise KMIError(f"{path} is not a kmeans-imagery model")
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise KMIError(f"{path}: unknown model format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise KMIError(
+            f"{path} was written in model format {version} by a newer kmeans-imagery; this version "
+            f"reads format {FORMAT_VERSION} and older: upgrade kmeans-imagery"
+        )
+    return metadata
+
+
+def _read_array(archive, info, path):
+    if info.file_size > MAX_ARRAY_BYTES:
+        raise KMIError(f"{path}: array {info.filename} is implausibly large")
+    data = archive.read(info)
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+            raise KMIError(
+                f"{path}: {info.filename} holds pickled objects, which are never loaded"
+            ) from None
+        raise KMIError(f"{path}: {info.filename} is not a valid .npy array ({error})") from None
+
+
+def load_model(path):
+    """Load a model file written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    ClusterClassifier
+        A fitted classifier (``cluster_centers_``, ``cluster_labels_``, ``classes_``, ``predict``) with
+        its preprocessing attached: ``predict`` takes raw images of the model's ``image_shape_``. Also
+        sets ``metadata_``, the file's JSON metadata (label names, fit metrics, training facts).
+
+    Raises
+    ------
+    KMIError
+        When the file is not a valid model (see :func:`read_model_file`) or its arrays disagree.
+    """
+    from .labeling import ClusterClassifier
+
+    metadata, arrays = read_model_file(path)
+    missing = {"cluster_centers", "classes", "cluster_label_codes"} - set(arrays)
+    if missing:
+        raise KMIError(f"{path}: model file lacks {', '.join(sorted(missing))}")
+    centers, classes, codes = (
+        arrays["cluster_centers"], arrays["classes"], arrays["cluster_label_codes"]
+    )
+    if (
+        centers.ndim != 2
+        or centers.dtype.kind != "f"
+        or not np.isfinite(centers).all()
+        or codes.shape != (len(centers),)
+        or codes.dtype.kind not in "iu"
+        or classes.ndim != 1
+        or len(classes) == 0
+        or codes.min(initial=0) < 0
+        or codes.max(initial=0) >= len(classes)
+    ):
+        raise KMIError(f"{path}: model arrays are inconsistent (corrupt model file)")
+    params = metadata.get("params") or {}
+    known = ClusterClassifier().get_params()
+    model = ClusterClassifier(**{key: value for key, value in params.items() if key in known})
+    preprocessing = metadata.get("preprocessing") or {}
+    image_shape = preprocessing.get("image_shape")
+    model.image_shape_ = None if image_shape is None else tuple(int(side) for side in image_shape)
+    feature_meta = metadata.get("features")
+    if feature_meta is not None:
+        from .features import FeaturePipeline
+
+        feature_arrays = {
+            name[len(FEATURE_PREFIX) :]: value
+            for name, value in arrays.items()
+            if name.startswith(FEATURE_PREFIX)
+        }
+        model.features_ = FeaturePipeline.from_state(feature_meta, feature_arrays)
+    elif model.image_shape_ is not None and int(np.prod(model.image_shape_)) != centers.shape[1]:
+        raise KMIError(f"{path}: centroid length does not match the image shape (corrupt model)")
+    model.classes_ = classes
+    model.cluster_centers_ = centers
+    model.cluster_labels_ = classes[codes]
+    model.n_features_in_ = (
+        int(np.prod(model.image_shape_)) if model.image_shape_ is not None else centers.shape[1]
+    )
+    model.inertia_ = metadata.get("inertia")
+    model.metadata_ = metadata
+    return model

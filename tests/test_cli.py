@@ -1,0 +1,143 @@
+"""The ``kmi`` command end to end on the bundled digits data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kmeans_imagery.cli import main
+
+FIGURES = ("samples.png", "inertia.png", "scores.png", "centroids.png", "confusion.png")
+
+
+def run_kmi(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One full ``kmi run`` on digits with the default K list, shared by the tests below."""
+    out = tmp_path_factory.mktemp("digits-run")
+    code = main(["run", "--dataset", "digits", "--out", str(out), "--seed", "0"])
+    assert code == 0
+    return out
+
+
+def test_run_writes_every_output(digits_run):
+    for name in (*FIGURES, "results.json", "report.html"):
+        assert (digits_run / name).stat().st_size > 0, name
+    assert not list(digits_run.glob(".*tmp"))
+
+
+def test_results_json_has_the_documented_fields(digits_run):
+    results = json.loads((digits_run / "results.json").read_text())
+    assert results["dataset"] == "digits"
+    assert results["n_train"] + results["n_test"] == 1797
+    assert {"python", "numpy", "scikit-learn"} <= set(results["versions"])
+    assert [row["k"] for row in results["sweep"]] == [10, 16, 36, 64, 144, 256]
+    for row in results["sweep"]:
+        assert {"k", "inertia", "homogeneity", "accuracy", "test_accuracy", "fit_seconds"} <= set(row)
+        assert ("hungarian_accuracy" in row) == (row["k"] == 10)
+        assert ("test_hungarian_accuracy" in row) == (row["k"] == 10)
+    inertias = [row["inertia"] for row in results["sweep"]]
+    assert inertias == sorted(inertias, reverse=True)
+    assert results["sweep"][-1]["test_accuracy"] > 0.9
+    assert len(results["first_predictions"]["predicted"]) == 20
+
+
+def test_run_prints_versions_shapes_table_and_first_predictions(capsys, tmp_path):
+    code, out, err = run_kmi(
+        capsys, "run", "--dataset", "digits", "--ks", "10,36", "--out", str(tmp_path)
+    )
+    assert code == 0, err
+    assert "scikit-learn" in out and "(1437, 8, 8)" in out
+    assert "first 20 predicted" in out and "first 20 true" in out
+    assert "test accuracy at K=36" in out
+
+
+def test_json_mode_prints_only_json_on_stdout(capsys, tmp_path):
+    code, out, _ = run_kmi(
+        capsys, "run", "--dataset", "digits", "--ks", "10", "--out", str(tmp_path), "--json"
+    )
+    assert code == 0
+    assert json.loads(out)["sweep"][0]["k"] == 10
+
+
+def test_sweep_only(capsys, tmp_path):
+    code, out, _ = run_kmi(
+        capsys, "sweep", "--dataset", "digits", "--ks", "10,16", "--out", str(tmp_path / "s.json")
+    )
+    assert code == 0
+    assert [row["k"] for row in json.loads((tmp_path / "s.json").read_text())["sweep"]] == [10, 16]
+    assert "K sweep" in out
+
+
+def test_transductive_fits_on_the_test_set(capsys, tmp_path):
+    code, out, _ = run_kmi(
+        capsys, "sweep", "--dataset", "digits", "--ks", "64", "--transductive", "--json"
+    )
+    assert code == 0
+    row = json.loads(out)["sweep"][0]
+    assert json.loads(out)["transductive"] is True
+    assert row["accuracy"] == pytest.approx(row["test_accuracy"])
+
+
+def test_same_seed_same_results(capsys):
+    def sweep_json():
+        code, out, _ = run_kmi(capsys, "sweep", "--dataset", "digits", "--ks", "16", "--json")
+        assert code == 0
+        return json.loads(out)["sweep"][0]
+
+    first, second = sweep_json(), sweep_json()
+    assert first["inertia"] == second["inertia"] and first["accuracy"] == second["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "--dataset", "digits", "--ks", "10,abc"], "'abc' is not a positive integer"),
+        (["sweep", "--dataset", "digits", "--ks", "0"], "'0' is not a positive integer"),
+        (["sweep", "--dataset", "digits", "--ks", "5000"], "K=5000 is larger than the 1437"),
+        (["sweep", "--dataset", "digits", "--algorithm", "magic"], "magic"),
+        (["sweep", "--dataset", "/no/such/folder"], "/no/such/folder"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(capsys, args, message):
+    code, out, err = run_kmi(capsys, *args)
+    assert code == 2
+    assert err.startswith("kmi: error:") and err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unwritable_output_folder(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_kmi(capsys, "run", "--dataset", "digits", "--out", str(blocker / "out"))
+    assert code == 2 and "cannot write to output folder" in err
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(Exception, match="K=5000"):
+        main(["--debug", "sweep", "--dataset", "digits", "--ks", "5000"])
+
+
+def test_version(capsys):
+    code, out, _ = run_kmi(capsys, "--version")
+    assert code == 0 and out.startswith("kmi, version")
+
+
+def test_python_api_matches_the_cli(capsys):
+    from kmeans_imagery.datasets import load_dataset
+    from kmeans_imagery.pipeline import run_experiment
+
+    experiment = run_experiment(load_dataset("digits"), ks=(16,), random_state=0)
+    code, out, _ = run_kmi(capsys, "sweep", "--dataset", "digits", "--ks", "16", "--json")
+    assert code == 0
+    assert json.loads(out)["sweep"][0]["inertia"] == pytest.approx(
+        experiment.results["sweep"][0]["inertia"]
+    )
+    assert np.isfinite(experiment.results["test"]["accuracy"])

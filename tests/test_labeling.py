@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from kmeans_imagery import KMIError
+from kmeans_imagery.labeling import ClusterClassifier, majority_vote, name_clusters
+
+
+def test_majority_vote_counts_by_hand():
+    clusters = np.array([0, 0, 1, 1, 1, 2])
+    labels = np.array([1, 1, 0, 2, 2, 0])
+    counts = majority_vote(clusters, labels, n_clusters=3, n_classes=3)
+    np.testing.assert_array_equal(counts, [[0, 2, 0], [1, 0, 2], [1, 0, 0]])
+
+
+def test_ties_go_to_the_smaller_label():
+    counts = np.array([[0, 3, 3], [2, 2, 0]])
+    centers = np.zeros((2, 1))
+    np.testing.assert_array_equal(name_clusters(counts, centers), [1, 0])
+
+
+def test_empty_cluster_takes_nearest_named_centroid():
+    counts = np.array([[5, 0], [0, 4], [0, 0], [0, 0]])
+    centers = np.array([[0.0], [10.0], [9.0], [1.0]])
+    np.testing.assert_array_equal(name_clusters(counts, centers), [0, 1, 1, 0])
+
+
+def test_no_votes_at_all_is_a_clear_error():
+    with pytest.raises(KMIError, match="no cluster"):
+        name_clusters(np.zeros((3, 2), dtype=int), np.zeros((3, 1)))
+
+
+def test_classifier_on_digits_names_clusters_and_scores(digits_rows):
+    X, y = digits_rows
+    model = ClusterClassifier(n_clusters=64, algorithm="full", random_state=0).fit(X, y)
+    assert model.cluster_centers_.shape == (64, 64)
+    assert set(model.cluster_labels_) <= set(model.classes_)
+    assert model.score(X, y) > 0.85
+    np.testing.assert_array_equal(model.predict(X), model.cluster_labels_[model.labels_])
+
+
+def test_classifier_keeps_string_labels(digits_rows):
+    X, y = digits_rows
+    names = np.array([f"digit-{v}" for v in y])
+    model = ClusterClassifier(n_clusters=20, random_state=1).fit(X, names)
+    assert model.predict(X[:5]).dtype.kind == "U"
+    assert set(model.classes_) == set(names)
+
+
+def test_classifier_takes_raw_images_and_checks_their_shape():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60, 4, 5), dtype=np.uint8)
+    y = np.arange(60) % 3
+    model = ClusterClassifier(n_clusters=6, random_state=0).fit(images, y)
+    assert model.image_shape_ == (4, 5)
+    np.testing.assert_array_equal(
+        model.predict(images), model.predict(images.reshape(60, -1) / np.float32(255))
+    )
+    with pytest.raises(KMIError, match="5x4 do not match the model's 4x5"):
+        model.predict(images.reshape(60, 5, 4))
+
+
+def test_same_seed_same_model(digits_rows):
+    X, y = digits_rows
+    a = ClusterClassifier(n_clusters=16, random_state=3).fit(X, y)
+    b = ClusterClassifier(n_clusters=16, random_state=3).fit(X, y)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.cluster_labels_, b.cluster_labels_)
+
+
+@parametrize_with_checks([ClusterClassifier(n_clusters=3, random_state=0)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_without_labels_each_cluster_is_its_own_class(digits_rows):
+    X, _ = digits_rows
+    model = ClusterClassifier(n_clusters=12, random_state=0).fit(X, None)
+    np.testing.assert_array_equal(model.classes_, np.arange(12))
+    np.testing.assert_array_equal(model.predict(X), model.predict_cluster(X))
+
+
+def test_cluster_distances_agree_with_predict(digits_rows):
+    X, y = digits_rows
+    model = ClusterClassifier(n_clusters=12, random_state=0).fit(X, y)
+    distances = model.cluster_distances(X[:50])
+    assert distances.shape == (50, 12)
+    np.testing.assert_array_equal(distances.argmin(axis=1), model.predict_cluster(X[:50]))
