@@ -27,22 +27,50 @@ def _consoles(json_mode):
 
 @contextmanager
 def _progress(console, total, description):
-    """A progress bar on stderr; yields a callable that advances it by one step."""
+    """A progress bar on stderr; yields its :class:`_Bar`.
+
+    Only a terminal gets a bar: piped or captured stderr stays clean for logs and error lines.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        console=console, transient=True, disable=not console.is_terminal,
     ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda *_: progress.advance(task)
+        yield _Bar(progress, progress.add_task(description, total=total))
 
 
-def _load(dataset, data_dir, console):
+class _Bar:
+    """One task of a rich progress bar: ``advance(n)``, or call it (as a callback) to add one."""
+
+    def __init__(self, progress, task):
+        self._progress, self._task = progress, task
+
+    def advance(self, n=1):
+        self._progress.advance(self._task, n)
+
+    def __call__(self, *_):
+        self.advance()
+
+
+def _loading_progress(console):
+    """The ``progress(total, description)`` factory that the datasets module accepts."""
+    return lambda total, description: _progress(console, total, description)
+
+
+def _load(dataset, console, *, data_dir=None, color="gray", size=None, skip_bad=False):
+    """Load a dataset with a progress bar on stderr, and say what was skipped."""
     from .datasets import load_dataset
 
-    with console.status(f"loading {dataset}"):
-        return load_dataset(dataset, data_dir=data_dir)
+    data = load_dataset(
+        dataset, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad,
+        progress=_loading_progress(console),
+    )
+    skipped = {reason: count for reason, count in data.skipped.items() if count}
+    if skipped:
+        listed = ", ".join(f"{count} {reason.replace('_', '-')}" for reason, count in skipped.items())
+        console.print(f"skipped files in {data.name}: {listed}")
+    return data
 
 
 def _sweep_table(rows, title):
@@ -122,7 +150,7 @@ def _experiment(dataset, data_dir, ks, seed, algorithm, engine, transductive, ou
     from .pipeline import library_versions, run_experiment
 
     out_console.print(_versions_table(library_versions()))
-    data = _load(dataset, data_dir, err)
+    data = _load(dataset, err, data_dir=data_dir)
     out_console.print(
         f"dataset {data.name}: train {data.train_images.shape}, "
         f"test {None if data.test_images is None else data.test_images.shape}"
@@ -188,6 +216,195 @@ def sweep(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mod
         write_json(results, out)
     if json_mode:
         click.echo(json.dumps(results, indent=2))
+
+
+def _data_options(command):
+    """Options that say how to read a dataset given by name or path."""
+    options = [
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
+                     help="Folder with a named dataset's files (mnist, fashion-mnist)."),
+        click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
+                     show_default=True, help="Read images as gray or keep colour."),
+        click.option("--size", help="Resize images to HxW (default: the first image's size)."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Skip unreadable image files (counted) instead of stopping."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _algorithm_options(command):
+    from .engine import ALGORITHMS, ENGINES
+
+    options = [
+        click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
+        click.option("--algorithm", type=click.Choice(ALGORITHMS), default="minibatch",
+                     show_default=True, help="Mini-batch K-means or full Lloyd."),
+        click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None,
+                     help="K-means engine [default: the project's own]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _metrics_table(title, values):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in values.items():
+        if isinstance(value, float):
+            table.add_row(name, f"{value:,.4f}" if abs(value) < 1e4 else f"{value:,.0f}")
+        elif isinstance(value, int):
+            table.add_row(name, str(value))
+    return table
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--k", "n_clusters", required=True, type=int, help="Number of clusters.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Model file to write (conventionally *.kmi).")
+@click.option("--force", is_flag=True, help="Replace an existing model file.")
+@_algorithm_options
+@_data_options
+def fit(data, n_clusters, out, force, seed, algorithm, engine, data_dir, color, size, skip_bad):
+    """Fit a model on DATA and save it.
+
+    DATA is a dataset name (mnist, fashion-mnist, digits), an IDX folder, an image folder
+    (one sub-folder per class, or flat and unlabelled) or a .npy/.npz file. With labels the
+    clusters are named after them; without, each cluster is its own class.
+    """
+    from pathlib import Path
+
+    from .model_io import save_model
+    from .pipeline import fit_model
+
+    console, err = _consoles(False)
+    if Path(out).exists() and not force:
+        raise KMIError(f"{out} already exists; use --force to replace it")
+    dataset = _load(data, err, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
+    console.print(f"fitting K={n_clusters} on {dataset.name}: {dataset.train_images.shape}")
+    with err.status(f"fitting K={n_clusters}"):
+        model, metrics, training = fit_model(
+            dataset, n_clusters, algorithm=algorithm, engine=engine, random_state=seed
+        )
+    save_model(model, out, force=force, fit_metrics=metrics, training=training,
+               label_names=dataset.label_names)
+    console.print(_metrics_table(f"model K={n_clusters} on {dataset.name}", {
+        **{k: v for k, v in metrics.items() if k != "test_metrics"}}))
+    console.print(f"saved model to {out}")
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              help="CSV file to write (default: stdout).")
+@click.option("--batch-size", default=1024, show_default=True, type=int,
+              help="Images read and predicted at once.")
+@click.option("--resize", is_flag=True, help="Resize images to the model's size.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable image files (counted).")
+def predict(model_path, paths, out, batch_size, resize, skip_bad):
+    """Classify image files, folders or array files with MODEL; write CSV.
+
+    Columns: path, cluster, label, distance (to the nearest centroid) and margin (to the
+    second-nearest centroid: small means unsure). Images are streamed in batches.
+    """
+    from .model_io import load_model
+    from .pipeline import atomic_text_file
+    from .predict import predict_paths, write_predictions
+
+    model = load_model(model_path)
+    skipped = {}
+    rows = predict_paths(model, paths, batch_size=batch_size, resize=resize, skip_bad=skip_bad,
+                         skipped=skipped)
+    if out is None:
+        count = write_predictions(rows, sys.stdout)
+    else:
+        with atomic_text_file(out) as handle:
+            count = write_predictions(rows, handle)
+    _, err = _consoles(True)
+    listed = ", ".join(f"{n} {reason.replace('_', '-')}" for reason, n in skipped.items() if n)
+    err.print(f"predicted {count} images" + (f" (skipped: {listed})" if listed else ""))
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--split", type=click.Choice(["auto", "train", "test", "all"]), default="auto",
+              show_default=True, help="Images to score; auto = the test split if any, else all.")
+@click.option("--resize", is_flag=True, help="Resize images to the model's size.")
+@click.option("--json", "json_mode", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str),
+              help="Folder for figures, results.json and report.html.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Folder with a named dataset's files.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable image files (counted).")
+def evaluate(model_path, data, split, resize, json_mode, out, data_dir, skip_bad):
+    """Score MODEL on the labelled dataset DATA: metrics, confusion matrix, figures."""
+    from .model_io import load_model
+    from .pipeline import evaluation_outputs, prepare_out_dir
+    from .predict import evaluate as evaluate_model
+    from .predict import model_color, model_size
+
+    console, err = _consoles(json_mode)
+    if out is not None:
+        prepare_out_dir(out)
+    model = load_model(model_path)
+    dataset = _load(data, err, data_dir=data_dir, color=model_color(model),
+                    size=model_size(model) if resize else None, skip_bad=skip_bad)
+    results = evaluate_model(model, dataset, split=split, resize=resize)
+    console.print(_metrics_table(
+        f"{model_path} on {dataset.name} ({results['split']}, {results['n_images']} images)",
+        results["metrics"]))
+    console.print(_confusion_table(results))
+    if out is not None:
+        written = evaluation_outputs(model, dataset, results, out)
+        console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
+    if json_mode:
+        click.echo(json.dumps(results, indent=2))
+
+
+def _confusion_table(results):
+    from rich.table import Table
+
+    names = results["class_names"]
+    table = Table(title="confusion matrix (rows: true, columns: predicted)")
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="right")
+    for name, row in zip(names, results["confusion_matrix"], strict=True):
+        table.add_row(name, *map(str, row))
+    return table
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--out", default="centroids.png", show_default=True,
+              type=click.Path(dir_okay=False, path_type=str), help="PNG file to write.")
+@click.option("--data", help="Dataset whose nearest members to show under each centroid.")
+@click.option("--per-cluster", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Members shown per cluster with --data.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Folder with a named dataset's files.")
+def show(model_path, out, data, per_cluster, data_dir):
+    """Draw MODEL's centroids with their labels; with --data, each cluster's nearest members."""
+    from .model_io import load_model
+    from .pipeline import draw_model
+    from .predict import model_color, model_size
+
+    console, err = _consoles(False)
+    model = load_model(model_path)
+    dataset = None
+    if data is not None:
+        dataset = _load(data, err, data_dir=data_dir, color=model_color(model),
+                        size=model_size(model))
+    draw_model(model, out, dataset=dataset, per_cluster=per_cluster)
+    console.print(f"wrote {out}")
 
 
 def main(argv=None):

@@ -10,6 +10,7 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from .preprocessing import flatten_scale
 __all__ = [
     "DEFAULT_KS",
     "Experiment",
+    "atomic_text_file",
+    "draw_model",
+    "evaluation_outputs",
+    "fit_model",
     "library_versions",
     "parse_ks",
     "run_experiment",
@@ -293,6 +298,54 @@ def run_experiment(
     )
 
 
+def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random_state=0):
+    """Fit a classifier on a dataset's training images, as ``kmi fit`` does.
+
+    Parameters
+    ----------
+    dataset : kmeans_imagery.datasets.Dataset
+        Labelled or not; without labels each cluster is its own class.
+    n_clusters : int
+    algorithm, engine, random_state
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+
+    Returns
+    -------
+    model : ClusterClassifier
+        Fitted on the raw training images (so it predicts raw images).
+    fit_metrics : dict
+        inertia, fit_seconds, and with labels the training scores (accuracy, homogeneity, ...) and,
+        when the dataset has a labelled test split, ``test_accuracy`` and ``test_metrics``.
+    training : dict
+        The dataset's name, image count and whether it was labelled (no paths).
+    """
+    images, labels = dataset.train_images, dataset.train_labels
+    if not isinstance(n_clusters, int) or n_clusters < 1:
+        raise KMIError(f"K must be a positive integer, got {n_clusters!r}")
+    _check_ks([n_clusters], len(images))
+    model = ClusterClassifier(
+        n_clusters=n_clusters, algorithm=algorithm, engine=engine, random_state=random_state
+    )
+    started = time.perf_counter()
+    model.fit(images, labels)
+    metrics = {"inertia": model.inertia_, "fit_seconds": time.perf_counter() - started}
+    if labels is not None:
+        metrics.update(clustering_scores(labels, model.labels_, model.cluster_labels_[model.labels_]))
+        if dataset.test_images is not None and dataset.test_labels is not None:
+            test_clusters = model.predict_cluster(dataset.test_images)
+            test_scores = clustering_scores(
+                dataset.test_labels, test_clusters, model.cluster_labels_[test_clusters]
+            )
+            metrics["test_accuracy"] = test_scores["accuracy"]
+            metrics["test_metrics"] = test_scores
+    training = {
+        "dataset": Path(str(dataset.name)).name,
+        "n_samples": len(images),
+        "labelled": labels is not None,
+    }
+    return model, metrics, training
+
+
 def _default_engine():
     from .engine import DEFAULT_ENGINE
 
@@ -305,12 +358,22 @@ def _class_names(classes, label_names):
     return [str(c) for c in classes]
 
 
-def _atomic_write_text(path, text):
+@contextmanager
+def atomic_text_file(path):
+    """Open ``path`` for writing text so that it appears only complete.
+
+    Writes go to a temporary file in the same folder, renamed over ``path`` when the block ends
+    without error; on any error (or interruption) the temporary file is removed and ``path`` is
+    untouched.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise KMIError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -319,7 +382,8 @@ def _atomic_write_text(path, text):
 
 def write_json(data, path):
     """Write ``data`` as indented JSON, atomically."""
-    _atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    with atomic_text_file(path) as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
 
 
 def prepare_out_dir(out_dir):
@@ -403,4 +467,131 @@ def write_outputs(experiment, out_dir):
     written["results"] = out / "results.json"
     write_json(results, written["results"])
     written["report"] = write_report(results, figures, out / "report.html")
+    return written
+
+
+def _centroid_images(model):
+    """Centroids as images (n_clusters, H, W[, C]) in [0, 1]."""
+    return np.asarray(model.cluster_centers_).reshape((-1, *model.image_shape_))
+
+
+def nearest_members(model, images, per_cluster, *, batch_size=4096):
+    """The ``per_cluster`` images nearest to each centroid among the images assigned to it.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+    images : ndarray of shape (n, H, W[, C])
+    per_cluster : int
+
+    Returns
+    -------
+    members : ndarray of shape (n_clusters, per_cluster, H, W[, C]), float in [0, 1]
+        NaN where a cluster has fewer members.
+    """
+    clusters = np.empty(len(images), dtype=np.int64)
+    distance = np.empty(len(images))
+    for start in range(0, len(images), batch_size):
+        block = model.cluster_distances(images[start : start + batch_size])
+        clusters[start : start + len(block)] = block.argmin(axis=1)
+        distance[start : start + len(block)] = block.min(axis=1)
+    k = len(model.cluster_centers_)
+    members = np.full((k, per_cluster, *images.shape[1:]), np.nan, dtype=np.float32)
+    # Sort by (cluster, distance) once, then take each cluster's first rows.
+    order = np.lexsort((distance, clusters))
+    starts = np.searchsorted(clusters[order], np.arange(k))
+    ends = np.searchsorted(clusters[order], np.arange(k), side="right")
+    for cluster in range(k):
+        chosen = order[starts[cluster] : min(ends[cluster], starts[cluster] + per_cluster)]
+        members[cluster, : len(chosen)] = images[chosen] / np.float32(255)
+    return members
+
+
+def draw_model(model, path, *, dataset=None, per_cluster=8):
+    """Draw a model's centroids with their labels, or with ``dataset`` each cluster's nearest members.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        A fitted model with an ``image_shape_`` (e.g. from :func:`~kmeans_imagery.load_model`).
+    path : path-like
+        PNG file to write.
+    dataset : kmeans_imagery.datasets.Dataset, optional
+        Images to pick members from (all splits), in the model's size and colour.
+    per_cluster : int, default=8
+
+    Returns
+    -------
+    Path
+    """
+    from . import plots
+
+    if model.image_shape_ is None:
+        raise KMIError("this model was fitted on feature rows, not images; nothing to draw")
+    label_names = getattr(model, "metadata_", {}).get("label_names")
+    labels = model.cluster_labels_
+    if label_names and np.asarray(labels).dtype.kind in "iu":
+        labels = [label_names[label] for label in labels]
+    if dataset is None:
+        ax = plots.plot_centroids(
+            model.cluster_centers_, tuple(model.image_shape_), labels
+        )
+    else:
+        images = dataset.train_images
+        if dataset.test_images is not None:
+            images = np.concatenate([images, dataset.test_images])
+        ax = plots.plot_cluster_members(
+            _centroid_images(model), nearest_members(model, images, per_cluster), labels
+        )
+    return plots.save_png(ax, path)
+
+
+def evaluation_outputs(model, dataset, results, out_dir):
+    """Save the figures, ``results.json`` and ``report.html`` of ``kmi evaluate``.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+    dataset : kmeans_imagery.datasets.Dataset
+    results : dict
+        From :func:`kmeans_imagery.predict.evaluate`.
+    out_dir : path-like
+
+    Returns
+    -------
+    dict of str to Path
+    """
+    from . import plots
+    from .report import write_report
+
+    out = prepare_out_dir(out_dir)
+    label_names = getattr(model, "metadata_", {}).get("label_names")
+    figures = {
+        "samples": plots.save_png(
+            plots.plot_samples(dataset.train_images[:9],
+                               None if dataset.train_labels is None else dataset.train_labels[:9],
+                               label_names=label_names),
+            out / "samples.png",
+        ),
+        "confusion": plots.save_png(
+            plots.plot_confusion(np.array(results["confusion_matrix"]), results["class_names"]),
+            out / "confusion.png",
+        ),
+    }
+    if model.image_shape_ is not None:
+        figures["centroids"] = draw_model(model, out / "centroids.png")
+    report = {
+        "dataset": results["dataset"],
+        "n_test": results["n_images"],
+        "n_classes": len(results["class_names"]),
+        "image_shape": list(dataset.image_shape),
+        "versions": library_versions(),
+        "test": {"k": len(model.cluster_centers_), **results},
+        "figures": {name: path.name for name, path in figures.items()},
+    }
+    written = dict(figures)
+    written["results"] = out / "results.json"
+    write_json(report, written["results"])
+    written["report"] = write_report(report, figures, out / "report.html",
+                                     title=f"Evaluation on {results['dataset']}")
     return written

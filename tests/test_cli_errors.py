@@ -1,0 +1,244 @@
+"""Every bad input a user can give ``kmi``: one line on stderr, exit code 2, no traceback."""
+
+import gzip
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmeans_imagery.cli import main
+from kmeans_imagery.datasets import write_idx
+from kmeans_imagery.labeling import ClusterClassifier
+from kmeans_imagery.model_io import save_model
+
+
+def _png(path, size=(8, 8), value=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size, value, dtype=np.uint8)).save(path)
+
+
+def _class_folder(root, n=12, size=(8, 8)):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = root / f"class-{i % 2}" / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(path)
+    return root
+
+
+def _idx_folder(root, n_images=20, n_labels=20):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n_images, 6, 6), dtype=np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz",
+                  rng.integers(0, 3, n_labels, dtype=np.uint8))
+    return root
+
+
+def _model(tmp_path, shape=(8, 8)):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, *shape), dtype=np.uint8)
+    model = ClusterClassifier(n_clusters=3, random_state=0).fit(images, np.arange(30) % 2)
+    return save_model(model, tmp_path / "model.kmi")
+
+
+def missing_path(tmp_path):
+    return ["fit", tmp_path / "nowhere", "--k", 2, "--out", tmp_path / "m.kmi"], "does not exist"
+
+
+def empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return ["fit", tmp_path / "empty", "--k", 2, "--out", tmp_path / "m.kmi"], "empty"
+
+
+def folder_without_images(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("hello")
+    return ["fit", tmp_path / "docs", "--k", 2, "--out", tmp_path / "m.kmi"], "no image"
+
+
+def corrupt_image(tmp_path):
+    root = _class_folder(tmp_path / "imgs")
+    (root / "class-0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "broken.png"
+
+
+def truncated_image(tmp_path):
+    root = _class_folder(tmp_path / "imgs")
+    good = (root / "class-1" / "001.png").read_bytes()
+    (root / "class-1" / "cut.png").write_bytes(good[: len(good) // 2])
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "cut.png"
+
+
+def mixed_sizes(tmp_path):
+    root = _class_folder(tmp_path / "imgs")
+    _png(root / "class-0" / "zzz-big.png", size=(10, 12))
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "zzz-big.png"
+
+
+def idx_truncated(tmp_path):
+    root = _idx_folder(tmp_path / "idx")
+    path = root / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-50]))
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "train-images-idx3-ubyte.gz"
+
+
+def idx_wrong_magic(tmp_path):
+    root = _idx_folder(tmp_path / "idx")
+    path = root / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[0:2] = b"\x12\x34"
+    path.write_bytes(gzip.compress(bytes(raw)))
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "train-labels-idx1-ubyte.gz"
+
+
+def idx_label_count(tmp_path):
+    root = _idx_folder(tmp_path / "idx", n_images=20, n_labels=19)
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "19"
+
+
+def npy_with_nan(tmp_path):
+    data = np.random.default_rng(0).random((10, 4, 4))
+    data[3, 1, 1] = np.nan
+    np.save(tmp_path / "x.npy", data)
+    return ["fit", tmp_path / "x.npy", "--k", 2, "--out", tmp_path / "m.kmi"], "NaN"
+
+
+def npy_with_inf(tmp_path):
+    data = np.random.default_rng(0).random((10, 4, 4))
+    data[0, 0, 0] = np.inf
+    np.save(tmp_path / "x.npy", data)
+    return ["fit", tmp_path / "x.npy", "--k", 2, "--out", tmp_path / "m.kmi"], "inf"
+
+
+def labels_wrong_length(tmp_path):
+    np.savez(tmp_path / "d.npz", images=np.zeros((10, 4, 4), np.uint8), labels=np.arange(9))
+    return ["fit", tmp_path / "d.npz", "--k", 2, "--out", tmp_path / "m.kmi"], "9"
+
+
+def k_zero(tmp_path):
+    return ["fit", "digits", "--k", 0, "--out", tmp_path / "m.kmi"], "K must be a positive integer"
+
+
+def k_too_large(tmp_path):
+    return ["fit", "digits", "--k", 100000, "--out", tmp_path / "m.kmi"], "larger than the 1437"
+
+
+def ks_junk(tmp_path):
+    return ["sweep", "--dataset", "digits", "--ks", "ten"], "'ten' is not a positive integer"
+
+
+def unwritable_output(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return ["run", "--dataset", "digits", "--out", tmp_path / "file" / "sub"], "cannot write"
+
+
+def unwritable_model(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return ["fit", "digits", "--k", 3, "--out", tmp_path / "file" / "m.kmi"], "cannot write"
+
+
+def existing_model(tmp_path):
+    path = _model(tmp_path)
+    return ["fit", "digits", "--k", 3, "--out", path], "already exists; use --force"
+
+
+def predict_other_size(tmp_path):
+    path = _model(tmp_path, shape=(8, 8))
+    _png(tmp_path / "new" / "a.png", size=(10, 10))
+    return ["predict", path, tmp_path / "new"], "pass --resize"
+
+
+def predict_missing_file(tmp_path):
+    return ["predict", _model(tmp_path), tmp_path / "none.png"], "does not exist"
+
+
+def model_truncated(tmp_path):
+    path = _model(tmp_path)
+    path.write_bytes(path.read_bytes()[:200])
+    return ["predict", path, tmp_path], "model.kmi"
+
+
+def model_newer(tmp_path):
+    path = _model(tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    metadata = json.loads(members["kmi-model.json"])
+    metadata["format_version"] = 99
+    members["kmi-model.json"] = json.dumps(metadata).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+    return ["show", path, "--out", tmp_path / "c.png"], "newer kmeans-imagery"
+
+
+def model_pickled(tmp_path):
+    path = _model(tmp_path)
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([print], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("arrays/cluster_centers.npy", buffer.getvalue())
+    return ["show", path, "--out", tmp_path / "c.png"], "pickled objects"
+
+
+def not_a_model(tmp_path):
+    (tmp_path / "x.kmi").write_text("hello")
+    return ["show", tmp_path / "x.kmi"], "not a readable model file"
+
+
+def unknown_dataset(tmp_path):
+    return ["run", "--dataset", "imagenet-22k", "--out", tmp_path], "imagenet-22k"
+
+
+CASES = [
+    missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
+    idx_truncated, idx_wrong_magic, idx_label_count, npy_with_nan, npy_with_inf,
+    labels_wrong_length, k_zero, k_too_large, ks_junk, unwritable_output, unwritable_model,
+    existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
+    model_pickled, not_a_model, unknown_dataset,
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
+    args, expected = case(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code = main([str(arg) for arg in args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("kmi: error: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+    # nothing half-written is left behind
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before or args[0] == "run"
+
+
+def test_skip_bad_counts_the_skipped_files(tmp_path, capsys):
+    root = _class_folder(tmp_path / "imgs")
+    (root / "class-0" / "broken.png").write_bytes(b"garbage")
+    (root / "class-0" / ".hidden.png").write_bytes(b"garbage")
+    (root / "class-1" / "readme.txt").write_text("not an image")
+    code = main(["fit", str(root), "--k", "2", "--out", str(tmp_path / "m.kmi"), "--skip-bad"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "1 hidden" in err and "1 non-image" in err and "1 bad" in err
+
+
+def test_predict_resizes_only_when_asked(tmp_path, capsys):
+    path = _model(tmp_path, shape=(8, 8))
+    _png(tmp_path / "new" / "a.png", size=(10, 10))
+    assert main(["predict", str(path), str(tmp_path / "new")]) == 2
+    assert main(["predict", str(path), str(tmp_path / "new"), "--resize"]) == 0
+    assert capsys.readouterr().out.count("\n") == 2
+
+
+def test_force_replaces_an_existing_model(tmp_path, capsys):
+    path = _model(tmp_path)
+    assert main(["fit", "digits", "--k", "3", "--out", str(path), "--force"]) == 0
