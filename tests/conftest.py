@@ -19,6 +19,12 @@ MNIST_FILES = (
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
     """Keep tests off the user's cache and data folders, and off the network."""
+    from kmeans_imagery.datasets import registry
+
+    def no_network(url, output_file, pooch):
+        raise OSError(f"tests never download ({url})")
+
+    monkeypatch.setattr(registry, "default_downloader", no_network)
     monkeypatch.delenv("KMI_DATA_DIR", raising=False)
     monkeypatch.setenv("KMI_CACHE_DIR", str(tmp_path_factory.mktemp("kmi-cache")))
     monkeypatch.setenv("MPLBACKEND", "Agg")

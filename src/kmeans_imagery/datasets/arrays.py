@@ -1,0 +1,106 @@
+"""Load images (and labels) saved as numpy ``.npy`` or ``.npz`` files, never with pickle.
+
+A ``.npy`` file holds images only. A ``.npz`` file holds named arrays; the images are found under
+the first of these keys that exists, and the labels and test split beside them:
+
+===============  ===============  ==============  =============
+train images     train labels     test images     test labels
+===============  ===============  ==============  =============
+train_images     train_labels     test_images     test_labels
+x_train          y_train          x_test          y_test
+images           labels
+X / x            y
+arr_0 (only key)
+===============  ===============  ==============  =============
+
+Pixel values: uint8 is kept; other integers must lie in 0..255; floats must be finite and lie in
+[0, 1] (then scaled by 255: an array whose values all lie in [0, 1] is read as [0, 1] intensities)
+or in [0, 255]; NaN and inf are errors. See :func:`~.convert.to_uint8_images`.
+"""
+
+import zipfile
+
+import numpy as np
+
+from ..errors import KMIError
+from .convert import check_labels, to_uint8_images
+
+_NPZ_KEYS = (
+    ("train_images", "train_labels", "test_images", "test_labels"),
+    ("x_train", "y_train", "x_test", "y_test"),
+    ("images", "labels", None, None),
+    ("X", "y", None, None),
+    ("x", "y", None, None),
+)
+
+
+def load_array_file(path):
+    """Load and validate a ``.npy`` or ``.npz`` dataset file.
+
+    Parameters
+    ----------
+    path : Path
+        A file ending in ``.npy`` or ``.npz``.
+
+    Returns
+    -------
+    train_images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+    train_labels : ndarray of shape (n,) or None
+    test_images : ndarray of uint8, shape (m, H, W) or (m, H, W, 3), or None
+    test_labels : ndarray of shape (m,) or None
+
+    Raises
+    ------
+    KMIError
+        For a corrupt file, an object (pickled) array, unknown keys, bad shapes or values, or
+        labels of the wrong length.
+    """
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return to_uint8_images(loaded, str(path)), None, None, None
+        with loaded:
+            return _from_npz(loaded, path)
+    except KMIError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise KMIError(
+                f"{path} holds an object array, which would need pickle to load; save plain "
+                f"numeric (or string) arrays instead"
+            ) from None
+        raise KMIError(f"{path} is not a valid numpy file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise KMIError(f"cannot read {path}: {exc}") from None
+
+
+def _from_npz(npz, path):
+    keys = set(npz.files)
+    found = [names for names in _NPZ_KEYS if names[0] in keys]
+    if found:
+        images_key, labels_key, test_key, test_labels_key = found[0]
+    elif npz.files == ["arr_0"]:
+        images_key, labels_key, test_key, test_labels_key = "arr_0", None, None, None
+    else:
+        raise KMIError(
+            f"{path} has arrays {sorted(keys)}; expected images under one of "
+            f"{', '.join(k[0] for k in _NPZ_KEYS)} (labels beside them)"
+        )
+    train = _split(npz, path, images_key, labels_key)
+    test = _split(npz, path, test_key, test_labels_key) if test_key in keys else (None, None)
+    if test_labels_key in keys and test_key not in keys:
+        raise KMIError(f"{path} has {test_labels_key} but no {test_key}")
+    if test[0] is not None and test[0].shape[1:] != train[0].shape[1:]:
+        raise KMIError(
+            f"{path}: {test_key} images have shape {test[0].shape[1:]} but {images_key} "
+            f"images have {train[0].shape[1:]}"
+        )
+    return (*train, *test)
+
+
+def _split(npz, path, images_key, labels_key):
+    images = to_uint8_images(npz[images_key], f"{path} [{images_key}]")
+    labels = None
+    if labels_key in npz.files:
+        labels = check_labels(npz[labels_key], len(images), f"{path} [{labels_key}]")
+    return images, labels

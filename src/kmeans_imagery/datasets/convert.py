@@ -1,0 +1,211 @@
+"""Bring image arrays to the project's form: uint8, (n, H, W) gray or (n, H, W, 3) rgb, one size."""
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from ..errors import KMIError
+
+COLORS = ("gray", "rgb")
+RESAMPLE = Image.Resampling.LANCZOS
+_RESIZE_CHUNK = 2048  # images per Pillow call: large enough to amortise it, small for threads
+
+
+def check_color(color):
+    """Return ``color`` if it is "gray" or "rgb", else raise KMIError."""
+    if color not in COLORS:
+        raise KMIError(f"color must be 'gray' or 'rgb', got {color!r}")
+    return color
+
+
+def parse_size(size):
+    """Parse a target image size.
+
+    Parameters
+    ----------
+    size : None, str "HxW", int or (H, W)
+        An int means a square size.
+
+    Returns
+    -------
+    size : tuple (H, W) of positive ints, or None
+    """
+    if size is None:
+        return None
+    if isinstance(size, str):
+        match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", size)
+        if not match:
+            raise KMIError(f"size must look like HxW (e.g. 28x28), got {size!r}")
+        parsed = (int(match[1]), int(match[2]))
+    elif isinstance(size, int | np.integer):
+        parsed = (int(size), int(size))
+    else:
+        try:
+            parsed = tuple(int(v) for v in size)
+        except (TypeError, ValueError):
+            raise KMIError(f"size must be HxW or (H, W), got {size!r}") from None
+    if len(parsed) != 2 or min(parsed) < 1:
+        raise KMIError(f"size must be two positive numbers H and W, got {size!r}")
+    return parsed
+
+
+def conform_images(images, color="gray", size=None):
+    """Convert a uint8 image array to the requested colour mode and size.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+    color : {"gray", "rgb"}
+        "gray" turns rgb into luma (ITU-R 601-2, as Pillow's "L" mode); "rgb" repeats a gray
+        channel three times.
+    size : tuple (H, W) or None
+        Resize every image to this size (Lanczos); None keeps the size.
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (n, H', W') or (n, H', W', 3)
+    """
+    is_rgb = images.ndim == 4
+    if color == "gray" and is_rgb:
+        # Pillow's own fixed-point ITU-R 601-2 luma, so arrays and image files agree exactly.
+        luma = images @ np.array([19595, 38470, 7471], dtype=np.uint32)
+        images = ((luma + 0x8000) >> 16).astype(np.uint8)
+    elif color == "rgb" and not is_rgb:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if size is not None and tuple(images.shape[1:3]) != tuple(size):
+        images = resize_images(images, size)
+    return images
+
+
+def resize_images(images, size):
+    """Resize every image with Lanczos filtering, as Pillow's ``Image.resize`` does one by one.
+
+    Pillow filters the rows, then the columns. Filtering the rows of a stack of images is the same
+    as filtering each image's rows, so each pass runs once per chunk of images (one Pillow call,
+    GIL released) instead of once per image; chunks run on a thread pool. The result is
+    identical to resizing each image on its own.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+    size : tuple (h, w)
+
+    Returns
+    -------
+    resized : ndarray of uint8, shape (n, h, w) or (n, h, w, 3)
+    """
+    out = np.empty((len(images), *size, *images.shape[3:]), dtype=np.uint8)
+
+    def work(start):
+        out[start : start + _RESIZE_CHUNK] = _resize_stack(images[start : start + _RESIZE_CHUNK], size)
+
+    with ThreadPoolExecutor(max_workers=n_workers()) as pool:
+        list(pool.map(work, range(0, len(images), _RESIZE_CHUNK)))
+    return out
+
+
+def _resize_stack(images, size):
+    height, width = size
+    n, rows, cols = images.shape[:3]
+    channels = images.shape[3:]
+    if cols != width:  # row pass: the images stacked vertically, one tall Pillow image
+        tall = Image.fromarray(np.ascontiguousarray(images).reshape(n * rows, cols, *channels))
+        images = np.asarray(tall.resize((width, n * rows), RESAMPLE)).reshape(n, rows, width, *channels)
+    if rows != height:  # column pass: the same on the transposed images
+        turned = np.ascontiguousarray(images.swapaxes(1, 2)).reshape(n * width, rows, *channels)
+        done = np.asarray(Image.fromarray(turned).resize((height, n * width), RESAMPLE))
+        images = done.reshape(n, width, height, *channels).swapaxes(1, 2)
+    return images
+
+
+def n_workers():
+    """Threads for decoding and resizing: the cores this process may use (at most 16)."""
+    if hasattr(os, "sched_getaffinity"):
+        return min(16, len(os.sched_getaffinity(0)))
+    return min(16, os.cpu_count() or 1)
+
+
+def to_uint8_images(array, source):
+    """Validate an array of images from a file and convert it to uint8.
+
+    uint8 is kept; bool becomes 0/255; other integers must lie in 0..255; floats must be finite
+    and lie in [0, 1] (scaled by 255) or else in [0, 255], then are rounded. Shapes (n, H, W),
+    (n, H, W, 1) and (n, H, W, 3) are accepted.
+
+    Parameters
+    ----------
+    array : ndarray
+    source : str
+        Named in error messages (the file, and the array's key).
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+    """
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)):
+        raise KMIError(
+            f"{source}: images must have shape (n, H, W) or (n, H, W, 3), got {array.shape}"
+        )
+    if len(array) == 0:
+        raise KMIError(f"{source}: holds no images (shape {array.shape})")
+    kind = array.dtype.kind
+    if array.dtype == np.uint8:
+        return array
+    if kind == "b":
+        return array.astype(np.uint8) * np.uint8(255)
+    if kind in "iu":
+        lo, hi = int(array.min()), int(array.max())
+        if lo < 0 or hi > 255:
+            raise KMIError(f"{source}: integer pixel values must lie in 0..255, found {lo}..{hi}")
+        return array.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(array).all():
+            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            raise KMIError(f"{source}: {bad} pixel values are NaN or infinite")
+        lo, hi = float(array.min()), float(array.max())
+        if lo < 0 or hi > 255:
+            raise KMIError(
+                f"{source}: float pixel values must lie in [0, 1] or [0, 255], found {lo}..{hi}"
+            )
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return np.rint(array * scale).astype(np.uint8)
+    raise KMIError(f"{source}: pixel values of type {array.dtype} are not supported")
+
+
+def check_labels(labels, n_images, source):
+    """Validate labels read from a file: 1-D, one per image, integers or strings.
+
+    Integral floats become int64; bool becomes int64.
+
+    Parameters
+    ----------
+    labels : ndarray
+    n_images : int
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_images,), integer or str dtype
+    """
+    if labels.ndim != 1:
+        raise KMIError(f"{source}: labels must be one-dimensional, got shape {labels.shape}")
+    if len(labels) != n_images:
+        raise KMIError(f"{source}: {len(labels)} labels for {n_images} images")
+    kind = labels.dtype.kind
+    if kind in "iuU":
+        return labels
+    if kind == "b":
+        return labels.astype(np.int64)
+    if kind == "S":
+        return labels.astype(str)
+    if kind == "f":
+        if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
+            raise KMIError(f"{source}: float labels must be whole numbers (no NaN or inf)")
+        return labels.astype(np.int64)
+    raise KMIError(f"{source}: labels of type {labels.dtype} are not supported")
