@@ -86,3 +86,63 @@ def test_cluster_distances_agree_with_predict(digits_rows):
     distances = model.cluster_distances(X[:50])
     assert distances.shape == (50, 12)
     np.testing.assert_array_equal(distances.argmin(axis=1), model.predict_cluster(X[:50]))
+
+
+def _digit_images():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images * (255 / 16)).astype(np.uint8), digits.target
+
+
+def test_features_are_fitted_and_applied_to_new_images():
+    from kmeans_imagery.labeling import cluster_means
+
+    images, y = _digit_images()
+    model = ClusterClassifier(n_clusters=30, features="deskew", random_state=0).fit(images, y)
+    assert model.features_ is not None
+    assert model.cluster_centers_.shape[1] == model.features_.n_features_out_
+    assert model.cluster_images_.shape == (30, 64)
+    np.testing.assert_allclose(
+        model.cluster_images_, cluster_means(images.reshape(len(images), -1) / 255.0,
+                                             model.labels_, 30), rtol=1e-5, atol=1e-6)
+    assert model.score(images, y) > 0.85
+
+
+def test_image_features_refuse_plain_rows(digits_rows):
+    X, y = digits_rows
+    with pytest.raises(KMIError, match="need images"):
+        ClusterClassifier(n_clusters=5, features="hog").fit(X, y)
+
+
+def test_cluster_means_by_hand():
+    from kmeans_imagery.labeling import cluster_means
+
+    rows = np.array([[0, 0], [2, 4], [10, 10]], dtype=np.float32)
+    np.testing.assert_array_equal(cluster_means(rows, np.array([0, 0, 2]), 3),
+                                  [[1, 2], [0, 0], [10, 10]])
+
+
+def test_central_samples_are_nearest_members():
+    from kmeans_imagery.labeling import central_samples
+
+    X = np.array([[0.0], [0.4], [1.0], [10.0], [10.2], [11.0]], dtype=np.float32)
+    y = np.array([0, 0, 0, 1, 1, 1])
+    model = ClusterClassifier(n_clusters=2, algorithm="full", random_state=0).fit(X, y)
+    central = central_samples(model, X)
+    assert sorted(central.tolist()) == [1, 4]
+
+
+def test_name_from_examples_uses_only_the_given_labels(digits_rows):
+    from kmeans_imagery.labeling import central_samples, name_from_examples
+
+    X, y = digits_rows
+    model = ClusterClassifier(n_clusters=40, algorithm="full", random_state=0).fit(X, None)
+    central = central_samples(model, X)
+    name_from_examples(model, central, y[central])
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+    assert model.score(X, y) > 0.8
+    with pytest.raises(KMIError, match="out of range"):
+        name_from_examples(model, [len(X)], [1])
+    with pytest.raises(KMIError, match="2 labels for 1 samples"):
+        name_from_examples(model, [0], [1, 2])

@@ -172,3 +172,14 @@ def test_corrupted_real_model_raises_only_kmi_error(fitted, tmp_path, data):
         load_model(corrupted)
     except KMIError:
         pass
+
+
+def test_feature_pipeline_travels_in_the_model_file(images_and_labels, tmp_path):
+    images, names = images_and_labels
+    model = ClusterClassifier(n_clusters=20, features="hog", random_state=0).fit(images, names)
+    loaded = load_model(save_model(model, tmp_path / "hog.kmi"))
+    assert loaded.metadata_["features"]["spec"] == model.features_.spec
+    np.testing.assert_array_equal(loaded.predict(images), model.predict(images))
+    np.testing.assert_array_equal(loaded.cluster_images_, model.cluster_images_)
+    with zipfile.ZipFile(tmp_path / "hog.kmi") as archive:
+        assert all(name.endswith((".json", ".npy")) for name in archive.namelist())

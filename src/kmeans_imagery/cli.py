@@ -389,9 +389,11 @@ def _confusion_table(results):
 @click.option("--data", help="Dataset whose nearest members to show under each centroid.")
 @click.option("--per-cluster", default=8, show_default=True, type=click.IntRange(1, 64),
               help="Members shown per cluster with --data.")
+@click.option("--clusters", "max_clusters", default=20, show_default=True,
+              type=click.IntRange(1, 1024), help="With --data, draw the largest N clusters.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
               help="Folder with a named dataset's files.")
-def show(model_path, out, data, per_cluster, data_dir):
+def show(model_path, out, data, per_cluster, max_clusters, data_dir):
     """Draw MODEL's centroids with their labels; with --data, each cluster's nearest members."""
     from .model_io import load_model
     from .pipeline import draw_model
@@ -403,7 +405,7 @@ def show(model_path, out, data, per_cluster, data_dir):
     if data is not None:
         dataset = _load(data, err, data_dir=data_dir, color=model_color(model),
                         size=model_size(model))
-    draw_model(model, out, dataset=dataset, per_cluster=per_cluster)
+    draw_model(model, out, dataset=dataset, per_cluster=per_cluster, max_clusters=max_clusters)
     console.print(f"wrote {out}")
 
 

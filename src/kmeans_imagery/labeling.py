@@ -15,7 +15,14 @@ from .engine import make_kmeans
 from .errors import KMIError
 from .preprocessing import flatten_scale
 
-__all__ = ["ClusterClassifier", "majority_vote", "name_clusters"]
+__all__ = [
+    "ClusterClassifier",
+    "central_samples",
+    "cluster_means",
+    "majority_vote",
+    "name_clusters",
+    "name_from_examples",
+]
 
 
 def majority_vote(clusters, label_codes, n_clusters, n_classes):
@@ -69,6 +76,92 @@ def name_clusters(counts, centers):
     return names
 
 
+def cluster_means(rows, clusters, n_clusters):
+    """Mean row of each cluster (zeros for an empty cluster).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_samples, n_features)
+    clusters : ndarray of shape (n_samples,)
+    n_clusters : int
+
+    Returns
+    -------
+    means : ndarray of shape (n_clusters, n_features), float32
+    """
+    from scipy.sparse import csr_matrix
+
+    # A sparse cluster-membership matrix turns the per-cluster sums into one matrix product.
+    membership = csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (clusters, np.arange(len(rows)))),
+        shape=(n_clusters, len(rows)),
+    )
+    sums = np.asarray(membership @ rows, dtype=np.float32)
+    counts = np.bincount(clusters, minlength=n_clusters).astype(np.float32)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def name_from_examples(model, sample_indices, labels):
+    """Rename a fitted model's clusters from a few labelled training samples.
+
+    This is the few-labels workflow: a person labels some images (say the most central one of each
+    cluster), and every cluster takes the majority label of its labelled members; clusters with no
+    labelled member take the name of the nearest named centroid.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted; ``model.labels_`` gives the cluster of each training sample.
+    sample_indices : array-like of int, shape (n_labelled,)
+        Positions of the labelled samples in the training data.
+    labels : array-like of shape (n_labelled,)
+
+    Returns
+    -------
+    model
+        The same model with new ``classes_`` and ``cluster_labels_``.
+    """
+    sample_indices = np.asarray(sample_indices, dtype=np.int64)
+    labels = np.asarray(labels)
+    if len(sample_indices) != len(labels):
+        raise KMIError(f"{len(labels)} labels for {len(sample_indices)} samples")
+    if len(labels) == 0:
+        raise KMIError("no labelled samples to name the clusters from")
+    n_samples = len(model.labels_)
+    if sample_indices.min() < 0 or sample_indices.max() >= n_samples:
+        raise KMIError(f"sample index out of range: the training data has {n_samples} images")
+    model.classes_, codes = np.unique(labels, return_inverse=True)
+    counts = majority_vote(model.labels_[sample_indices], codes, model.n_clusters, len(model.classes_))
+    model.cluster_labels_ = model.classes_[name_clusters(counts, model.cluster_centers_)]
+    return model
+
+
+def central_samples(model, X):
+    """Index of the training sample nearest to each centroid among the cluster's members.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted on ``X``.
+    X : array-like
+        The training rows or images the model was fitted on.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_clusters,)
+        -1 for a cluster without members.
+    """
+    distances = model.cluster_distances(X)
+    own = distances[np.arange(len(distances)), model.labels_]
+    order = np.lexsort((own, model.labels_))
+    first = np.searchsorted(model.labels_[order], np.arange(model.n_clusters))
+    indices = np.full(model.n_clusters, -1, dtype=np.int64)
+    present = first < len(order)
+    present[present] = model.labels_[order[first[present]]] == np.arange(model.n_clusters)[present]
+    indices[present] = order[first[present]]
+    return indices
+
+
 class ClusterClassifier(ClassifierMixin, BaseEstimator):
     """A classifier that clusters with K-means, then names each cluster after its members' labels.
 
@@ -81,16 +174,27 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
     engine : str or None, default=None
         K-means engine name (see :data:`kmeans_imagery.engine.ENGINES`); None picks the default.
     n_init, max_iter, batch_size : int or None, default=None
-        Passed to the engine when set; None keeps the engine's own default.
+        Passed to the engine when set; None keeps the engine's own default. With ``n_init > 1``
+        the run of lowest inertia (in feature space) is kept: an unsupervised choice.
+    features : str or None, default=None
+        A feature pipeline spec or preset (see :data:`kmeans_imagery.features.FEATURE_PRESETS`),
+        fitted on the training images and applied before clustering; None or ``"raw"`` clusters
+        the pixels. Pipelines with image steps (deskew, hog) need images, not 2-D rows.
     random_state : int, RandomState instance or None, default=None
-        Seed of the clustering.
+        Seed of the clustering (and of randomised feature steps).
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The sorted class labels seen in ``fit``.
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
-        Centroids, in the space of the (flattened, scaled) input rows.
+        Centroids, in the space the clustering ran in: the (flattened, scaled) input rows, or the
+        features when ``features`` is set.
+    cluster_images_ : ndarray of shape (n_clusters, n_pixels)
+        Mean of each cluster's training rows in pixel space, for drawing: equal to
+        ``cluster_centers_`` without features.
+    features_ : FeaturePipeline or None
+        The fitted feature pipeline.
     cluster_labels_ : ndarray of shape (n_clusters,)
         The class label each cluster is named after.
     labels_ : ndarray of shape (n_samples,)
@@ -118,6 +222,7 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         n_init=None,
         max_iter=None,
         batch_size=None,
+        features=None,
         random_state=None,
     ):
         self.n_clusters = n_clusters
@@ -126,6 +231,7 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         self.n_init = n_init
         self.max_iter = max_iter
         self.batch_size = batch_size
+        self.features = features
         self.random_state = random_state
 
     def fit(self, X, y):
@@ -155,6 +261,17 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(rows, y)
 
     def _fit(self, rows, y):
+        pixels = rows
+        self.features_ = None
+        if self.features not in (None, "raw"):
+            from .features import make_features
+
+            if self.image_shape_ is None:
+                raise KMIError(
+                    f"features {self.features!r} need images (n, H, W[, C]), not 2-D rows"
+                )
+            self.features_ = make_features(self.features, self.image_shape_, self.random_state)
+            rows = self.features_.fit_transform(rows)
         engine_params = {
             name: value
             for name in ("n_init", "max_iter", "batch_size")
@@ -173,6 +290,10 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         self.labels_ = np.asarray(kmeans.labels_)
         self.inertia_ = float(kmeans.inertia_)
         self.n_iter_ = kmeans.n_iter_
+        self.cluster_images_ = (
+            self.cluster_centers_ if self.features_ is None
+            else cluster_means(pixels, self.labels_, self.n_clusters)
+        )
         if y is None:
             self.classes_ = np.arange(self.n_clusters)
             self.cluster_labels_ = self.classes_.copy()
@@ -233,7 +354,9 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
                 f"images of shape {_shape_text(image_shape)} do not match the model's "
                 f"{_shape_text(self.image_shape_)}; resize them first"
             )
-        return validate_data(self, rows, dtype=[np.float32, np.float64], reset=False)
+        rows = validate_data(self, rows, dtype=[np.float32, np.float64], reset=False)
+        features = getattr(self, "features_", None)
+        return rows if features is None else features.transform(rows)
 
     @staticmethod
     def _rows(X):

@@ -18,13 +18,13 @@ never run code. Nothing of the fitting machine (paths, user names) is stored.
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import KMIError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "save_model"]
@@ -86,6 +86,7 @@ def save_model(model, path, *, force=False, fit_metrics=None, training=None, lab
     features = getattr(model, "features_", None)
     feature_meta = None
     if features is not None:
+        arrays["cluster_images"] = np.asarray(model.cluster_images_)
         feature_meta, feature_arrays = features.get_state()
         arrays.update({FEATURE_PREFIX + name: value for name, value in feature_arrays.items()})
     image_shape = getattr(model, "image_shape_", None)
@@ -128,23 +129,17 @@ def _color_mode(image_shape):
 def _atomic_zip(path, metadata, arrays):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise KMIError(f"cannot write model file {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
-                for name, array in arrays.items():
-                    buffer = io.BytesIO()
-                    np.save(buffer, array, allow_pickle=False)
-                    archive.writestr(f"{ARRAY_PREFIX}{name}.npy", buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.save(buffer, array, allow_pickle=False)
+                archive.writestr(f"{ARRAY_PREFIX}{name}.npy", buffer.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_model_file(path):
@@ -278,7 +273,14 @@ def load_model(path):
             if name.startswith(FEATURE_PREFIX)
         }
         model.features_ = FeaturePipeline.from_state(feature_meta, feature_arrays)
-    elif model.image_shape_ is not None and int(np.prod(model.image_shape_)) != centers.shape[1]:
+        model.cluster_images_ = arrays.get("cluster_images")
+        if model.cluster_images_ is None or len(model.cluster_images_) != len(centers):
+            raise KMIError(f"{path}: model file lacks the cluster images of its features")
+    else:
+        model.features_ = None
+        model.cluster_images_ = centers
+    if (model.features_ is None and model.image_shape_ is not None
+            and int(np.prod(model.image_shape_)) != centers.shape[1]):
         raise KMIError(f"{path}: centroid length does not match the image shape (corrupt model)")
     model.classes_ = classes
     model.cluster_centers_ = centers

@@ -6,16 +6,15 @@ the held-out test score, and :func:`write_outputs` saves the figures, ``results.
 """
 
 import json
-import os
 import platform
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import KMIError
 from .labeling import ClusterClassifier
 from .metrics import clustering_scores, confusion
@@ -358,26 +357,9 @@ def _class_names(classes, label_names):
     return [str(c) for c in classes]
 
 
-@contextmanager
 def atomic_text_file(path):
-    """Open ``path`` for writing text so that it appears only complete.
-
-    Writes go to a temporary file in the same folder, renamed over ``path`` when the block ends
-    without error; on any error (or interruption) the temporary file is removed and ``path`` is
-    untouched.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise KMIError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Open ``path`` for writing UTF-8 text that appears only complete (see :func:`atomic_write`)."""
+    return atomic_write(path, "w", encoding="utf-8", newline="")
 
 
 def write_json(data, path):
@@ -471,8 +453,8 @@ def write_outputs(experiment, out_dir):
 
 
 def _centroid_images(model):
-    """Centroids as images (n_clusters, H, W[, C]) in [0, 1]."""
-    return np.asarray(model.cluster_centers_).reshape((-1, *model.image_shape_))
+    """Cluster centres as images (n_clusters, H, W[, C]) in [0, 1], in pixel space even with features."""
+    return np.asarray(model.cluster_images_).reshape((-1, *model.image_shape_))
 
 
 def nearest_members(model, images, per_cluster, *, batch_size=4096):
@@ -488,6 +470,8 @@ def nearest_members(model, images, per_cluster, *, batch_size=4096):
     -------
     members : ndarray of shape (n_clusters, per_cluster, H, W[, C]), float in [0, 1]
         NaN where a cluster has fewer members.
+    sizes : ndarray of shape (n_clusters,)
+        Number of images assigned to each cluster.
     """
     clusters = np.empty(len(images), dtype=np.int64)
     distance = np.empty(len(images))
@@ -504,11 +488,11 @@ def nearest_members(model, images, per_cluster, *, batch_size=4096):
     for cluster in range(k):
         chosen = order[starts[cluster] : min(ends[cluster], starts[cluster] + per_cluster)]
         members[cluster, : len(chosen)] = images[chosen] / np.float32(255)
-    return members
+    return members, ends - starts
 
 
-def draw_model(model, path, *, dataset=None, per_cluster=8):
-    """Draw a model's centroids with their labels, or with ``dataset`` each cluster's nearest members.
+def draw_model(model, path, *, dataset=None, per_cluster=8, max_clusters=20):
+    """Draw a model's centroids with their labels, or with ``dataset`` its clusters' nearest members.
 
     Parameters
     ----------
@@ -519,6 +503,10 @@ def draw_model(model, path, *, dataset=None, per_cluster=8):
     dataset : kmeans_imagery.datasets.Dataset, optional
         Images to pick members from (all splits), in the model's size and colour.
     per_cluster : int, default=8
+        Members shown per cluster.
+    max_clusters : int, default=20
+        With ``dataset``, only the largest clusters are drawn, one row each, so that the figure
+        stays readable at K=256.
 
     Returns
     -------
@@ -529,19 +517,19 @@ def draw_model(model, path, *, dataset=None, per_cluster=8):
     if model.image_shape_ is None:
         raise KMIError("this model was fitted on feature rows, not images; nothing to draw")
     label_names = getattr(model, "metadata_", {}).get("label_names")
-    labels = model.cluster_labels_
-    if label_names and np.asarray(labels).dtype.kind in "iu":
-        labels = [label_names[label] for label in labels]
+    labels = np.asarray(model.cluster_labels_)
+    if label_names and labels.dtype.kind in "iu":
+        labels = np.array([label_names[label] for label in labels])
     if dataset is None:
-        ax = plots.plot_centroids(
-            model.cluster_centers_, tuple(model.image_shape_), labels
-        )
+        ax = plots.plot_centroids(model.cluster_images_, tuple(model.image_shape_), labels)
     else:
         images = dataset.train_images
         if dataset.test_images is not None:
             images = np.concatenate([images, dataset.test_images])
+        members, sizes = nearest_members(model, images, per_cluster)
+        shown = np.sort(np.argsort(-sizes, kind="stable")[:max_clusters])
         ax = plots.plot_cluster_members(
-            _centroid_images(model), nearest_members(model, images, per_cluster), labels
+            _centroid_images(model)[shown], members[shown], labels[shown]
         )
     return plots.save_png(ax, path)
 

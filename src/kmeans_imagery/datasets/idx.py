@@ -7,12 +7,12 @@ dimensions, then the values in C order, big-endian. Every malformed file raises
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import KMIError
 
 # IDX type code -> big-endian numpy dtype, as in the format's description by LeCun et al.
@@ -144,11 +144,7 @@ def write_idx(path, array):
     big_endian = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder(">"))
     data = big_endian.reshape(-1).view(np.uint8)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise KMIError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with open(fd, "wb") as out:
+        with atomic_write(path) as out:
             if path.name.endswith(".gz"):
                 with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as stream:
                     stream.write(header)
@@ -156,12 +152,8 @@ def write_idx(path, array):
             else:
                 out.write(header)
                 out.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise KMIError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    except OSError as exc:
+        raise KMIError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _idx_compatible(array, path):
