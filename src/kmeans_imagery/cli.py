@@ -92,6 +92,17 @@ def _sweep_table(rows, title):
     return table
 
 
+def _budget_table(rows):
+    from rich.table import Table
+
+    table = Table(title="one label per cluster (most central image)")
+    table.add_column("labels", justify="right")
+    table.add_column("test accuracy", justify="right")
+    for row in rows:
+        table.add_row(str(row["labels"]), f"{row['test_accuracy']:.3f}")
+    return table
+
+
 def _versions_table(versions):
     from rich.table import Table
 
@@ -110,6 +121,28 @@ def _parse_ks(_ctx, _param, value):
         return parse_ks(value)
     except KMIError as error:
         raise click.BadParameter(str(error).removeprefix("--ks: ")) from None
+
+
+def _parse_budgets(_ctx, _param, value):
+    from .pipeline import parse_ks
+
+    if not value:
+        return ()
+    try:
+        return parse_ks(value)
+    except KMIError as error:
+        raise click.BadParameter(str(error).removeprefix("--ks: ")) from None
+
+
+def _features_option():
+    from .features import FEATURE_PRESETS
+
+    presets = "; ".join(f"{name} = {spec} ({text})" for name, (spec, text) in FEATURE_PRESETS.items())
+    return click.option(
+        "--features", default="raw", show_default=True,
+        help="Feature pipeline before K-means: steps joined with + (deskew, l2, hog[:cell], "
+             "pca[:n], umap[:n]), side by side with |, or a preset: " + presets + ".",
+    )
 
 
 def _common_options(command):
@@ -131,6 +164,16 @@ def _common_options(command):
                      help="K-means engine [default: the project's own]."),
         click.option("--transductive", is_flag=True,
                      help="Fit on the test set it scores, as the tutorial did (optimistic)."),
+        _features_option(),
+        click.option("--n-init", type=click.IntRange(1), default=None,
+                     help="Inits per fit at K = number of classes; the lowest inertia wins "
+                          "(no labels used)."),
+        click.option("--stability-seeds", type=click.IntRange(0), default=5, show_default=True,
+                     help="Seeds refitted at K = number of classes to show how stable the "
+                          "clustering is (0: skip)."),
+        click.option("--label-budget", "label_budgets", default="", callback=_parse_budgets,
+                     help="Simulate labelling one central image per cluster: comma-separated "
+                          "numbers of labels, e.g. 10,100,256,1000."),
         click.option("--json", "json_mode", is_flag=True,
                      help="Print results.json to stdout and nothing else there."),
     ]
@@ -146,7 +189,8 @@ def cli(debug):
     """kmeans-imagery: turn unlabeled images into classes with K-means."""
 
 
-def _experiment(dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err):
+def _experiment(dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err,
+                *, features, n_init, stability_seeds, label_budgets):
     from .pipeline import library_versions, run_experiment
 
     out_console.print(_versions_table(library_versions()))
@@ -155,10 +199,13 @@ def _experiment(dataset, data_dir, ks, seed, algorithm, engine, transductive, ou
         f"dataset {data.name}: train {data.train_images.shape}, "
         f"test {None if data.test_images is None else data.test_images.shape}"
     )
-    with _progress(err, len(ks), f"fitting K in {','.join(map(str, ks))}") as advance:
+    steps = len(ks) + len(label_budgets)
+    with _progress(err, steps, f"fitting K in {','.join(map(str, ks))}") as advance:
         return run_experiment(
             data, ks=ks, algorithm=algorithm, engine=engine, random_state=seed,
-            transductive=transductive, log=out_console.print, on_fitted=advance,
+            transductive=transductive, features=features, n_init=n_init,
+            stability_seeds=stability_seeds, label_budgets=label_budgets,
+            log=out_console.print, on_fitted=advance,
         )
 
 
@@ -167,7 +214,7 @@ def _experiment(dataset, data_dir, ks, seed, algorithm, engine, transductive, ou
 @click.option("--out", default="results", show_default=True,
               type=click.Path(file_okay=False, path_type=str),
               help="Folder for figures, results.json and report.html.")
-def run(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode, out):
+def run(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode, out, **extra):
     """The whole tutorial in one command: fit, name, sweep K, score the test set, draw, report.
 
     Models are fitted on the training images and scored on the held-out test images
@@ -178,7 +225,7 @@ def run(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode,
     out_console, err = _consoles(json_mode)
     prepare_out_dir(out)
     experiment = _experiment(
-        dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err
+        dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err, **extra
     )
     results = experiment.results
     out_console.print(_sweep_table(results["sweep"], f"K sweep on {results['dataset']}"))
@@ -187,6 +234,8 @@ def run(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode,
     out_console.print(
         f"test accuracy at K={test['k']} (fitted on {fitted_on}): {test['accuracy']:.4f}"
     )
+    if results["label_budget"]:
+        out_console.print(_budget_table(results["label_budget"]))
     with err.status("drawing figures and report"):
         written = write_outputs(experiment, out)
     out_console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
@@ -198,7 +247,7 @@ def run(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode,
 @_common_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str),
               help="Also write the sweep results as JSON to this file.")
-def sweep(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode, out):
+def sweep(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mode, out, **extra):
     """Only the K sweep: inertia, homogeneity, accuracy and fit time per K."""
     from pathlib import Path
 
@@ -208,7 +257,7 @@ def sweep(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mod
     if out is not None:
         prepare_out_dir(Path(out).parent)
     experiment = _experiment(
-        dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err
+        dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err, **extra
     )
     results = experiment.results
     out_console.print(_sweep_table(results["sweep"], f"K sweep on {results['dataset']}"))
@@ -269,9 +318,15 @@ def _metrics_table(title, values):
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Model file to write (conventionally *.kmi).")
 @click.option("--force", is_flag=True, help="Replace an existing model file.")
+@click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=str),
+              help="Name the clusters from this filled label sheet alone (see label-sheet).")
+@click.option("--n-init", type=click.IntRange(1), default=None,
+              help="Inits to run; the lowest inertia wins (no labels used).")
+@_features_option()
 @_algorithm_options
 @_data_options
-def fit(data, n_clusters, out, force, seed, algorithm, engine, data_dir, color, size, skip_bad):
+def fit(data, n_clusters, out, force, labels_csv, n_init, features, seed, algorithm, engine,
+        data_dir, color, size, skip_bad):
     """Fit a model on DATA and save it.
 
     DATA is a dataset name (mnist, fashion-mnist, digits), an IDX folder, an image folder
@@ -281,16 +336,20 @@ def fit(data, n_clusters, out, force, seed, algorithm, engine, data_dir, color, 
     from pathlib import Path
 
     from .model_io import save_model
-    from .pipeline import fit_model
+    from .pipeline import fit_model, read_label_sheet
 
     console, err = _consoles(False)
     if Path(out).exists() and not force:
         raise KMIError(f"{out} already exists; use --force to replace it")
     dataset = _load(data, err, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
     console.print(f"fitting K={n_clusters} on {dataset.name}: {dataset.train_images.shape}")
+    examples = None
+    if labels_csv is not None:
+        examples = read_label_sheet(labels_csv, len(dataset.train_images))
     with err.status(f"fitting K={n_clusters}"):
         model, metrics, training = fit_model(
-            dataset, n_clusters, algorithm=algorithm, engine=engine, random_state=seed
+            dataset, n_clusters, algorithm=algorithm, engine=engine, random_state=seed,
+            features=features, n_init=n_init, examples=examples,
         )
     save_model(model, out, force=force, fit_metrics=metrics, training=training,
                label_names=dataset.label_names)
@@ -407,6 +466,33 @@ def show(model_path, out, data, per_cluster, max_clusters, data_dir):
                         size=model_size(model))
     draw_model(model, out, dataset=dataset, per_cluster=per_cluster, max_clusters=max_clusters)
     console.print(f"wrote {out}")
+
+
+@cli.command("label-sheet")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--per-cluster", default=5, show_default=True, type=click.IntRange(1, 64),
+              help="Images per cluster to label.")
+@click.option("--out", default="label-sheet", show_default=True,
+              type=click.Path(file_okay=False, path_type=str),
+              help="Folder for labels.csv and the sheet-NNN.png contact sheets.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Folder with a named dataset's files.")
+def label_sheet(model_path, data, per_cluster, out, data_dir):
+    """Export each cluster's most central images of DATA for a person to label.
+
+    Fill the label column of labels.csv (any rows: one per cluster is enough), then
+    `kmi fit DATA --k K --labels labels.csv` names the clusters from those labels alone.
+    """
+    from .model_io import load_model
+    from .pipeline import write_label_sheet
+    from .predict import model_color, model_size
+
+    console, err = _consoles(False)
+    model = load_model(model_path)
+    dataset = _load(data, err, data_dir=data_dir, color=model_color(model), size=model_size(model))
+    written = write_label_sheet(model, dataset, out, per_cluster=per_cluster)
+    console.print(f"wrote {written['csv']} and {len(written) - 1} contact sheet(s) to {out}")
 
 
 def main(argv=None):

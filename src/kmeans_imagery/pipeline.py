@@ -5,6 +5,8 @@ scores one model per K, :func:`run_experiment` adds the tutorial's first look at
 the held-out test score, and :func:`write_outputs` saves the figures, ``results.json`` and ``report.html``.
 """
 
+import copy
+import csv
 import json
 import platform
 import tempfile
@@ -16,8 +18,13 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import KMIError
-from .labeling import ClusterClassifier
-from .metrics import clustering_scores, confusion
+from .labeling import (
+    ClusterClassifier,
+    central_samples,
+    cluster_means,
+    name_from_examples,
+)
+from .metrics import clustering_scores, confusion, hungarian_accuracy
 from .preprocessing import flatten_scale
 
 __all__ = [
@@ -27,6 +34,10 @@ __all__ = [
     "draw_model",
     "evaluation_outputs",
     "fit_model",
+    "init_stability",
+    "label_budget_curve",
+    "read_label_sheet",
+    "write_label_sheet",
     "library_versions",
     "parse_ks",
     "run_experiment",
@@ -55,6 +66,10 @@ class Experiment:
     sample_labels : ndarray of shape (9,) or None
     label_names : tuple of str or None
         Display names for integer labels.
+    centroid_images : ndarray of shape (k, n_pixels) or None
+        Centres of the model drawn in the centroid figure (K nearest 36), in pixel space.
+    centroid_labels : ndarray of shape (k,) or None
+        Their inferred labels.
     """
 
     results: dict
@@ -62,6 +77,8 @@ class Experiment:
     sample_images: np.ndarray | None = None
     sample_labels: np.ndarray | None = None
     label_names: tuple | None = None
+    centroid_images: np.ndarray | None = None
+    centroid_labels: np.ndarray | None = None
 
 
 def parse_ks(text):
@@ -124,6 +141,7 @@ def run_sweep(
     algorithm="minibatch",
     engine=None,
     random_state=0,
+    n_init=None,
     on_fitted=None,
 ):
     """Fit one classifier per K and score it on the fit set and, when given, the test set.
@@ -131,7 +149,7 @@ def run_sweep(
     Parameters
     ----------
     X_fit : ndarray of shape (n_samples, n_features)
-        Rows the models are fitted on.
+        Rows the models are fitted on (pixels or features).
     y_fit : ndarray of shape (n_samples,)
         Their labels, used to name clusters and to score.
     ks : sequence of int
@@ -139,7 +157,7 @@ def run_sweep(
     X_test, y_test : ndarray, optional
         Held-out rows and labels; adds ``test_accuracy`` (and ``test_hungarian_accuracy`` where K
         equals the number of classes).
-    algorithm, engine, random_state
+    algorithm, engine, random_state, n_init
         See :class:`~kmeans_imagery.ClusterClassifier`.
     on_fitted : callable, optional
         Called with each finished row (a dict), e.g. to advance a progress bar.
@@ -156,7 +174,8 @@ def run_sweep(
     rows, models = [], {}
     for k in ks:
         model = ClusterClassifier(
-            n_clusters=k, algorithm=algorithm, engine=engine, random_state=random_state
+            n_clusters=k, algorithm=algorithm, engine=engine, n_init=n_init,
+            random_state=random_state,
         )
         started = time.perf_counter()
         model.fit(X_fit, y_fit)
@@ -177,13 +196,82 @@ def run_sweep(
         if k == n_classes:
             row["hungarian_accuracy"] = scores["hungarian_accuracy"]
             if X_test is not None:
-                test_scores = clustering_scores(y_test, model.predict_cluster(X_test))
-                row["test_hungarian_accuracy"] = test_scores["hungarian_accuracy"]
+                row["test_hungarian_accuracy"] = hungarian_accuracy(
+                    y_test, model.predict_cluster(X_test)
+                )
         rows.append(row)
         models[k] = model
         if on_fitted is not None:
             on_fitted(row)
     return rows, models
+
+
+def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minibatch",
+                   engine=None, n_init=None):
+    """How much the unsupervised choice among inits changes the clustering, seed by seed.
+
+    For each seed, the engine runs ``n_init`` inits and keeps the one of lowest inertia (no labels
+    involved); the labels of the test set only score the kept run.
+
+    Returns
+    -------
+    list of dict
+        One per seed: seed, inertia (of the kept run, on the fit rows) and
+        test_hungarian_accuracy.
+    """
+    rows = []
+    for seed in seeds:
+        model = ClusterClassifier(
+            n_clusters=n_clusters, algorithm=algorithm, engine=engine, n_init=n_init,
+            random_state=seed,
+        ).fit(X_fit, None)
+        rows.append({
+            "seed": seed,
+            "inertia": model.inertia_,
+            "test_hungarian_accuracy": hungarian_accuracy(y_test, model.predict_cluster(X_test)),
+        })
+    return rows
+
+
+def label_budget_curve(X_fit, y_fit, X_test, y_test, budgets, *, algorithm="minibatch",
+                       engine=None, random_state=0, models=None, on_fitted=None):
+    """Test accuracy when a person labels only one image per cluster, for several budgets.
+
+    For a budget of B labels, K=B clusters are fitted without labels and each is named after the
+    true label of its single most central training image (the labels act as the person, asked
+    about those B images only).
+
+    Parameters
+    ----------
+    X_fit, y_fit, X_test, y_test : ndarray
+    budgets : sequence of int
+    models : dict of int to ClusterClassifier, optional
+        Already fitted models (same rows and seed) to reuse instead of refitting.
+
+    Returns
+    -------
+    list of dict
+        One per budget: labels, test_accuracy.
+    """
+    _check_ks(budgets, len(X_fit))
+    rows = []
+    for budget in budgets:
+        model = (models or {}).get(budget)
+        if model is None:
+            model = ClusterClassifier(n_clusters=budget, algorithm=algorithm, engine=engine,
+                                      random_state=random_state).fit(X_fit, None)
+        # A shallow copy: naming replaces attributes, so the sweep's model keeps its own names.
+        named = name_from_examples(copy.copy(model), *_central_labels(model, X_fit, y_fit))
+        rows.append({"labels": budget, "test_accuracy": float(named.score(X_test, y_test))})
+        if on_fitted is not None:
+            on_fitted(rows[-1])
+    return rows
+
+
+def _central_labels(model, X_fit, y_fit):
+    central = central_samples(model, X_fit)
+    central = central[central >= 0]
+    return central, y_fit[central]
 
 
 def run_experiment(
@@ -194,6 +282,10 @@ def run_experiment(
     engine=None,
     random_state=0,
     transductive=False,
+    features=None,
+    n_init=None,
+    stability_seeds=5,
+    label_budgets=(),
     log=None,
     on_fitted=None,
 ):
@@ -208,13 +300,20 @@ def run_experiment(
     dataset : kmeans_imagery.datasets.Dataset
         Needs train and test images with labels.
     ks : sequence of int, default=DEFAULT_KS
-    algorithm, engine, random_state
+    algorithm, engine, random_state, n_init
         See :class:`~kmeans_imagery.ClusterClassifier`.
     transductive : bool, default=False
+    features : str or None
+        Feature pipeline spec or preset, fitted once on the fit images and applied to both splits.
+    stability_seeds : int, default=5
+        At K = number of classes, refit with this many seeds (each keeping its best of ``n_init``
+        inits by inertia) and report how the test Hungarian accuracy varies; 0 skips it.
+    label_budgets : sequence of int
+        Label budgets to simulate (see :func:`label_budget_curve`).
     log : callable, optional
         Receives one human-readable line per step.
     on_fitted : callable, optional
-        Receives each sweep row as it finishes.
+        Receives each finished fit's row (sweep, stability and budget rows).
 
     Returns
     -------
@@ -231,52 +330,79 @@ def run_experiment(
     y_train, y_test = np.asarray(dataset.train_labels), np.asarray(dataset.test_labels)
     say(f"train images: {dataset.train_images.shape} -> rows {X_train.shape} {X_train.dtype}")
     say(f"test images:  {dataset.test_images.shape} -> rows {X_test.shape} {X_test.dtype}")
-    X_fit, y_fit = (X_test, y_test) if transductive else (X_train, y_train)
+    pixels_fit, y_fit = (X_test, y_test) if transductive else (X_train, y_train)
+    X_fit = pixels_fit
+    feature_spec = "raw"
+    if features not in (None, "raw"):
+        from .features import make_features
+
+        started = time.perf_counter()
+        pipeline = make_features(features, dataset.image_shape, random_state)
+        X_fit = pipeline.fit_transform(pixels_fit)
+        X_test = pipeline.transform(X_test)
+        feature_spec = pipeline.spec
+        say(f"features {feature_spec}: rows {X_fit.shape} in {time.perf_counter() - started:.1f} s")
     classes = np.unique(y_fit)
+    n_classes = len(classes)
+    common = {"algorithm": algorithm, "engine": engine}
 
     # The tutorial's first look: K = number of classes, predicted vs true labels of the fit set.
     first_rows, first_models = run_sweep(
-        X_fit, y_fit, [len(classes)], X_test=X_test, y_test=y_test,
-        algorithm=algorithm, engine=engine, random_state=random_state,
+        X_fit, y_fit, [n_classes], X_test=X_test, y_test=y_test, random_state=random_state,
+        n_init=n_init, **common,
     )
-    first = first_models[len(classes)]
+    first = first_models[n_classes]
     first_predictions = {
         "predicted": _jsonable(first.cluster_labels_[first.labels_[:20]]),
         "true": _jsonable(y_fit[:20]),
     }
-    say(f"K={len(classes)}: first 20 predicted {first_predictions['predicted']}")
-    say(f"K={len(classes)}: first 20 true      {first_predictions['true']}")
+    say(f"K={n_classes}: first 20 predicted {first_predictions['predicted']}")
+    say(f"K={n_classes}: first 20 true      {first_predictions['true']}")
 
-    sweep_ks = [k for k in ks if k != len(classes)]
     rows, models = run_sweep(
-        X_fit, y_fit, sweep_ks, X_test=X_test, y_test=y_test,
-        algorithm=algorithm, engine=engine, random_state=random_state, on_fitted=on_fitted,
+        X_fit, y_fit, [k for k in ks if k != n_classes], X_test=X_test, y_test=y_test,
+        random_state=random_state, on_fitted=on_fitted, **common,
     )
-    if len(classes) in ks:
+    if n_classes in ks:
         rows.extend(first_rows)
         models.update(first_models)
         if on_fitted is not None:
             on_fitted(first_rows[0])
     rows.sort(key=lambda row: row["k"])
 
+    stability = init_stability(
+        X_fit, X_test, y_test, n_classes, range(random_state, random_state + stability_seeds),
+        n_init=n_init, **common,
+    )
+    if stability:
+        spread = [row["test_hungarian_accuracy"] for row in stability]
+        say(f"K={n_classes} over {len(spread)} seeds: test Hungarian accuracy "
+            f"{min(spread):.3f}..{max(spread):.3f}")
+    budget = label_budget_curve(
+        X_fit, y_fit, X_test, y_test, label_budgets, random_state=random_state, models=models,
+        on_fitted=on_fitted, **common,
+    )
+
     best_k = max(ks)
     best = models[best_k]
-    y_pred = best.predict(X_test)
-    test_metrics = clustering_scores(y_test, best.predict_cluster(X_test), y_pred)
+    test_clusters = best.predict_cluster(X_test)
+    y_pred = best.cluster_labels_[test_clusters]
+    test_metrics = clustering_scores(y_test, test_clusters, y_pred)
     results = {
         "dataset": dataset.name,
         "source": str(getattr(dataset, "source", "")),
         "n_train": len(X_train),
-        "n_test": len(X_test),
-        "image_shape": list(dataset.train_images.shape[1:]),
-        "n_classes": len(classes),
+        "n_test": len(y_test),
+        "image_shape": list(dataset.image_shape),
+        "n_classes": n_classes,
         "classes": _jsonable(classes),
         "label_names": list(dataset.label_names) if dataset.label_names else None,
         "algorithm": algorithm,
         "engine": engine or _default_engine(),
         "seed": random_state,
+        "n_init": n_init,
         "transductive": transductive,
-        "features": "raw",
+        "features": feature_spec,
         "versions": library_versions(),
         "first_predictions": first_predictions,
         "sweep": rows,
@@ -287,17 +413,27 @@ def run_experiment(
             "confusion_matrix": confusion(y_test, y_pred, classes).tolist(),
             "class_names": _class_names(classes, dataset.label_names),
         },
+        "init_stability": stability,
+        "label_budget": budget,
     }
+    centroid_k = min(models, key=lambda k: (abs(k - CENTROID_FIGURE_K), k))
+    centroid_model = models[centroid_k]
     return Experiment(
         results=results,
         models=models,
         sample_images=dataset.train_images[:9],
         sample_labels=y_train[:9],
         label_names=dataset.label_names,
+        centroid_images=(
+            centroid_model.cluster_centers_ if feature_spec == "raw"
+            else cluster_means(pixels_fit, centroid_model.labels_, centroid_k)
+        ),
+        centroid_labels=centroid_model.cluster_labels_,
     )
 
 
-def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random_state=0):
+def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random_state=0,
+              features=None, n_init=None, examples=None):
     """Fit a classifier on a dataset's training images, as ``kmi fit`` does.
 
     Parameters
@@ -305,8 +441,12 @@ def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random
     dataset : kmeans_imagery.datasets.Dataset
         Labelled or not; without labels each cluster is its own class.
     n_clusters : int
-    algorithm, engine, random_state
+    algorithm, engine, random_state, features, n_init
         See :class:`~kmeans_imagery.ClusterClassifier`.
+    examples : tuple of (indices, labels), optional
+        Name the clusters from these labelled training images alone (e.g. a filled label sheet,
+        see :func:`read_label_sheet`) instead of the dataset's labels; the dataset's labels, if
+        any, then only score the result.
 
     Returns
     -------
@@ -323,12 +463,17 @@ def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random
         raise KMIError(f"K must be a positive integer, got {n_clusters!r}")
     _check_ks([n_clusters], len(images))
     model = ClusterClassifier(
-        n_clusters=n_clusters, algorithm=algorithm, engine=engine, random_state=random_state
+        n_clusters=n_clusters, algorithm=algorithm, engine=engine, random_state=random_state,
+        features=features, n_init=n_init,
     )
     started = time.perf_counter()
-    model.fit(images, labels)
+    model.fit(images, labels if examples is None else None)
+    if examples is not None:
+        name_from_examples(model, *examples)
     metrics = {"inertia": model.inertia_, "fit_seconds": time.perf_counter() - started}
-    if labels is not None:
+    if examples is not None:
+        metrics["labels_used"] = len(examples[1])
+    if labels is not None and np.asarray(labels).dtype.kind == np.asarray(model.classes_).dtype.kind:
         metrics.update(clustering_scores(labels, model.labels_, model.cluster_labels_[model.labels_]))
         if dataset.test_images is not None and dataset.test_labels is not None:
             test_clusters = model.predict_cluster(dataset.test_images)
@@ -340,7 +485,7 @@ def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random
     training = {
         "dataset": Path(str(dataset.name)).name,
         "n_samples": len(images),
-        "labelled": labels is not None,
+        "labelled": labels is not None or examples is not None,
     }
     return model, metrics, training
 
@@ -427,22 +572,29 @@ def write_outputs(experiment, out_dir):
         ),
         out / "scores.png",
     )
-    centroid_k = min(experiment.models, key=lambda k: (abs(k - CENTROID_FIGURE_K), k))
-    centroid_model = experiment.models[centroid_k]
-    figures["centroids"] = plots.save_png(
-        plots.plot_centroids(
-            centroid_model.cluster_centers_,
-            tuple(results["image_shape"]),
-            centroid_model.cluster_labels_,
-            label_names=label_names,
-        ),
-        out / "centroids.png",
-    )
+    if experiment.centroid_images is not None:
+        figures["centroids"] = plots.save_png(
+            plots.plot_centroids(
+                experiment.centroid_images,
+                tuple(results["image_shape"]),
+                experiment.centroid_labels,
+                label_names=label_names,
+            ),
+            out / "centroids.png",
+        )
     test = results.get("test")
     if test is not None:
         figures["confusion"] = plots.save_png(
             plots.plot_confusion(np.array(test["confusion_matrix"]), test["class_names"]),
             out / "confusion.png",
+        )
+    if results.get("label_budget"):
+        figures["label_budget"] = plots.save_png(
+            plots.plot_label_budget(
+                [row["labels"] for row in results["label_budget"]],
+                [row["test_accuracy"] for row in results["label_budget"]],
+            ),
+            out / "label_budget.png",
         )
     results["figures"] = {name: path.name for name, path in figures.items()}
     written = dict(figures)
@@ -529,7 +681,7 @@ def draw_model(model, path, *, dataset=None, per_cluster=8, max_clusters=20):
         members, sizes = nearest_members(model, images, per_cluster)
         shown = np.sort(np.argsort(-sizes, kind="stable")[:max_clusters])
         ax = plots.plot_cluster_members(
-            _centroid_images(model)[shown], members[shown], labels[shown]
+            _centroid_images(model)[shown], members[shown], labels[shown], cluster_ids=shown
         )
     return plots.save_png(ax, path)
 
@@ -583,3 +735,108 @@ def evaluation_outputs(model, dataset, results, out_dir):
     written["report"] = write_report(report, figures, out / "report.html",
                                      title=f"Evaluation on {results['dataset']}")
     return written
+
+
+SHEET_COLUMNS = ("index", "cluster", "distance", "label")
+
+
+def write_label_sheet(model, dataset, out_dir, *, per_cluster=5, clusters_per_page=32):
+    """Export, for each cluster, the images nearest its centroid for a person to label.
+
+    Writes ``labels.csv`` (index of the image in the dataset's training split, cluster, distance to
+    the centroid, and an empty ``label`` column to fill in) and ``sheet-NNN.png`` contact sheets
+    (one row per cluster: its centroid, then its images in the CSV's order). The filled CSV names
+    the clusters of ``kmi fit ... --labels labels.csv``.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted, with an ``image_shape_``.
+    dataset : kmeans_imagery.datasets.Dataset
+        The images to choose from (training split), in the model's size and colour.
+    out_dir : path-like
+    per_cluster : int, default=5
+    clusters_per_page : int, default=32
+
+    Returns
+    -------
+    dict of str to Path
+        ``"csv"`` and one entry per sheet page.
+    """
+    from . import plots
+
+    out = prepare_out_dir(out_dir)
+    images = dataset.train_images
+    distances = model.cluster_distances(images)
+    clusters = distances.argmin(axis=1)
+    own = distances[np.arange(len(images)), clusters]
+    order = np.lexsort((own, clusters))
+    k = len(model.cluster_centers_)
+    starts = np.searchsorted(clusters[order], np.arange(k))
+    ends = np.minimum(np.searchsorted(clusters[order], np.arange(k), side="right"),
+                      starts + per_cluster)
+    chosen = [order[starts[c] : ends[c]] for c in range(k)]
+    written = {"csv": out / "labels.csv"}
+    with atomic_text_file(written["csv"]) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(SHEET_COLUMNS)
+        for cluster, indices in enumerate(chosen):
+            for index in indices:
+                writer.writerow([int(index), cluster, f"{own[index]:.6g}", ""])
+    members = np.full((k, per_cluster, *images.shape[1:]), np.nan, dtype=np.float32)
+    for cluster, indices in enumerate(chosen):
+        members[cluster, : len(indices)] = images[indices] / np.float32(255)
+    centres = _centroid_images(model)
+    for page, first in enumerate(range(0, k, clusters_per_page), start=1):
+        rows = slice(first, min(first + clusters_per_page, k))
+        ax = plots.plot_cluster_members(centres[rows], members[rows],
+                                        cluster_ids=np.arange(k)[rows])
+        written[f"sheet-{page:03d}"] = plots.save_png(ax, out / f"sheet-{page:03d}.png")
+    return written
+
+
+def read_label_sheet(path, n_images):
+    """Read a filled label sheet: the indices and labels of the rows whose label is filled in.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV with at least the columns ``index`` and ``label`` (as written by
+        :func:`write_label_sheet`).
+    n_images : int
+        Size of the training split the indices refer to.
+
+    Returns
+    -------
+    indices : ndarray of int64
+    labels : ndarray
+        Integers when every filled label is an integer, else strings.
+
+    Raises
+    ------
+    KMIError
+        For a missing file or column, a bad or out-of-range index, or no filled label at all.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not {"index", "label"} <= set(reader.fieldnames):
+                raise KMIError(f"{path} needs the columns 'index' and 'label'")
+            filled = [(row["index"], row["label"].strip()) for row in reader
+                      if (row.get("label") or "").strip()]
+    except FileNotFoundError:
+        raise KMIError(f"label file {path} does not exist") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise KMIError(f"{path} is not a readable CSV file ({error})") from None
+    if not filled:
+        raise KMIError(f"{path} has no filled-in label")
+    indices = []
+    for index, _ in filled:
+        if not index.strip().isdigit() or int(index) >= n_images:
+            raise KMIError(f"{path}: index {index!r} is not an image of the {n_images} training images")
+        indices.append(int(index))
+    labels = [label for _, label in filled]
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return np.array(indices, dtype=np.int64), np.array(labels, dtype=np.int64)
+    return np.array(indices, dtype=np.int64), np.array(labels)

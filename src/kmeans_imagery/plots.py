@@ -297,7 +297,8 @@ def plot_centroids(centers, image_shape, cluster_labels=None, *, label_names=Non
     return _montage_plot(images, titles, grid_shape(len(images))[1], ax)
 
 
-def plot_cluster_members(center_images, member_images, cluster_labels=None, ax=None):
+def plot_cluster_members(center_images, member_images, cluster_labels=None, *, cluster_ids=None,
+                         ax=None):
     """Draw one row per cluster: its centroid, then its nearest member images.
 
     The figure grows with ``k``: pass a handful of clusters (about 10), not all 256.
@@ -311,6 +312,8 @@ def plot_cluster_members(center_images, member_images, cluster_labels=None, ax=N
         with NaN, drawn blank.
     cluster_labels : sequence, optional
         Label (or label name) inferred for each cluster, shown in the row title.
+    cluster_ids : sequence of int, optional
+        Cluster number shown in each row title (default: the row index), for a subset of clusters.
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -332,7 +335,7 @@ def plot_cluster_members(center_images, member_images, cluster_labels=None, ax=N
     cells = cells.reshape((-1,) + cells.shape[2:])
     titles = []
     for i in range(len(centers)):
-        title = f"cluster {i}"
+        title = f"cluster {i if cluster_ids is None else cluster_ids[i]}"
         if cluster_labels is not None:
             title += f": {_label_text(cluster_labels[i], None)}"
         titles += [title] + [""] * (n_cols - 1)

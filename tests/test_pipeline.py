@@ -1,0 +1,123 @@
+"""The tutorial pipeline as a library: sweeps, features, init stability, label budgets, label sheets."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from kmeans_imagery import KMIError
+from kmeans_imagery.cli import main
+from kmeans_imagery.datasets import load_dataset
+from kmeans_imagery.model_io import load_model
+from kmeans_imagery.pipeline import (
+    label_budget_curve,
+    parse_ks,
+    read_label_sheet,
+    run_experiment,
+    write_outputs,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_parse_ks():
+    assert parse_ks("10, 16,10,256") == (10, 16, 256)
+    for junk in ("", "ten", "5,-1", "1.5"):
+        with pytest.raises(KMIError):
+            parse_ks(junk)
+
+
+def test_experiment_with_features_budget_and_stability(digits, tmp_path):
+    experiment = run_experiment(digits, ks=(10, 36), features="deskew", n_init=2,
+                                stability_seeds=3, label_budgets=(10, 36), random_state=0)
+    results = experiment.results
+    assert results["features"] == "deskew+l2"
+    assert [row["seed"] for row in results["init_stability"]] == [0, 1, 2]
+    assert all(0 < row["test_hungarian_accuracy"] <= 1 for row in results["init_stability"])
+    assert [row["labels"] for row in results["label_budget"]] == [10, 36]
+    # 36 labels (one per cluster) do better than 10
+    assert results["label_budget"][1]["test_accuracy"] > results["label_budget"][0]["test_accuracy"]
+    # centroid images are drawn in pixel space even though K-means ran on features
+    assert experiment.centroid_images.shape == (36, 64)
+    written = write_outputs(experiment, tmp_path)
+    assert {"label_budget", "centroids", "report", "results"} <= set(written)
+
+
+def test_label_budget_uses_only_one_label_per_cluster(digits):
+    from kmeans_imagery.preprocessing import flatten_scale
+
+    X, y = flatten_scale(digits.train_images), digits.train_labels
+    Xt, yt = flatten_scale(digits.test_images), digits.test_labels
+    seen = []
+
+    class Spy(np.ndarray):
+        def __getitem__(self, item):
+            seen.append(np.atleast_1d(np.arange(len(self))[item]).size)
+            return np.asarray(self)[item]
+
+    rows = label_budget_curve(X, y.view(Spy), Xt, yt, [20], random_state=0)
+    assert seen == [20]
+    assert rows[0]["test_accuracy"] > 0.6
+
+
+def test_label_sheet_round_trip(tmp_path, capsys):
+    data = load_dataset("digits")
+    assert main(["fit", "digits", "--k", "30", "--out", str(tmp_path / "m.kmi")]) == 0
+    assert main(["label-sheet", str(tmp_path / "m.kmi"), "digits", "--per-cluster", "2",
+                 "--out", str(tmp_path / "sheet")]) == 0
+    sheet = tmp_path / "sheet" / "labels.csv"
+    with sheet.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60 and {row["label"] for row in rows} == {""}
+    assert (tmp_path / "sheet" / "sheet-001.png").is_file()
+    # The person labels the first image of each cluster (here: the true label).
+    named = set()
+    for row in rows:
+        if row["cluster"] not in named:
+            row["label"] = f"digit {data.train_labels[int(row['index'])]}"
+            named.add(row["cluster"])
+    with sheet.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(["fit", "digits", "--k", "30", "--labels", str(sheet),
+                 "--out", str(tmp_path / "named.kmi")]) == 0
+    model = load_model(tmp_path / "named.kmi")
+    assert set(model.classes_) <= {f"digit {d}" for d in range(10)}
+    assert model.metadata_["fit_metrics"]["labels_used"] == 30
+    predicted = model.predict(data.test_images)
+    truth = np.array([f"digit {d}" for d in data.test_labels])
+    assert (predicted == truth).mean() > 0.8
+
+
+def test_read_label_sheet_errors(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("index,label\n3,cat\n5,\n")
+    indices, labels = read_label_sheet(path, 10)
+    assert indices.tolist() == [3] and labels.tolist() == ["cat"]
+    path.write_text("index,label\n1,7\n2,3\n")
+    assert read_label_sheet(path, 10)[1].dtype.kind == "i"
+    for text, message in [("index,label\n11,a\n", "not an image"), ("index,label\n1,\n", "no filled"),
+                          ("idx,lab\n1,a\n", "columns"), ("index,label\nx,a\n", "not an image")]:
+        path.write_text(text)
+        with pytest.raises(KMIError, match=message):
+            read_label_sheet(path, 10)
+    with pytest.raises(KMIError, match="does not exist"):
+        read_label_sheet(tmp_path / "none.csv", 10)
+
+
+def test_fit_with_features_saves_them(tmp_path, capsys):
+    assert main(["fit", "digits", "--k", "20", "--features", "hog", "--out",
+                 str(tmp_path / "hog.kmi")]) == 0
+    model = load_model(tmp_path / "hog.kmi")
+    assert model.metadata_["features"]["spec"].startswith("deskew+hog")
+    assert main(["show", str(tmp_path / "hog.kmi"), "--out", str(tmp_path / "c.png")]) == 0
+
+
+def test_bad_feature_spec_is_a_user_error(capsys):
+    assert main(["sweep", "--dataset", "digits", "--ks", "10", "--features", "sparkle"]) == 2
+    assert "sparkle" in capsys.readouterr().err
