@@ -273,7 +273,8 @@ def _confusion_table(matrix, class_names):
 
 def _first_predictions(first):
     predicted, true = first.get("predicted", []), first.get("true", [])
-    lines = ["<h2>First test predictions</h2>", "<table>\n<tbody>"]
+    lines = ["<h2>First predictions (K = number of classes, on the images it was fitted on)</h2>",
+             "<table>\n<tbody>"]
     # Wrong predictions are highlighted.
     cells = "".join(
         ('<td class="miss">' if i < len(true) and label != true[i] else "<td>")
