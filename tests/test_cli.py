@@ -141,3 +141,21 @@ def test_python_api_matches_the_cli(capsys):
         experiment.results["sweep"][0]["inertia"]
     )
     assert np.isfinite(experiment.results["test"]["accuracy"])
+
+
+def test_run_on_an_image_folder_holds_out_a_test_split(capsys, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images[:400], digits.target[:400], strict=True)):
+        folder = tmp_path / "imgs" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image * 15).astype(np.uint8)).save(folder / f"{i}.png")
+    code, out, err = run_kmi(capsys, "run", "--dataset", str(tmp_path / "imgs"), "--ks", "10,30",
+                             "--out", str(tmp_path / "out"), "--json")
+    assert code == 0, err
+    results = json.loads(out)
+    assert (results["n_train"], results["n_test"]) == (320, 80)
+    assert "held out" in err
+    assert results["sweep"][-1]["test_accuracy"] > 0.7

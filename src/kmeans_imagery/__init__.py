@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .engine.kmeans import KMeans, MiniBatchKMeans
 from .errors import KMIError
 from .labeling import ClusterClassifier
 

@@ -155,6 +155,11 @@ def _common_options(command):
                      help="mnist, fashion-mnist, digits (bundled, offline), or a folder path."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
                      help="Folder with the dataset's files (else $KMI_DATA_DIR, the cache, download)."),
+        click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
+                     show_default=True, help="Read images as gray or keep colour."),
+        click.option("--size", help="Resize images to HxW (default: the first image's size)."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Skip unreadable image files (counted) instead of stopping."),
         click.option("--ks", default=",".join(map(str, DEFAULT_KS)), show_default=True,
                      callback=_parse_ks, help="Comma-separated cluster counts to sweep."),
         click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
@@ -190,11 +195,11 @@ def cli(debug):
 
 
 def _experiment(dataset, data_dir, ks, seed, algorithm, engine, transductive, out_console, err,
-                *, features, n_init, stability_seeds, label_budgets):
+                *, features, n_init, stability_seeds, label_budgets, color, size, skip_bad):
     from .pipeline import library_versions, run_experiment
 
     out_console.print(_versions_table(library_versions()))
-    data = _load(dataset, err, data_dir=data_dir)
+    data = _load(dataset, err, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
     out_console.print(
         f"dataset {data.name}: train {data.train_images.shape}, "
         f"test {None if data.test_images is None else data.test_images.shape}"

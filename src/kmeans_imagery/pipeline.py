@@ -298,7 +298,7 @@ def run_experiment(
     Parameters
     ----------
     dataset : kmeans_imagery.datasets.Dataset
-        Needs train and test images with labels.
+        Labelled. Without a test split, 20% of the images are held out (stratified) as one.
     ks : sequence of int, default=DEFAULT_KS
     algorithm, engine, random_state, n_init
         See :class:`~kmeans_imagery.ClusterClassifier`.
@@ -322,8 +322,13 @@ def run_experiment(
     say = log if log is not None else (lambda line: None)
     if dataset.train_labels is None:
         raise KMIError(f"dataset {dataset.name!r} has no labels; the tutorial needs labelled images")
-    if dataset.test_images is None or dataset.test_labels is None:
-        raise KMIError(f"dataset {dataset.name!r} has no labelled test split")
+    if dataset.test_images is None:
+        from .datasets import with_test_split
+
+        dataset = with_test_split(dataset, seed=random_state)
+        say(f"{dataset.name} has no test split: held out 20% of its images, stratified by label")
+    if dataset.test_labels is None:
+        raise KMIError(f"dataset {dataset.name!r} has no labels for its test split")
     ks = tuple(ks)
     X_train = flatten_scale(dataset.train_images)
     X_test = flatten_scale(dataset.test_images)

@@ -55,6 +55,7 @@ __all__ = [
     "load_images",
     "parse_size",
     "read_idx",
+    "with_test_split",
     "write_idx",
 ]
 
@@ -290,6 +291,47 @@ def _load_idx_folder(folder, name, source, progress, label_names=None):
             f"{files['train_images']} holds {train[0].shape[1:]}"
         )
     return Dataset(name, *train, *test, label_names=label_names, source=source)
+
+
+def with_test_split(dataset, fraction=0.2, seed=0):
+    """Hold out a stratified test split from a labelled dataset that has none.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Labelled; returned unchanged when it already has a test split.
+    fraction : float, default=0.2
+        Share of the images held out.
+    seed : int, default=0
+
+    Returns
+    -------
+    Dataset
+        With ``test_images``/``test_labels`` taken from the training images; ``source`` notes
+        the split.
+
+    Raises
+    ------
+    KMIError
+        When the dataset has no labels, or too few images per class to split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if dataset.test_images is not None:
+        return dataset
+    if dataset.train_labels is None:
+        raise KMIError(f"dataset {dataset.name!r} has no labels to hold out a test split by")
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            dataset.train_images, dataset.train_labels, test_size=fraction, random_state=seed,
+            stratify=dataset.train_labels,
+        )
+    except ValueError as error:
+        raise KMIError(f"cannot hold out a test split from {dataset.name!r}: {error}") from None
+    return replace(
+        dataset, train_images=x_train, train_labels=y_train, test_images=x_test,
+        test_labels=y_test, source=f"{dataset.source} ({fraction:.0%} held out as test)",
+    )
 
 
 def _load_digits():

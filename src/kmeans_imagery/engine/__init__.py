@@ -21,8 +21,16 @@ def _sklearn_engine(algorithm, n_clusters, random_state, **params):
     return KMeans(n_clusters=n_clusters, random_state=random_state, **params)
 
 
-ENGINES = {"sklearn": _sklearn_engine}
-DEFAULT_ENGINE = "sklearn"
+def _kmi_engine(algorithm, n_clusters, random_state, **params):
+    from .kmeans import KMeans, MiniBatchKMeans
+
+    if algorithm == "minibatch":
+        return MiniBatchKMeans(n_clusters=n_clusters, random_state=random_state, **params)
+    return KMeans(n_clusters=n_clusters, random_state=random_state, **params)
+
+
+ENGINES = {"kmi": _kmi_engine, "sklearn": _sklearn_engine}
+DEFAULT_ENGINE = "kmi"
 
 
 def make_kmeans(n_clusters, *, algorithm="minibatch", engine=None, random_state=None, **params):
