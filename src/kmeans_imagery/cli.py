@@ -145,31 +145,50 @@ def _features_option():
     )
 
 
-def _common_options(command):
-    """Options shared by ``run`` and ``sweep``."""
-    from .engine import ALGORITHMS, ENGINES
-    from .pipeline import DEFAULT_KS
+def _with_options(command, options):
+    """Apply click options so that they show in the given order."""
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    options = [
-        click.option("--dataset", default="mnist", show_default=True,
-                     help="mnist, fashion-mnist, digits (bundled, offline), or a folder path."),
+
+def _data_options(command):
+    """Options that say how to read a dataset given by name or path."""
+    return _with_options(command, [
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
-                     help="Folder with the dataset's files (else $KMI_DATA_DIR, the cache, download)."),
+                     help="Folder with a named dataset's files (else $KMI_DATA_DIR, the cache, "
+                          "download)."),
         click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
                      show_default=True, help="Read images as gray or keep colour."),
         click.option("--size", help="Resize images to HxW (default: the first image's size)."),
         click.option("--skip-bad", is_flag=True,
                      help="Skip unreadable image files (counted) instead of stopping."),
-        click.option("--ks", default=",".join(map(str, DEFAULT_KS)), show_default=True,
-                     callback=_parse_ks, help="Comma-separated cluster counts to sweep."),
+    ])
+
+
+def _algorithm_options(command):
+    """Options that choose how K-means runs."""
+    from .engine import ALGORITHMS, ENGINES
+
+    return _with_options(command, [
         click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
         click.option("--algorithm", type=click.Choice(ALGORITHMS), default="minibatch",
                      show_default=True, help="Mini-batch K-means (the tutorial's) or full Lloyd."),
         click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None,
                      help="K-means engine [default: the project's own]."),
+        _features_option(),
+    ])
+
+
+def _common_options(command):
+    """Options shared by ``run`` and ``sweep``."""
+    from .pipeline import DEFAULT_KS
+
+    command = _with_options(command, [
+        click.option("--ks", default=",".join(map(str, DEFAULT_KS)), show_default=True,
+                     callback=_parse_ks, help="Comma-separated cluster counts to sweep."),
         click.option("--transductive", is_flag=True,
                      help="Fit on the test set it scores, as the tutorial did (optimistic)."),
-        _features_option(),
         click.option("--n-init", type=click.IntRange(1), default=None,
                      help="Inits per fit at K = number of classes; the lowest inertia wins "
                           "(no labels used)."),
@@ -181,10 +200,12 @@ def _common_options(command):
                           "numbers of labels, e.g. 10,100,256,1000."),
         click.option("--json", "json_mode", is_flag=True,
                      help="Print results.json to stdout and nothing else there."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    ])
+    command = _algorithm_options(command)
+    command = _data_options(command)
+    return click.option("--dataset", default="mnist", show_default=True,
+                        help="mnist, fashion-mnist, digits (bundled, offline), or a path: an IDX "
+                             "or image folder, a .npy/.npz file.")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -272,37 +293,6 @@ def sweep(dataset, data_dir, ks, seed, algorithm, engine, transductive, json_mod
         click.echo(json.dumps(results, indent=2))
 
 
-def _data_options(command):
-    """Options that say how to read a dataset given by name or path."""
-    options = [
-        click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
-                     help="Folder with a named dataset's files (mnist, fashion-mnist)."),
-        click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
-                     show_default=True, help="Read images as gray or keep colour."),
-        click.option("--size", help="Resize images to HxW (default: the first image's size)."),
-        click.option("--skip-bad", is_flag=True,
-                     help="Skip unreadable image files (counted) instead of stopping."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _algorithm_options(command):
-    from .engine import ALGORITHMS, ENGINES
-
-    options = [
-        click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
-        click.option("--algorithm", type=click.Choice(ALGORITHMS), default="minibatch",
-                     show_default=True, help="Mini-batch K-means or full Lloyd."),
-        click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None,
-                     help="K-means engine [default: the project's own]."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 def _metrics_table(title, values):
     from rich.table import Table
 
@@ -327,7 +317,6 @@ def _metrics_table(title, values):
               help="Name the clusters from this filled label sheet alone (see label-sheet).")
 @click.option("--n-init", type=click.IntRange(1), default=None,
               help="Inits to run; the lowest inertia wins (no labels used).")
-@_features_option()
 @_algorithm_options
 @_data_options
 def fit(data, n_clusters, out, force, labels_csv, n_init, features, seed, algorithm, engine,
