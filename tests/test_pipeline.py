@@ -31,7 +31,7 @@ def test_parse_ks():
 
 
 def test_experiment_with_features_budget_and_stability(digits, tmp_path):
-    experiment = run_experiment(digits, ks=(10, 36), features="deskew", n_init=2,
+    experiment = run_experiment(digits, ks=(10, 36), features="l2", n_init=2,
                                 stability_seeds=3, label_budgets=(10, 36), random_state=0)
     results = experiment.results
     assert results["features"] == "deskew+l2"
