@@ -11,4 +11,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ClusterClassifier", "KMIError", "__version__"]
+__all__ = ["ClusterClassifier", "KMIError", "KMeans", "MiniBatchKMeans", "__version__"]

@@ -1,0 +1,240 @@
+"""Chunked, threaded numpy + BLAS kernels behind the project's K-means estimators.
+
+Every kernel walks the rows in fixed blocks of :data:`CHUNK` rows, runs the blocks on a small
+thread pool (BLAS is held to one thread per worker, so the two levels of threading do not fight)
+and reduces the per-block results in block order. The block boundaries and the reduction order
+never depend on the number of threads, so the results are bit-identical whatever the thread count.
+
+Distances use ``||x||^2 - 2 x.c + ||c||^2`` with precomputed row norms: the ``-2 x.c`` block
+comes straight out of one GEMM against ``-2 C^T`` (a transposed view) and the
+centroid norms are added in place, so no ``(n_samples, n_clusters)`` matrix is ever built: a
+worker holds one ``(CHUNK, n_clusters)`` block and, where rows are gathered, one
+``(CHUNK, n_features)`` copy of them.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["CHUNK", "Workers", "row_sq_norms"]
+
+#: Rows per block: a (2048, 256) float32 distance block is 2 MiB, a gathered (2048, 784) float32
+#: block 6.1 MiB, so two workers stay well inside the memory bound stated by the estimators.
+CHUNK = 2048
+
+#: Rows per slice of the exact-inertia differences, which need two (rows, n_features) temporaries.
+_DIFF_ROWS = 256
+
+_controller = None
+
+
+def _blas_controller():
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def blas_threads():
+    """Number of threads the BLAS library may use right now (respects ``threadpool_limits``)."""
+    infos = [info["num_threads"] for info in _blas_controller().info() if info["user_api"] == "blas"]
+    return max(1, min(infos)) if infos else 1
+
+
+def row_sq_norms(X):
+    """Squared Euclidean norm of each row, in the dtype of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    return np.einsum("ij,ij->i", X, X)
+
+
+class Workers:
+    """Maps a function over row blocks on a thread pool and returns the results in block order.
+
+    Use as a context manager. A call with several blocks runs them on ``n_threads`` Python
+    threads (numpy and BLAS release the GIL) with BLAS held to one thread meanwhile; a call with
+    a single block runs it in the calling thread with BLAS's own threads.
+
+    Parameters
+    ----------
+    n_threads : int
+        Number of worker threads; 1 runs every block in the calling thread.
+    """
+
+    def __init__(self, n_threads):
+        self.n_threads = int(n_threads)
+        self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def map(self, fn, n_rows, chunk=CHUNK):
+        """Call ``fn(start, stop)`` for consecutive blocks of ``range(n_rows)``, in order.
+
+        Returns
+        -------
+        list
+            The results, in block order.
+        """
+        bounds = [(s, min(s + chunk, n_rows)) for s in range(0, n_rows, chunk)]
+        if self.n_threads == 1 or len(bounds) == 1:
+            return [fn(s, e) for s, e in bounds]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n_threads)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return list(self._pool.map(lambda b: fn(*b), bounds))
+
+
+def _block(X, rows, s, e):
+    return X[s:e] if rows is None else X[rows[s:e]]
+
+
+def _sum_by_label(Xb, labels, n_clusters):
+    """Per-cluster sums of the rows of a block: a one-hot (K, m) CSC matrix times the block."""
+    m = len(labels)
+    onehot = sp.csc_matrix((np.ones(m, dtype=Xb.dtype), labels, np.arange(m + 1)), shape=(n_clusters, m))
+    return onehot @ Xb
+
+
+class Centers:
+    """Centroids prepared for distance blocks: ``-2 C`` and ``||c||^2``.
+
+    Parameters
+    ----------
+    centers : ndarray of shape (n_clusters, n_features)
+    """
+
+    def __init__(self, centers):
+        self.centers = centers
+        self.neg2 = -2.0 * centers
+        self.sq_norms = row_sq_norms(centers)
+
+    def partial_sq_dist(self, Xb):
+        """``||c||^2 - 2 x.c`` for a block: the squared distance less ``||x||^2``."""
+        # A transposed view, not a contiguous copy: OpenBLAS is much faster on skinny products
+        # this way round.
+        G = Xb @ self.neg2.T
+        G += self.sq_norms
+        return G
+
+
+def assign(workers, X, x_sq, centers, *, rows=None, second=False, sums=False, inertia=False):
+    """Nearest centroid of each row (of ``X`` or of ``X[rows]``), in one chunked pass.
+
+    Parameters
+    ----------
+    workers : Workers
+    X : ndarray of shape (n_samples, n_features)
+    x_sq : ndarray of shape (n_samples,)
+        ``row_sq_norms(X)``.
+    centers : Centers
+    rows : ndarray of int or None
+        Only these rows (gathered block by block), in this order.
+    second : bool
+        Also return the squared distance to the second nearest centroid (``inf`` when K == 1).
+    sums : bool
+        Also return per-cluster float64 sums of the rows and their counts.
+    inertia : bool
+        Also return the exact inertia: ``||x - c||^2`` computed from the difference (no
+        cancellation), row sums in the input dtype, total accumulated in float64.
+
+    Returns
+    -------
+    dict
+        ``labels`` (int32), ``d1`` (squared distance to the nearest centroid, float, >= 0) and,
+        as asked, ``d2``, ``sums`` (K, n_features) float64, ``counts`` (K,) int64, ``inertia``.
+    """
+    n_clusters, n_features = centers.centers.shape
+    n_rows = X.shape[0] if rows is None else len(rows)
+
+    def work(s, e):
+        Xb = _block(X, rows, s, e)
+        xb_sq = x_sq[s:e] if rows is None else x_sq[rows[s:e]]
+        G = centers.partial_sq_dist(Xb)
+        lab = G.argmin(axis=1).astype(np.int32)
+        r = np.arange(e - s)
+        out = {"labels": lab, "d1": np.maximum(G[r, lab] + xb_sq, 0)}
+        if second:
+            G[r, lab] = np.inf
+            out["d2"] = np.maximum(G.min(axis=1) + xb_sq, 0)
+        if sums:
+            out["sums"] = _sum_by_label(Xb, lab, n_clusters)
+        if inertia:
+            total = 0.0
+            for i in range(0, e - s, _DIFF_ROWS):
+                diff = Xb[i : i + _DIFF_ROWS] - centers.centers[lab[i : i + _DIFF_ROWS]]
+                total += np.einsum("ij,ij->i", diff, diff).sum(dtype=np.float64)
+            out["inertia"] = total
+        return out
+
+    parts = workers.map(work, n_rows)
+    res = {"labels": np.concatenate([p["labels"] for p in parts])}
+    res["d1"] = np.concatenate([p["d1"] for p in parts])
+    if second:
+        res["d2"] = np.concatenate([p["d2"] for p in parts])
+    if sums:
+        total = np.zeros((n_clusters, n_features), dtype=np.float64)
+        for p in parts:
+            total += p["sums"]
+        res["sums"] = total
+        res["counts"] = np.bincount(res["labels"], minlength=n_clusters).astype(np.int64)
+    if inertia:
+        res["inertia"] = float(sum(p["inertia"] for p in parts))
+    return res
+
+
+def sq_dist_to_assigned(workers, X, x_sq, centers, labels, rows=None):
+    """Squared distance of each row (of ``X`` or ``X[rows]``) to its own centroid ``labels[i]``.
+
+    ``labels`` is aligned with the rows visited (``len(rows)`` long when ``rows`` is given).
+    Uses the norm expansion, clipped at zero.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+    """
+    n_rows = X.shape[0] if rows is None else len(rows)
+    C = centers.centers
+
+    def work(s, e):
+        Xb = _block(X, rows, s, e)
+        xb_sq = x_sq[s:e] if rows is None else x_sq[rows[s:e]]
+        lab = labels[s:e]
+        dot = np.einsum("ij,ij->i", Xb, C[lab])
+        return np.maximum(xb_sq + centers.sq_norms[lab] - 2 * dot, 0)
+
+    return np.concatenate(workers.map(work, n_rows))
+
+
+def label_delta_sums(X, rows, old, new, n_clusters):
+    """Change of the per-cluster sums when ``X[rows]`` move from clusters ``old`` to ``new``.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, n_features), float64
+    """
+    m = len(rows)
+    total = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    for s in range(0, m, CHUNK):
+        e = min(s + CHUNK, m)
+        k = e - s
+        data = np.concatenate([np.ones(k, X.dtype), -np.ones(k, X.dtype)])
+        idx = np.concatenate([new[s:e], old[s:e]])
+        cols = np.concatenate([np.arange(k), np.arange(k)])
+        delta = sp.csc_matrix((data, (idx, cols)), shape=(n_clusters, k))
+        total += delta @ X[rows[s:e]]
+    return total

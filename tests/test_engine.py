@@ -1,0 +1,215 @@
+"""Tests of make_kmeans and the project's own K-means estimators (correctness, not speed)."""
+
+import numpy as np
+import pytest
+from sklearn import cluster as skcluster
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
+
+from kmeans_imagery import KMeans, KMIError, MiniBatchKMeans
+from kmeans_imagery.engine import DEFAULT_ENGINE, ENGINES, make_kmeans
+from kmeans_imagery.engine._kernels import Workers, row_sq_norms
+from kmeans_imagery.engine._lloyd import lloyd
+
+
+def _blobs(n=600, k=5, d=8, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=6.0, size=(k, d))
+    X = means[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+    return X.astype(dtype)
+
+
+@parametrize_with_checks(
+    [KMeans(n_clusters=3, random_state=0), MiniBatchKMeans(n_clusters=3, random_state=0)]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_make_kmeans_default_engine_is_ours():
+    assert DEFAULT_ENGINE == "kmi"
+    assert isinstance(make_kmeans(4, algorithm="full", random_state=0), KMeans)
+    assert isinstance(make_kmeans(4, random_state=0, batch_size=256), MiniBatchKMeans)
+    sk = make_kmeans(4, algorithm="full", engine="sklearn", random_state=0)
+    assert isinstance(sk, skcluster.KMeans)
+    assert set(ENGINES) >= {"kmi", "sklearn"}
+
+
+def _one_row_per_blob(X, k):
+    """Rows of X, one from each of the k blobs of :func:`_blobs` (the first of each label)."""
+    labels = skcluster.KMeans(k, n_init=3, random_state=0).fit(X).labels_
+    return X[[np.flatnonzero(labels == j)[0] for j in range(k)]].copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_init_same_centroids_as_sklearn(dtype):
+    X = _blobs(dtype=dtype)
+    init = _one_row_per_blob(X, 5)
+    ours = KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    ref = skcluster.KMeans(5, init=init, n_init=1, tol=0, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+    assert ours.cluster_centers_.dtype == dtype
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plain_lloyd_steps_match_sklearn_iteration_by_iteration(seed):
+    # With relax=1 the bounded, incrementally updated iterations are Lloyd's own: any init,
+    # even one that lands in a poor local minimum, gives scikit-learn's centroids.
+    X = _blobs(n=5000, k=6, d=5, seed=seed)
+    init = X[:6].copy()
+    for max_iter in (1, 3, 50):
+        with Workers(1) as workers:
+            ours, _ = lloyd(workers, X, row_sq_norms(X), init, max_iter=max_iter, tol=0, relax=1.0)
+        ref = skcluster.KMeans(6, init=init, n_init=1, tol=0, max_iter=max_iter).fit(X)
+        np.testing.assert_allclose(ours, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+def test_inertia_is_exact_and_labels_match_predict():
+    X = _blobs(n=9000, k=12, d=20)  # more rows than one block, so several blocks run
+    est = KMeans(12, random_state=1).fit(X)
+    np.testing.assert_array_equal(est.labels_, est.predict(X))
+    X64 = X.astype(np.float64)
+    C = est.cluster_centers_.astype(np.float64)
+    d2 = ((X64[:, None, :] - C[None]) ** 2).sum(-1)
+    assert est.inertia_ == pytest.approx(d2.min(axis=1).sum(), rel=1e-6)
+    assert est.score(X) == pytest.approx(-est.inertia_, rel=1e-6)
+    np.testing.assert_allclose(est.transform(X[:50]), np.sqrt(d2[:50]), rtol=1e-3, atol=1e-3)
+
+
+def test_quality_close_to_sklearn_lloyd(digits_rows):
+    X, _ = digits_rows
+    # Local minima differ from seed to seed: compare medians over several seeds.
+    ours = [KMeans(10, random_state=s).fit(X).inertia_ for s in range(8)]
+    ref = [skcluster.KMeans(10, n_init=1, random_state=s).fit(X).inertia_ for s in range(8)]
+    assert np.median(ours) <= 1.01 * np.median(ref)
+
+
+def test_minibatch_quality_close_to_sklearn(digits_rows):
+    X, _ = digits_rows
+    ours = [MiniBatchKMeans(10, random_state=s).fit(X).inertia_ for s in range(8)]
+    ref = [skcluster.MiniBatchKMeans(10, random_state=s).fit(X).inertia_ for s in range(8)]
+    assert np.median(ours) <= 1.03 * np.median(ref)
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+def test_empty_clusters_are_reseeded(Est):
+    X = _blobs(n=300, k=3)
+    init = np.repeat(X[:1], 4, axis=0)  # four identical centroids: three start empty
+    est = Est(4, init=init).fit(X)
+    assert len(np.unique(est.labels_)) == 4
+    assert not (est.cluster_centers_ == 0).all(axis=1).any()
+
+
+def test_empty_cluster_relocation_matches_sklearn():
+    X = _blobs(n=300, k=3, d=4)
+    init = np.vstack([X[:2], X[:1]])  # the third centroid duplicates the first: empty at once
+    ours = KMeans(3, init=init, tol=0).fit(X)
+    ref = skcluster.KMeans(3, init=init, n_init=1, tol=0).fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+def test_duplicate_points_and_k_equals_n(Est):
+    X = np.array([[0, 0], [0, 0], [1, 1], [1, 1], [5, 5]], dtype=np.float32)
+    est = Est(3, random_state=0).fit(X)
+    assert est.inertia_ == pytest.approx(0.0, abs=1e-6)
+    assert len(np.unique(est.labels_)) == 3
+    est = Est(5, random_state=0).fit(X)  # K = n with duplicates: no NaN, no zero centroids
+    assert np.isfinite(est.cluster_centers_).all()
+    assert est.inertia_ == pytest.approx(0.0, abs=1e-6)
+    Y = np.arange(8, dtype=np.float32).reshape(4, 2)
+    est = Est(4, random_state=0).fit(Y)
+    assert len(np.unique(est.labels_)) == 4
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+def test_more_clusters_than_rows_is_a_clear_error(Est):
+    with pytest.raises(KMIError, match="n_samples=2 should be >= n_clusters=3"):
+        Est(3).fit(np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_clusters": 0}, "n_clusters"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1.0}, "tol"),
+        ({"n_init": 0}, "n_init"),
+        ({"init": "bogus"}, "init"),
+        ({"init": np.zeros((2, 3))}, "init has shape"),
+    ],
+)
+def test_bad_parameters(params, match):
+    params = {"n_clusters": 3, **params}
+    with pytest.raises(KMIError, match=match):
+        KMeans(**params).fit(np.ones((10, 4)))
+
+
+def test_float64_stays_float64_and_int_becomes_float64():
+    X = _blobs(dtype=np.float64)
+    assert KMeans(3, random_state=0).fit(X).cluster_centers_.dtype == np.float64
+    Xi = np.rint(X * 10).astype(np.int64)
+    est = MiniBatchKMeans(3, random_state=0).fit(Xi)
+    assert est.cluster_centers_.dtype == np.float64
+    assert est.transform(Xi).dtype == np.float64
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+def test_deterministic_whatever_the_thread_count(Est):
+    X = _blobs(n=10000, k=20, d=16)  # several blocks, so the pool really runs them
+    params = {"random_state": 3, "batch_size": 512} if Est is MiniBatchKMeans else {"random_state": 3}
+    with threadpool_limits(1):
+        one = Est(20, **params).fit(X)
+    with threadpool_limits(2):
+        two = Est(20, **params).fit(X)
+    np.testing.assert_array_equal(one.cluster_centers_, two.cluster_centers_)
+    np.testing.assert_array_equal(one.labels_, two.labels_)
+    assert one.inertia_ == two.inertia_
+    again = Est(20, **params).fit(X)
+    np.testing.assert_array_equal(again.cluster_centers_, two.cluster_centers_)
+
+
+def test_n_init_keeps_the_best_run():
+    X = _blobs(n=800, k=8)
+    runs = [KMeans(8, init="random", n_init=1, random_state=s).fit(X).inertia_ for s in range(4)]
+    best = KMeans(8, init="random", n_init=4, random_state=0).fit(X).inertia_
+    assert best <= max(runs)
+
+
+def test_callable_init():
+    X = _blobs()
+
+    def first_rows(X, n_clusters, seed):
+        return X[:n_clusters]
+
+    est = KMeans(5, init=first_rows, tol=0).fit(X)
+    ref = KMeans(5, init=X[:5].copy(), tol=0).fit(X)
+    np.testing.assert_array_equal(est.cluster_centers_, ref.cluster_centers_)
+
+
+def test_partial_fit_runs_steps_and_keeps_dtype():
+    X = _blobs(n=2000, k=4)
+    est = MiniBatchKMeans(4, random_state=0)
+    for batch in np.array_split(X, 10):
+        est.partial_fit(batch)
+    assert est.n_steps_ == 10
+    assert est.cluster_centers_.dtype == np.float32
+    full = MiniBatchKMeans(4, random_state=0).fit(X)
+    assert est.score(X) >= 1.1 * full.score(X)  # scores are negative: within 10%
+
+
+@pytest.mark.mnist
+def test_mnist_k64_full_and_minibatch(mnist_dir):
+    import gzip
+
+    with gzip.open(mnist_dir / "train-images-idx3-ubyte.gz", "rb") as f:
+        raw = np.frombuffer(f.read(), dtype=np.uint8, offset=16)
+    X = (raw.reshape(-1, 784)[:20000] / np.float32(255)).astype(np.float32)
+    ours = KMeans(64, random_state=0).fit(X)
+    ref = skcluster.KMeans(64, n_init=1, random_state=0).fit(X)
+    assert ours.inertia_ <= 1.002 * ref.inertia_
+    mb = MiniBatchKMeans(64, random_state=0).fit(X)
+    ref_mb = skcluster.MiniBatchKMeans(64, random_state=0).fit(X)
+    assert mb.inertia_ <= 1.01 * ref_mb.inertia_
