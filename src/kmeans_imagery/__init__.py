@@ -1,14 +1,38 @@
-"""kmeans-imagery: turn unlabeled images into classes with K-means."""
+"""kmeans-imagery: turn unlabeled images into classes with K-means.
 
+The public names are imported on first use, so that ``kmi --help`` and ``import kmeans_imagery`` stay
+fast (scikit-learn and matplotlib load only when needed).
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from .engine.kmeans import KMeans, MiniBatchKMeans
 from .errors import KMIError
-from .labeling import ClusterClassifier
 
 try:
     __version__ = version("kmeans-imagery")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ClusterClassifier", "KMIError", "KMeans", "MiniBatchKMeans", "__version__"]
+_LAZY = {
+    "ClusterClassifier": ".labeling",
+    "KMeans": ".engine.kmeans",
+    "MiniBatchKMeans": ".engine.kmeans",
+    "load_dataset": ".datasets",
+    "load_model": ".model_io",
+    "save_model": ".model_io",
+}
+
+__all__ = ["KMIError", "__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
