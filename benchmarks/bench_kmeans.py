@@ -17,7 +17,6 @@ defaults) and ``faiss`` (all points, niter=25) when faiss is installed (the ``be
 """
 
 import argparse
-import gzip
 import json
 import multiprocessing as mp
 import os
@@ -37,34 +36,18 @@ SWEEP_KS = (10, 16, 36, 64, 144, 256)
 # -- data ------------------------------------------------------------------------------------
 
 
-def read_idx(path):
-    """Read one gzip-compressed IDX file into a uint8 array of its declared shape."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise SystemExit(f"{path}: not an unsigned-byte IDX file")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise SystemExit(f"{path}: {data.size} values, header says {shape}")
-    return data.reshape(shape)
-
-
 def load_mnist(data_dir):
     """Train and test images as float32 rows in [0, 1], and their labels."""
-    d = Path(data_dir)
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
-    names += ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    missing = [n for n in names if not (d / n).is_file()]
-    if missing:
-        raise SystemExit(f"MNIST files missing in {d}: {', '.join(missing)} (use --data-dir)")
-    tr, ytr, te, yte = (read_idx(d / n) for n in names)
+    from kmeans_imagery.datasets import load_dataset
+    from kmeans_imagery.errors import KMIError
+    from kmeans_imagery.preprocessing import flatten_scale
 
-    def rows(images):
-        return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32)
-
-    return rows(tr), ytr.astype(np.int64), rows(te), yte.astype(np.int64)
+    try:
+        ds = load_dataset("mnist", data_dir=data_dir)
+    except KMIError as exc:
+        raise SystemExit(f"{exc} (use --data-dir)") from None
+    X, X_test = flatten_scale(ds.train_images), flatten_scale(ds.test_images)
+    return X, ds.train_labels.astype(np.int64), X_test, ds.test_labels.astype(np.int64)
 
 
 # -- one fit in a child process ----------------------------------------------------------------

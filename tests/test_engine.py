@@ -213,3 +213,55 @@ def test_mnist_k64_full_and_minibatch(mnist_dir):
     mb = MiniBatchKMeans(64, random_state=0).fit(X)
     ref_mb = skcluster.MiniBatchKMeans(64, random_state=0).fit(X)
     assert mb.inertia_ <= 1.01 * ref_mb.inertia_
+
+
+def _low_rank_blobs(n, k, d, rank, seed):
+    """Overlapping blobs whose means span ``rank`` of the ``d`` dimensions, plus small noise."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, rank)))[0]
+    means = rng.normal(scale=0.5, size=(k, rank)) @ basis.T
+    return (means[rng.integers(0, k, n)] + 0.05 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_principal_subspace_path_is_exact_and_deterministic(monkeypatch):
+    # Wide rows and many clusters: seeding and most iterations run on the top principal axes.
+    from kmeans_imagery.engine import kmeans as kmeans_module
+
+    X = _low_rank_blobs(n=16384, k=150, d=256, rank=24, seed=4)
+    assert kmeans_module._use_reduced(*X.shape, 128)
+    taken = []
+    reduced_lloyd = KMeans._reduced_lloyd
+
+    def spy(self, *args):
+        found = reduced_lloyd(self, *args)
+        taken.append(found is not None)
+        return found
+
+    with threadpool_limits(1):
+        one = KMeans(128, random_state=0).fit(X)
+    with threadpool_limits(2):
+        two = KMeans(128, random_state=0).fit(X)
+    np.testing.assert_array_equal(one.cluster_centers_, two.cluster_centers_)
+    assert one.inertia_ == two.inertia_
+    assert one.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(two.labels_, two.predict(X))
+    X64, C = X.astype(np.float64), two.cluster_centers_.astype(np.float64)
+    d2 = (X64**2).sum(1)[:, None] - 2 * X64 @ C.T + (C**2).sum(1)
+    assert two.inertia_ == pytest.approx(d2.min(axis=1).sum(), rel=1e-6)
+    assert np.bincount(two.labels_, minlength=128).all()
+    monkeypatch.setattr(KMeans, "_reduced_lloyd", spy)
+    KMeans(128, random_state=0).fit(X)
+    assert taken == [True]
+    monkeypatch.setattr(kmeans_module, "_use_reduced", lambda *shape: False)
+    exact = KMeans(128, random_state=0).fit(X)
+    assert two.inertia_ <= 1.01 * exact.inertia_
+
+
+def test_principal_subspace_is_skipped_when_it_carries_too_little_variance():
+    from kmeans_imagery.engine import kmeans as kmeans_module
+
+    X = _blobs(n=16384, k=150, d=256, seed=4)  # means spread over all 256 dimensions
+    assert kmeans_module._use_reduced(*X.shape, 128)
+    with Workers(1) as workers:
+        found = KMeans(128)._reduced_lloyd(workers, X, row_sq_norms(X), np.random.default_rng(0), 0.0)
+    assert found is None

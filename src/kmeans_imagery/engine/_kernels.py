@@ -220,6 +220,35 @@ def sq_dist_to_assigned(workers, X, x_sq, centers, labels, rows=None):
     return np.concatenate(workers.map(work, n_rows))
 
 
+def cluster_means(workers, X, labels, centers):
+    """Means of the rows of each cluster; a cluster without rows keeps its row of ``centers``.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, n_features), in the dtype of ``X``
+    """
+    n_clusters = centers.shape[0]
+    parts = workers.map(lambda s, e: _sum_by_label(X[s:e], labels[s:e], n_clusters), X.shape[0])
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    for p in parts:
+        sums += p
+    counts = np.bincount(labels, minlength=n_clusters)
+    means = centers.astype(X.dtype, copy=True)
+    filled = counts > 0
+    means[filled] = sums[filled] / counts[filled, None]
+    return means
+
+
+def project(workers, X, components):
+    """``X @ components`` block by block, as a C-contiguous array in the dtype of ``X``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_components)
+    """
+    return np.concatenate(workers.map(lambda s, e: X[s:e] @ components, X.shape[0]))
+
+
 def label_delta_sums(X, rows, old, new, n_clusters):
     """Change of the per-cluster sums when ``X[rows]`` move from clusters ``old`` to ``new``.
 
