@@ -317,10 +317,16 @@ def _metrics_table(title, values):
               help="Name the clusters from this filled label sheet alone (see label-sheet).")
 @click.option("--n-init", type=click.IntRange(1), default=None,
               help="Inits to run; the lowest inertia wins (no labels used).")
+@click.option("--stream", is_flag=True,
+              help="Read DATA in batches (memory independent of its size): mini-batch passes, "
+                   "then exact Lloyd passes.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Fit on a dask cluster: 'local' (this machine's cores) or a scheduler address "
+                   "such as tcp://scheduler:8786.")
 @_algorithm_options
 @_data_options
-def fit(data, n_clusters, out, force, labels_csv, n_init, features, seed, algorithm, engine,
-        data_dir, color, size, skip_bad):
+def fit(data, n_clusters, out, force, labels_csv, n_init, stream, dask_address, features, seed,
+        algorithm, engine, data_dir, color, size, skip_bad):
     """Fit a model on DATA and save it.
 
     DATA is a dataset name (mnist, fashion-mnist, digits), an IDX folder, an image folder
@@ -335,6 +341,14 @@ def fit(data, n_clusters, out, force, labels_csv, n_init, features, seed, algori
     console, err = _consoles(False)
     if Path(out).exists() and not force:
         raise KMIError(f"{out} already exists; use --force to replace it")
+    if stream or dask_address:
+        if stream and dask_address:
+            raise KMIError("choose one of --stream and --dask")
+        if features != "raw" or labels_csv or n_init:
+            raise KMIError("--stream and --dask fit raw pixels: drop --features, --labels, --n-init")
+        _fit_chunked(data, n_clusters, out, force, seed, dask_address, data_dir, color, size,
+                     console, err)
+        return
     dataset = _load(data, err, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
     console.print(f"fitting K={n_clusters} on {dataset.name}: {dataset.train_images.shape}")
     examples = None
@@ -350,6 +364,56 @@ def fit(data, n_clusters, out, force, labels_csv, n_init, features, seed, algori
     console.print(_metrics_table(f"model K={n_clusters} on {dataset.name}", {
         **{k: v for k, v in metrics.items() if k != "test_metrics"}}))
     console.print(f"saved model to {out}")
+
+
+def _fit_chunked(data, n_clusters, out, force, seed, dask_address, data_dir, color, size,
+                 console, err):
+    """``kmi fit --stream`` / ``--dask``: fit from a chunked source, then save."""
+    from .model_io import save_model
+    from .sources import open_source
+    from .streaming import dask_fit_classifier, stream_fit_classifier
+
+    source = open_source(data, data_dir=data_dir, color=color, size=size)
+    console.print(f"fitting K={n_clusters} on {source.name}: {source.n_images} images of "
+                  f"{'x'.join(map(str, source.image_shape))}, read in batches")
+    if dask_address:
+        from .engine.dask_engine import connect
+
+        with connect(dask_address) as client:
+            model = dask_fit_classifier(source, n_clusters, client=client, random_state=seed)
+    else:
+        model = stream_fit_classifier(source, n_clusters, random_state=seed,
+                                      progress=_loading_progress(err))
+    metrics = {"inertia": model.inertia_}
+    save_model(model, out, force=force, fit_metrics=metrics,
+               training={"dataset": source.name, "n_samples": source.n_images,
+                         "labelled": source.labels is not None},
+               label_names=source.label_names)
+    console.print(f"inertia {model.inertia_:,.0f}; saved model to {out}")
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dest", type=click.Path(path_type=str))
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="Split of an IDX folder, named dataset or .npz file to convert.")
+@click.option("--chunk-size", default=8192, show_default=True, type=click.IntRange(1),
+              help="Images per Zarr chunk.")
+@click.option("--force", is_flag=True, help="Replace an existing store.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Folder with a named dataset's files.")
+@click.option("--color", type=click.Choice(["gray", "rgb"]), default=None,
+              help="Convert images to gray or rgb (default: keep).")
+@click.option("--size", help="Resize images to HxW.")
+def convert(src, dest, split, chunk_size, force, data_dir, color, size):
+    """Write SRC (any supported input) as a chunked Zarr store DEST for streaming and Dask fits."""
+    from .sources import convert_to_zarr
+
+    console, err = _consoles(False)
+    store = convert_to_zarr(src, dest, chunk_size=chunk_size, split=split, data_dir=data_dir,
+                            color=color, size=size, force=force, progress=_loading_progress(err))
+    console.print(f"wrote {store.n_images} images of {'x'.join(map(str, store.image_shape))} "
+                  f"to {dest}")
 
 
 @cli.command()
@@ -408,11 +472,23 @@ def evaluate(model_path, data, split, resize, json_mode, out, data_dir, skip_bad
     if out is not None:
         prepare_out_dir(out)
     model = load_model(model_path)
-    dataset = _load(data, err, data_dir=data_dir, color=model_color(model),
-                    size=model_size(model) if resize else None, skip_bad=skip_bad)
-    results = evaluate_model(model, dataset, split=split, resize=resize)
+    if _is_zarr_store(data):
+        from .sources import open_source
+        from .streaming import stream_evaluate
+
+        if out is not None:
+            raise KMIError("--out (figures and report) needs data that fits in memory, not a "
+                           "Zarr store")
+        source = open_source(data, color=model_color(model),
+                             size=model_size(model) if resize else None)
+        results = {**stream_evaluate(model, source), "split": "all"}
+        dataset = None
+    else:
+        dataset = _load(data, err, data_dir=data_dir, color=model_color(model),
+                        size=model_size(model) if resize else None, skip_bad=skip_bad)
+        results = evaluate_model(model, dataset, split=split, resize=resize)
     console.print(_metrics_table(
-        f"{model_path} on {dataset.name} ({results['split']}, {results['n_images']} images)",
+        f"{model_path} on {results['dataset']} ({results['split']}, {results['n_images']} images)",
         results["metrics"]))
     console.print(_confusion_table(results))
     if out is not None:
@@ -420,6 +496,14 @@ def evaluate(model_path, data, split, resize, json_mode, out, data_dir, skip_bad
         console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
     if json_mode:
         click.echo(json.dumps(results, indent=2))
+
+
+def _is_zarr_store(data):
+    from pathlib import Path
+
+    from .sources import is_zarr_store
+
+    return Path(data).is_dir() and is_zarr_store(Path(data))
 
 
 def _confusion_table(results):

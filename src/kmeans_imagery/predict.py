@@ -61,10 +61,10 @@ def nearest_two(model, images):
     return clusters, nearest, second - nearest
 
 
-def _check_image_shape(model, images, source, resize):
+def _check_image_shape(model, shape, source, resize):
     expected = model.image_shape_
-    if expected is not None and images.shape[1:] != tuple(expected):
-        got = "x".join(map(str, images.shape[1:]))
+    if expected is not None and tuple(shape) != tuple(expected):
+        got = "x".join(map(str, shape))
         want = "x".join(map(str, expected))
         hint = "" if resize else "; pass --resize to resize them"
         raise KMIError(f"images in {source} are {got} but the model expects {want}{hint}")
@@ -102,6 +102,7 @@ def predict_paths(model, paths, *, batch_size=PREDICT_BATCH, resize=False, skip_
         One per image: path, cluster, label, distance, margin.
     """
     from .datasets import iter_image_files, load_dataset, load_images
+    from .sources import is_zarr_store, open_source
 
     if batch_size < 1:
         raise KMIError(f"batch size must be positive, got {batch_size}")
@@ -113,7 +114,10 @@ def predict_paths(model, paths, *, batch_size=PREDICT_BATCH, resize=False, skip_
         path = Path(raw)
         if not path.exists():
             raise KMIError(f"{path} does not exist")
-        if path.suffix.lower() in ARRAY_SUFFIXES or (path.is_dir() and _is_idx_folder(path)):
+        if path.is_dir() and is_zarr_store(path):
+            yield from _predict_source(model, open_source(path, color=color, size=size), path,
+                                       batch_size, resize)
+        elif path.suffix.lower() in ARRAY_SUFFIXES or (path.is_dir() and _is_idx_folder(path)):
             yield from _predict_dataset(model, load_dataset(path, color=color, size=size), path,
                                         batch_size, resize)
         else:
@@ -125,7 +129,7 @@ def predict_paths(model, paths, *, batch_size=PREDICT_BATCH, resize=False, skip_
         found = True
         batch = load_images(files, size=size, color=color, skip_bad=skip_bad)
         counts["bad"] = counts.get("bad", 0) + batch.skipped.get("bad", 0)
-        _check_image_shape(model, batch.images, batch.paths[0], resize)
+        _check_image_shape(model, batch.images.shape[1:], batch.paths[0], resize)
         yield from _rows(model, batch.images, [str(p) for p in batch.paths])
     if not found:
         raise KMIError(f"no image files found in {', '.join(map(str, image_inputs))}")
@@ -142,12 +146,20 @@ def _predict_dataset(model, dataset, path, batch_size, resize):
     if dataset.test_images is not None:
         splits = [("train", dataset.train_images), ("test", dataset.test_images)]
     for split, images in splits:
-        _check_image_shape(model, images, path, resize)
+        _check_image_shape(model, images.shape[1:], path, resize)
         prefix = f"{path}#{split + ':' if split else ''}"
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             names = [f"{prefix}{start + i}" for i in range(len(chunk))]
             yield from _rows(model, chunk, names)
+
+
+def _predict_source(model, source, path, batch_size, resize):
+    """Predict a chunked source (a Zarr store) batch by batch; images are named ``path#index``."""
+    _check_image_shape(model, source.image_shape, path, resize)
+    for batch in source.iter_batches(batch_size):
+        names = [f"{path}#{batch.start + i}" for i in range(len(batch.images))]
+        yield from _rows(model, batch.images, names)
 
 
 def _rows(model, images, names):
@@ -203,7 +215,7 @@ def evaluate(model, dataset, *, split="auto", resize=False):
     images, labels, used = _pick_split(dataset, split)
     if labels is None:
         raise KMIError(f"dataset {dataset.name!r} has no labels to evaluate against")
-    _check_image_shape(model, images, dataset.name, resize)
+    _check_image_shape(model, images.shape[1:], dataset.name, resize)
     clusters = model.predict_cluster(images)
     y_pred = model.cluster_labels_[clusters]
     labels = np.asarray(labels)

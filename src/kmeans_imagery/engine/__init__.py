@@ -29,7 +29,16 @@ def _kmi_engine(algorithm, n_clusters, random_state, **params):
     return KMeans(n_clusters=n_clusters, random_state=random_state, **params)
 
 
-ENGINES = {"kmi": _kmi_engine, "sklearn": _sklearn_engine}
+def _dask_engine(algorithm, n_clusters, random_state, **params):
+    from .kmeans import KMeans
+
+    if algorithm != "full":
+        raise KMIError("the dask engine runs full Lloyd passes: use it with --algorithm full")
+    params.pop("n_init", None)  # one run: each dask pass reads the whole data set
+    return KMeans(n_clusters=n_clusters, random_state=random_state, engine="dask", **params)
+
+
+ENGINES = {"kmi": _kmi_engine, "sklearn": _sklearn_engine, "dask": _dask_engine}
 DEFAULT_ENGINE = "kmi"
 
 

@@ -155,12 +155,17 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask array
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,), int32
+        labels : ndarray of shape (n_samples,), int32; a lazy dask array for dask input
         """
+        if _is_dask(X):
+            from .dask_engine import predict_dask
+
+            check_is_fitted(self)
+            return predict_dask(X, self.cluster_centers_)
         X = self._check_test_data(X)
         with Workers(blas_threads()) as workers:
             return assign(workers, X, row_sq_norms(X), Centers(self.cluster_centers_))["labels"]
@@ -238,6 +243,13 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
+def _is_dask(X):
+    """Whether X is a dask collection, without importing dask when it was never loaded."""
+    import sys
+
+    return "dask" in sys.modules and sys.modules["dask"].is_dask_collection(X)
+
+
 class KMeans(_BaseKMeans):
     """K-means clustering by over-relaxed, Hamerly-accelerated Lloyd iterations, numpy + BLAS.
 
@@ -271,13 +283,19 @@ default='k-means++'
         test on the Lloyd step). Lloyd also stops when no label changes.
     random_state : int, RandomState instance or None, default=None
         Seed of the sampling and of k-means++.
+    engine : {None, "numpy", "dask"}, default=None
+        Where the passes run: "numpy" in this process, "dask" as per-chunk partial sums on a
+        dask scheduler (the default ``distributed`` client when there is one; see
+        :func:`kmeans_imagery.engine.dask_engine.fit_dask`). None picks "dask" for a dask array
+        and "numpy" otherwise.
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
         Centroids, in the dtype of ``X`` (float32 or float64).
     labels_ : ndarray of shape (n_samples,)
-        Nearest centroid of each training row; equal to ``predict(X)``.
+        Nearest centroid of each training row; equal to ``predict(X)``. A lazy dask array when
+        the fit ran on dask.
     inertia_ : float
         Sum of squared distances of the rows to their nearest centroid, exact for
         ``cluster_centers_`` (accumulated in float64).
@@ -296,6 +314,7 @@ default='k-means++'
         max_iter=300,
         tol=1e-4,
         random_state=None,
+        engine=None,
     ):
         super().__init__(
             n_clusters,
@@ -305,13 +324,14 @@ default='k-means++'
             tol=tol,
             random_state=random_state,
         )
+        self.engine = engine
 
     def fit(self, X, y=None):
         """Compute the clustering.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask array of shape (n_samples, n_features)
             Training rows; float32 stays float32, anything else becomes float64.
         y : Ignored
 
@@ -319,6 +339,10 @@ default='k-means++'
         -------
         self : KMeans
         """
+        if self.engine not in (None, "numpy", "dask"):
+            raise KMIError(f"engine must be None, 'numpy' or 'dask', got {self.engine!r}")
+        if self.engine == "dask" or _is_dask(X):
+            return self._fit_dask(X)
         X = self._check_fit_data(X)
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self._n_init())
         n, k = X.shape[0], self.n_clusters
@@ -340,6 +364,24 @@ default='k-means++'
                 if best is None or inertia < best[2]:
                     best = (centers, labels, inertia, n_iter)
         self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = best
+        return self
+
+    def _fit_dask(self, X):
+        import dask.array as da
+
+        from .dask_engine import fit_dask, predict_dask
+
+        if not _is_dask(X):
+            X = self._check_fit_data(X)
+            X = da.from_array(X, chunks=(min(8192, len(X)), X.shape[1]))
+        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        centers, inertia, n_iter = fit_dask(
+            X, self.n_clusters, init=init, max_iter=self.max_iter, tol=self.tol, random_state=seed
+        )
+        self.cluster_centers_, self.inertia_, self.n_iter_ = centers, inertia, n_iter
+        self.n_features_in_ = centers.shape[1]
+        self.labels_ = predict_dask(X, centers)
         return self
 
     def _reduced_lloyd(self, workers, X, x_sq, rng, tol):

@@ -1,0 +1,190 @@
+"""Chunked image sources and the Zarr converter."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmeans_imagery.datasets import write_idx
+from kmeans_imagery.errors import KMIError
+from kmeans_imagery.sources import (
+    ArraySource,
+    FolderSource,
+    GzipIdxSource,
+    MemmapSource,
+    ZarrSource,
+    convert_to_zarr,
+    open_source,
+)
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (53, 6, 5), dtype=np.uint8), rng.integers(0, 4, 53)
+
+
+@pytest.fixture
+def idx_folder(tmp_path, images):
+    imgs, labels = images
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", imgs)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels)
+    write_idx(folder / "t10k-images-idx3-ubyte", imgs[:7])
+    write_idx(folder / "t10k-labels-idx1-ubyte", labels[:7])
+    return folder
+
+
+@pytest.fixture
+def class_folder(tmp_path, images):
+    imgs, labels = images
+    folder = tmp_path / "classes"
+    for i, (image, label) in enumerate(zip(imgs[:20], labels[:20], strict=True)):
+        sub = folder / f"class{label}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(sub / f"{i:03d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _all(source, batch_size=8):
+    batches = list(source.iter_batches(batch_size))
+    assert [b.start for b in batches] == list(range(0, source.n_images, batch_size))
+    labels = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
+    return np.concatenate([b.images for b in batches]), labels
+
+
+def test_gzip_idx_streams_in_order(idx_folder, images):
+    source = open_source(idx_folder)
+    assert isinstance(source, GzipIdxSource) and not source.random_access
+    assert (source.n_images, source.image_shape) == (53, (6, 5))
+    got, labels = _all(source)
+    np.testing.assert_array_equal(got, images[0])
+    np.testing.assert_array_equal(labels, images[1])
+    idx = np.array([0, 9, 10, 52])
+    np.testing.assert_array_equal(source.take(idx, batch_size=8), images[0][idx])
+
+
+def test_raw_idx_is_memory_mapped_and_pickles_without_data(idx_folder, images):
+    source = open_source(idx_folder, split="test")
+    assert isinstance(source, MemmapSource) and source.random_access
+    np.testing.assert_array_equal(source.read(2, 5), images[0][2:5])
+    np.testing.assert_array_equal(source.labels, images[1][:7])
+    clone = pickle.loads(pickle.dumps(source))
+    assert len(pickle.dumps(source)) < 2000
+    np.testing.assert_array_equal(clone.read(0, 7), images[0][:7])
+
+
+def test_npy_memory_mapped_with_color_and_size(tmp_path, images):
+    np.save(tmp_path / "x.npy", images[0])
+    source = open_source(tmp_path / "x.npy")
+    assert isinstance(source, MemmapSource) and source.labels is None
+    got, _ = _all(source, 10)
+    np.testing.assert_array_equal(got, images[0])
+    rgb = open_source(tmp_path / "x.npy", color="rgb", size="4x3")
+    assert rgb.image_shape == (4, 3, 3) and rgb.read(0, 2).shape == (2, 4, 3, 3)
+
+
+def test_npy_of_floats_is_loaded_and_scaled(tmp_path):
+    np.save(tmp_path / "f.npy", np.full((3, 4, 4), 0.5, np.float32))
+    source = open_source(tmp_path / "f.npy")
+    assert isinstance(source, ArraySource)
+    assert (source.read(0, 3) == 128).all()
+    np.save(tmp_path / "bad.npy", np.zeros((3, 4), np.uint8))
+    with pytest.raises(KMIError, match="shape"):
+        open_source(tmp_path / "bad.npy")
+
+
+def test_npz_and_names_are_loaded(tmp_path, images):
+    np.savez(tmp_path / "d.npz", x_train=images[0], y_train=images[1])
+    source = open_source(tmp_path / "d.npz")
+    assert isinstance(source, ArraySource)
+    np.testing.assert_array_equal(source.labels, images[1])
+    digits = open_source("digits", split="test")
+    assert digits.image_shape == (8, 8) and digits.labels is not None
+
+
+def test_image_folder_labels_from_subfolders(class_folder, images):
+    source = open_source(class_folder)
+    assert isinstance(source, FolderSource) and source.n_images == 20
+    got, labels = _all(source, 6)
+    order = np.argsort([f"class{label}" for label in images[1][:20]], kind="stable")
+    np.testing.assert_array_equal(got, images[0][:20][order])
+    assert labels[0].startswith("class") and len(labels) == 20
+
+
+def test_missing_and_unknown_paths(tmp_path):
+    with pytest.raises(KMIError, match="does not exist"):
+        open_source(tmp_path / "nope")
+    (tmp_path / "a.csv").write_text("1,2")
+    with pytest.raises(KMIError, match="not a supported source"):
+        open_source(tmp_path / "a.csv")
+    with pytest.raises(KMIError, match="split"):
+        open_source(tmp_path / "a.csv", split="valid")
+
+
+def test_truncated_gzip_idx_is_a_kmi_error(tmp_path, images):
+    write_idx(tmp_path / "x-idx3-ubyte.gz", images[0])
+    data = (tmp_path / "x-idx3-ubyte.gz").read_bytes()
+    (tmp_path / "cut-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(data)[:-100]))
+    source = open_source(tmp_path / "cut-idx3-ubyte.gz")
+    with pytest.raises(KMIError, match="truncated"):
+        _all(source)
+
+
+def test_convert_round_trip_with_string_labels(tmp_path, class_folder):
+    pytest.importorskip("zarr")
+    folder = open_source(class_folder)
+    store = convert_to_zarr(folder, tmp_path / "c.zarr", chunk_size=8)
+    assert isinstance(store, ZarrSource) and store.chunk_size == 8
+    again = open_source(tmp_path / "c.zarr")
+    np.testing.assert_array_equal(_all(again)[0], _all(folder)[0])
+    np.testing.assert_array_equal(again.labels, folder.labels)
+    np.testing.assert_array_equal(_all(again)[1], folder.labels)
+    assert again.name == "classes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr", "classes"]
+
+
+def test_convert_idx_keeps_int_labels_and_to_dask(tmp_path, idx_folder, images):
+    pytest.importorskip("zarr")
+    pytest.importorskip("dask.array")
+    store = convert_to_zarr(idx_folder, tmp_path / "m.zarr", chunk_size=16)
+    assert store.labels.dtype == np.int64
+    np.testing.assert_array_equal(store.labels, images[1])
+    idx = np.array([1, 15, 16, 40])
+    np.testing.assert_array_equal(store.take(idx, batch_size=16), images[0][idx])
+    lazy = store.to_dask(30)
+    assert lazy.chunks[0][0] == 32
+    np.testing.assert_array_equal(lazy.compute(), images[0])
+    mem = open_source(idx_folder, split="test").to_dask(3)
+    np.testing.assert_array_equal(mem.compute(), images[0][:7])
+
+
+def test_convert_is_atomic(tmp_path, idx_folder):
+    pytest.importorskip("zarr")
+    dest = tmp_path / "m.zarr"
+    convert_to_zarr(idx_folder, dest, chunk_size=16)
+    with pytest.raises(KMIError, match="already exists"):
+        convert_to_zarr(idx_folder, dest)
+
+    class Broken(ArraySource):
+        def _read(self, start, stop):
+            if start >= 16:
+                raise RuntimeError("disk gone")
+            return super()._read(start, stop)
+
+    broken = Broken(np.zeros((40, 3, 3), np.uint8))
+    with pytest.raises(RuntimeError):
+        convert_to_zarr(broken, dest, chunk_size=16, force=True)
+    assert open_source(dest).n_images == 53  # the old store is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "m.zarr"]
+
+
+def test_not_a_store(tmp_path):
+    pytest.importorskip("zarr")
+    (tmp_path / "x.zarr").mkdir()
+    with pytest.raises(KMIError, match="kmi convert"):
+        open_source(tmp_path / "x.zarr")
