@@ -159,3 +159,26 @@ def test_run_on_an_image_folder_holds_out_a_test_split(capsys, tmp_path):
     assert (results["n_train"], results["n_test"]) == (320, 80)
     assert "held out" in err
     assert results["sweep"][-1]["test_accuracy"] > 0.7
+
+
+def test_run_on_another_idx_folder_of_the_same_format(capsys, tmp_path):
+    """Other 28x28 images with other labels, under the MNIST file names: nothing else is assumed."""
+    from sklearn.datasets import load_digits
+
+    from kmeans_imagery.datasets import write_idx
+
+    digits = load_digits()
+    images = np.zeros((len(digits.images), 28, 28), dtype=np.uint8)
+    images[:, 6:22, 6:22] = np.kron(digits.images * 15, np.ones((2, 2))).astype(np.uint8)
+    labels = (digits.target % 4 + 40).astype(np.uint8)  # four classes named 40..43
+    for prefix, part in (("train", slice(0, 1400)), ("t10k", slice(1400, None))):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images[part])
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[part])
+    code, out, err = run_kmi(capsys, "run", "--data-dir", str(tmp_path), "--ks", "4,16",
+                             "--out", str(tmp_path / "out"), "--json")
+    assert code == 0, err
+    results = json.loads(out)
+    assert results["classes"] == [40, 41, 42, 43]
+    assert (results["n_train"], results["n_test"], results["image_shape"]) == (1400, 397, [28, 28])
+    assert "test_hungarian_accuracy" in results["sweep"][0]
+    assert (tmp_path / "out" / "report.html").is_file()
