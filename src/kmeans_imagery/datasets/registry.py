@@ -137,6 +137,8 @@ def download(name):
     """
     spec = REMOTE_DATASETS[name]
     registry = _registry()
+    # pooch logs every attempt on stderr; a failure is reported once, as one line, by the caller.
+    pooch.get_logger().setLevel("WARNING")
     for fname in IDX_FILES:
         key = f"{name}/{fname}"
         if (registry.abspath / key).is_file():
