@@ -22,6 +22,7 @@ __all__ = [
     "majority_vote",
     "name_clusters",
     "name_from_examples",
+    "nearest_assigned",
 ]
 
 
@@ -136,6 +137,43 @@ def name_from_examples(model, sample_indices, labels):
     return model
 
 
+def nearest_assigned(model, X, per_cluster, *, batch_size=4096):
+    """For each cluster, its assigned samples nearest to its centroid.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted.
+    X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+    per_cluster : int
+        How many samples to keep per cluster.
+    batch_size : int, default=4096
+        Rows whose distances are computed at once; bounds the memory to batch_size x n_clusters.
+
+    Returns
+    -------
+    chosen : list of ndarray, one per cluster
+        Indices into ``X`` of up to ``per_cluster`` samples assigned to the cluster, nearest first.
+    distance : ndarray of shape (n_samples,)
+        Distance of each sample to its nearest centroid.
+    sizes : ndarray of shape (n_clusters,)
+        Number of samples assigned to each cluster.
+    """
+    clusters = np.empty(len(X), dtype=np.int64)
+    distance = np.empty(len(X))
+    for start in range(0, len(X), batch_size):
+        block = model.cluster_distances(X[start : start + batch_size])
+        clusters[start : start + len(block)] = block.argmin(axis=1)
+        distance[start : start + len(block)] = block.min(axis=1)
+    k = len(model.cluster_centers_)
+    # Sort by (cluster, distance) once, then take each cluster's first rows.
+    order = np.lexsort((distance, clusters))
+    starts = np.searchsorted(clusters[order], np.arange(k))
+    ends = np.searchsorted(clusters[order], np.arange(k), side="right")
+    chosen = [order[starts[c] : min(ends[c], starts[c] + per_cluster)] for c in range(k)]
+    return chosen, distance, ends - starts
+
+
 def central_samples(model, X):
     """Index of the training sample nearest to each centroid among the cluster's members.
 
@@ -151,15 +189,8 @@ def central_samples(model, X):
     indices : ndarray of shape (n_clusters,)
         -1 for a cluster without members.
     """
-    distances = model.cluster_distances(X)
-    own = distances[np.arange(len(distances)), model.labels_]
-    order = np.lexsort((own, model.labels_))
-    first = np.searchsorted(model.labels_[order], np.arange(model.n_clusters))
-    indices = np.full(model.n_clusters, -1, dtype=np.int64)
-    present = first < len(order)
-    present[present] = model.labels_[order[first[present]]] == np.arange(model.n_clusters)[present]
-    indices[present] = order[first[present]]
-    return indices
+    chosen, _, _ = nearest_assigned(model, X, 1)
+    return np.array([members[0] if len(members) else -1 for members in chosen], dtype=np.int64)
 
 
 class ClusterClassifier(ClassifierMixin, BaseEstimator):

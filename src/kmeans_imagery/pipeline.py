@@ -23,6 +23,7 @@ from .labeling import (
     central_samples,
     cluster_means,
     name_from_examples,
+    nearest_assigned,
 )
 from .metrics import clustering_scores, confusion, hungarian_accuracy
 from .preprocessing import flatten_scale
@@ -614,38 +615,15 @@ def _centroid_images(model):
     return np.asarray(model.cluster_images_).reshape((-1, *model.image_shape_))
 
 
-def nearest_members(model, images, per_cluster, *, batch_size=4096):
-    """The ``per_cluster`` images nearest to each centroid among the images assigned to it.
+def _member_images(images, chosen, per_cluster):
+    """Images of each cluster's chosen members, (n_clusters, per_cluster, H, W[, C]) in [0, 1].
 
-    Parameters
-    ----------
-    model : ClusterClassifier
-    images : ndarray of shape (n, H, W[, C])
-    per_cluster : int
-
-    Returns
-    -------
-    members : ndarray of shape (n_clusters, per_cluster, H, W[, C]), float in [0, 1]
-        NaN where a cluster has fewer members.
-    sizes : ndarray of shape (n_clusters,)
-        Number of images assigned to each cluster.
+    NaN (drawn blank) where a cluster has fewer members.
     """
-    clusters = np.empty(len(images), dtype=np.int64)
-    distance = np.empty(len(images))
-    for start in range(0, len(images), batch_size):
-        block = model.cluster_distances(images[start : start + batch_size])
-        clusters[start : start + len(block)] = block.argmin(axis=1)
-        distance[start : start + len(block)] = block.min(axis=1)
-    k = len(model.cluster_centers_)
-    members = np.full((k, per_cluster, *images.shape[1:]), np.nan, dtype=np.float32)
-    # Sort by (cluster, distance) once, then take each cluster's first rows.
-    order = np.lexsort((distance, clusters))
-    starts = np.searchsorted(clusters[order], np.arange(k))
-    ends = np.searchsorted(clusters[order], np.arange(k), side="right")
-    for cluster in range(k):
-        chosen = order[starts[cluster] : min(ends[cluster], starts[cluster] + per_cluster)]
-        members[cluster, : len(chosen)] = images[chosen] / np.float32(255)
-    return members, ends - starts
+    members = np.full((len(chosen), per_cluster, *images.shape[1:]), np.nan, dtype=np.float32)
+    for cluster, indices in enumerate(chosen):
+        members[cluster, : len(indices)] = images[indices] / np.float32(255)
+    return members
 
 
 def draw_model(model, path, *, dataset=None, per_cluster=8, max_clusters=20):
@@ -683,10 +661,13 @@ def draw_model(model, path, *, dataset=None, per_cluster=8, max_clusters=20):
         images = dataset.train_images
         if dataset.test_images is not None:
             images = np.concatenate([images, dataset.test_images])
-        members, sizes = nearest_members(model, images, per_cluster)
+        chosen, _, sizes = nearest_assigned(model, images, per_cluster)
         shown = np.sort(np.argsort(-sizes, kind="stable")[:max_clusters])
         ax = plots.plot_cluster_members(
-            _centroid_images(model)[shown], members[shown], labels[shown], cluster_ids=shown
+            _centroid_images(model)[shown],
+            _member_images(images, [chosen[c] for c in shown], per_cluster),
+            labels[shown],
+            cluster_ids=shown,
         )
     return plots.save_png(ax, path)
 
@@ -772,15 +753,8 @@ def write_label_sheet(model, dataset, out_dir, *, per_cluster=5, clusters_per_pa
 
     out = prepare_out_dir(out_dir)
     images = dataset.train_images
-    distances = model.cluster_distances(images)
-    clusters = distances.argmin(axis=1)
-    own = distances[np.arange(len(images)), clusters]
-    order = np.lexsort((own, clusters))
-    k = len(model.cluster_centers_)
-    starts = np.searchsorted(clusters[order], np.arange(k))
-    ends = np.minimum(np.searchsorted(clusters[order], np.arange(k), side="right"),
-                      starts + per_cluster)
-    chosen = [order[starts[c] : ends[c]] for c in range(k)]
+    chosen, own, _ = nearest_assigned(model, images, per_cluster)
+    k = len(chosen)
     written = {"csv": out / "labels.csv"}
     with atomic_text_file(written["csv"]) as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -788,9 +762,7 @@ def write_label_sheet(model, dataset, out_dir, *, per_cluster=5, clusters_per_pa
         for cluster, indices in enumerate(chosen):
             for index in indices:
                 writer.writerow([int(index), cluster, f"{own[index]:.6g}", ""])
-    members = np.full((k, per_cluster, *images.shape[1:]), np.nan, dtype=np.float32)
-    for cluster, indices in enumerate(chosen):
-        members[cluster, : len(indices)] = images[indices] / np.float32(255)
+    members = _member_images(images, chosen, per_cluster)
     centres = _centroid_images(model)
     for page, first in enumerate(range(0, k, clusters_per_page), start=1):
         rows = slice(first, min(first + clusters_per_page, k))
