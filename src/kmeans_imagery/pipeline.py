@@ -26,6 +26,7 @@ from .labeling import (
     nearest_assigned,
 )
 from .metrics import clustering_scores, confusion, hungarian_accuracy
+from .predict import display_names
 from .preprocessing import flatten_scale
 
 __all__ = [
@@ -417,7 +418,7 @@ def run_experiment(
             "accuracy": test_metrics["accuracy"],
             "metrics": test_metrics,
             "confusion_matrix": confusion(y_test, y_pred, classes).tolist(),
-            "class_names": _class_names(classes, dataset.label_names),
+            "class_names": display_names(classes, dataset.label_names),
         },
         "init_stability": stability,
         "label_budget": budget,
@@ -500,12 +501,6 @@ def _default_engine():
     from .engine import DEFAULT_ENGINE
 
     return DEFAULT_ENGINE
-
-
-def _class_names(classes, label_names):
-    if label_names is not None and np.issubdtype(np.asarray(classes).dtype, np.integer):
-        return [str(label_names[c]) for c in classes]
-    return [str(c) for c in classes]
 
 
 def atomic_text_file(path):
@@ -651,10 +646,9 @@ def draw_model(model, path, *, dataset=None, per_cluster=8, max_clusters=20):
 
     if model.image_shape_ is None:
         raise KMIError("this model was fitted on feature rows, not images; nothing to draw")
-    label_names = getattr(model, "metadata_", {}).get("label_names")
-    labels = np.asarray(model.cluster_labels_)
-    if label_names and labels.dtype.kind in "iu":
-        labels = np.array([label_names[label] for label in labels])
+    labels = np.array(
+        display_names(model.cluster_labels_, getattr(model, "metadata_", {}).get("label_names"))
+    )
     if dataset is None:
         ax = plots.plot_centroids(model.cluster_images_, tuple(model.image_shape_), labels)
     else:

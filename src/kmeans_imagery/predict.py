@@ -14,7 +14,7 @@ from .errors import KMIError
 from .metrics import clustering_scores, confusion
 
 __all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "evaluate", "model_color", "model_size",
-           "nearest_two", "predict_paths", "write_predictions"]
+           "nearest_two", "predict_paths", "score_clusters", "write_predictions"]
 
 CSV_COLUMNS = ("path", "cluster", "label", "distance", "margin")
 PREDICT_BATCH = 1024
@@ -216,28 +216,49 @@ def evaluate(model, dataset, *, split="auto", resize=False):
     if labels is None:
         raise KMIError(f"dataset {dataset.name!r} has no labels to evaluate against")
     _check_image_shape(model, images.shape[1:], dataset.name, resize)
-    clusters = model.predict_cluster(images)
-    y_pred = model.cluster_labels_[clusters]
+    label_names = model.metadata_.get("label_names") if hasattr(model, "metadata_") else None
+    results = score_clusters(model, labels, model.predict_cluster(images), dataset.name,
+                             label_names or dataset.label_names)
+    return {"dataset": dataset.name, "split": used, **results}
+
+
+def score_clusters(model, labels, clusters, name, label_names=None):
+    """Score the clusters a model gave to labelled images.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+    labels : ndarray of shape (n,)
+        True labels, of the kind (integers or strings) the model was named with.
+    clusters : ndarray of shape (n,)
+        Nearest centroid of each image.
+    name : str
+        The data's name, for error messages.
+    label_names : sequence of str, optional
+        Display names of integer labels.
+
+    Returns
+    -------
+    dict
+        n_images, accuracy, metrics (see :func:`~kmeans_imagery.metrics.clustering_scores`),
+        confusion_matrix and class_names (rows and columns of the matrix).
+    """
     labels = np.asarray(labels)
-    if labels.dtype.kind != np.asarray(model.classes_).dtype.kind and not (
-        labels.dtype.kind in "iu" and np.asarray(model.classes_).dtype.kind in "iu"
-    ):
+    model_classes = np.asarray(model.classes_)
+    if (labels.dtype.kind in "iu") != (model_classes.dtype.kind in "iu"):
         raise KMIError(
-            f"the labels of {dataset.name!r} ({labels.dtype.kind!r} values such as "
-            f"{labels[0]!r}) are not of the kind the model was named with (such as "
-            f"{model.classes_[0]!r})"
+            f"the labels of {name!r} ({labels.dtype.kind!r} values such as {labels[0]!r}) are "
+            f"not of the kind the model was named with (such as {model_classes[0]!r})"
         )
-    classes = np.union1d(model.classes_, labels)
+    y_pred = model.cluster_labels_[clusters]
+    classes = np.union1d(model_classes, labels)
     metrics = clustering_scores(labels, clusters, y_pred)
-    label_names = (model.metadata_.get("label_names") if hasattr(model, "metadata_") else None)
     return {
-        "dataset": dataset.name,
-        "split": used,
-        "n_images": len(images),
+        "n_images": len(labels),
         "accuracy": metrics["accuracy"],
         "metrics": metrics,
         "confusion_matrix": confusion(labels, y_pred, classes).tolist(),
-        "class_names": _names(classes, label_names),
+        "class_names": display_names(classes, label_names),
     }
 
 
@@ -258,7 +279,8 @@ def _pick_split(dataset, split):
     return np.concatenate([dataset.train_images, dataset.test_images]), labels, "all"
 
 
-def _names(classes, label_names):
+def display_names(classes, label_names):
+    """Text for each class: its display name for integer classes with names, else the class itself."""
     if label_names and np.asarray(classes).dtype.kind in "iu":
         return [str(label_names[c]) if 0 <= c < len(label_names) else str(c) for c in classes]
     return [str(c) for c in classes]

@@ -372,34 +372,18 @@ def stream_evaluate(model, source, *, batch_size=DEFAULT_CHUNK):
         :func:`~kmeans_imagery.metrics.clustering_scores`), confusion_matrix, class_names, as
         :func:`kmeans_imagery.predict.evaluate` returns.
     """
-    from .metrics import clustering_scores, confusion
+    from .predict import score_clusters
 
     source = source if isinstance(source, ImageSource) else open_source(source)
     _check_shape(model, source)
     labels = source.labels
     if labels is None:
         raise KMIError(f"{source.name} has no labels to evaluate against")
-    classes_model = np.asarray(model.classes_)
-    if (labels.dtype.kind in "iu") != (classes_model.dtype.kind in "iu"):
-        raise KMIError(f"the labels of {source.name} ({labels.dtype.kind!r} values such as "
-                       f"{labels[0]!r}) are not of the kind the model was named with (such as "
-                       f"{classes_model[0]!r})")
     clusters = np.empty(source.n_images, dtype=np.int32)
     for start, batch_clusters, _ in stream_predict(model, source, batch_size=batch_size):
         clusters[start:start + len(batch_clusters)] = batch_clusters
-    y_pred = model.cluster_labels_[clusters]
-    classes = np.union1d(classes_model, labels)
-    metrics = clustering_scores(labels, clusters, y_pred)
-    names = source.label_names
-    return {
-        "dataset": source.name,
-        "n_images": source.n_images,
-        "accuracy": metrics["accuracy"],
-        "metrics": metrics,
-        "confusion_matrix": confusion(labels, y_pred, classes).tolist(),
-        "class_names": [str(names[c]) if names and classes.dtype.kind in "iu"
-                        and 0 <= c < len(names) else str(c) for c in classes],
-    }
+    return {"dataset": source.name,
+            **score_clusters(model, labels, clusters, source.name, source.label_names)}
 
 
 def _check_shape(model, source):
