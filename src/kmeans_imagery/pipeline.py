@@ -209,11 +209,17 @@ def run_sweep(
 
 
 def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minibatch",
-                   engine=None, n_init=None):
+                   engine=None, n_init=None, fitted=None):
     """How much the unsupervised choice among inits changes the clustering, seed by seed.
 
     For each seed, the engine runs ``n_init`` inits and keeps the one of lowest inertia (no labels
     involved); the labels of the test set only score the kept run.
+
+    Parameters
+    ----------
+    fitted : dict of int to ClusterClassifier, optional
+        Models already fitted on ``X_fit`` with these settings, by seed, reused instead of
+        refitting (cluster names play no part here).
 
     Returns
     -------
@@ -223,7 +229,7 @@ def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minib
     """
     rows = []
     for seed in seeds:
-        model = ClusterClassifier(
+        model = (fitted or {}).get(seed) or ClusterClassifier(
             n_clusters=n_clusters, algorithm=algorithm, engine=engine, n_init=n_init,
             random_state=seed,
         ).fit(X_fit, None)
@@ -379,7 +385,7 @@ def run_experiment(
 
     stability = init_stability(
         X_fit, X_test, y_test, n_classes, range(random_state, random_state + stability_seeds),
-        n_init=n_init, **common,
+        n_init=n_init, fitted={random_state: first}, **common,
     )
     if stability:
         spread = [row["test_hungarian_accuracy"] for row in stability]
