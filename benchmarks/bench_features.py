@@ -23,9 +23,7 @@ Examples::
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from kmeans_imagery.engine import make_kmeans
 from kmeans_imagery.features import UMAP, make_features
 from kmeans_imagery.labeling import majority_vote
 from kmeans_imagery.metrics import hungarian_accuracy
+from kmeans_imagery.pipeline import write_json
 from kmeans_imagery.preprocessing import flatten_scale
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -130,14 +129,6 @@ def bench(spec, seed, data, args):
     return row
 
 
-def write_json(path, payload):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -174,7 +165,7 @@ def main(argv=None):
                 ]
             print(json.dumps(summary), flush=True)
             if args.out:
-                write_json(args.out, {"engine": args.engine, "rows": rows})
+                write_json({"engine": args.engine, "rows": rows}, args.out)
     return 0
 
 

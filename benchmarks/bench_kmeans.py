@@ -17,7 +17,6 @@ defaults) and ``faiss`` (all points, niter=25) when faiss is installed (the ``be
 """
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import statistics
@@ -215,15 +214,10 @@ def print_table(summary, ratio_rows, data_mib):
         )
 
 
-def write_json(path, payload):
-    path = Path(path).resolve()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
+    # Imported here, not at the top: spawned fit processes import this module and must not pay for it.
+    from kmeans_imagery.pipeline import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--ks", default="10,64,256", help="comma-separated K values")
@@ -277,7 +271,7 @@ def main(argv=None):
                         f"acc {acc:.3f}  peak RSS {fit['peak_rss_mib']:.0f} MiB",
                         flush=True,
                     )
-                    write_json(args.out, {"command": command, "runs": runs, "partial": True})
+                    write_json({"command": command, "runs": runs, "partial": True}, args.out)
     summary = summarize(runs)
     if args.sweep:
         ratio_rows = ratios(summary, [("kmi-minibatch", "sklearn-minibatch")])
@@ -306,7 +300,6 @@ def main(argv=None):
             f"inertia <= sklearn at every K: {sweep['inertia_not_worse_at_every_k']}"
         )
     write_json(
-        args.out,
         {
             "command": command,
             "cpu_count": os.cpu_count(),
@@ -316,6 +309,7 @@ def main(argv=None):
             "ratios": ratio_rows,
             "sweep": sweep,
         },
+        args.out,
     )
     print(f"\nwrote {args.out}")
 
