@@ -25,6 +25,7 @@ import multiprocessing as mp
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +95,23 @@ def _worker_rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_dask(path, k, seed, n_workers):
+@contextmanager
+def _local_client(n_workers):
+    """A LocalCluster of single-threaded worker processes, all of them up."""
     from distributed import Client, LocalCluster
 
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        client.wait_for_workers(n_workers)
+        yield client
+
+
+def run_dask(path, k, seed, n_workers):
     from kmeans_imagery.engine.dask_engine import fit_dask
     from kmeans_imagery.sources import open_source
 
     source = open_source(path)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.wait_for_workers(n_workers)
+    with _local_client(n_workers) as client:
         start = time.perf_counter()
         centers, inertia, n_iter = fit_dask(source.to_dask(), k, random_state=seed, client=client,
                                             timeout=None)
@@ -119,14 +127,11 @@ def run_dask(path, k, seed, n_workers):
 
 def run_daskml(path, k, seed, n_workers):
     from dask_ml.cluster import KMeans
-    from distributed import Client, LocalCluster
 
     from kmeans_imagery.sources import open_source
 
     source = open_source(path)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.wait_for_workers(n_workers)
+    with _local_client(n_workers) as client:
         images = source.to_dask()
         X = (images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255)).persist()
         start = time.perf_counter()
