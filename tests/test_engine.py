@@ -7,9 +7,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from kmeans_imagery import KMeans, KMIError, MiniBatchKMeans
-from kmeans_imagery.engine import DEFAULT_ENGINE, ENGINES, make_kmeans
-from kmeans_imagery.engine._kernels import Workers, row_sq_norms
-from kmeans_imagery.engine._lloyd import lloyd
+from kmeans_imagery.engine import DEFAULT_ENGINE, ENGINES, _kernels, make_kmeans
+from kmeans_imagery.engine import kmeans as kmeans_module
+from kmeans_imagery.engine._kernels import Workers, block_rows, row_sq_norms
+from kmeans_imagery.engine._lloyd import dense_lloyd, lloyd
+from kmeans_imagery.engine._prepared import prepared
 
 
 def _blobs(n=600, k=5, d=8, seed=0, dtype=np.float32):
@@ -66,7 +68,20 @@ def test_plain_lloyd_steps_match_sklearn_iteration_by_iteration(seed):
         np.testing.assert_allclose(ours, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
 
 
-def test_inertia_is_exact_and_labels_match_predict():
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of the least size (2048 rows) whatever the width, so that small data spans several."""
+    monkeypatch.setattr(_kernels, "BLOCK_ELEMENTS", 1)
+    assert block_rows(16, 20) == _kernels.CHUNK
+
+
+def test_blocks_grow_for_narrow_rows_only():
+    assert block_rows(784, 256) == _kernels.CHUNK
+    assert block_rows(64, 256) == _kernels.BLOCK_ELEMENTS // 256
+    assert block_rows(32, 10) == _kernels.BLOCK_ELEMENTS // 32
+
+
+def test_inertia_is_exact_and_labels_match_predict(small_blocks):
     X = _blobs(n=9000, k=12, d=20)  # more rows than one block, so several blocks run
     est = KMeans(12, random_state=1).fit(X)
     np.testing.assert_array_equal(est.labels_, est.predict(X))
@@ -157,7 +172,7 @@ def test_float64_stays_float64_and_int_becomes_float64():
 
 
 @pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
-def test_deterministic_whatever_the_thread_count(Est):
+def test_deterministic_whatever_the_thread_count(Est, small_blocks):
     X = _blobs(n=10000, k=20, d=16)  # several blocks, so the pool really runs them
     params = {"random_state": 3, "batch_size": 512} if Est is MiniBatchKMeans else {"random_state": 3}
     with threadpool_limits(1):
@@ -224,16 +239,14 @@ def _low_rank_blobs(n, k, d, rank, seed):
 
 
 def test_principal_subspace_path_is_exact_and_deterministic(monkeypatch):
-    # Wide rows and many clusters: seeding and most iterations run on the top principal axes.
-    from kmeans_imagery.engine import kmeans as kmeans_module
-
+    # Wide rows: seeding and the iterations run on the top principal axes.
     X = _low_rank_blobs(n=16384, k=150, d=256, rank=24, seed=4)
-    assert kmeans_module._use_reduced(*X.shape, 128)
+    assert kmeans_module._use_subspace(*X.shape, 128)
     taken = []
-    reduced_lloyd = KMeans._reduced_lloyd
+    subspace_fit = KMeans._subspace_fit
 
     def spy(self, *args):
-        found = reduced_lloyd(self, *args)
+        found = subspace_fit(self, *args)
         taken.append(found is not None)
         return found
 
@@ -249,19 +262,133 @@ def test_principal_subspace_path_is_exact_and_deterministic(monkeypatch):
     d2 = (X64**2).sum(1)[:, None] - 2 * X64 @ C.T + (C**2).sum(1)
     assert two.inertia_ == pytest.approx(d2.min(axis=1).sum(), rel=1e-6)
     assert np.bincount(two.labels_, minlength=128).all()
-    monkeypatch.setattr(KMeans, "_reduced_lloyd", spy)
+    monkeypatch.setattr(KMeans, "_subspace_fit", spy)
     KMeans(128, random_state=0).fit(X)
     assert taken == [True]
-    monkeypatch.setattr(kmeans_module, "_use_reduced", lambda *shape: False)
+    monkeypatch.setattr(kmeans_module, "_use_subspace", lambda *shape: False)
     exact = KMeans(128, random_state=0).fit(X)
     assert two.inertia_ <= 1.01 * exact.inertia_
 
 
-def test_principal_subspace_is_skipped_when_it_carries_too_little_variance():
-    from kmeans_imagery.engine import kmeans as kmeans_module
+def test_subspace_search_keeps_the_start_with_the_lowest_sample_inertia(monkeypatch):
+    # Few clusters: several seedings converge on a sample of the projected rows, the best one
+    # goes on over all rows.
+    X = _low_rank_blobs(n=40000, k=6, d=256, rank=12, seed=1)
+    n_starts = kmeans_module._n_starts(5)
+    assert n_starts > 1
+    runs = []
 
-    X = _blobs(n=16384, k=150, d=256, seed=4)  # means spread over all 256 dimensions
-    assert kmeans_module._use_reduced(*X.shape, 128)
+    def spy(workers, Z, z_sq, centers, **kw):
+        found = dense_lloyd(workers, Z, z_sq, centers, **kw)
+        runs.append((Z.shape[0], centers.copy(), found))
+        return found
+
+    monkeypatch.setattr(kmeans_module, "dense_lloyd", spy)
+    est = KMeans(5, random_state=0).fit(X)
+    search, final = runs[:-1], runs[-1]
+    assert len(search) == n_starts
+    assert all(n_rows == kmeans_module._SEARCH_MIN_ROWS for n_rows, _, _ in search)
+    assert final[0] == X.shape[0]
+    best = min(search, key=lambda run: run[2][2])
+    np.testing.assert_array_equal(final[1], best[2][0])
+    assert est.n_iter_ == final[2][3]
+    ref = skcluster.KMeans(5, n_init=10, random_state=0).fit(X)
+    assert est.inertia_ <= 1.001 * ref.inertia_
+
+
+def test_subspace_path_with_tol_zero_ends_at_a_full_space_fixed_point():
+    X = _low_rank_blobs(n=20000, k=8, d=256, rank=16, seed=2)
+    est = KMeans(8, tol=0, random_state=0).fit(X)
+    counts = np.bincount(est.labels_, minlength=8)
+    means = np.stack([X[est.labels_ == j].mean(axis=0, dtype=np.float64) for j in range(8)])
+    assert counts.all()
+    np.testing.assert_allclose(est.cluster_centers_, means, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_lloyd_matches_sklearn_and_ends_at_a_fixed_point(seed):
+    X = _blobs(n=5000, k=6, d=5, seed=seed)
+    init = X[:6].copy()
+    x_sq = row_sq_norms(X)
     with Workers(1) as workers:
-        found = KMeans(128)._reduced_lloyd(workers, X, row_sq_norms(X), np.random.default_rng(0), 0.0)
-    assert found is None
+        plain = dense_lloyd(workers, X, x_sq, init, max_iter=300, tol=0, relax=1.0)
+        relaxed = dense_lloyd(workers, X, x_sq, init, max_iter=300, tol=0)
+    ref = skcluster.KMeans(6, init=init, n_init=1, tol=0, max_iter=300).fit(X)
+    np.testing.assert_allclose(plain[0], ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(plain[1], ref.labels_)
+    assert plain[2] == pytest.approx(ref.inertia_, rel=1e-4)
+    # Over-relaxed steps may reach another fixed point, but a fixed point: each centroid is the
+    # mean of its rows, and each row is nearest to its own centroid.
+    centers, labels, inertia, n_iter = relaxed
+    assert n_iter < 300
+    np.testing.assert_allclose(centers, [X[labels == j].mean(axis=0) for j in range(6)], atol=1e-4)
+    d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels, d2.argmin(axis=1))
+    assert inertia <= 1.01 * ref.inertia_
+
+
+def test_dense_lloyd_reseeds_empty_clusters_and_stops_on_small_gains():
+    X = _blobs(n=3000, k=4, d=6, seed=3)
+    init = np.vstack([X[:3], np.full((1, 6), 1e3, dtype=X.dtype)])  # the last centroid gets no rows
+    with Workers(1) as workers:
+        centers, labels, _, n_iter = dense_lloyd(workers, X, row_sq_norms(X), init, max_iter=100, tol=0)
+        assert np.bincount(labels, minlength=4).all()
+        assert np.abs(centers).max() < 100
+        slow = _blobs(n=5000, k=6, d=5, seed=0)  # many iterations from these seeds
+        args = (workers, slow, row_sq_norms(slow), slow[:6].copy())
+        _, _, inertia, n_iter = dense_lloyd(*args, max_iter=300, tol=0)
+        _, _, quick_inertia, quick = dense_lloyd(*args, max_iter=300, tol=0, rel_tol=1e-3)
+    assert quick < n_iter
+    assert inertia <= quick_inertia <= 1.01 * inertia
+
+
+def test_principal_subspace_is_skipped_when_it_carries_too_little_variance(monkeypatch):
+    X = _blobs(n=16384, k=150, d=256, seed=4)  # means spread over all 256 dimensions
+    assert kmeans_module._use_subspace(*X.shape, 128)
+    with Workers(1) as workers:
+        assert prepared(X).subspace(workers, 64) is None
+    called = []
+    monkeypatch.setattr(KMeans, "_subspace_fit", lambda *args: called.append(args))
+    est = KMeans(128, random_state=0, max_iter=3).fit(X)
+    assert not called
+    assert est.cluster_centers_.shape == (128, 256)
+
+
+def test_fits_inside_sharing_reuse_the_preparation_and_give_the_same_results(monkeypatch):
+    from kmeans_imagery.engine import _prepared, sharing
+
+    X = _low_rank_blobs(n=20000, k=40, d=256, rank=20, seed=5)
+    alone = [Est(k, random_state=1).fit(X) for Est in (KMeans, MiniBatchKMeans) for k in (8, 64)]
+    calls = []
+    original = _prepared.principal_axes
+    monkeypatch.setattr(_prepared, "principal_axes", lambda *a: calls.append(1) or original(*a))
+    with sharing(X):
+        together = [Est(k, random_state=1).fit(X.reshape(X.shape)) for Est in (KMeans, MiniBatchKMeans)
+                    for k in (8, 64)]
+    assert len(calls) == 1  # one estimate of the axes for 4 fits, 2 subspace widths
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+        assert a.inertia_ == b.inertia_
+    with sharing(X):
+        KMeans(8, random_state=1).fit(X.copy())  # another buffer: prepared on its own
+    assert len(calls) == 2
+    assert not getattr(_prepared._local, "registry", {})  # nothing outlives the block
+
+
+def test_minibatch_on_wide_rows_steps_in_the_subspace_and_stays_exact(monkeypatch):
+    X = _low_rank_blobs(n=20000, k=16, d=256, rank=16, seed=6)
+    polished = []
+
+    def spy(workers, Y, y_sq, centers, **kw):
+        polished.append((Y.shape[1], kw["max_iter"]))
+        return dense_lloyd(workers, Y, y_sq, centers, **kw)
+
+    monkeypatch.setattr(kmeans_module, "dense_lloyd", spy)
+    est = MiniBatchKMeans(16, random_state=0).fit(X)
+    assert polished == [(32, kmeans_module._polish_iter(16))]  # projected rows, 32 axes
+    np.testing.assert_array_equal(est.labels_, est.predict(X))
+    X64, C = X.astype(np.float64), est.cluster_centers_.astype(np.float64)
+    d2 = (X64**2).sum(1)[:, None] - 2 * X64 @ C.T + (C**2).sum(1)
+    assert est.inertia_ == pytest.approx(d2.min(axis=1).sum(), rel=1e-6)
+    ref = skcluster.MiniBatchKMeans(16, random_state=0).fit(X)
+    assert est.inertia_ <= ref.inertia_

@@ -14,6 +14,7 @@ from kmeans_imagery.pipeline import (
     parse_ks,
     read_label_sheet,
     run_experiment,
+    run_sweep,
     write_outputs,
 )
 
@@ -121,3 +122,22 @@ def test_fit_with_features_saves_them(tmp_path, capsys):
 def test_bad_feature_spec_is_a_user_error(capsys):
     assert main(["sweep", "--dataset", "digits", "--ks", "10", "--features", "sparkle"]) == 2
     assert "sparkle" in capsys.readouterr().err
+
+
+def test_sweep_fits_share_one_preparation_of_wide_rows(monkeypatch):
+    # Wide rows take the principal-subspace path: one estimate of the axes serves every K.
+    from kmeans_imagery.engine import _prepared
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(256, 12)))[0]
+    y = rng.integers(0, 4, 20000)
+    X = (rng.normal(scale=2.0, size=(4, 12))[y] @ basis.T + 0.05 * rng.normal(size=(20000, 256)))
+    X = X.astype(np.float32)
+    calls = []
+    original = _prepared.principal_axes
+    monkeypatch.setattr(_prepared, "principal_axes", lambda *a: calls.append(1) or original(*a))
+    rows, models = run_sweep(X, y, [4, 8, 64], random_state=0)
+    assert len(calls) == 1
+    assert [row["k"] for row in rows] == [4, 8, 64]
+    assert rows[0]["accuracy"] > 0.99
+    assert not getattr(_prepared._local, "registry", {})

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
+from .engine import sharing
 from .errors import KMIError
 from .labeling import (
     ClusterClassifier,
@@ -174,37 +175,38 @@ def run_sweep(
     _check_ks(ks, len(X_fit))
     n_classes = len(np.unique(y_fit))
     rows, models = [], {}
-    for k in ks:
-        model = ClusterClassifier(
-            n_clusters=k, algorithm=algorithm, engine=engine, n_init=n_init,
-            random_state=random_state,
-        )
-        started = time.perf_counter()
-        model.fit(X_fit, y_fit)
-        fit_seconds = time.perf_counter() - started
-        scores = clustering_scores(y_fit, model.labels_, model.cluster_labels_[model.labels_])
-        row = {
-            "k": k,
-            "inertia": model.inertia_,
-            "homogeneity": scores["homogeneity"],
-            "completeness": scores["completeness"],
-            "v_measure": scores["v_measure"],
-            "accuracy": scores["accuracy"],
-            "test_accuracy": None,
-            "fit_seconds": fit_seconds,
-        }
-        if X_test is not None:
-            row["test_accuracy"] = float(model.score(X_test, y_test))
-        if k == n_classes:
-            row["hungarian_accuracy"] = scores["hungarian_accuracy"]
+    with sharing(X_fit):  # the fits share the row norms and principal axes of X_fit
+        for k in ks:
+            model = ClusterClassifier(
+                n_clusters=k, algorithm=algorithm, engine=engine, n_init=n_init,
+                random_state=random_state,
+            )
+            started = time.perf_counter()
+            model.fit(X_fit, y_fit)
+            fit_seconds = time.perf_counter() - started
+            scores = clustering_scores(y_fit, model.labels_, model.cluster_labels_[model.labels_])
+            row = {
+                "k": k,
+                "inertia": model.inertia_,
+                "homogeneity": scores["homogeneity"],
+                "completeness": scores["completeness"],
+                "v_measure": scores["v_measure"],
+                "accuracy": scores["accuracy"],
+                "test_accuracy": None,
+                "fit_seconds": fit_seconds,
+            }
             if X_test is not None:
-                row["test_hungarian_accuracy"] = hungarian_accuracy(
-                    y_test, model.predict_cluster(X_test)
-                )
-        rows.append(row)
-        models[k] = model
-        if on_fitted is not None:
-            on_fitted(row)
+                row["test_accuracy"] = float(model.score(X_test, y_test))
+            if k == n_classes:
+                row["hungarian_accuracy"] = scores["hungarian_accuracy"]
+                if X_test is not None:
+                    row["test_hungarian_accuracy"] = hungarian_accuracy(
+                        y_test, model.predict_cluster(X_test)
+                    )
+            rows.append(row)
+            models[k] = model
+            if on_fitted is not None:
+                on_fitted(row)
     return rows, models
 
 
@@ -228,16 +230,17 @@ def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minib
         test_hungarian_accuracy.
     """
     rows = []
-    for seed in seeds:
-        model = (fitted or {}).get(seed) or ClusterClassifier(
-            n_clusters=n_clusters, algorithm=algorithm, engine=engine, n_init=n_init,
-            random_state=seed,
-        ).fit(X_fit, None)
-        rows.append({
-            "seed": seed,
-            "inertia": model.inertia_,
-            "test_hungarian_accuracy": hungarian_accuracy(y_test, model.predict_cluster(X_test)),
-        })
+    with sharing(X_fit):
+        for seed in seeds:
+            model = (fitted or {}).get(seed) or ClusterClassifier(
+                n_clusters=n_clusters, algorithm=algorithm, engine=engine, n_init=n_init,
+                random_state=seed,
+            ).fit(X_fit, None)
+            rows.append({
+                "seed": seed,
+                "inertia": model.inertia_,
+                "test_hungarian_accuracy": hungarian_accuracy(y_test, model.predict_cluster(X_test)),
+            })
     return rows
 
 
@@ -263,16 +266,17 @@ def label_budget_curve(X_fit, y_fit, X_test, y_test, budgets, *, algorithm="mini
     """
     _check_ks(budgets, len(X_fit))
     rows = []
-    for budget in budgets:
-        model = (models or {}).get(budget)
-        if model is None:
-            model = ClusterClassifier(n_clusters=budget, algorithm=algorithm, engine=engine,
-                                      random_state=random_state).fit(X_fit, None)
-        # A shallow copy: naming replaces attributes, so the sweep's model keeps its own names.
-        named = name_from_examples(copy.copy(model), *_central_labels(model, X_fit, y_fit))
-        rows.append({"labels": budget, "test_accuracy": float(named.score(X_test, y_test))})
-        if on_fitted is not None:
-            on_fitted(rows[-1])
+    with sharing(X_fit):
+        for budget in budgets:
+            model = (models or {}).get(budget)
+            if model is None:
+                model = ClusterClassifier(n_clusters=budget, algorithm=algorithm, engine=engine,
+                                          random_state=random_state).fit(X_fit, None)
+            # A shallow copy: naming replaces attributes, so the sweep's model keeps its own names.
+            named = name_from_examples(copy.copy(model), *_central_labels(model, X_fit, y_fit))
+            rows.append({"labels": budget, "test_accuracy": float(named.score(X_test, y_test))})
+            if on_fitted is not None:
+                on_fitted(rows[-1])
     return rows
 
 
@@ -359,42 +363,44 @@ def run_experiment(
     n_classes = len(classes)
     common = {"algorithm": algorithm, "engine": engine}
 
-    # The tutorial's first look: K = number of classes, predicted vs true labels of the fit set.
-    first_rows, first_models = run_sweep(
-        X_fit, y_fit, [n_classes], X_test=X_test, y_test=y_test, random_state=random_state,
-        n_init=n_init, **common,
-    )
-    first = first_models[n_classes]
-    first_predictions = {
-        "predicted": _jsonable(first.cluster_labels_[first.labels_[:20]]),
-        "true": _jsonable(y_fit[:20]),
-    }
-    say(f"K={n_classes}: first 20 predicted {first_predictions['predicted']}")
-    say(f"K={n_classes}: first 20 true      {first_predictions['true']}")
+    # Every fit below shares the row norms and principal axes of X_fit.
+    with sharing(X_fit):
+        # The tutorial's first look: K = number of classes, predicted vs true labels of the fit set.
+        first_rows, first_models = run_sweep(
+            X_fit, y_fit, [n_classes], X_test=X_test, y_test=y_test, random_state=random_state,
+            n_init=n_init, **common,
+        )
+        first = first_models[n_classes]
+        first_predictions = {
+            "predicted": _jsonable(first.cluster_labels_[first.labels_[:20]]),
+            "true": _jsonable(y_fit[:20]),
+        }
+        say(f"K={n_classes}: first 20 predicted {first_predictions['predicted']}")
+        say(f"K={n_classes}: first 20 true      {first_predictions['true']}")
 
-    rows, models = run_sweep(
-        X_fit, y_fit, [k for k in ks if k != n_classes], X_test=X_test, y_test=y_test,
-        random_state=random_state, on_fitted=on_fitted, **common,
-    )
-    if n_classes in ks:
-        rows.extend(first_rows)
-        models.update(first_models)
-        if on_fitted is not None:
-            on_fitted(first_rows[0])
-    rows.sort(key=lambda row: row["k"])
+        rows, models = run_sweep(
+            X_fit, y_fit, [k for k in ks if k != n_classes], X_test=X_test, y_test=y_test,
+            random_state=random_state, on_fitted=on_fitted, **common,
+        )
+        if n_classes in ks:
+            rows.extend(first_rows)
+            models.update(first_models)
+            if on_fitted is not None:
+                on_fitted(first_rows[0])
+        rows.sort(key=lambda row: row["k"])
 
-    stability = init_stability(
-        X_fit, X_test, y_test, n_classes, range(random_state, random_state + stability_seeds),
-        n_init=n_init, fitted={random_state: first}, **common,
-    )
-    if stability:
-        spread = [row["test_hungarian_accuracy"] for row in stability]
-        say(f"K={n_classes} over {len(spread)} seeds: test Hungarian accuracy "
-            f"{min(spread):.3f}..{max(spread):.3f}")
-    budget = label_budget_curve(
-        X_fit, y_fit, X_test, y_test, label_budgets, random_state=random_state, models=models,
-        on_fitted=on_fitted, **common,
-    )
+        stability = init_stability(
+            X_fit, X_test, y_test, n_classes, range(random_state, random_state + stability_seeds),
+            n_init=n_init, fitted={random_state: first}, **common,
+        )
+        if stability:
+            spread = [row["test_hungarian_accuracy"] for row in stability]
+            say(f"K={n_classes} over {len(spread)} seeds: test Hungarian accuracy "
+                f"{min(spread):.3f}..{max(spread):.3f}")
+        budget = label_budget_curve(
+            X_fit, y_fit, X_test, y_test, label_budgets, random_state=random_state, models=models,
+            on_fitted=on_fitted, **common,
+        )
 
     best_k = max(ks)
     best = models[best_k]

@@ -3,11 +3,14 @@
 An engine is a factory that, given an algorithm (``"minibatch"`` or ``"full"``), a number of
 clusters and a seed, returns an unfitted scikit-learn style estimator with ``fit``, ``predict``,
 ``transform`` and, once fitted, ``cluster_centers_``, ``labels_``, ``inertia_`` and ``n_iter_``.
+Fits of the project's own engine inside :func:`sharing` reuse what they compute alike on the
+same rows (the pipeline wraps its sweeps in it).
 """
 
 from ..errors import KMIError
+from ._prepared import sharing
 
-__all__ = ["ALGORITHMS", "DEFAULT_ENGINE", "ENGINES", "make_kmeans"]
+__all__ = ["ALGORITHMS", "DEFAULT_ENGINE", "ENGINES", "make_kmeans", "sharing"]
 
 ALGORITHMS = ("minibatch", "full")
 

@@ -1,13 +1,11 @@
-"""Centroid seeding: greedy k-means++ in the input dtype, chunked and threaded."""
+"""Centroid seeding: greedy k-means++ in the input dtype."""
 
 import numpy as np
-
-from ._kernels import CHUNK
 
 __all__ = ["kmeans_plusplus"]
 
 
-def kmeans_plusplus(workers, X, x_sq, n_clusters, rng, n_local_trials=None):
+def kmeans_plusplus(X, x_sq, n_clusters, rng, n_local_trials=None):
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with local trials as scikit-learn).
 
     Each new centroid is the best of ``n_local_trials`` candidates drawn with probability
@@ -16,7 +14,6 @@ def kmeans_plusplus(workers, X, x_sq, n_clusters, rng, n_local_trials=None):
 
     Parameters
     ----------
-    workers : Workers
     X : ndarray of shape (n_samples, n_features)
         The rows to seed from (callers pass a random sample when n_samples is large).
     x_sq : ndarray of shape (n_samples,)
@@ -36,7 +33,7 @@ def kmeans_plusplus(workers, X, x_sq, n_clusters, rng, n_local_trials=None):
         n_local_trials = 2 + int(np.log(n_clusters))
     chosen = np.empty(n_clusters, dtype=np.intp)
     chosen[0] = rng.integers(n)
-    closest = _sq_dist_to(workers, X, x_sq, chosen[:1])[:, 0]
+    closest = _sq_dist_to(X, x_sq, chosen[:1])[0]
     potential = closest.sum(dtype=np.float64)
     for c in range(1, n_clusters):
         if potential <= 0:  # every row already coincides with a centroid: any row will do
@@ -45,25 +42,23 @@ def kmeans_plusplus(workers, X, x_sq, n_clusters, rng, n_local_trials=None):
         cumulative = np.cumsum(closest, dtype=np.float64)
         draws = rng.random(n_local_trials) * cumulative[-1]
         cand = np.minimum(np.searchsorted(cumulative, draws), n - 1)
-        dist = _sq_dist_to(workers, X, x_sq, cand)
-        np.minimum(dist, closest[:, None], out=dist)
-        pots = dist.sum(axis=0, dtype=np.float64)
+        dist = _sq_dist_to(X, x_sq, cand)
+        np.minimum(dist, closest, out=dist)
+        pots = dist.sum(axis=1, dtype=np.float64)
         best = int(np.argmin(pots))
         chosen[c] = cand[best]
-        closest = np.ascontiguousarray(dist[:, best])
+        closest = dist[best]
         potential = pots[best]
     return X[chosen].copy()
 
 
-def _sq_dist_to(workers, X, x_sq, idx):
-    """Squared distances of all rows of ``X`` to the rows ``X[idx]``: shape (n_samples, len(idx))."""
-    neg2 = -2.0 * X[idx]
-    y_sq = x_sq[idx]
+def _sq_dist_to(X, x_sq, idx):
+    """Squared distances of the rows ``X[idx]`` to all rows of ``X``: shape (len(idx), n_samples).
 
-    def work(s, e):
-        G = X[s:e] @ neg2.T  # a transposed view: see Centers.partial_sq_dist
-        G += y_sq
-        G += x_sq[s:e, None]
-        return np.maximum(G, 0, out=G)
-
-    return np.concatenate(workers.map(work, X.shape[0], chunk=CHUNK))
+    One GEMM with the candidates as rows, so that each candidate's distances are contiguous: the
+    seeding sample is small, and one call beats blocks on the thread pool here.
+    """
+    D = (-2.0 * X[idx]) @ X.T
+    D += x_sq
+    D += x_sq[idx, None]
+    return np.maximum(D, 0, out=D)

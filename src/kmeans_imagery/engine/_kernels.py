@@ -1,15 +1,17 @@
 """Chunked, threaded numpy + BLAS kernels behind the project's K-means estimators.
 
-Every kernel walks the rows in fixed blocks of :data:`CHUNK` rows, runs the blocks on a small
-thread pool (BLAS is held to one thread per worker, so the two levels of threading do not fight)
-and reduces the per-block results in block order. The block boundaries and the reduction order
-never depend on the number of threads, so the results are bit-identical whatever the thread count.
+Every kernel walks the rows in fixed blocks (:data:`CHUNK` rows, more for narrow rows: see
+:func:`block_rows`), runs the blocks on a small thread pool (BLAS is held to one thread per
+worker, so the two levels of threading do not fight) and reduces the per-block results in block
+order. The block boundaries and the reduction order never depend on the number of threads, so
+the results are bit-identical whatever the thread count.
 
 Distances use ``||x||^2 - 2 x.c + ||c||^2`` with precomputed row norms: the ``-2 x.c`` block
 comes straight out of one GEMM against ``-2 C^T`` (a transposed view) and the
 centroid norms are added in place, so no ``(n_samples, n_clusters)`` matrix is ever built: a
-worker holds one ``(CHUNK, n_clusters)`` block and, where rows are gathered, one
-``(CHUNK, n_features)`` copy of them.
+worker holds one ``(rows, n_clusters)`` block and, where rows are gathered, one
+``(rows, n_features)`` copy of them, with ``rows * max(n_features, n_clusters)`` at most about
+:data:`BLOCK_ELEMENTS` (or ``CHUNK`` rows).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +20,15 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["CHUNK", "Workers", "row_sq_norms"]
+__all__ = ["BLOCK_ELEMENTS", "CHUNK", "Workers", "block_rows", "row_sq_norms"]
 
 #: Rows per block: a (2048, 256) float32 distance block is 2 MiB, a gathered (2048, 784) float32
 #: block 6.1 MiB, so two workers stay well inside the memory bound stated by the estimators.
 CHUNK = 2048
+
+#: Elements per block for narrow rows (4 MiB of float32): on a few dozen features a 2048-row block
+#: costs more in Python and numpy call overhead than in arithmetic.
+BLOCK_ELEMENTS = 1 << 20
 
 #: Rows per slice of the exact-inertia differences, which need two (rows, n_features) temporaries.
 _DIFF_ROWS = 256
@@ -41,6 +47,17 @@ def blas_threads():
     """Number of threads the BLAS library may use right now (respects ``threadpool_limits``)."""
     infos = [info["num_threads"] for info in _blas_controller().info() if info["user_api"] == "blas"]
     return max(1, min(infos)) if infos else 1
+
+
+def block_rows(n_features, n_clusters):
+    """Rows per block of a pass over ``n_features``-wide rows against ``n_clusters`` centroids.
+
+    About :data:`BLOCK_ELEMENTS` per block and at least :data:`CHUNK` rows: on narrow rows a
+    pass over a sample is one block, run without the thread pool, whose hand-offs would cost
+    more than the pass. Depends on the shapes only, never on the thread count, so results stay
+    bit-identical.
+    """
+    return max(CHUNK, BLOCK_ELEMENTS // max(n_features, n_clusters, 1))
 
 
 def row_sq_norms(X):
@@ -174,14 +191,10 @@ def assign(workers, X, x_sq, centers, *, rows=None, second=False, sums=False, in
         if sums:
             out["sums"] = _sum_by_label(Xb, lab, n_clusters)
         if inertia:
-            total = 0.0
-            for i in range(0, e - s, _DIFF_ROWS):
-                diff = Xb[i : i + _DIFF_ROWS] - centers.centers[lab[i : i + _DIFF_ROWS]]
-                total += np.einsum("ij,ij->i", diff, diff).sum(dtype=np.float64)
-            out["inertia"] = total
+            out["inertia"] = _exact_inertia(Xb, centers.centers, lab)
         return out
 
-    parts = workers.map(work, n_rows)
+    parts = workers.map(work, n_rows, chunk=block_rows(n_features, n_clusters))
     res = {"labels": np.concatenate([p["labels"] for p in parts])}
     res["d1"] = np.concatenate([p["d1"] for p in parts])
     if second:
@@ -195,6 +208,18 @@ def assign(workers, X, x_sq, centers, *, rows=None, second=False, sums=False, in
     if inertia:
         res["inertia"] = float(sum(p["inertia"] for p in parts))
     return res
+
+
+def _exact_inertia(Xb, C, labels):
+    """``sum ||x - c||^2`` over a block from the differences themselves, totalled in float64."""
+    total = 0.0
+    diff = np.empty((min(_DIFF_ROWS, len(Xb)), Xb.shape[1]), dtype=Xb.dtype)
+    for i in range(0, len(Xb), _DIFF_ROWS):
+        d = diff[: min(_DIFF_ROWS, len(Xb) - i)]
+        np.take(C, labels[i : i + len(d)], axis=0, out=d)
+        np.subtract(Xb[i : i + len(d)], d, out=d)
+        total += np.einsum("ij,ij->i", d, d).sum(dtype=np.float64)
+    return total
 
 
 def sq_dist_to_assigned(workers, X, x_sq, centers, labels, rows=None):

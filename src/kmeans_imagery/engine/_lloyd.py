@@ -1,4 +1,4 @@
-"""Exact Lloyd iterations with Hamerly's bounds.
+"""Exact Lloyd iterations: with Hamerly's bounds (:func:`lloyd`) or without (:func:`dense_lloyd`).
 
 Each row keeps an upper bound ``u`` on the distance to its own centroid and a lower bound ``l``
 on the distance to every other centroid. After the centroids move, ``u`` grows by the move of its
@@ -13,7 +13,7 @@ import numpy as np
 
 from ._kernels import Centers, assign, label_delta_sums, sq_dist_to_assigned
 
-__all__ = ["RELAX", "lloyd"]
+__all__ = ["RELAX", "dense_lloyd", "lloyd"]
 
 # Relative slack on the skip test so that float32 rounding in the bounds never skips a row whose
 # nearest centroid is within rounding of another one.
@@ -95,6 +95,59 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
         if not changed and factor == 1.0:
             break
     return cur.centers, n_iter
+
+
+def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=RELAX):
+    """Over-relaxed Lloyd iterations that assign every row at every iteration.
+
+    On narrow rows (a few dozen principal components) one pass is a cheap GEMM and the
+    bookkeeping of Hamerly's bounds costs more than it saves, so this variant keeps none. Steps
+    and stopping follow :func:`lloyd`, plus a stop on a small relative drop of the inertia.
+    A cluster left empty is re-seeded on the row farthest from its centroid.
+
+    Parameters
+    ----------
+    workers : Workers
+    X : ndarray of shape (n_samples, n_features)
+    x_sq : ndarray of shape (n_samples,)
+    centers : ndarray of shape (n_clusters, n_features)
+    max_iter : int
+    tol : float
+        Absolute threshold on the summed squared Lloyd step.
+    rel_tol : float
+        Stop once an iteration lowers the inertia by less than this fraction of it; 0 never.
+    relax : float
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features)
+        The means of the last partition when it converged or ``tol`` stopped it, else the
+        centroids after the last step.
+    labels : ndarray of shape (n_samples,), int32
+        The last partition: nearest centroid of each row before the last step.
+    inertia : float
+        Inertia of that partition against the centroids it was assigned to.
+    n_iter : int
+        Passes over the rows.
+    """
+    labels, inertia = None, np.inf
+    for n_iter in range(1, max_iter + 1):
+        res = assign(workers, X, x_sq, Centers(centers), sums=True)
+        means = centers.copy()
+        filled = res["counts"] > 0
+        means[filled] = res["sums"][filled] / res["counts"][filled, None]
+        if not filled.all() and res["d1"].max() > 0:
+            far = np.argsort(-res["d1"], kind="stable")[: int((~filled).sum())]
+            means[~filled] = X[far]
+        changed = labels is None or bool((res["labels"] != labels).any())
+        labels, previous, inertia = res["labels"], inertia, float(res["d1"].sum(dtype=np.float64))
+        step = float(((means - centers).astype(np.float64) ** 2).sum())
+        factor = relax if changed and n_iter > 2 else 1.0
+        small_gain = rel_tol > 0 and previous - inertia < rel_tol * inertia
+        if (not changed and factor == 1.0) or step <= tol or small_gain:
+            return means, labels, inertia, n_iter
+        centers = means if factor == 1.0 else (centers + factor * (means - centers)).astype(centers.dtype)
+    return centers, labels, inertia, max_iter
 
 
 def _full_pass(workers, X, x_sq, cur):

@@ -37,7 +37,7 @@ from sklearn.utils import check_random_state
 
 from ..errors import KMIError
 from ._init import kmeans_plusplus
-from ._kernels import Centers, Workers, assign, blas_threads, row_sq_norms
+from ._kernels import Centers, Workers, assign, row_sq_norms
 
 __all__ = [
     "chunk_stats",
@@ -312,8 +312,7 @@ def _start(runner, X, n_clusters, init, rng, max_iter, tol, dtype):
     rows = np.sort(rng.choice(n, size, replace=False))
     sample = _as_rows(runner.compute(X[rows], "reading the sample")).astype(dtype, copy=False)
     if not warm:
-        with Workers(blas_threads()) as workers:
-            return kmeans_plusplus(workers, sample, row_sq_norms(sample), n_clusters, rng)
+        return kmeans_plusplus(sample, row_sq_norms(sample), n_clusters, rng)
     seed = int(rng.integers(np.iinfo(np.int32).max))
     return KMeans(n_clusters, n_init=1, max_iter=max_iter, tol=tol,
                   random_state=seed).fit(sample).cluster_centers_

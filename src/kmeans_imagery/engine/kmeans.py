@@ -1,18 +1,27 @@
 """The project's own K-means estimators: scikit-learn compatible, numpy + BLAS, float32 kept.
 
 :class:`KMeans` runs exact (over-relaxed) Lloyd iterations; :class:`MiniBatchKMeans` runs
-scikit-learn's mini-batch updates, then one Lloyd step over all rows. Both seed with greedy
-k-means++ and finish with one exact pass over all rows, so ``labels_ == predict(X)`` and
+scikit-learn's mini-batch updates, then a few Lloyd iterations over all rows. Both seed with
+greedy k-means++ and finish with one exact pass over all rows, so ``labels_ == predict(X)`` and
 ``inertia_`` is exact for the final centroids.
 
 Where the speed comes from:
 
+- on wide rows (256 features or more), most of the work runs on the rows projected onto their
+  top 32 or 64 principal axes (see :mod:`._reduced`): seeding, iterations and mini-batch steps
+  cost a fraction of full-space ones, and the clusters found there, lifted back as full-space
+  means of the same rows, come within a few parts in 100,000 of the full-space optimum;
+- for few clusters, several seedings run to convergence on a sample of the projected rows and
+  only the best goes on: at K = 10 the local optimum matters more than the last iterations;
+- iterations stop once they gain under 0.005 % of inertia each, not after hundreds of
+  iterations of slow drift;
 - one fused, chunked pass per assignment: a GEMM of a block of rows against ``-2 C^T``, the
   centroid norms added in place, argmin, and the per-cluster sums of the block (a one-hot
   sparse product) while the block is in cache; blocks run on a thread pool, BLAS single-threaded;
-- k-means++ on a random sample of the rows when there are many;
-- for :class:`KMeans`, over-relaxed Lloyd steps (fewer iterations for the same inertia) and
-  Hamerly's bounds, so that late iterations only revisit the rows that may change cluster.
+- on narrow rows, over-relaxed Lloyd steps and Hamerly's bounds, so that late iterations only
+  revisit the rows that may change cluster;
+- fits inside :func:`._prepared.sharing` (a sweep over K) share the row norms and the
+  projection.
 """
 
 from numbers import Integral, Real
@@ -24,9 +33,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import KMIError
 from ._init import kmeans_plusplus
-from ._kernels import Centers, Workers, assign, blas_threads, cluster_means, project, row_sq_norms
-from ._lloyd import lloyd
-from ._reduced import MIN_EXPLAINED, N_COMPONENTS, principal_axes
+from ._kernels import Centers, Workers, assign, blas_threads, cluster_means, row_sq_norms
+from ._lloyd import dense_lloyd, lloyd
+from ._prepared import prepared
+from ._reduced import N_COMPONENTS, subspace_components
 
 __all__ = ["KMeans", "MiniBatchKMeans"]
 
@@ -38,22 +48,47 @@ def _init_rows(n_clusters):
     return max(4096, 16 * n_clusters)
 
 
-#: Most Lloyd iterations in the principal subspace, then in full space (measured on MNIST at
-#: K = 256: more of either buys under 0.05 % of inertia for much more time).
-_REDUCED_ITER = 40
-_REFINE_ITER = 5
+#: Rows per cluster of the sample on which the subspace search compares its starts, and the
+#: least size of that sample; with more rows than twice that, all rows start at once.
+_SEARCH_ROWS_PER_CLUSTER = 256
+_SEARCH_MIN_ROWS = 4096
+
+#: Most iterations of each start on the search sample (they converge well before, on MNIST).
+_SEARCH_ITER = 100
+
+#: Subspace Lloyd on all rows stops once an iteration lowers the inertia by less than this
+#: fraction (MNIST, K = 256: the 35th iteration or so; 40 more buy 0.04 %).
+_REL_TOL = 5e-5
+
+#: Lloyd iterations over all rows after the mini-batch steps: about as many as 5 passes at 64
+#: clusters cost (one costs about as much as K), at least 3 and at most 10; they stop early once
+#: one gains less than the relative inertia below. On MNIST they take 0.3 to 1.5 % off the
+#: inertia of a single Lloyd step; 3 at K = 16 do not always beat scikit-learn's mini-batch.
+_POLISH_BUDGET = 5
+_POLISH_REL_TOL = 1e-4
 
 
-def _use_reduced(n_samples, n_features, n_clusters):
-    """Whether KMeans runs its middle iterations in the principal subspace.
+def _polish_iter(n_clusters):
+    return max(3, min(10, _POLISH_BUDGET * 64 // n_clusters))
 
-    Only where a full pass is costly (many clusters, wide rows) and the covariance sample is a
-    small part of the data. Measured on MNIST: K = 64 takes a third of the time at 1.0007 times
-    the inertia, K = 256 under a tenth of scikit-learn's time at lower inertia; at K = 10 the
-    subspace start ends in worse optima (up to 1.004 times the inertia), so small K stays in full
-    space.
+#: Most seedings the subspace search compares.
+_MAX_STARTS = 8
+
+
+def _n_starts(n_clusters):
+    """Seedings compared on the search sample: several for few clusters, where they are cheap
+    and matter most (MNIST, K = 10: 4 of 10 k-means++ seeds end 0.2 to 0.5 % above the best
+    optimum), one from 40 clusters up."""
+    return max(1, min(_MAX_STARTS, 80 // n_clusters))
+
+
+def _use_subspace(n_samples, n_features, n_clusters):
+    """Whether KMeans runs its iterations in the principal subspace.
+
+    Only where rows are wide enough for the subspace to save most of a pass, and the data has
+    rows enough for the covariance sample to be a small part of it.
     """
-    return n_clusters >= 64 and n_features >= 4 * N_COMPONENTS and n_samples >= 4 * _init_rows(n_clusters)
+    return n_features >= 4 * N_COMPONENTS and n_samples >= 4 * _init_rows(n_clusters)
 
 
 class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -117,11 +152,17 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # -- seeding ----------------------------------------------------------------------------
 
-    def _seed(self, workers, X, x_sq, rng, n_rows, rows=None):
+    def _seed(self, workers, X, x_sq, rng, n_rows, rows=None, space=None):
         """Initial centroids from ``init``; k-means++ and 'random' draw from ``n_rows`` rows.
 
-        k-means++ seeds from ``X[rows]`` when ``rows`` is given.
+        k-means++ seeds from ``X[rows]`` when ``rows`` is given. With a :class:`._prepared.Subspace`, the
+        centroids are its coordinates: k-means++ runs on the projected rows, the other inits are
+        projected.
         """
+        if space is not None and self._init_array is None and self.init == "k-means++":
+            return self._seed(workers, space.Z, space.z_sq, rng, n_rows, rows)
+        if space is not None:
+            return self._seed(workers, X, x_sq, rng, n_rows, rows) @ space.axes
         if self._init_array is not None:
             return self._init_array.copy()
         if callable(self.init):
@@ -135,8 +176,8 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if rows is None and n_rows < n:
             rows = np.sort(rng.choice(n, n_rows, replace=False))
         if rows is not None:
-            return kmeans_plusplus(workers, X[rows], x_sq[rows], self.n_clusters, rng)
-        return kmeans_plusplus(workers, X, x_sq, self.n_clusters, rng)
+            return kmeans_plusplus(X[rows], x_sq[rows], self.n_clusters, rng)
+        return kmeans_plusplus(X, x_sq, self.n_clusters, rng)
 
     def _abs_tol(self, X, x_sq):
         """``tol`` times the mean per-feature variance, as in scikit-learn."""
@@ -254,18 +295,27 @@ def _is_dask(X):
 
 
 class KMeans(_BaseKMeans):
-    """K-means clustering by over-relaxed, Hamerly-accelerated Lloyd iterations, numpy + BLAS.
+    """K-means clustering by over-relaxed Lloyd iterations, numpy + BLAS.
 
     Same parameters and attributes as :class:`sklearn.cluster.KMeans` where they mean the same.
     Each iteration moves the centroids 1.8 times the way to the means of their clusters (the
-    inertia still falls at every iteration; see :func:`._lloyd.lloyd`), and Hamerly's bounds
-    skip the rows that cannot change cluster. k-means++ seeds from ``max(4096, 16 * n_clusters)``
-    random rows when there are more. Results depend only on ``random_state``, not on the number
-    of threads.
+    inertia still falls at every iteration; see :func:`._lloyd.lloyd`). k-means++ seeds from
+    ``max(4096, 16 * n_clusters)`` random rows when there are more.
 
-    Memory beyond ``X``: O(n_samples) for labels and bounds, the seeding sample, and per thread
-    one block of 2048 rows by ``n_clusters`` distances plus one of 2048 gathered rows. For MNIST
-    (60,000 x 784 float32) and K = 256 that is under 60 MiB.
+    On wide rows (at least 256 features, and 4 times that many rows) the iterations run on the
+    rows projected on their top principal axes (32 below 64 clusters, else 64), as long as those
+    carry 80 % of the variance: below 80 clusters, ``80 // n_clusters`` seedings (at most 8) first
+    converge on ``max(4096, 256 * n_clusters)`` projected rows and the one of least inertia goes
+    on; iterations over all projected rows stop once one gains under 0.005 % of the inertia (or
+    at ``tol``, or ``max_iter``); the clusters become full-space means. With ``tol=0``, exact
+    full-space Lloyd then runs to convergence. Elsewhere, all iterations are full-space, with
+    Hamerly's bounds skipping the rows that cannot change cluster. Results depend only on
+    ``random_state``, not on the number of threads.
+
+    Memory beyond ``X``: O(n_samples) for norms, labels and bounds; the projected rows
+    (``n_samples * 64`` values); the seeding sample; and per thread one block of about 2**20
+    values (at most 2048 rows by ``max(n_features, n_clusters)``) plus its distances to the
+    centroids. For MNIST (60,000 x 784 float32) and K = 256 that is under 60 MiB.
 
     Parameters
     ----------
@@ -303,7 +353,8 @@ default='k-means++'
         Sum of squared distances of the rows to their nearest centroid, exact for
         ``cluster_centers_`` (accumulated in float64).
     n_iter_ : int
-        Lloyd iterations on all rows in the best run.
+        Iterations over all rows in the best run (subspace ones where the subspace is used,
+        plus any full-space ones).
     n_features_in_ : int
         Number of features seen in ``fit``.
     """
@@ -350,16 +401,17 @@ default='k-means++'
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self._n_init())
         n, k = X.shape[0], self.n_clusters
         best = None
+        data = prepared(X)
         with Workers(blas_threads()) as workers:
-            x_sq = row_sq_norms(X)
+            x_sq = data.x_sq()
             tol = self._abs_tol(X, x_sq)
+            space = None
+            if _use_subspace(n, X.shape[1], k):
+                space = data.subspace(workers, subspace_components(k))
             for seed in seeds:
                 rng = np.random.default_rng(seed)
-                found = None
-                if _use_reduced(n, X.shape[1], k):
-                    found = self._reduced_lloyd(workers, X, x_sq, rng, tol)
-                if found is not None:
-                    centers, n_iter = found
+                if space is not None:
+                    centers, n_iter = self._subspace_fit(workers, X, x_sq, space, rng, tol)
                 else:
                     centers = self._seed(workers, X, x_sq, rng, min(n, _init_rows(k)))
                     centers, n_iter = lloyd(workers, X, x_sq, centers, max_iter=self.max_iter, tol=tol)
@@ -387,39 +439,50 @@ default='k-means++'
         self.labels_ = predict_dask(X, centers)
         return self
 
-    def _reduced_lloyd(self, workers, X, x_sq, rng, tol):
-        """Seed and converge in the principal subspace, lift, refine with full-space Lloyd.
+    def _subspace_fit(self, workers, X, x_sq, space, rng, tol):
+        """Seed and converge in the principal subspace, then lift the clusters to full space.
 
-        k-means++ and the Lloyd iterations run on ``X`` projected onto its top principal axes
-        (estimated from the seeding sample); the clusters found there become full-space means,
-        which at most ``_REFINE_ITER`` exact iterations refine (any number when ``tol == 0``).
+        k-means++ seeds from ``max(4096, 16 * n_clusters)`` projected rows. With few clusters,
+        several seedings run to convergence on a sample of the projected rows and the lowest
+        inertia wins; the winner (or the only seeding) then runs on all projected rows. The
+        clusters found become full-space means, which the caller labels and scores exactly;
+        with ``tol == 0`` full-space Lloyd first converges from them.
 
         Returns
         -------
-        (centers, n_iter) or None
-            The centroids, of shape (n_clusters, n_features), and the full-space iterations
-            run; None, having run nothing, when the axes carry under ``MIN_EXPLAINED`` of the
-            variance.
+        centers : ndarray of shape (n_clusters, n_features)
+        n_iter : int
+            Iterations over all rows, subspace and full space.
         """
         n, k = X.shape[0], self.n_clusters
+        Z, z_sq, axes = space.Z, space.z_sq, space.axes
         rows = np.sort(rng.choice(n, _init_rows(k), replace=False))
-        axes, explained = principal_axes(X, rows, N_COMPONENTS)
-        if explained < MIN_EXPLAINED:
-            return None
-        Z = project(workers, X, axes)
-        z_sq = row_sq_norms(Z)
-        if self.init == "k-means++":
-            reduced = self._seed(workers, Z, z_sq, rng, len(rows), rows=rows)
+
+        def seed():
+            return self._seed(workers, X, x_sq, rng, len(rows), rows=rows, space=space)
+
+        n_search = max(_SEARCH_MIN_ROWS, _SEARCH_ROWS_PER_CLUSTER * k)
+        n_starts = 1 if self._init_array is not None else _n_starts(k)
+        if 2 * n_search <= n:
+            sample = np.sort(rng.choice(n, n_search, replace=False))
+            Zs, zs_sq = Z[sample], z_sq[sample]
+            best = None
+            for _ in range(n_starts):
+                found = dense_lloyd(workers, Zs, zs_sq, seed(), max_iter=_SEARCH_ITER, tol=tol)
+                if best is None or found[2] < best[2]:
+                    best = found
+            reduced = best[0]
         else:
-            reduced = self._seed(workers, X, x_sq, rng, len(rows), rows=rows) @ axes
-        reduced, _ = lloyd(workers, Z, z_sq, reduced, max_iter=min(self.max_iter, _REDUCED_ITER), tol=tol)
-        labels = assign(workers, Z, z_sq, Centers(reduced))["labels"]
-        del Z
-        # A cluster left without rows keeps its centroid mapped back to full space; the full-space
-        # Lloyd re-seeds it if it stays empty.
+            reduced = seed()
+        reduced, labels, _, n_iter = dense_lloyd(
+            workers, Z, z_sq, reduced, max_iter=self.max_iter, tol=tol, rel_tol=_REL_TOL if tol else 0.0
+        )
+        # A cluster left without rows keeps its centroid mapped back to full space.
         centers = cluster_means(workers, X, labels, reduced @ axes.T)
-        max_iter = self.max_iter if tol == 0 else min(self.max_iter, _REFINE_ITER)
-        return lloyd(workers, X, x_sq, centers, max_iter=max_iter, tol=tol)
+        if tol == 0:
+            centers, more = lloyd(workers, X, x_sq, centers, max_iter=self.max_iter, tol=0)
+            n_iter += more
+        return centers, n_iter
 
 
 class MiniBatchKMeans(_BaseKMeans):
@@ -432,12 +495,18 @@ class MiniBatchKMeans(_BaseKMeans):
     random rows of the batch. ``fit`` stops after ``max_iter`` passes over the data, when the
     sum of squared centroid moves of a step is at most ``tol`` (scaled as in :class:`KMeans`),
     or when the smoothed batch inertia has not improved for ``max_no_improvement`` steps. It then
-    makes one Lloyd step over all rows (each centroid becomes the mean of the rows nearest to it)
-    and assigns all rows once more for ``labels_`` and the exact ``inertia_``.
+    runs 3 to 10 Lloyd iterations over all rows (fewer for more clusters; they stop once one
+    gains under 0.01 % of inertia), takes the means of the last partition as centroids, and
+    assigns all rows once more for ``labels_`` and the exact ``inertia_``.
 
-    Memory beyond ``X``: O(n_samples) for the labels, one batch of gathered rows, the seeding
-    sample (``init_size`` rows) and per thread one block of 2048 rows by ``n_clusters``
-    distances. For MNIST (60,000 x 784 float32) and K = 256 that is under 60 MiB.
+    On wide rows (see :class:`KMeans`) seeding, steps and those iterations run on the rows
+    projected on their top principal axes; the last partition's full-space means are the
+    centroids. :meth:`partial_fit` always works in full space.
+
+    Memory beyond ``X``: O(n_samples) for norms and labels, the projected rows
+    (``n_samples * 64`` values), one batch of gathered rows, the seeding sample (``init_size``
+    rows) and per thread one block of about 2**20 values plus its distances to the centroids.
+    For MNIST (60,000 x 784 float32) and K = 256 that is under 60 MiB.
 
     Parameters
     ----------
@@ -524,19 +593,23 @@ default='k-means++'
             size = max(3 * self.batch_size, 3 * self.n_clusters)
         return min(max(size, self.n_clusters), n)
 
-    def _seed_best(self, workers, X, x_sq, rng):
-        """Seed ``n_init`` times from ``init_size`` rows; keep the lowest validation inertia."""
+    def _seed_best(self, workers, X, x_sq, rng, space=None):
+        """Seed ``n_init`` times from ``init_size`` rows; keep the lowest validation inertia.
+
+        With a :class:`._prepared.Subspace`, seeds and scores in its coordinates.
+        """
         n = X.shape[0]
         n_init = self._n_init()
         size = self._init_size(n)
         if n_init == 1:
-            return self._seed(workers, X, x_sq, rng, size)
+            return self._seed(workers, X, x_sq, rng, size, space=space)
         valid = np.sort(rng.integers(0, n, size))
-        Xv, xv_sq = X[valid], x_sq[valid]
+        Y, y_sq = (X, x_sq) if space is None else (space.Z, space.z_sq)
+        Yv, yv_sq = Y[valid], y_sq[valid]
         best, best_inertia = None, np.inf
         for _ in range(n_init):
-            centers = self._seed(workers, X, x_sq, rng, size)
-            inertia = assign(workers, Xv, xv_sq, Centers(centers))["d1"].sum(dtype=np.float64)
+            centers = self._seed(workers, X, x_sq, rng, size, space=space)
+            inertia = assign(workers, Yv, yv_sq, Centers(centers))["d1"].sum(dtype=np.float64)
             if inertia < best_inertia:
                 best, best_inertia = centers, inertia
         return best
@@ -606,41 +679,59 @@ default='k-means++'
         self._start(X)
         n = X.shape[0]
         batch = min(self.batch_size, n)
-        n_steps = (self.max_iter * n) // batch
-        alpha = min(batch * 2.0 / (n + 1), 1.0)
+        data = prepared(X)
         with Workers(blas_threads()) as workers:
-            x_sq = row_sq_norms(X)
+            x_sq = data.x_sq()
             tol = self._abs_tol(X, x_sq)
-            centers = self._seed_best(workers, X, x_sq, self._rng)
-            ewa = ewa_min = None
-            no_improvement = 0
-            for i in range(n_steps):
-                rows = self._rng.integers(0, n, batch)
-                _, inertia, shift = self._step(workers, X[rows], x_sq[rows], centers)
-                if i == 0:
-                    continue
-                inertia /= batch
-                ewa = inertia if ewa is None else ewa * (1 - alpha) + inertia * alpha
-                if tol > 0 and shift <= tol:
-                    break
-                if ewa_min is None or ewa < ewa_min:
-                    ewa_min, no_improvement = ewa, 0
-                else:
-                    no_improvement += 1
-                if self.max_no_improvement is not None and no_improvement >= self.max_no_improvement:
-                    break
-            # One Lloyd step over all rows removes most of the noise the last batches left in the
-            # centroids, for the price of one more pass (the other one labels the rows anyway).
-            res = assign(workers, X, x_sq, Centers(centers), sums=True)
-            filled = res["counts"] > 0
-            centers[filled] = res["sums"][filled] / res["counts"][filled, None]
-            if not filled.all() and res["d1"].max() > 0:  # re-seed on the rows farthest off
-                far = np.argsort(-res["d1"], kind="stable")[: int((~filled).sum())]
-                centers[~filled] = X[far]
+            space = None
+            if _use_subspace(n, X.shape[1], self.n_clusters):
+                space = data.subspace(workers, subspace_components(self.n_clusters))
+            Y, y_sq = (X, x_sq) if space is None else (space.Z, space.z_sq)
+            centers = self._seed_best(workers, X, x_sq, self._rng, space)
+            centers = self._run_steps(workers, Y, y_sq, centers, tol)
+            # A few Lloyd iterations over all rows (cheap in the subspace) remove the noise the
+            # last batches left in the centroids; the full-space means of the last partition
+            # are the final centroids.
+            polish = _polish_iter(self.n_clusters)
+            centers, labels, _, _ = dense_lloyd(
+                workers, Y, y_sq, centers, max_iter=polish, tol=tol, rel_tol=_POLISH_REL_TOL
+            )
+            fallback = centers if space is None else centers @ space.axes.T
+            centers = cluster_means(workers, X, labels, fallback)
             self.labels_, self.inertia_ = self._finish(workers, X, x_sq, centers)
         self.cluster_centers_ = centers
         self.n_iter_ = int(np.ceil(self.n_steps_ * batch / n))
         return self
+
+    def _run_steps(self, workers, X, x_sq, centers, tol):
+        """Mini-batch steps from ``centers`` until one of the stopping rules of ``fit`` holds.
+
+        Returns
+        -------
+        centers : ndarray of shape (n_clusters, n_features)
+        """
+        n = X.shape[0]
+        batch = min(self.batch_size, n)
+        n_steps = (self.max_iter * n) // batch
+        alpha = min(batch * 2.0 / (n + 1), 1.0)
+        ewa = ewa_min = None
+        no_improvement = 0
+        for i in range(n_steps):
+            rows = self._rng.integers(0, n, batch)
+            _, inertia, shift = self._step(workers, X[rows], x_sq[rows], centers)
+            if i == 0:
+                continue
+            inertia /= batch
+            ewa = inertia if ewa is None else ewa * (1 - alpha) + inertia * alpha
+            if tol > 0 and shift <= tol:
+                break
+            if ewa_min is None or ewa < ewa_min:
+                ewa_min, no_improvement = ewa, 0
+            else:
+                no_improvement += 1
+            if self.max_no_improvement is not None and no_improvement >= self.max_no_improvement:
+                break
+        return centers
 
     def partial_fit(self, X, y=None):
         """One mini-batch step on the rows ``X`` (seeding from them on the first call).
