@@ -7,6 +7,7 @@ from kmeans_imagery.metrics import (
     hungarian_accuracy,
     inertia,
     purity,
+    sweep_scores,
 )
 
 
@@ -53,3 +54,14 @@ def test_homogeneity_by_hand():
 def test_confusion_rows_true_columns_predicted():
     matrix = confusion(["a", "b", "b"], ["a", "a", "b"], classes=["a", "b"])
     np.testing.assert_array_equal(matrix, [[1, 0], [1, 1]])
+
+
+def test_sweep_scores_are_the_subset_of_clustering_scores_a_sweep_reports():
+    rng = np.random.default_rng(0)
+    y, clusters = rng.integers(0, 4, 500), rng.integers(0, 7, 500)
+    y_pred = rng.integers(0, 4, 500)
+    full = clustering_scores(y, clusters, y_pred)
+    light = sweep_scores(y, clusters, y_pred)
+    assert set(light) == {"homogeneity", "completeness", "v_measure", "accuracy"}
+    assert light == {name: full[name] for name in light}
+    assert "accuracy" not in clustering_scores(y, clusters)

@@ -6,6 +6,7 @@ image gets the name of its nearest centroid.
 """
 
 import numpy as np
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import euclidean_distances, pairwise_distances_argmin
 from sklearn.utils.multiclass import check_classification_targets
@@ -316,7 +317,10 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
             engine=self.engine,
             random_state=self.random_state,
             **engine_params,
-        ).fit(rows)
+        )
+        # Raw rows were checked for NaN and infinity by fit; features are checked by the engine.
+        with config_context(assume_finite=self.features_ is None):
+            kmeans.fit(rows)
         self.cluster_centers_ = kmeans.cluster_centers_
         self.labels_ = np.asarray(kmeans.labels_)
         self.inertia_ = float(kmeans.inertia_)

@@ -16,6 +16,7 @@ __all__ = [
     "hungarian_accuracy",
     "inertia",
     "purity",
+    "sweep_scores",
 ]
 
 
@@ -76,6 +77,32 @@ def confusion(y_true, y_pred, classes):
     return skm.confusion_matrix(y_true, y_pred, labels=classes)
 
 
+def sweep_scores(y_true, clusters, y_pred):
+    """The scores a sweep over K reports for each K, in one pass over the labels each.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    clusters : array-like of shape (n_samples,)
+        Cluster index of each sample.
+    y_pred : array-like of shape (n_samples,)
+        Labels predicted by naming the clusters.
+
+    Returns
+    -------
+    dict
+        homogeneity, completeness, v_measure and accuracy, as floats.
+    """
+    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(y_true, clusters)
+    return {
+        "homogeneity": float(homogeneity),
+        "completeness": float(completeness),
+        "v_measure": float(v_measure),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+    }
+
+
 def clustering_scores(y_true, clusters, y_pred=None):
     """All label-based scores of a clustering, as a dict of floats.
 
@@ -94,16 +121,15 @@ def clustering_scores(y_true, clusters, y_pred=None):
         homogeneity, completeness, v_measure, nmi, ari, purity, hungarian_accuracy and, with
         ``y_pred``, accuracy.
     """
-    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(y_true, clusters)
-    scores = {
-        "homogeneity": float(homogeneity),
-        "completeness": float(completeness),
-        "v_measure": float(v_measure),
-        "nmi": float(skm.normalized_mutual_info_score(y_true, clusters)),
-        "ari": float(skm.adjusted_rand_score(y_true, clusters)),
-        "purity": purity(y_true, clusters),
-        "hungarian_accuracy": hungarian_accuracy(y_true, clusters),
-    }
-    if y_pred is not None:
-        scores["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
+    scores = sweep_scores(y_true, clusters, y_true if y_pred is None else y_pred)
+    if y_pred is None:
+        del scores["accuracy"]
+    scores.update(
+        {
+            "nmi": float(skm.normalized_mutual_info_score(y_true, clusters)),
+            "ari": float(skm.adjusted_rand_score(y_true, clusters)),
+            "purity": purity(y_true, clusters),
+            "hungarian_accuracy": hungarian_accuracy(y_true, clusters),
+        }
+    )
     return scores

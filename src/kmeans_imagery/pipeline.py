@@ -26,7 +26,7 @@ from .labeling import (
     name_from_examples,
     nearest_assigned,
 )
-from .metrics import clustering_scores, confusion, hungarian_accuracy
+from .metrics import clustering_scores, confusion, hungarian_accuracy, sweep_scores
 from .predict import display_names
 from .preprocessing import flatten_scale
 
@@ -184,7 +184,7 @@ def run_sweep(
             started = time.perf_counter()
             model.fit(X_fit, y_fit)
             fit_seconds = time.perf_counter() - started
-            scores = clustering_scores(y_fit, model.labels_, model.cluster_labels_[model.labels_])
+            scores = sweep_scores(y_fit, model.labels_, model.cluster_labels_[model.labels_])
             row = {
                 "k": k,
                 "inertia": model.inertia_,
@@ -198,7 +198,7 @@ def run_sweep(
             if X_test is not None:
                 row["test_accuracy"] = float(model.score(X_test, y_test))
             if k == n_classes:
-                row["hungarian_accuracy"] = scores["hungarian_accuracy"]
+                row["hungarian_accuracy"] = hungarian_accuracy(y_fit, model.labels_)
                 if X_test is not None:
                     row["test_hungarian_accuracy"] = hungarian_accuracy(
                         y_test, model.predict_cluster(X_test)
