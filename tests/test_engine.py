@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn import cluster as skcluster
+from sklearn.metrics import euclidean_distances
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
@@ -392,3 +393,37 @@ def test_minibatch_on_wide_rows_steps_in_the_subspace_and_stays_exact(monkeypatc
     assert est.inertia_ == pytest.approx(d2.min(axis=1).sum(), rel=1e-6)
     ref = skcluster.MiniBatchKMeans(16, random_state=0).fit(X)
     assert est.inertia_ <= ref.inertia_
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+@pytest.mark.parametrize("init", ["random", "array", "callable", "n_init"])
+def test_every_init_works_on_the_subspace_path(Est, init):
+    X = _low_rank_blobs(n=20000, k=12, d=256, rank=12, seed=7)
+    params = {"random_state": 0}
+    if init == "array":
+        params["init"] = X[:12].copy()
+    elif init == "callable":
+        params["init"] = lambda X, k, seed: X[np.random.default_rng(seed).choice(len(X), k, replace=False)]
+    elif init == "n_init":
+        params["n_init"] = 2
+    else:
+        params["init"] = "random"
+    est = Est(12, **params).fit(X)
+    again = Est(12, **params).fit(X)
+    np.testing.assert_array_equal(est.cluster_centers_, again.cluster_centers_)
+    np.testing.assert_array_equal(est.labels_, est.predict(X))
+    assert np.bincount(est.labels_, minlength=12).all()
+    if init == "array":  # iterations only lower the inertia of the given start
+        start = euclidean_distances(X, params["init"], squared=True).min(axis=1).sum(dtype=np.float64)
+        assert est.inertia_ < start
+    if init == "n_init":  # random rows (the other inits) are poor seeds on overlapping blobs
+        ref = skcluster.KMeans(12, n_init=2, random_state=0).fit(X)
+        assert est.inertia_ <= 1.05 * ref.inertia_
+
+
+def test_float64_wide_rows_stay_float64_on_the_subspace_path():
+    X = _low_rank_blobs(n=20000, k=8, d=256, rank=8, seed=8).astype(np.float64)
+    for Est in (KMeans, MiniBatchKMeans):
+        est = Est(8, random_state=0).fit(X)
+        assert est.cluster_centers_.dtype == np.float64
+        np.testing.assert_array_equal(est.labels_, est.predict(X))
