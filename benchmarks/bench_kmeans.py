@@ -4,7 +4,7 @@ Every fit runs in a fresh child process (spawned, data read from temporary .npy 
 writes once), so that its memory is its own: the child notes its RSS after importing the peer,
 loads the data, resets the kernel's high-water mark (``/proc/self/clear_refs``), fits, and reports
 ``VmHWM``. The memory target is checked on the peak less the RSS after imports (the Python stack
-alone: numpy, scipy, scikit-learn and the pandas it loads). The parent scores every peer the same
+alone: numpy, scipy, scikit-learn and, when installed, the pandas it loads). The parent scores every peer the same
 way: exact inertia over all 60,000 training images (float64) and test accuracy with clusters named
 by the majority training label.
 
@@ -339,7 +339,7 @@ def bench_fits(args, seeds, npy, data, command, write_json):
     data_mib = data[0].nbytes / 2**20
     print_table(summary, ratio_rows, data_mib)
     # The memory target: peak RSS of the fit's process, less what its imports alone take (the
-    # Python stack: numpy, scipy, scikit-learn and the pandas it loads), under data + 200 MiB.
+    # Python stack: numpy, scipy, scikit-learn and, when installed, pandas), under data + 200 MiB.
     memory = [
         {
             "peer": s["peer"],
