@@ -80,11 +80,13 @@ class Prepared:
         if self._axes is False:
             return None
         if n_components not in self._spaces:
-            wider = [space for m, space in self._spaces.items() if m > n_components]
-            if wider:  # the leading columns of a wider projection are this one
-                Z = np.ascontiguousarray(wider[0].Z[:, :n_components])
-            else:
-                Z = project(workers, self.X, np.ascontiguousarray(self._axes[:, :n_components]))
+            # Always the widest projection, narrower ones being its leading columns: one GEMM
+            # serves every width, and a width's coordinates never depend on what came before.
+            if N_COMPONENTS not in self._spaces:
+                Z = project(workers, self.X, self._axes)
+                self._spaces[N_COMPONENTS] = Subspace(self._axes, Z, row_sq_norms(Z))
+            widest = self._spaces[N_COMPONENTS].Z
+            Z = np.ascontiguousarray(widest[:, :n_components])
             axes = np.ascontiguousarray(self._axes[:, :n_components])
             self._spaces[n_components] = Subspace(axes, Z, row_sq_norms(Z))
         return self._spaces[n_components]

@@ -69,12 +69,12 @@ _SEARCH_ITER = 100
 #: fraction (MNIST, K = 256: the 35th iteration or so; 40 more buy 0.04 %).
 _REL_TOL = 5e-5
 
-#: Lloyd iterations over all rows after the mini-batch steps: about as many as 5 passes at 64
+#: Lloyd iterations over all rows after the mini-batch steps: about as many as 3 passes at 64
 #: clusters cost (one costs about as much as K), at least 1 and at most 10; they stop early once
 #: one gains less than the relative inertia below. On MNIST they take up to 1.5 % off the
 #: inertia of a single Lloyd step, most at small K (3 at K = 16 do not always beat
 #: scikit-learn's mini-batch; 1 at K = 256 is 1 % under it).
-_POLISH_BUDGET = 5
+_POLISH_BUDGET = 3
 _POLISH_REL_TOL = 1e-4
 
 
