@@ -4,9 +4,9 @@ Every fit runs in a fresh child process (spawned, data read from temporary .npy 
 writes once), so that its memory is its own: the child notes its RSS after importing the peer,
 loads the data, resets the kernel's high-water mark (``/proc/self/clear_refs``), fits, and reports
 ``VmHWM``. The memory target is checked on the peak less the RSS after imports (the Python stack
-alone: numpy, scipy, scikit-learn and, when installed, the pandas it loads). The parent scores every peer the same
-way: exact inertia over all 60,000 training images (float64) and test accuracy with clusters named
-by the majority training label.
+alone: numpy, scipy, scikit-learn and, when installed, the pandas it loads). The parent scores
+every peer the same way: exact inertia over all 60,000 training images (float64) and test accuracy
+with clusters named by the majority training label.
 
 ``--sweep`` times the tutorial's sweep the way ``kmi sweep`` runs it: ``pipeline.run_sweep`` over
 K = 10..256 (mini-batch, fits plus their scores), one child process per engine and seed.
