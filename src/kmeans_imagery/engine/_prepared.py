@@ -80,14 +80,10 @@ class Prepared:
         if self._axes is False:
             return None
         if n_components not in self._spaces:
-            # Always the widest projection, narrower ones being its leading columns: one GEMM
-            # serves every width, and a width's coordinates never depend on what came before.
-            if N_COMPONENTS not in self._spaces:
-                Z = project(workers, self.X, self._axes)
-                self._spaces[N_COMPONENTS] = Subspace(self._axes, Z, row_sq_norms(Z))
-            widest = self._spaces[N_COMPONENTS].Z
-            Z = np.ascontiguousarray(widest[:, :n_components])
+            # Each width its own GEMM, not the leading columns of a wider projection: a width's
+            # coordinates must not depend on which fits came before it.
             axes = np.ascontiguousarray(self._axes[:, :n_components])
+            Z = project(workers, self.X, axes)
             self._spaces[n_components] = Subspace(axes, Z, row_sq_norms(Z))
         return self._spaces[n_components]
 
