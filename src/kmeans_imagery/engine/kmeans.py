@@ -88,7 +88,7 @@ _MAX_STARTS = 8
 def _n_starts(n_clusters):
     """Seedings compared on the search sample: several for few clusters, where they are cheap
     and matter most (MNIST, K = 10: 4 of 10 k-means++ seeds end 0.2 to 0.5 % above the best
-    optimum), one from 40 clusters up."""
+    optimum), one from 41 clusters up."""
     return max(1, min(_MAX_STARTS, 80 // n_clusters))
 
 
@@ -314,9 +314,9 @@ class KMeans(_BaseKMeans):
 
     On wide rows (at least 256 features, and 4 times that many rows) the iterations run on the
     rows projected on their top principal axes (32 below 64 clusters, else 64), as long as those
-    carry 80 % of the variance: below 80 clusters, ``80 // n_clusters`` seedings (at most 8) first
-    converge on ``max(4096, 256 * n_clusters)`` projected rows and the one of least inertia goes
-    on; iterations over all projected rows stop once one gains under 0.005 % of the inertia (or
+    carry 80 % of the variance: ``80 // n_clusters`` seedings (at least 1, at most 8) first
+    converge on ``max(4096, 256 * n_clusters)`` projected rows, where that is at most half of
+    them, and the one of least inertia goes on; iterations over all projected rows stop once one gains under 0.005 % of the inertia (or
     at ``tol``, or ``max_iter``); the clusters become full-space means. With ``tol=0``, exact
     full-space Lloyd then runs to convergence. Elsewhere, all iterations are full-space, with
     Hamerly's bounds skipping the rows that cannot change cluster. Results depend only on
