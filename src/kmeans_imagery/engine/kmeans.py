@@ -316,8 +316,9 @@ class KMeans(_BaseKMeans):
     rows projected on their top principal axes (32 below 64 clusters, else 64), as long as those
     carry 80 % of the variance: ``80 // n_clusters`` seedings (at least 1, at most 8) first
     converge on ``max(4096, 256 * n_clusters)`` projected rows, where that is at most half of
-    them, and the one of least inertia goes on; iterations over all projected rows stop once one gains under 0.005 % of the inertia (or
-    at ``tol``, or ``max_iter``); the clusters become full-space means. With ``tol=0``, exact
+    them, and the one of least inertia goes on; iterations over all projected rows stop once one
+    gains under 0.005 % of the inertia (or at ``tol``, or ``max_iter``); the clusters become
+    full-space means. With ``tol=0``, exact
     full-space Lloyd then runs to convergence. Elsewhere, all iterations are full-space, with
     Hamerly's bounds skipping the rows that cannot change cluster. Results depend only on
     ``random_state``, not on the number of threads.
