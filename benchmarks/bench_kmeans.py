@@ -57,18 +57,11 @@ def load_mnist(data_dir):
 # -- one fit in a child process ----------------------------------------------------------------
 
 
-def _peak_rss_mib():
+def _status_mib(field):
+    """A memory field of /proc/self/status (VmRSS: now, VmHWM: peak), in MiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _current_rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -108,9 +101,9 @@ def _reset_peak():
 
 def _child(peer, n_clusters, seed, npy_path, queue):
     _import_peer(peer)
-    after_imports = _current_rss_mib()
+    after_imports = _status_mib("VmRSS")
     X = np.load(npy_path)
-    before = _current_rss_mib()
+    before = _status_mib("VmRSS")
     _reset_peak()
     t0 = time.perf_counter()
     centers = _fit(peer, n_clusters, seed, X)
@@ -118,7 +111,7 @@ def _child(peer, n_clusters, seed, npy_path, queue):
     queue.put(
         {
             "seconds": seconds,
-            "peak_rss_mib": _peak_rss_mib(),
+            "peak_rss_mib": _status_mib("VmHWM"),
             "rss_after_imports_mib": after_imports,
             "rss_before_fit_mib": before,
             "centers": np.asarray(centers, dtype=np.float32),

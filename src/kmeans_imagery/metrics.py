@@ -77,6 +77,12 @@ def confusion(y_true, y_pred, classes):
     return skm.confusion_matrix(y_true, y_pred, labels=classes)
 
 
+def _homogeneity_scores(y_true, clusters):
+    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(y_true, clusters)
+    return {"homogeneity": float(homogeneity), "completeness": float(completeness),
+            "v_measure": float(v_measure)}
+
+
 def sweep_scores(y_true, clusters, y_pred):
     """The scores a sweep over K reports for each K, in one pass over the labels each.
 
@@ -94,13 +100,7 @@ def sweep_scores(y_true, clusters, y_pred):
     dict
         homogeneity, completeness, v_measure and accuracy, as floats.
     """
-    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(y_true, clusters)
-    return {
-        "homogeneity": float(homogeneity),
-        "completeness": float(completeness),
-        "v_measure": float(v_measure),
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-    }
+    return {**_homogeneity_scores(y_true, clusters), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
 
 
 def clustering_scores(y_true, clusters, y_pred=None):
@@ -121,9 +121,7 @@ def clustering_scores(y_true, clusters, y_pred=None):
         homogeneity, completeness, v_measure, nmi, ari, purity, hungarian_accuracy and, with
         ``y_pred``, accuracy.
     """
-    scores = sweep_scores(y_true, clusters, y_true if y_pred is None else y_pred)
-    if y_pred is None:
-        del scores["accuracy"]
+    scores = _homogeneity_scores(y_true, clusters)
     scores.update(
         {
             "nmi": float(skm.normalized_mutual_info_score(y_true, clusters)),
@@ -132,4 +130,6 @@ def clustering_scores(y_true, clusters, y_pred=None):
             "hungarian_accuracy": hungarian_accuracy(y_true, clusters),
         }
     )
+    if y_pred is not None:
+        scores["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
     return scores

@@ -120,7 +120,7 @@ def _block(X, rows, s, e):
     return X[s:e] if rows is None else X[rows[s:e]]
 
 
-def sum_by_label(Xb, labels, n_clusters):
+def _sum_by_label(Xb, labels, n_clusters):
     """Per-cluster sums of the rows of a block: a one-hot (K, m) CSC matrix times the block."""
     m = len(labels)
     onehot = sp.csc_matrix((np.ones(m, dtype=Xb.dtype), labels, np.arange(m + 1)), shape=(n_clusters, m))
@@ -189,7 +189,7 @@ def assign(workers, X, x_sq, centers, *, rows=None, second=False, sums=False, in
             G[r, lab] = np.inf
             out["d2"] = np.maximum(G.min(axis=1) + xb_sq, 0)
         if sums:
-            out["sums"] = sum_by_label(Xb, lab, n_clusters)
+            out["sums"] = _sum_by_label(Xb, lab, n_clusters)
         if inertia:
             out["inertia"] = _exact_inertia(Xb, centers.centers, lab)
         return out
@@ -253,7 +253,7 @@ def cluster_means(workers, X, labels, centers):
     ndarray of shape (n_clusters, n_features), in the dtype of ``X``
     """
     n_clusters = centers.shape[0]
-    parts = workers.map(lambda s, e: sum_by_label(X[s:e], labels[s:e], n_clusters), X.shape[0])
+    parts = workers.map(lambda s, e: _sum_by_label(X[s:e], labels[s:e], n_clusters), X.shape[0])
     sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
     for p in parts:
         sums += p

@@ -121,8 +121,7 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     Returns
     -------
     centers : ndarray of shape (n_clusters, n_features)
-        The means of the last partition when it converged or ``tol`` stopped it, else the
-        centroids after the last step.
+        The means of the last partition (a cluster it left empty re-seeded on a far row).
     labels : ndarray of shape (n_samples,), int32
         The last partition: nearest centroid of each row before the last step.
     inertia : float
@@ -145,9 +144,9 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
         factor = relax if changed and n_iter > 2 else 1.0
         small_gain = rel_tol > 0 and previous - inertia < rel_tol * inertia
         if (not changed and factor == 1.0) or step <= tol or small_gain:
-            return means, labels, inertia, n_iter
+            break
         centers = means if factor == 1.0 else (centers + factor * (means - centers)).astype(centers.dtype)
-    return centers, labels, inertia, max_iter
+    return means, labels, inertia, n_iter
 
 
 def _full_pass(workers, X, x_sq, cur):

@@ -33,16 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import KMIError
 from ._init import kmeans_plusplus
-from ._kernels import (
-    Centers,
-    Workers,
-    assign,
-    blas_threads,
-    block_rows,
-    cluster_means,
-    row_sq_norms,
-    sum_by_label,
-)
+from ._kernels import Centers, Workers, assign, blas_threads, cluster_means, row_sq_norms
 from ._lloyd import dense_lloyd, lloyd
 from ._prepared import prepared
 from ._reduced import N_COMPONENTS, subspace_components
@@ -644,23 +635,13 @@ default='k-means++'
         shift : float
             Sum of squared centroid moves.
         """
-        if Xb.shape[0] <= block_rows(Xb.shape[1], self.n_clusters):
-            # One block, in this thread: a batch this small does not pay for the pool's hand-offs.
-            G = Centers(centers).partial_sq_dist(Xb)
-            labels = G.argmin(axis=1).astype(np.int32)
-            nearest = G[np.arange(len(labels)), labels].sum(dtype=np.float64)
-            batch_inertia = max(float(nearest + xb_sq.sum(dtype=np.float64)), 0.0)
-            sums = sum_by_label(Xb, labels, self.n_clusters)
-        else:
-            res = assign(workers, Xb, xb_sq, Centers(centers), sums=True)
-            labels, sums = res["labels"], res["sums"]
-            batch_inertia = float(res["d1"].sum(dtype=np.float64))
-        counts = np.bincount(labels, minlength=self.n_clusters)
-        hit = counts > 0
+        res = assign(workers, Xb, xb_sq, Centers(centers), sums=True)
+        hit = res["counts"] > 0
         before = centers.copy()
-        total = self._counts[hit] + counts[hit]
-        sums = sums[hit]
-        centers[hit] = ((before[hit] * self._counts[hit, None] + sums) / total[:, None]).astype(centers.dtype)
+        total = self._counts[hit] + res["counts"][hit]
+        centers[hit] = (
+            (before[hit] * self._counts[hit, None] + res["sums"][hit]) / total[:, None]
+        ).astype(centers.dtype)
         self._counts[hit] = total
         self._since_reassign += Xb.shape[0]
         if self.reassignment_ratio > 0 and (
@@ -670,7 +651,7 @@ default='k-means++'
             self._reassign(Xb, centers)
         self.n_steps_ += 1
         shift = float(((centers - before).astype(np.float64) ** 2).sum())
-        return labels, batch_inertia, shift
+        return res["labels"], float(res["d1"].sum(dtype=np.float64)), shift
 
     def _reassign(self, Xb, centers):
         """Move centroids with very low counts onto random rows of the batch (as scikit-learn)."""
@@ -716,8 +697,8 @@ default='k-means++'
             centers, labels, _, _ = dense_lloyd(
                 workers, Y, y_sq, centers, max_iter=polish, tol=tol, rel_tol=_POLISH_REL_TOL
             )
-            fallback = centers if space is None else centers @ space.axes.T
-            centers = cluster_means(workers, X, labels, fallback)
+            if space is not None:  # the full-space means of the last partition
+                centers = cluster_means(workers, X, labels, centers @ space.axes.T)
             self.labels_, self.inertia_ = self._finish(workers, X, x_sq, centers)
         self.cluster_centers_ = centers
         self.n_iter_ = int(np.ceil(self.n_steps_ * batch / n))
