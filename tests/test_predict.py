@@ -10,10 +10,10 @@ from PIL import Image
 
 from kmeans_imagery import KMIError
 from kmeans_imagery.cli import main
-from kmeans_imagery.datasets import load_dataset
+from kmeans_imagery.datasets import load_dataset, open_source
 from kmeans_imagery.labeling import ClusterClassifier
 from kmeans_imagery.model_io import load_model
-from kmeans_imagery.predict import evaluate, nearest_two, predict_paths
+from kmeans_imagery.predict import evaluate, nearest_two, open_inputs, predict_source
 
 
 def _digits_images():
@@ -100,14 +100,25 @@ def test_predict_streams_in_batches_and_writes_csv_file(digit_folders, tmp_path,
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_predict_paths_is_lazy(digit_folders):
+def test_predict_source_is_lazy_and_names_files(digit_folders):
     train, test, _, _ = digit_folders
     model = ClusterClassifier(n_clusters=10, random_state=0).fit(
         load_dataset(train).train_images, load_dataset(train).train_labels
     )
-    rows = predict_paths(model, [test], batch_size=7)
+    source = open_source(test)
+    rows = predict_source(model, source, batch_size=7)
     first = next(rows)
-    assert first["path"].endswith(".png") and isinstance(first["cluster"], int)
+    assert first["path"] == str(source.paths[0]) and isinstance(first["cluster"], int)
+
+
+def test_open_inputs_groups_loose_files_and_splits(digit_folders, tmp_path):
+    train, test, images, _ = digit_folders
+    files = sorted((test / "digit-3").glob("*.png"))[:3]
+    np.savez(tmp_path / "a.npz", x_train=images[:5], x_test=images[5:8])
+    sources = open_inputs([*files, tmp_path / "a.npz", test], color="gray")
+    assert [s.n_images for s in sources] == [5, 3, 297, 3]
+    assert [s.split for s in sources] == ["train", "test", None, None]
+    assert sources[-1].paths == files
 
 
 def test_nearest_two_margin(digit_folders):
@@ -128,7 +139,7 @@ def test_rgb_jpeg_folder(tmp_path, capsys):
     model = load_model(model_path)
     assert model.image_shape_ == (8, 8, 3)
     assert model.metadata_["preprocessing"]["color"] == "rgb"
-    results = evaluate(model, load_dataset(folder, color="rgb"))
+    results = evaluate(model, open_source(folder, color="rgb"))
     assert results["accuracy"] > 0.8
     code, out, _ = run_kmi(capsys, "predict", model_path, folder / "digit-3")
     assert code == 0 and out.count("\n") == 1 + (labels[:600] == 3).sum()
@@ -140,7 +151,7 @@ def test_show_draws_centroids_and_members(digit_folders, tmp_path, capsys):
     assert run_kmi(capsys, "fit", train, "--k", 12, "--out", model_path)[0] == 0
     code, _, err = run_kmi(capsys, "show", model_path, "--out", tmp_path / "c.png")
     assert code == 0, err
-    code, _, err = run_kmi(capsys, "show", model_path, "--data", train, "--per-cluster", 5,
+    code, _, err = run_kmi(capsys, "show", model_path, train, "--per-cluster", 5,
                            "--out", tmp_path / "members.png")
     assert code == 0, err
     with Image.open(tmp_path / "c.png") as small, Image.open(tmp_path / "members.png") as big:
@@ -178,4 +189,4 @@ def test_evaluate_refuses_a_model_of_other_labels(digit_folders, tmp_path):
     _, test, images, labels = digit_folders
     model = ClusterClassifier(n_clusters=10, random_state=0).fit(images, labels)
     with pytest.raises(KMIError, match="not of the kind"):
-        evaluate(model, load_dataset(test))
+        evaluate(model, open_source(test))

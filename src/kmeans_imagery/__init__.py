@@ -5,14 +5,8 @@ fast (scikit-learn and matplotlib load only when needed).
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
 from .errors import KMIError
-
-try:
-    __version__ = version("kmeans-imagery")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _LAZY = {
     "ClusterClassifier": ".labeling",
@@ -26,7 +20,19 @@ _LAZY = {
 __all__ = ["KMIError", "__version__", *_LAZY]
 
 
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kmeans-imagery")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name):
+    if name == "__version__":  # read from the installed metadata on first use (70 ms)
+        globals()[name] = _version()
+        return globals()[name]
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value

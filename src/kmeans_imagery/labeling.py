@@ -5,6 +5,8 @@ label among its training members (the tutorial's idea, vectorised here into one 
 image gets the name of its nearest centroid.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -20,10 +22,13 @@ __all__ = [
     "ClusterClassifier",
     "central_samples",
     "cluster_means",
+    "cluster_sums",
     "majority_vote",
     "name_clusters",
+    "fitted_classifier",
+    "name_from_clusters",
     "name_from_examples",
-    "nearest_assigned",
+    "nearest_members",
 ]
 
 
@@ -78,6 +83,29 @@ def name_clusters(counts, centers):
     return names
 
 
+def cluster_sums(rows, clusters, n_clusters):
+    """Sum of the rows of each cluster.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_samples, n_features)
+    clusters : ndarray of shape (n_samples,)
+    n_clusters : int
+
+    Returns
+    -------
+    sums : ndarray of shape (n_clusters, n_features), float32
+    """
+    from scipy.sparse import csr_matrix
+
+    # A sparse cluster-membership matrix turns the per-cluster sums into one matrix product.
+    membership = csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (clusters, np.arange(len(rows)))),
+        shape=(n_clusters, len(rows)),
+    )
+    return np.asarray(membership @ rows, dtype=np.float32)
+
+
 def cluster_means(rows, clusters, n_clusters):
     """Mean row of each cluster (zeros for an empty cluster).
 
@@ -91,16 +119,8 @@ def cluster_means(rows, clusters, n_clusters):
     -------
     means : ndarray of shape (n_clusters, n_features), float32
     """
-    from scipy.sparse import csr_matrix
-
-    # A sparse cluster-membership matrix turns the per-cluster sums into one matrix product.
-    membership = csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (clusters, np.arange(len(rows)))),
-        shape=(n_clusters, len(rows)),
-    )
-    sums = np.asarray(membership @ rows, dtype=np.float32)
     counts = np.bincount(clusters, minlength=n_clusters).astype(np.float32)
-    return sums / np.maximum(counts, 1)[:, None]
+    return cluster_sums(rows, clusters, n_clusters) / np.maximum(counts, 1)[:, None]
 
 
 def name_from_examples(model, sample_indices, labels):
@@ -124,55 +144,152 @@ def name_from_examples(model, sample_indices, labels):
         The same model with new ``classes_`` and ``cluster_labels_``.
     """
     sample_indices = np.asarray(sample_indices, dtype=np.int64)
-    labels = np.asarray(labels)
-    if len(sample_indices) != len(labels):
-        raise KMIError(f"{len(labels)} labels for {len(sample_indices)} samples")
-    if len(labels) == 0:
-        raise KMIError("no labelled samples to name the clusters from")
     n_samples = len(model.labels_)
-    if sample_indices.min() < 0 or sample_indices.max() >= n_samples:
+    if len(sample_indices) and (sample_indices.min() < 0 or sample_indices.max() >= n_samples):
         raise KMIError(f"sample index out of range: the training data has {n_samples} images")
-    model.classes_, codes = np.unique(labels, return_inverse=True)
-    counts = majority_vote(model.labels_[sample_indices], codes, model.n_clusters, len(model.classes_))
-    model.cluster_labels_ = model.classes_[name_clusters(counts, model.cluster_centers_)]
-    return model
+    return name_from_clusters(model, model.labels_[sample_indices], labels)
 
 
-def nearest_assigned(model, X, per_cluster, *, batch_size=4096):
-    """For each cluster, its assigned samples nearest to its centroid.
+def name_from_clusters(model, clusters, labels):
+    """Rename a fitted model's clusters from labelled examples whose clusters are known.
 
     Parameters
     ----------
     model : ClusterClassifier
         Fitted.
-    X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
-    per_cluster : int
-        How many samples to keep per cluster.
-    batch_size : int, default=4096
-        Rows whose distances are computed at once; bounds the memory to batch_size x n_clusters.
+    clusters : array-like of int, shape (n_labelled,)
+        The cluster of each labelled example (``model.predict_cluster`` of its image).
+    labels : array-like of shape (n_labelled,)
 
     Returns
     -------
-    chosen : list of ndarray, one per cluster
-        Indices into ``X`` of up to ``per_cluster`` samples assigned to the cluster, nearest first.
-    distance : ndarray of shape (n_samples,)
-        Distance of each sample to its nearest centroid.
-    sizes : ndarray of shape (n_clusters,)
-        Number of samples assigned to each cluster.
+    model
+        The same model with new ``classes_`` and ``cluster_labels_``.
     """
-    clusters = np.empty(len(X), dtype=np.int64)
-    distance = np.empty(len(X))
-    for start in range(0, len(X), batch_size):
-        block = model.cluster_distances(X[start : start + batch_size])
-        clusters[start : start + len(block)] = block.argmin(axis=1)
-        distance[start : start + len(block)] = block.min(axis=1)
+    clusters = np.asarray(clusters, dtype=np.int64)
+    labels = np.asarray(labels)
+    if len(clusters) != len(labels):
+        raise KMIError(f"{len(labels)} labels for {len(clusters)} samples")
+    if len(labels) == 0:
+        raise KMIError("no labelled samples to name the clusters from")
+    model.classes_, codes = np.unique(labels, return_inverse=True)
+    counts = majority_vote(clusters, codes, model.n_clusters, len(model.classes_))
+    model.cluster_labels_ = model.classes_[name_clusters(counts, model.cluster_centers_)]
+    return model
+
+
+def fitted_classifier(centers, classes, cluster_labels, *, image_shape, features, cluster_images,
+                      inertia, n_iter=None, params=None):
+    """A fitted :class:`ClusterClassifier` from its parts (a model file, a streamed fit).
+
+    Parameters
+    ----------
+    centers : ndarray of shape (n_clusters, n_features)
+    classes : ndarray of shape (n_classes,)
+    cluster_labels : ndarray of shape (n_clusters,)
+        Values of ``classes``.
+    image_shape : tuple or None
+    features : FeaturePipeline or None
+    cluster_images : ndarray of shape (n_clusters, n_pixels)
+        Mean image of each cluster (``centers`` without features).
+    inertia : float or None
+    n_iter : int or None
+    params : dict or None
+        Constructor parameters to record.
+
+    Returns
+    -------
+    ClusterClassifier
+        Without ``labels_`` (one per training image would grow with the data).
+    """
+    known = ClusterClassifier().get_params()
+    model = ClusterClassifier(**{k: v for k, v in (params or {}).items() if k in known})
+    model.cluster_centers_ = centers
+    model.classes_ = classes
+    model.cluster_labels_ = cluster_labels
+    model.image_shape_ = None if image_shape is None else tuple(image_shape)
+    model.features_ = features
+    model.cluster_images_ = cluster_images
+    model.n_features_in_ = (int(np.prod(model.image_shape_)) if model.image_shape_ is not None
+                            else centers.shape[1])
+    model.inertia_ = None if inertia is None else float(inertia)
+    model.n_iter_ = n_iter
+    return model
+
+
+class Members(NamedTuple):
+    """Each cluster's members nearest its centroid, from :func:`nearest_members`.
+
+    Attributes
+    ----------
+    indices : list of ndarray of int64, one per cluster
+        Positions in the source, nearest first (at most ``per_cluster``).
+    distances : list of ndarray, one per cluster
+        Their distances to the centroid.
+    images : ndarray of uint8, shape (n_clusters, per_cluster, H, W[, 3])
+        Their images; rows past a cluster's members are zeros.
+    paths : list of list of Path, or None
+        Their files, for sources of image files.
+    sizes : ndarray of int64, shape (n_clusters,)
+        Images nearest each centroid, in the whole source.
+    """
+
+    indices: list
+    distances: list
+    images: np.ndarray
+    paths: list | None
+    sizes: np.ndarray
+
+
+def nearest_members(model, source, per_cluster, *, batch_size=4096):
+    """For each cluster, its members nearest to its centroid, in one pass over a source.
+
+    Memory is one batch of ``batch_size`` x n_clusters distances plus the kept members, whatever
+    the size of the source.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted, taking the source's images.
+    source : ImageSource
+    per_cluster : int
+        How many members to keep per cluster.
+    batch_size : int, default=4096
+
+    Returns
+    -------
+    Members
+    """
     k = len(model.cluster_centers_)
-    # Sort by (cluster, distance) once, then take each cluster's first rows.
-    order = np.lexsort((distance, clusters))
-    starts = np.searchsorted(clusters[order], np.arange(k))
-    ends = np.searchsorted(clusters[order], np.arange(k), side="right")
-    chosen = [order[starts[c] : min(ends[c], starts[c] + per_cluster)] for c in range(k)]
-    return chosen, distance, ends - starts
+    kept = None  # (cluster, distance, position, image, path) of the candidates so far
+    sizes = np.zeros(k, dtype=np.int64)
+    for batch in source.iter_batches(batch_size):
+        if not len(batch.images):
+            continue
+        distances = model.cluster_distances(batch.images)
+        clusters = distances.argmin(axis=1)
+        nearest = distances[np.arange(len(clusters)), clusters]
+        sizes += np.bincount(clusters, minlength=k)
+        new = (clusters, nearest, source.positions(batch), batch.images,
+               None if batch.paths is None else np.array(batch.paths, dtype=object))
+        kept = new if kept is None else tuple(
+            None if a is None else np.concatenate([a, b]) for a, b in zip(kept, new, strict=True))
+        # Keep each cluster's first ``per_cluster`` rows by (cluster, distance).
+        order = np.lexsort((kept[1], kept[0]))
+        first = np.searchsorted(kept[0][order], kept[0][order], side="left")
+        keep = order[np.arange(len(order)) - first < per_cluster]
+        kept = tuple(None if a is None else a[keep] for a in kept)
+    images = np.zeros((k, per_cluster, *source.image_shape), dtype=np.uint8)
+    indices, distances, paths = [], [], [] if kept is not None and kept[4] is not None else None
+    for c in range(k):
+        rows = np.flatnonzero(kept[0] == c) if kept is not None else np.empty(0, np.int64)
+        indices.append(kept[2][rows] if kept is not None else rows)
+        distances.append(kept[1][rows] if kept is not None else np.empty(0))
+        if len(rows):
+            images[c, :len(rows)] = kept[3][rows]
+        if paths is not None:
+            paths.append(list(kept[4][rows]))
+    return Members(indices, distances, images, paths, sizes)
 
 
 def central_samples(model, X):
@@ -190,8 +307,20 @@ def central_samples(model, X):
     indices : ndarray of shape (n_clusters,)
         -1 for a cluster without members.
     """
-    chosen, _, _ = nearest_assigned(model, X, 1)
-    return np.array([members[0] if len(members) else -1 for members in chosen], dtype=np.int64)
+    k = len(model.cluster_centers_)
+    best = np.full(k, np.inf)
+    central = np.full(k, -1, dtype=np.int64)
+    for start in range(0, len(X), 4096):
+        distances = model.cluster_distances(X[start:start + 4096])
+        clusters = distances.argmin(axis=1)
+        nearest = distances[np.arange(len(clusters)), clusters]
+        # Rows by (cluster, distance): each cluster's first row is its best in this block.
+        order = np.lexsort((nearest, clusters))
+        firsts = order[np.r_[True, np.diff(clusters[order]) != 0]]
+        better = nearest[firsts] < best[clusters[firsts]]
+        best[clusters[firsts[better]]] = nearest[firsts[better]]
+        central[clusters[firsts[better]]] = start + firsts[better]
+    return central
 
 
 class ClusterClassifier(ClassifierMixin, BaseEstimator):

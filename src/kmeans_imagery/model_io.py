@@ -73,7 +73,7 @@ def save_model(model, path, *, force=False, fit_metrics=None, training=None, lab
     check_is_fitted(model)
     path = Path(path)
     if path.exists() and not force:
-        raise KMIError(f"{path} already exists; use --force to replace it")
+        raise KMIError(f"{path} already exists; use force=True to replace it")
     classes = np.asarray(model.classes_)
     if classes.dtype.kind not in "iub":
         classes = classes.astype(str)
@@ -236,7 +236,7 @@ def load_model(path):
     KMIError
         When the file is not a valid model (see :func:`read_model_file`) or its arrays disagree.
     """
-    from .labeling import ClusterClassifier
+    from .labeling import fitted_classifier
 
     metadata, arrays = read_model_file(path)
     missing = {"cluster_centers", "classes", "cluster_label_codes"} - set(arrays)
@@ -257,12 +257,10 @@ def load_model(path):
         or codes.max(initial=0) >= len(classes)
     ):
         raise KMIError(f"{path}: model arrays are inconsistent (corrupt model file)")
-    params = metadata.get("params") or {}
-    known = ClusterClassifier().get_params()
-    model = ClusterClassifier(**{key: value for key, value in params.items() if key in known})
     preprocessing = metadata.get("preprocessing") or {}
     image_shape = preprocessing.get("image_shape")
-    model.image_shape_ = None if image_shape is None else tuple(int(side) for side in image_shape)
+    image_shape = None if image_shape is None else tuple(int(side) for side in image_shape)
+    features, cluster_images = None, centers
     feature_meta = metadata.get("features")
     if feature_meta is not None:
         from .features import FeaturePipeline
@@ -272,22 +270,14 @@ def load_model(path):
             for name, value in arrays.items()
             if name.startswith(FEATURE_PREFIX)
         }
-        model.features_ = FeaturePipeline.from_state(feature_meta, feature_arrays)
-        model.cluster_images_ = arrays.get("cluster_images")
-        if model.cluster_images_ is None or len(model.cluster_images_) != len(centers):
+        features = FeaturePipeline.from_state(feature_meta, feature_arrays)
+        cluster_images = arrays.get("cluster_images")
+        if cluster_images is None or len(cluster_images) != len(centers):
             raise KMIError(f"{path}: model file lacks the cluster images of its features")
-    else:
-        model.features_ = None
-        model.cluster_images_ = centers
-    if (model.features_ is None and model.image_shape_ is not None
-            and int(np.prod(model.image_shape_)) != centers.shape[1]):
+    elif image_shape is not None and int(np.prod(image_shape)) != centers.shape[1]:
         raise KMIError(f"{path}: centroid length does not match the image shape (corrupt model)")
-    model.classes_ = classes
-    model.cluster_centers_ = centers
-    model.cluster_labels_ = classes[codes]
-    model.n_features_in_ = (
-        int(np.prod(model.image_shape_)) if model.image_shape_ is not None else centers.shape[1]
-    )
-    model.inertia_ = metadata.get("inertia")
+    model = fitted_classifier(centers, classes, classes[codes], image_shape=image_shape,
+                              features=features, cluster_images=cluster_images,
+                              inertia=metadata.get("inertia"), params=metadata.get("params"))
     model.metadata_ = metadata
     return model

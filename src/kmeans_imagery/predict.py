@@ -1,24 +1,25 @@
-"""Applying a fitted model to new images: streaming predictions and evaluation on labelled data.
+"""Applying a fitted model to new images: predictions and evaluation, batch by batch.
 
-:func:`predict_paths` reads image files in batches, so that a million files never sit in memory at
-once; :func:`evaluate` scores a labelled dataset with every metric of :mod:`kmeans_imagery.metrics`.
+:func:`predict_source` reads a source in batches, so that a million files never sit in memory at
+once; :func:`evaluate` scores labelled sources with every metric of :mod:`kmeans_imagery.metrics`.
 """
 
 import csv
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from .datasets.folders import IMAGE_SUFFIXES
 from .errors import KMIError
 from .metrics import clustering_scores, confusion
 
-__all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "evaluate", "model_color", "model_size",
-           "nearest_two", "predict_paths", "score_clusters", "write_predictions"]
+__all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "check_model_shape", "evaluate", "model_color",
+           "model_size", "nearest_two", "open_inputs", "predict_source", "score_clusters",
+           "write_predictions"]
 
 CSV_COLUMNS = ("path", "cluster", "label", "distance", "margin")
 PREDICT_BATCH = 1024
-ARRAY_SUFFIXES = (".npy", ".npz")
 
 
 def model_color(model):
@@ -61,114 +62,122 @@ def nearest_two(model, images):
     return clusters, nearest, second - nearest
 
 
-def _check_image_shape(model, shape, source, resize):
+def check_model_shape(model, source):
+    """Raise a KMIError when a source's images are not of the model's shape."""
     expected = model.image_shape_
-    if expected is not None and tuple(shape) != tuple(expected):
-        got = "x".join(map(str, shape))
+    if expected is not None and tuple(source.image_shape) != tuple(expected):
+        got = "x".join(map(str, source.image_shape))
         want = "x".join(map(str, expected))
-        hint = "" if resize else "; pass --resize to resize them"
-        raise KMIError(f"images in {source} are {got} but the model expects {want}{hint}")
+        raise KMIError(f"images in {source.origin or source.display_name} are {got} but the model "
+                       f"expects {want}; pass resize=True (--resize) to resize them")
 
 
-def _batches(iterable, size):
-    iterator = iter(iterable)
-    while batch := list(islice(iterator, size)):
-        yield batch
+def open_inputs(inputs, *, color, size=None, skip_bad=False, data_dir=None):
+    """Sources for a list of inputs: datasets and folders each, loose image files together.
+
+    Parameters
+    ----------
+    inputs : sequence of str or path-like
+        Anything :func:`~kmeans_imagery.datasets.open_source` accepts, and image files.
+    color, size, skip_bad, data_dir
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Returns
+    -------
+    list of ImageSource
+        Every split of a dataset that has two; one source for all the loose image files.
+    """
+    from .datasets import FolderSource, is_dataset_name, open_source
+
+    options = {"color": color, "size": size, "skip_bad": skip_bad, "data_dir": data_dir}
+    sources, files = [], []
+    for item in inputs:
+        path = Path(item)
+        if not is_dataset_name(item) and path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(path)
+            continue
+        source = open_source(item, **options)
+        sources.append(source)
+        if source.split is not None:
+            sources.append(open_source(item, split="test", **options))
+    if files:
+        sources.append(FolderSource.of_files(files, color=color, size=size, skip_bad=skip_bad))
+    return sources
 
 
-def predict_paths(model, paths, *, batch_size=PREDICT_BATCH, resize=False, skip_bad=False,
-                  skipped=None):
-    """Predict image files, folders and array files, in batches.
+def predict_source(model, source, *, batch_size=PREDICT_BATCH):
+    """Predict every image of a source, batch by batch.
 
     Parameters
     ----------
     model : ClusterClassifier
         A fitted model with an ``image_shape_``.
-    paths : sequence of path-like
-        Image files, folders of images (walked recursively), ``.npy``/``.npz`` files and IDX folders
-        (their images are named ``file#index``).
+    source : ImageSource
+        Opened in the model's colour (and size).
     batch_size : int, default=1024
         Images decoded and predicted at once; memory stays bounded by one batch.
-    resize : bool, default=False
-        Resize images to the model's size. Without it a different size is an error.
-    skip_bad : bool, default=False
-        Skip unreadable image files (counted in ``skipped["bad"]``) instead of raising.
-    skipped : dict, optional
-        Receives the counts of hidden, non-image and bad files passed over.
 
     Yields
     ------
     dict
-        One per image: path, cluster, label, distance, margin.
+        One per image: path (the file, or ``origin#index`` / ``origin#split:index`` for images
+        without files), cluster, label, distance, margin.
     """
-    from .datasets import iter_image_files, load_dataset, load_images
-    from .sources import is_zarr_store, open_source
-
-    if batch_size < 1:
-        raise KMIError(f"batch size must be positive, got {batch_size}")
-    counts = skipped if skipped is not None else {}
-    size = model_size(model) if resize else None
-    color = model_color(model)
-    image_inputs = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise KMIError(f"{path} does not exist")
-        if path.is_dir() and is_zarr_store(path):
-            yield from _predict_source(model, open_source(path, color=color, size=size), path,
-                                       batch_size, resize)
-        elif path.suffix.lower() in ARRAY_SUFFIXES or (path.is_dir() and _is_idx_folder(path)):
-            yield from _predict_dataset(model, load_dataset(path, color=color, size=size), path,
-                                        batch_size, resize)
-        else:
-            image_inputs.append(path)
-    if not image_inputs:
-        return
-    found = False
-    for files in _batches(iter_image_files(image_inputs, counts), batch_size):
-        found = True
-        batch = load_images(files, size=size, color=color, skip_bad=skip_bad)
-        counts["bad"] = counts.get("bad", 0) + batch.skipped.get("bad", 0)
-        _check_image_shape(model, batch.images.shape[1:], batch.paths[0], resize)
-        yield from _rows(model, batch.images, [str(p) for p in batch.paths])
-    if not found:
-        raise KMIError(f"no image files found in {', '.join(map(str, image_inputs))}")
-
-
-def _is_idx_folder(path):
-    from .datasets import find_idx_files
-
-    return find_idx_files(path)["train_images"] is not None
-
-
-def _predict_dataset(model, dataset, path, batch_size, resize):
-    splits = [("", dataset.train_images)]
-    if dataset.test_images is not None:
-        splits = [("train", dataset.train_images), ("test", dataset.test_images)]
-    for split, images in splits:
-        _check_image_shape(model, images.shape[1:], path, resize)
-        prefix = f"{path}#{split + ':' if split else ''}"
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            names = [f"{prefix}{start + i}" for i in range(len(chunk))]
-            yield from _rows(model, chunk, names)
-
-
-def _predict_source(model, source, path, batch_size, resize):
-    """Predict a chunked source (a Zarr store) batch by batch; images are named ``path#index``."""
-    _check_image_shape(model, source.image_shape, path, resize)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise KMIError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_model_shape(model, source)
+    prefix = f"{source.origin or source.name}#{source.split + ':' if source.split else ''}"
     for batch in source.iter_batches(batch_size):
-        names = [f"{path}#{batch.start + i}" for i in range(len(batch.images))]
-        yield from _rows(model, batch.images, names)
+        if not len(batch.images):
+            continue
+        names = ([str(p) for p in batch.paths] if batch.paths is not None
+                 else [f"{prefix}{i}" for i in source.positions(batch)])
+        clusters, distance, margin = nearest_two(model, batch.images)
+        labels = model.cluster_labels_[clusters]
+        for name, cluster, label, dist, gap in zip(names, clusters, labels, distance, margin,
+                                                   strict=True):
+            yield {"path": name, "cluster": int(cluster), "label": _plain(label),
+                   "distance": float(dist), "margin": float(gap)}
 
 
-def _rows(model, images, names):
-    clusters, distance, margin = nearest_two(model, images)
-    labels = model.cluster_labels_[clusters]
-    for name, cluster, label, dist, gap in zip(names, clusters, labels, distance, margin,
-                                               strict=True):
-        yield {"path": name, "cluster": int(cluster), "label": _plain(label),
-               "distance": float(dist), "margin": float(gap)}
+def evaluate(model, sources, *, batch_size=PREDICT_BATCH):
+    """Score a model on labelled sources, reading them batch by batch.
+
+    Memory holds one batch of images plus two small integers per image (true class and
+    cluster), which the label-based scores need.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+    sources : ImageSource or list of ImageSource
+        Labelled, opened in the model's colour (and size); several (a dataset's two splits, say)
+        are scored together.
+    batch_size : int, default=1024
+
+    Returns
+    -------
+    dict
+        dataset, split ("train", "test", or "all" for a whole collection or several splits),
+        n_images, accuracy, metrics (see :func:`~kmeans_imagery.metrics.clustering_scores`),
+        confusion_matrix, class_names.
+    """
+    sources = list(sources) if isinstance(sources, list | tuple) else [sources]
+    labels, clusters = [], []
+    for source in sources:
+        check_model_shape(model, source)
+        if source.labels is None:
+            raise KMIError(f"dataset {source.display_name!r} has no labels to evaluate against")
+        for batch in source.iter_batches(batch_size):
+            if len(batch.images):
+                clusters.append(model.predict_cluster(batch.images))
+                labels.append(batch.labels)
+    first = sources[0]
+    label_names = getattr(model, "metadata_", {}).get("label_names") or first.label_names
+    splits = {source.split for source in sources}
+    split = first.split if len(splits) == 1 and first.split is not None else "all"
+    results = score_clusters(model, np.concatenate(labels), np.concatenate(clusters), first.name,
+                             label_names)
+    return {"dataset": first.name, "split": split, **results}
 
 
 def _plain(value):
@@ -191,35 +200,6 @@ def write_predictions(rows, handle):
                          "margin": f"{row['margin']:.6g}"})
         count += 1
     return count
-
-
-def evaluate(model, dataset, *, split="auto", resize=False):
-    """Score a model on a labelled dataset.
-
-    Parameters
-    ----------
-    model : ClusterClassifier
-    dataset : kmeans_imagery.datasets.Dataset
-        Loaded with the model's colour mode (and size, when resizing).
-    split : {"auto", "train", "test", "all"}, default="auto"
-        Which images to score; "auto" takes the test split when there is one, else all images.
-    resize : bool, default=False
-        Whether the images were resized to the model's size (only changes the error hint).
-
-    Returns
-    -------
-    dict
-        dataset, split, n_images, accuracy, metrics (see
-        :func:`~kmeans_imagery.metrics.clustering_scores`), confusion_matrix, class_names.
-    """
-    images, labels, used = _pick_split(dataset, split)
-    if labels is None:
-        raise KMIError(f"dataset {dataset.name!r} has no labels to evaluate against")
-    _check_image_shape(model, images.shape[1:], dataset.name, resize)
-    label_names = model.metadata_.get("label_names") if hasattr(model, "metadata_") else None
-    results = score_clusters(model, labels, model.predict_cluster(images), dataset.name,
-                             label_names or dataset.label_names)
-    return {"dataset": dataset.name, "split": used, **results}
 
 
 def score_clusters(model, labels, clusters, name, label_names=None):
@@ -260,23 +240,6 @@ def score_clusters(model, labels, clusters, name, label_names=None):
         "confusion_matrix": confusion(labels, y_pred, classes).tolist(),
         "class_names": display_names(classes, label_names),
     }
-
-
-def _pick_split(dataset, split):
-    if split == "auto":
-        split = "test" if dataset.test_images is not None else "all"
-    if split == "test":
-        if dataset.test_images is None:
-            raise KMIError(f"dataset {dataset.name!r} has no test split")
-        return dataset.test_images, dataset.test_labels, "test"
-    if split == "train" or dataset.test_images is None:
-        return dataset.train_images, dataset.train_labels, split
-    if split != "all":
-        raise KMIError(f"unknown split {split!r}; choose auto, train, test or all")
-    labels = None
-    if dataset.train_labels is not None and dataset.test_labels is not None:
-        labels = np.concatenate([dataset.train_labels, dataset.test_labels])
-    return np.concatenate([dataset.train_images, dataset.test_images]), labels, "all"
 
 
 def display_names(classes, label_names):

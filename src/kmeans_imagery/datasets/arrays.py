@@ -13,16 +13,22 @@ X / x            y
 arr_0 (only key)
 ===============  ===============  ==============  =============
 
+:func:`open_array_file` is the one reader: a ``.npy`` file of uint8 images becomes an
+:class:`NpySource` read by plain positioned reads (a 784 MB file is never resident whole); other
+files are loaded whole, since other pixel types need the whole array to choose their scale.
+
 Pixel values: uint8 is kept; other integers must lie in 0..255; floats must be finite and lie in
 [0, 1] (then scaled by 255: an array whose values all lie in [0, 1] is read as [0, 1] intensities)
 or in [0, 255]; NaN and inf are errors. See :func:`~.convert.to_uint8_images`.
 """
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import KMIError
+from ._source import ArraySource, ImageSource, read_stored_images
 from .convert import check_labels, to_uint8_images
 
 _NPZ_KEYS = (
@@ -104,3 +110,81 @@ def _split(npz, path, images_key, labels_key):
     if labels_key in npz.files:
         labels = check_labels(npz[labels_key], len(images), f"{path} [{labels_key}]")
     return images, labels
+
+
+def open_array_file(path, split=None, *, color=None, size=None):
+    """Open a ``.npy`` or ``.npz`` file as a source.
+
+    Parameters
+    ----------
+    path : Path
+    split : {"train", "test"} or None
+        Which split of a ``.npz`` file that holds two; None means "train".
+    color, size
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Returns
+    -------
+    NpySource or ArraySource
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        header = _npy_header(path)
+        if header is not None:
+            return NpySource(path, *header, color=color, size=size)
+    train_images, train_labels, test_images, test_labels = load_array_file(path)
+    two = test_images is not None
+    if split == "test":
+        if not two:
+            raise KMIError(f"{path} has no test split")
+        train_images, train_labels = test_images, test_labels
+    return ArraySource(train_images, train_labels, name=path.name,
+                       split=(split or "train") if two else None, origin=str(path),
+                       color=color, size=size)
+
+
+def _npy_header(path):
+    """(offset, shape) of a ``.npy`` file of uint8 images in C order, else None (load it whole)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(handle)
+            offset = handle.tell()
+    except (OSError, ValueError):
+        return None  # load_array_file reports what is wrong with the file
+    if len(shape) == 4 and shape[-1] == 1:
+        shape = shape[:3]
+    if dtype != np.uint8 or fortran or not shape or shape[0] == 0 or not (
+            len(shape) == 3 or (len(shape) == 4 and shape[-1] == 3)):
+        return None
+    return offset, shape
+
+
+class NpySource(ImageSource):
+    """uint8 images in a ``.npy`` file, read by plain positioned reads.
+
+    Parameters
+    ----------
+    path : Path
+    offset : int
+        Bytes before the first pixel.
+    shape : tuple
+        (n, H, W) or (n, H, W, 3).
+    color, size
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+    """
+
+    def __init__(self, path, offset, shape, *, color=None, size=None):
+        super().__init__(color, size)
+        self.path = Path(path)
+        self.name = self.path.name
+        self.origin = str(path)
+        self._offset = int(offset)
+        self._stored_shape = tuple(shape)
+        self.n_images = shape[0]
+        self.image_shape = self._shape_after(shape[1:])
+
+    def _read(self, start, stop):
+        return read_stored_images(self.path, self._offset, self._stored_shape, start, stop)

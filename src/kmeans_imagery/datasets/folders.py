@@ -5,9 +5,9 @@ that uses every core: Pillow releases the GIL while it decodes and resizes. Hidd
 folders (name starting with ".") and files with other extensions are skipped and counted.
 """
 
+import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import KMIError
+from ..progress import open_progress
+from ._source import Batch, ImageSource, _concat
 from .convert import RESAMPLE, check_color, n_workers, parse_size
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -203,31 +205,29 @@ def _convert(image, color):
     return image.convert("L" if color == "gray" else "RGB")
 
 
-def load_image_folder(folder, *, color="gray", size=None, skip_bad=False, progress=None):
-    """Load a folder of images: one sub-folder per class, or flat (unlabelled).
+def list_image_folder(folder):
+    """List a folder of images without decoding them: one sub-folder per class, or flat.
 
     A folder whose sub-folders hold images is a class-per-sub-folder folder (like torchvision's
     ImageFolder): each sub-folder's name is the label of the images anywhere below it, and
     images directly in the folder are skipped as "unlabelled". Otherwise the folder's own
-    images are loaded without labels.
+    images are listed without labels.
 
     Parameters
     ----------
     folder : Path
-    color, size, skip_bad, progress
-        As in :func:`load_images`.
 
     Returns
     -------
-    images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
-    labels : ndarray of str, shape (n,), or None
+    files : list of Path
+    labels : ndarray of str, shape (len(files),), or None
     skipped : dict of str to int
-        Counts of "hidden", "non_image", "bad" and "unlabelled" files.
+        Counts of "hidden", "non_image", "bad" (0 until files are decoded) and "unlabelled".
 
     Raises
     ------
     KMIError
-        For an empty folder, a folder with no image files, and as :func:`load_images`.
+        For an empty or unreadable folder, or one with no image files.
     """
     skipped = dict.fromkeys(SKIP_KEYS, 0)
     try:
@@ -248,27 +248,137 @@ def load_image_folder(folder, *, color="gray", size=None, skip_bad=False, progre
     if classes:
         skipped["unlabelled"] = len(top_files)
         files = [path for _, class_files in classes for path in class_files]
-        names = np.array([name for name, class_files in classes for _ in class_files])
-    elif top_files:
-        files, names = top_files, None
-    else:
-        raise KMIError(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}: "
-            f"{skipped['non_image']} other and {skipped['hidden']} hidden files skipped"
-        )
-    batch = load_images(files, size=size, color=color, skip_bad=skip_bad, progress=progress)
-    skipped["bad"] = batch.skipped["bad"]
-    if names is not None and batch.skipped["bad"]:
-        index = {path: i for i, path in enumerate(files)}
-        names = names[[index[path] for path in batch.paths]]
-    return batch.images, names, skipped
+        return files, np.array([name for name, class_files in classes for _ in class_files]), skipped
+    if top_files:
+        return top_files, None, skipped
+    raise KMIError(
+        f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}: "
+        f"{skipped['non_image']} other and {skipped['hidden']} hidden files skipped"
+    )
 
 
-def open_progress(progress, total, description):
-    """Open the caller's progress bar, or a silent stand-in when ``progress`` is None."""
-    return nullcontext(_NoBar()) if progress is None else progress(total, description)
+class FolderSource(ImageSource):
+    """A folder of image files, listed once and decoded batch by batch.
 
+    With one sub-folder per class, the sub-folder names are the labels; a flat folder has no
+    labels. Every image is converted to ``color`` and, with ``size``, resized; without ``size``
+    all images must have the size of the first readable one. ``paths`` lists every file;
+    batches carry the paths of their images.
 
-class _NoBar:
-    def advance(self, n=1):
-        """Nothing to show."""
+    Parameters
+    ----------
+    folder : Path
+    color : {"gray", "rgb"}
+    size : None, "HxW", int or (H, W)
+    skip_bad : bool
+        Skip unreadable files (counted in ``skipped["bad"]`` as they are met) instead of raising.
+    files : sequence of path-like or None
+        Read these files (and the images in these folders) instead of listing ``folder``.
+    """
+
+    def __init__(self, folder, *, color="gray", size=None, skip_bad=False, files=None):
+        super().__init__(color, size)
+        self.path = Path(folder)
+        self.name = self.path.resolve().name
+        self.origin = str(folder)
+        if files is None:
+            self.paths, self._labels_cache, self.skipped = list_image_folder(self.path)
+        else:
+            self.skipped = dict.fromkeys(SKIP_KEYS, 0)
+            self.paths, self._labels_cache = list(iter_image_files(files, self.skipped)), None
+            if not self.paths:
+                raise KMIError(f"no image files among {', '.join(map(str, files))}")
+        self.n_images = len(self.paths)
+        self._skip_bad = skip_bad
+        self._bad = set()
+        first = self._first_readable()
+        self.image_shape = tuple(first.shape[1:])
+
+    def positions(self, batch):
+        """Index of each image of a batch, found by its path (unreadable files leave gaps)."""
+        if len(batch.images) == len(self.paths[batch.start:batch.start + len(batch.images)]) and \
+                batch.paths == self.paths[batch.start:batch.start + len(batch.images)]:
+            return super().positions(batch)
+        if getattr(self, "_position", None) is None:
+            self._position = {path: i for i, path in enumerate(self.paths)}
+        return np.array([self._position[path] for path in batch.paths], dtype=np.int64)
+
+    @classmethod
+    def of_files(cls, files, *, color="gray", size=None, skip_bad=False):
+        """Loose image files (no labels) as one source, named after their common folder."""
+        files = [Path(f) for f in files]
+        folder = Path(os.path.commonpath([f.resolve().parent for f in files]))
+        return cls(folder, color=color, size=size, skip_bad=skip_bad, files=files)
+
+    @property
+    def skips_bad(self):
+        """Whether unreadable files are skipped (so a batch can hold fewer images than asked)."""
+        return self._skip_bad
+
+    def subset(self, indices):
+        """The same folder restricted to the files at ``indices`` (sorted), e.g. the readable ones.
+
+        Returns
+        -------
+        FolderSource
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if not len(indices):
+            raise KMIError(f"none of the {self.n_images} image files in {self.path} could be read")
+        part = copy.copy(self)
+        part.paths = [self.paths[i] for i in indices]
+        part.n_images = len(part.paths)
+        labels = self.labels
+        part._labels_cache = None if labels is None else labels[indices]
+        part.skipped = dict(self.skipped)
+        part._bad = set()
+        part._position = None
+        return part
+
+    def _first_readable(self):
+        for start in range(0, self.n_images, 64):
+            batch = self._load(np.arange(start, min(start + 64, self.n_images)), self._size)
+            if len(batch.images):
+                return batch.images[:1]
+        raise KMIError(f"none of the {self.n_images} image files in {self.path} could be read "
+                       f"({len(self._bad)} bad, skipped)")
+
+    def _load(self, indices, size):
+        """Decode the files at ``indices`` (a Batch with ``start`` -1), noting unreadable ones."""
+        files = [self.paths[i] for i in indices]
+        try:
+            batch = load_images(files, color=self._color, size=size, skip_bad=self._skip_bad)
+        except KMIError:
+            if not self._skip_bad or not files:
+                raise
+            batch = ImageBatch(np.empty((0, 0, 0), np.uint8), [], {"bad": len(files)})
+        keep = np.ones(len(files), bool)
+        if batch.skipped["bad"]:
+            kept = set(batch.paths)
+            keep = np.array([path in kept for path in files])
+            self._bad.update(np.asarray(indices)[~keep].tolist())
+            self.skipped["bad"] = len(self._bad)
+        labels = self.labels
+        return Batch(-1, batch.images,
+                     None if labels is None else labels[np.asarray(indices)[keep]],
+                     list(batch.paths))
+
+    def _read_batch(self, start, stop):
+        return self._checked(self._load(np.arange(start, stop), self._size))._replace(start=start)
+
+    def _take(self, indices, batch_size):
+        """Decode exactly the wanted files, ``batch_size`` at a time."""
+        return _concat([self._checked(self._load(indices[s:s + batch_size], self._size))
+                        for s in range(0, len(indices), batch_size)], self.image_shape)
+
+    def _checked(self, batch):
+        """``batch`` with every image of the first one's size (an empty one shaped to match)."""
+        if not len(batch.images):
+            return batch._replace(images=np.empty((0, *self.image_shape), np.uint8))
+        if batch.images.shape[1:] != self.image_shape:
+            raise KMIError(
+                f"images in {self.path} differ in size: {self.paths[0]} is "
+                f"{'x'.join(map(str, self.image_shape[:2]))} but {batch.paths[0]} is "
+                f"{'x'.join(map(str, batch.images.shape[1:3]))}; pass --size HxW to resize them all"
+            )
+        return batch

@@ -3,6 +3,10 @@
 An IDX file is a 4-byte magic number ``00 00 <type> <ndim>``, then ``ndim`` big-endian uint32
 dimensions, then the values in C order, big-endian. Every malformed file raises
 :class:`~kmeans_imagery.errors.KMIError` naming the file, never a numpy or gzip exception.
+
+:func:`open_idx` is the one reader of IDX images: uint8 images become an :class:`IdxSource`
+(uncompressed files read by plain positioned reads, gzip files streamed front to back); other
+value types are read whole and converted (:func:`~.convert.to_uint8_images`).
 """
 
 import gzip
@@ -14,6 +18,9 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
+from ..progress import open_progress
+from ._source import ArraySource, Batch, ImageSource, check_batch_size, read_stored_images
+from .convert import check_labels, to_uint8_images
 
 # IDX type code -> big-endian numpy dtype, as in the format's description by LeCun et al.
 IDX_DTYPES = {
@@ -177,3 +184,223 @@ def _idx_compatible(array, path):
                 return array.astype(dtype)
         raise KMIError(f"cannot write {path}: integer values {lo}..{hi} do not fit IDX's int32")
     raise KMIError(f"cannot write {path}: IDX cannot hold {array.dtype} values")
+
+
+# -- the four files of a dataset, and images as a source ----------------------------------------
+
+#: File names of a dataset's four IDX files, as MNIST publishes them.
+IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+IDX_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _idx_spellings(fname):
+    # The canonical gzip names, their uncompressed form, and the dotted form some mirrors use.
+    base = fname.removesuffix(".gz")
+    dotted = base.replace("-idx", ".idx")
+    return (fname, base, dotted + ".gz", dotted)
+
+
+def find_idx_files(folder):
+    """Find the four IDX files of a dataset in a folder.
+
+    Parameters
+    ----------
+    folder : Path
+
+    Returns
+    -------
+    files : dict
+        Maps "train_images", "train_labels", "test_images", "test_labels" to a Path, or None when
+        that file is absent. Gzip and uncompressed files, with ``-idx`` or ``.idx`` spellings,
+        are accepted.
+    """
+    files = {}
+    for role, fname in zip(IDX_ROLES, IDX_FILES, strict=True):
+        found = (Path(folder) / spelling for spelling in _idx_spellings(fname))
+        files[role] = next((p for p in found if p.is_file()), None)
+    return files
+
+
+def open_idx_folder(folder, split, *, name, origin, label_names=None, color=None, size=None):
+    """One split of a folder of IDX files as a source.
+
+    Raises
+    ------
+    KMIError
+        When the split's images file is missing (or only its labels file is present).
+    """
+    files = find_idx_files(folder)
+    images, labels = files[f"{split}_images"], files[f"{split}_labels"]
+    if images is None:
+        if labels is not None:
+            raise KMIError(f"{folder} has {labels.name} but no {split} images file")
+        raise KMIError(f"{folder} has no {split} images file")
+    # A folder without test files holds a single collection: no split to name.
+    two = files["test_images"] is not None
+    return open_idx(images, labels, name=name, split=split if two else None, origin=origin,
+                    label_names=label_names, color=color, size=size)
+
+
+def open_idx(images_path, labels_path=None, *, name=None, split=None, origin=None,
+             label_names=None, color=None, size=None):
+    """Open an IDX images file (and its labels file) as a source.
+
+    Parameters
+    ----------
+    images_path : Path
+    labels_path : Path or None
+    name, split, origin, label_names
+        The source's attributes (see :class:`~._source.ImageSource`).
+    color, size
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Returns
+    -------
+    IdxSource or ArraySource
+        An :class:`IdxSource` for uint8 images; other value types are read whole and converted.
+    """
+    images_path = Path(images_path)
+    attrs = {"name": name or images_path.name, "split": split,
+             "origin": origin if origin is not None else str(images_path), "color": color,
+             "size": size}
+    try:
+        with open(images_path, "rb") as raw:
+            compressed = raw.read(2) == _GZIP_MAGIC
+    except OSError as exc:
+        raise KMIError(f"cannot read IDX file {images_path}: {exc.strerror or exc}") from None
+    with (gzip.open(images_path, "rb") if compressed else open(images_path, "rb")) as stream:
+        try:
+            magic = stream.read(4)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise KMIError(f"IDX file {images_path} is a truncated or corrupt gzip stream "
+                           f"({exc})") from None
+    if len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] == 0x08 and magic[3] in (3, 4):
+        return IdxSource(images_path, labels_path, compressed=compressed,
+                         label_names=label_names, **attrs)
+    images = to_uint8_images(read_idx(images_path), str(images_path))
+    labels = None if labels_path is None else read_idx_labels(labels_path, images_path,
+                                                              len(images))
+    return ArraySource(images, labels, label_names=label_names, **attrs)
+
+
+class IdxSource(ImageSource):
+    """uint8 images in an IDX file: plain positioned reads, or a gzip stream read front to back.
+
+    Plain reads (not a memory map) keep a pass over a large file from holding its pages in the
+    process: only the batch being read is resident.
+
+    Parameters
+    ----------
+    path : Path
+    labels_path : Path or None
+        IDX labels file, read when the labels are first needed.
+    compressed : bool
+        Whether ``path`` is gzip-compressed (then only front-to-back reading).
+    name, split, origin, label_names, color, size
+        As in :func:`open_idx`.
+    """
+
+    def __init__(self, path, labels_path=None, *, compressed, name, split=None, origin="",
+                 label_names=None, color=None, size=None):
+        super().__init__(color, size)
+        self.path = Path(path)
+        self._labels_path = labels_path
+        self.name, self.split, self.origin = name, split, origin
+        self.label_names = None if label_names is None else tuple(label_names)
+        self.random_access = not compressed
+        with self._open() as stream:
+            self._stored_shape, self._offset = _uint8_header(stream, self.path)
+        self.n_images = self._stored_shape[0]
+        self.image_shape = self._shape_after(self._stored_shape[1:])
+        self._image_bytes = int(np.prod(self._stored_shape[1:]))
+        if not compressed:
+            expected = self._offset + self.n_images * self._image_bytes
+            actual = os.path.getsize(self.path)
+            if actual != expected:
+                raise KMIError(f"IDX file {self.path} has {actual} bytes but its header (shape "
+                               f"{self._stored_shape}) declares {expected}")
+
+    def _open(self):
+        opener = open if self.random_access else gzip.open
+        try:
+            return opener(self.path, "rb")
+        except OSError as exc:
+            raise KMIError(f"cannot read IDX file {self.path}: {exc}") from None
+
+    def _load_labels(self):
+        if self._labels_path is None:
+            return None
+        return read_idx_labels(self._labels_path, self.path, self.n_images)
+
+    def _read(self, start, stop):
+        return read_stored_images(self.path, self._offset, self._stored_shape, start, stop)
+
+    def iter_batches(self, batch_size, *, start=0, stop=None):
+        """Yield consecutive batches; a gzip file is decompressed once, front to back."""
+        if self.random_access:
+            yield from super().iter_batches(batch_size, start=start, stop=stop)
+            return
+        batch_size = check_batch_size(batch_size)
+        stop = self.n_images if stop is None else min(stop, self.n_images)
+        try:
+            with self._open() as stream:
+                _skip(stream, self._offset + start * self._image_bytes)
+                for s in range(start, stop, batch_size):
+                    e = min(s + batch_size, stop)
+                    data = stream.read((e - s) * self._image_bytes)
+                    if len(data) != (e - s) * self._image_bytes:
+                        raise KMIError(f"IDX file {self.path} is truncated: it ends inside image "
+                                       f"{s + len(data) // self._image_bytes}")
+                    images = np.frombuffer(data, np.uint8).reshape(e - s, *self._stored_shape[1:])
+                    yield Batch(s, self._conform(images), self._labels_slice(s, e))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise KMIError(f"IDX file {self.path} is a truncated or corrupt gzip stream "
+                           f"({exc})") from None
+
+    def read_all(self, *, batch_size=None, progress=None):
+        """The whole file, read and checked by :func:`read_idx` (one read, trailing bytes too)."""
+        with open_progress(progress, self.n_images, f"reading {self.display_name}") as bar:
+            images = read_idx(self.path)
+            if images.ndim == 4 and images.shape[-1] == 1:
+                images = images.reshape(images.shape[:3])
+            batch = Batch(0, self._conform(images), self.labels)
+            bar.advance(self.n_images)
+        return batch
+
+
+def _skip(stream, n_bytes):
+    while n_bytes > 0:
+        got = len(stream.read(min(n_bytes, _CHUNK)))
+        if not got:
+            return
+        n_bytes -= got
+
+
+def _uint8_header(stream, path):
+    """Parse the header of an IDX file of uint8 images; return (shape, header bytes)."""
+    magic = stream.read(4)
+    dims = stream.read(4 * magic[3])
+    if len(dims) != 4 * magic[3]:
+        raise KMIError(f"IDX file {path} is truncated: it ends inside the dimensions")
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+    if len(shape) == 4 and shape[3] not in (1, 3):
+        raise KMIError(f"{path}: images must be (n, H, W) or (n, H, W, 3), got {shape}")
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]  # one channel: the same bytes as gray (n, H, W)
+    return shape, 4 + 4 * magic[3]
+
+
+def read_idx_labels(labels_path, images_path, n_images):
+    """Read and check an IDX labels file against its images file; int64 labels (n_images,)."""
+    raw = read_idx(labels_path)
+    if raw.ndim != 1:
+        raise KMIError(f"{labels_path} is not a labels file: shape {raw.shape}, expected (n,)")
+    if len(raw) != n_images:
+        raise KMIError(f"{labels_path} has {len(raw)} labels but {images_path} has {n_images} "
+                       f"images")
+    return check_labels(raw, n_images, str(labels_path)).astype(np.int64)

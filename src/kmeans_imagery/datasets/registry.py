@@ -14,17 +14,10 @@ from pathlib import Path
 import platformdirs
 import pooch
 
+from .idx import IDX_FILES
+
 CACHE_ENV = "KMI_CACHE_DIR"
 DATA_ENV = "KMI_DATA_DIR"
-
-# The four files of an IDX dataset, in the order train images, train labels, test images, labels.
-IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-
 
 @dataclass(frozen=True)
 class RemoteDataset:

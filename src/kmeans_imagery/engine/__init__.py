@@ -8,11 +8,20 @@ same rows (the pipeline wraps its sweeps in it).
 """
 
 from ..errors import KMIError
-from ._prepared import sharing
 
 __all__ = ["ALGORITHMS", "DEFAULT_ENGINE", "ENGINES", "make_kmeans", "sharing"]
 
 ALGORITHMS = ("minibatch", "full")
+
+
+def sharing(X):
+    """Context in which fits on ``X`` share their preparation (see :mod:`._prepared`).
+
+    Imported on first use, so that reading the engine names (the CLI's options) loads no numpy.
+    """
+    from ._prepared import sharing as shared
+
+    return shared(X)
 
 
 def _sklearn_engine(algorithm, n_clusters, random_state, **params):

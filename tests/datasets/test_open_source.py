@@ -1,4 +1,4 @@
-"""Chunked image sources and the Zarr converter."""
+"""open_source, the one dispatcher: every format as a source, batches equal to load_dataset."""
 
 import gzip
 import pickle
@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kmeans_imagery.datasets import write_idx
-from kmeans_imagery.errors import KMIError
-from kmeans_imagery.sources import (
+from kmeans_imagery.datasets import (
     ArraySource,
     FolderSource,
-    GzipIdxSource,
-    MemmapSource,
+    IdxSource,
+    NpySource,
     ZarrSource,
     convert_to_zarr,
+    load_dataset,
     open_source,
+    write_idx,
 )
+from kmeans_imagery.errors import KMIError
 
 
 @pytest.fixture
@@ -59,18 +60,18 @@ def _all(source, batch_size=8):
 
 def test_gzip_idx_streams_in_order(idx_folder, images):
     source = open_source(idx_folder)
-    assert isinstance(source, GzipIdxSource) and not source.random_access
+    assert isinstance(source, IdxSource) and not source.random_access
     assert (source.n_images, source.image_shape) == (53, (6, 5))
     got, labels = _all(source)
     np.testing.assert_array_equal(got, images[0])
     np.testing.assert_array_equal(labels, images[1])
     idx = np.array([0, 9, 10, 52])
-    np.testing.assert_array_equal(source.take(idx, batch_size=8), images[0][idx])
+    np.testing.assert_array_equal(source.take(idx, batch_size=8).images, images[0][idx])
 
 
-def test_raw_idx_is_memory_mapped_and_pickles_without_data(idx_folder, images):
+def test_raw_idx_reads_ranges_and_pickles_without_data(idx_folder, images):
     source = open_source(idx_folder, split="test")
-    assert isinstance(source, MemmapSource) and source.random_access
+    assert isinstance(source, IdxSource) and source.random_access
     np.testing.assert_array_equal(source.read(2, 5), images[0][2:5])
     np.testing.assert_array_equal(source.labels, images[1][:7])
     clone = pickle.loads(pickle.dumps(source))
@@ -78,10 +79,10 @@ def test_raw_idx_is_memory_mapped_and_pickles_without_data(idx_folder, images):
     np.testing.assert_array_equal(clone.read(0, 7), images[0][:7])
 
 
-def test_npy_memory_mapped_with_color_and_size(tmp_path, images):
+def test_npy_read_by_ranges_with_color_and_size(tmp_path, images):
     np.save(tmp_path / "x.npy", images[0])
     source = open_source(tmp_path / "x.npy")
-    assert isinstance(source, MemmapSource) and source.labels is None
+    assert isinstance(source, NpySource) and source.labels is None
     got, _ = _all(source, 10)
     np.testing.assert_array_equal(got, images[0])
     rgb = open_source(tmp_path / "x.npy", color="rgb", size="4x3")
@@ -120,7 +121,7 @@ def test_missing_and_unknown_paths(tmp_path):
     with pytest.raises(KMIError, match="does not exist"):
         open_source(tmp_path / "nope")
     (tmp_path / "a.csv").write_text("1,2")
-    with pytest.raises(KMIError, match="not a supported source"):
+    with pytest.raises(KMIError, match="is not a dataset"):
         open_source(tmp_path / "a.csv")
     with pytest.raises(KMIError, match="split"):
         open_source(tmp_path / "a.csv", split="valid")
@@ -151,11 +152,11 @@ def test_convert_round_trip_with_string_labels(tmp_path, class_folder):
 def test_convert_idx_keeps_int_labels_and_to_dask(tmp_path, idx_folder, images):
     pytest.importorskip("zarr")
     pytest.importorskip("dask.array")
-    store = convert_to_zarr(idx_folder, tmp_path / "m.zarr", chunk_size=16)
+    store = convert_to_zarr(open_source(idx_folder), tmp_path / "m.zarr", chunk_size=16)
     assert store.labels.dtype == np.int64
     np.testing.assert_array_equal(store.labels, images[1])
     idx = np.array([1, 15, 16, 40])
-    np.testing.assert_array_equal(store.take(idx, batch_size=16), images[0][idx])
+    np.testing.assert_array_equal(store.take(idx, batch_size=16).images, images[0][idx])
     lazy = store.to_dask(30)
     assert lazy.chunks[0][0] == 32
     np.testing.assert_array_equal(lazy.compute(), images[0])
@@ -166,9 +167,9 @@ def test_convert_idx_keeps_int_labels_and_to_dask(tmp_path, idx_folder, images):
 def test_convert_is_atomic(tmp_path, idx_folder):
     pytest.importorskip("zarr")
     dest = tmp_path / "m.zarr"
-    convert_to_zarr(idx_folder, dest, chunk_size=16)
+    convert_to_zarr(open_source(idx_folder), dest, chunk_size=16)
     with pytest.raises(KMIError, match="already exists"):
-        convert_to_zarr(idx_folder, dest)
+        convert_to_zarr(open_source(idx_folder), dest)
 
     class Broken(ArraySource):
         def _read(self, start, stop):
@@ -188,3 +189,80 @@ def test_not_a_store(tmp_path):
     (tmp_path / "x.zarr").mkdir()
     with pytest.raises(KMIError, match="kmi convert"):
         open_source(tmp_path / "x.zarr")
+
+
+def _formats(tmp_path, images, idx_folder, class_folder):
+    """One input of every format holding the same kind of images."""
+    imgs, labels = images
+    np.save(tmp_path / "x.npy", imgs)
+    np.savez(tmp_path / "x.npz", x_train=imgs, y_train=labels, x_test=imgs[:5], y_test=labels[:5])
+    inputs = {"idx-gzip": idx_folder, "npy": tmp_path / "x.npy", "npz": tmp_path / "x.npz",
+              "folder": class_folder, "digits": "digits"}
+    if pytest.importorskip("zarr"):
+        inputs["zarr"] = tmp_path / "x.zarr"
+        convert_to_zarr(ArraySource(imgs, labels), inputs["zarr"], chunk_size=8)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_idx(raw / "train-images-idx3-ubyte", imgs)
+    write_idx(raw / "train-labels-idx1-ubyte", labels)
+    inputs["idx-raw"] = raw
+    return inputs
+
+
+@pytest.mark.parametrize("fmt", ["idx-gzip", "idx-raw", "npy", "npz", "folder", "zarr", "digits"])
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_batches_concatenate_to_load_dataset(tmp_path, images, idx_folder, class_folder, fmt,
+                                             batch_size):
+    data = _formats(tmp_path, images, idx_folder, class_folder)[fmt]
+    whole = load_dataset(data)
+    source = open_source(data, color="gray")
+    batches = list(source.iter_batches(batch_size))
+    np.testing.assert_array_equal(np.concatenate([b.images for b in batches]), whole.train_images)
+    if whole.train_labels is None:
+        assert all(b.labels is None for b in batches)
+    else:
+        np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]),
+                                      whole.train_labels)
+    if fmt == "folder":
+        assert [p for b in batches for p in b.paths] == whole.train_paths == source.paths
+    else:
+        assert all(b.paths is None for b in batches) and whole.train_paths is None
+
+
+def test_reading_a_large_file_maps_none_of_it(tmp_path, images):
+    np.save(tmp_path / "x.npy", np.repeat(images[0], 20, axis=0))
+    source = open_source(tmp_path / "x.npy")
+    for _ in source.iter_batches(100):
+        pass
+    source.take(np.array([3, 500, 900]))
+    maps = open("/proc/self/maps").read() if __import__("os").path.exists("/proc/self/maps") else ""
+    assert str(tmp_path / "x.npy") not in maps
+
+
+def test_skip_bad_drops_unreadable_files_in_batches_samples_and_load(tmp_path, class_folder):
+    bad = class_folder / "class1" / "zz-broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(KMIError, match="cannot read image"):
+        list(open_source(class_folder).iter_batches(6))
+    source = open_source(class_folder, skip_bad=True)
+    assert source.n_images == 21
+    batches = list(source.iter_batches(6))
+    paths = [p for b in batches for p in b.paths]
+    assert bad not in paths and len(paths) == 20 and source.skipped["bad"] == 1
+    assert sum(len(b.labels) for b in batches) == 20
+    taken = source.take(np.arange(21))
+    assert len(taken.images) == 20 and bad not in taken.paths
+    whole = load_dataset(class_folder, skip_bad=True)
+    assert len(whole.train_images) == 20 and whole.skipped["bad"] == 1
+    positions = np.concatenate([source.positions(b) for b in batches])
+    assert [source.paths[i] for i in positions] == paths
+
+
+def test_folder_subset_and_loose_files(class_folder):
+    source = open_source(class_folder)
+    part = source.subset([0, 5, 6])
+    assert part.n_images == 3 and part.paths == [source.paths[i] for i in (0, 5, 6)]
+    np.testing.assert_array_equal(part.labels, source.labels[[0, 5, 6]])
+    loose = FolderSource.of_files(source.paths[:4])
+    assert loose.n_images == 4 and loose.labels is None
+    np.testing.assert_array_equal(loose.read(0, 4), source.read(0, 4))

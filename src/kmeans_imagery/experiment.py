@@ -1,31 +1,21 @@
-"""The tutorial end to end: preprocess, cluster over a K sweep, name clusters, score, draw, report.
+"""The tutorial end to end: cluster over a K sweep, name clusters, score, first look, budgets.
 
-Everything ``kmi run`` and ``kmi sweep`` do lives here, callable from Python: :func:`run_sweep` fits and
-scores one model per K, :func:`run_experiment` adds the tutorial's first look at K = number of classes and
-the held-out test score, and :func:`write_outputs` saves the figures, ``results.json`` and ``report.html``.
+Everything ``kmi run`` and ``kmi sweep`` compute lives here, callable from Python: :func:`run_sweep`
+fits and scores one model per K, :func:`run_experiment` adds the tutorial's first look at K = number
+of classes and the held-out test score; :func:`~kmeans_imagery.outputs.write_outputs` saves the
+figures, ``results.json`` and ``report.html``.
 """
 
 import copy
-import csv
-import json
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
 from .engine import sharing
 from .errors import KMIError
-from .labeling import (
-    ClusterClassifier,
-    central_samples,
-    cluster_means,
-    name_from_examples,
-    nearest_assigned,
-)
+from .labeling import ClusterClassifier, central_samples, cluster_means, name_from_examples
 from .metrics import clustering_scores, confusion, hungarian_accuracy, sweep_scores
 from .predict import display_names
 from .preprocessing import flatten_scale
@@ -33,20 +23,12 @@ from .preprocessing import flatten_scale
 __all__ = [
     "DEFAULT_KS",
     "Experiment",
-    "atomic_text_file",
-    "draw_model",
-    "evaluation_outputs",
-    "fit_model",
     "init_stability",
     "label_budget_curve",
-    "read_label_sheet",
-    "write_label_sheet",
     "library_versions",
     "parse_ks",
     "run_experiment",
     "run_sweep",
-    "write_json",
-    "write_outputs",
 ]
 
 DEFAULT_KS = (10, 16, 36, 64, 144, 256)
@@ -450,375 +432,9 @@ def run_experiment(
     )
 
 
-def fit_model(dataset, n_clusters, *, algorithm="minibatch", engine=None, random_state=0,
-              features=None, n_init=None, examples=None):
-    """Fit a classifier on a dataset's training images, as ``kmi fit`` does.
-
-    Parameters
-    ----------
-    dataset : kmeans_imagery.datasets.Dataset
-        Labelled or not; without labels each cluster is its own class.
-    n_clusters : int
-    algorithm, engine, random_state, features, n_init
-        See :class:`~kmeans_imagery.ClusterClassifier`.
-    examples : tuple of (indices, labels), optional
-        Name the clusters from these labelled training images alone (e.g. a filled label sheet,
-        see :func:`read_label_sheet`) instead of the dataset's labels; the dataset's labels, if
-        any, then only score the result.
-
-    Returns
-    -------
-    model : ClusterClassifier
-        Fitted on the raw training images (so it predicts raw images).
-    fit_metrics : dict
-        inertia, fit_seconds, and with labels the training scores (accuracy, homogeneity, ...) and,
-        when the dataset has a labelled test split, ``test_accuracy`` and ``test_metrics``.
-    training : dict
-        The dataset's name, image count and whether it was labelled (no paths).
-    """
-    images, labels = dataset.train_images, dataset.train_labels
-    if not isinstance(n_clusters, int) or n_clusters < 1:
-        raise KMIError(f"K must be a positive integer, got {n_clusters!r}")
-    _check_ks([n_clusters], len(images))
-    model = ClusterClassifier(
-        n_clusters=n_clusters, algorithm=algorithm, engine=engine, random_state=random_state,
-        features=features, n_init=n_init,
-    )
-    started = time.perf_counter()
-    model.fit(images, labels if examples is None else None)
-    if examples is not None:
-        name_from_examples(model, *examples)
-    metrics = {"inertia": model.inertia_, "fit_seconds": time.perf_counter() - started}
-    if examples is not None:
-        metrics["labels_used"] = len(examples[1])
-    if labels is not None and np.asarray(labels).dtype.kind == np.asarray(model.classes_).dtype.kind:
-        metrics.update(clustering_scores(labels, model.labels_, model.cluster_labels_[model.labels_]))
-        if dataset.test_images is not None and dataset.test_labels is not None:
-            test_clusters = model.predict_cluster(dataset.test_images)
-            test_scores = clustering_scores(
-                dataset.test_labels, test_clusters, model.cluster_labels_[test_clusters]
-            )
-            metrics["test_accuracy"] = test_scores["accuracy"]
-            metrics["test_metrics"] = test_scores
-    training = {
-        "dataset": Path(str(dataset.name)).name,
-        "n_samples": len(images),
-        "labelled": labels is not None or examples is not None,
-    }
-    return model, metrics, training
-
-
 def _default_engine():
     from .engine import DEFAULT_ENGINE
 
     return DEFAULT_ENGINE
 
 
-def atomic_text_file(path):
-    """Open ``path`` for writing UTF-8 text that appears only complete (see :func:`atomic_write`)."""
-    return atomic_write(path, "w", encoding="utf-8", newline="")
-
-
-def write_json(data, path):
-    """Write ``data`` as indented JSON, atomically."""
-    with atomic_text_file(path) as handle:
-        handle.write(json.dumps(data, indent=2) + "\n")
-
-
-def prepare_out_dir(out_dir):
-    """Create ``out_dir`` if needed and check that it is writable.
-
-    Raises
-    ------
-    KMIError
-        When the folder cannot be created or written.
-    """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".kmi-write-test-")
-        probe.close()
-    except OSError as error:
-        raise KMIError(f"cannot write to output folder {out}: {error.strerror or error}") from None
-    return out
-
-
-def write_outputs(experiment, out_dir):
-    """Save every figure, ``results.json`` and a self-contained ``report.html`` into ``out_dir``.
-
-    Parameters
-    ----------
-    experiment : Experiment
-    out_dir : path-like
-
-    Returns
-    -------
-    dict of str to Path
-        The written files by name (figure names, ``"results"``, ``"report"``).
-    """
-    from . import plots
-    from .report import write_report
-
-    out = prepare_out_dir(out_dir)
-    results = experiment.results
-    sweep = results["sweep"]
-    ks = [row["k"] for row in sweep]
-    label_names = experiment.label_names
-    figures = {}
-    if experiment.sample_images is not None:
-        figures["samples"] = plots.save_png(
-            plots.plot_samples(
-                experiment.sample_images, experiment.sample_labels, label_names=label_names
-            ),
-            out / "samples.png",
-        )
-    figures["inertia"] = plots.save_png(
-        plots.plot_inertia(ks, [row["inertia"] for row in sweep]), out / "inertia.png"
-    )
-    figures["scores"] = plots.save_png(
-        plots.plot_scores(
-            ks,
-            [row["homogeneity"] for row in sweep],
-            [row["accuracy"] for row in sweep],
-            test_accuracy=[row["test_accuracy"] for row in sweep],
-        ),
-        out / "scores.png",
-    )
-    if experiment.centroid_images is not None:
-        figures["centroids"] = plots.save_png(
-            plots.plot_centroids(
-                experiment.centroid_images,
-                tuple(results["image_shape"]),
-                experiment.centroid_labels,
-                label_names=label_names,
-            ),
-            out / "centroids.png",
-        )
-    test = results.get("test")
-    if test is not None:
-        figures["confusion"] = plots.save_png(
-            plots.plot_confusion(np.array(test["confusion_matrix"]), test["class_names"]),
-            out / "confusion.png",
-        )
-    if results.get("label_budget"):
-        figures["label_budget"] = plots.save_png(
-            plots.plot_label_budget(
-                [row["labels"] for row in results["label_budget"]],
-                [row["test_accuracy"] for row in results["label_budget"]],
-            ),
-            out / "label_budget.png",
-        )
-    results["figures"] = {name: path.name for name, path in figures.items()}
-    written = dict(figures)
-    written["results"] = out / "results.json"
-    write_json(results, written["results"])
-    written["report"] = write_report(results, figures, out / "report.html")
-    return written
-
-
-def _centroid_images(model):
-    """Cluster centres as images (n_clusters, H, W[, C]) in [0, 1], in pixel space even with features."""
-    return np.asarray(model.cluster_images_).reshape((-1, *model.image_shape_))
-
-
-def _member_images(images, chosen, per_cluster):
-    """Images of each cluster's chosen members, (n_clusters, per_cluster, H, W[, C]) in [0, 1].
-
-    NaN (drawn blank) where a cluster has fewer members.
-    """
-    members = np.full((len(chosen), per_cluster, *images.shape[1:]), np.nan, dtype=np.float32)
-    for cluster, indices in enumerate(chosen):
-        members[cluster, : len(indices)] = images[indices] / np.float32(255)
-    return members
-
-
-def draw_model(model, path, *, dataset=None, per_cluster=8, max_clusters=20):
-    """Draw a model's centroids with their labels, or with ``dataset`` its clusters' nearest members.
-
-    Parameters
-    ----------
-    model : ClusterClassifier
-        A fitted model with an ``image_shape_`` (e.g. from :func:`~kmeans_imagery.load_model`).
-    path : path-like
-        PNG file to write.
-    dataset : kmeans_imagery.datasets.Dataset, optional
-        Images to pick members from (all splits), in the model's size and colour.
-    per_cluster : int, default=8
-        Members shown per cluster.
-    max_clusters : int, default=20
-        With ``dataset``, only the largest clusters are drawn, one row each, so that the figure
-        stays readable at K=256.
-
-    Returns
-    -------
-    Path
-    """
-    from . import plots
-
-    if model.image_shape_ is None:
-        raise KMIError("this model was fitted on feature rows, not images; nothing to draw")
-    labels = np.array(
-        display_names(model.cluster_labels_, getattr(model, "metadata_", {}).get("label_names"))
-    )
-    if dataset is None:
-        ax = plots.plot_centroids(model.cluster_images_, tuple(model.image_shape_), labels)
-    else:
-        images = dataset.train_images
-        if dataset.test_images is not None:
-            images = np.concatenate([images, dataset.test_images])
-        chosen, _, sizes = nearest_assigned(model, images, per_cluster)
-        shown = np.sort(np.argsort(-sizes, kind="stable")[:max_clusters])
-        ax = plots.plot_cluster_members(
-            _centroid_images(model)[shown],
-            _member_images(images, [chosen[c] for c in shown], per_cluster),
-            labels[shown],
-            cluster_ids=shown,
-        )
-    return plots.save_png(ax, path)
-
-
-def evaluation_outputs(model, dataset, results, out_dir):
-    """Save the figures, ``results.json`` and ``report.html`` of ``kmi evaluate``.
-
-    Parameters
-    ----------
-    model : ClusterClassifier
-    dataset : kmeans_imagery.datasets.Dataset
-    results : dict
-        From :func:`kmeans_imagery.predict.evaluate`.
-    out_dir : path-like
-
-    Returns
-    -------
-    dict of str to Path
-    """
-    from . import plots
-    from .report import write_report
-
-    out = prepare_out_dir(out_dir)
-    label_names = getattr(model, "metadata_", {}).get("label_names")
-    figures = {
-        "samples": plots.save_png(
-            plots.plot_samples(dataset.train_images[:9],
-                               None if dataset.train_labels is None else dataset.train_labels[:9],
-                               label_names=label_names),
-            out / "samples.png",
-        ),
-        "confusion": plots.save_png(
-            plots.plot_confusion(np.array(results["confusion_matrix"]), results["class_names"]),
-            out / "confusion.png",
-        ),
-    }
-    if model.image_shape_ is not None:
-        figures["centroids"] = draw_model(model, out / "centroids.png")
-    report = {
-        "dataset": results["dataset"],
-        "n_test": results["n_images"],
-        "n_classes": len(results["class_names"]),
-        "image_shape": list(dataset.image_shape),
-        "versions": library_versions(),
-        "test": {"k": len(model.cluster_centers_), **results},
-        "figures": {name: path.name for name, path in figures.items()},
-    }
-    written = dict(figures)
-    written["results"] = out / "results.json"
-    write_json(report, written["results"])
-    written["report"] = write_report(report, figures, out / "report.html",
-                                     title=f"Evaluation on {results['dataset']}")
-    return written
-
-
-SHEET_COLUMNS = ("index", "cluster", "distance", "label")
-
-
-def write_label_sheet(model, dataset, out_dir, *, per_cluster=5, clusters_per_page=32):
-    """Export, for each cluster, the images nearest its centroid for a person to label.
-
-    Writes ``labels.csv`` (index of the image in the dataset's training split, cluster, distance to
-    the centroid, and an empty ``label`` column to fill in) and ``sheet-NNN.png`` contact sheets
-    (one row per cluster: its centroid, then its images in the CSV's order). The filled CSV names
-    the clusters of ``kmi fit ... --labels labels.csv``.
-
-    Parameters
-    ----------
-    model : ClusterClassifier
-        Fitted, with an ``image_shape_``.
-    dataset : kmeans_imagery.datasets.Dataset
-        The images to choose from (training split), in the model's size and colour.
-    out_dir : path-like
-    per_cluster : int, default=5
-    clusters_per_page : int, default=32
-
-    Returns
-    -------
-    dict of str to Path
-        ``"csv"`` and one entry per sheet page.
-    """
-    from . import plots
-
-    out = prepare_out_dir(out_dir)
-    images = dataset.train_images
-    chosen, own, _ = nearest_assigned(model, images, per_cluster)
-    k = len(chosen)
-    written = {"csv": out / "labels.csv"}
-    with atomic_text_file(written["csv"]) as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(SHEET_COLUMNS)
-        for cluster, indices in enumerate(chosen):
-            for index in indices:
-                writer.writerow([int(index), cluster, f"{own[index]:.6g}", ""])
-    members = _member_images(images, chosen, per_cluster)
-    centres = _centroid_images(model)
-    for page, first in enumerate(range(0, k, clusters_per_page), start=1):
-        rows = slice(first, min(first + clusters_per_page, k))
-        ax = plots.plot_cluster_members(centres[rows], members[rows],
-                                        cluster_ids=np.arange(k)[rows])
-        written[f"sheet-{page:03d}"] = plots.save_png(ax, out / f"sheet-{page:03d}.png")
-    return written
-
-
-def read_label_sheet(path, n_images):
-    """Read a filled label sheet: the indices and labels of the rows whose label is filled in.
-
-    Parameters
-    ----------
-    path : path-like
-        CSV with at least the columns ``index`` and ``label`` (as written by
-        :func:`write_label_sheet`).
-    n_images : int
-        Size of the training split the indices refer to.
-
-    Returns
-    -------
-    indices : ndarray of int64
-    labels : ndarray
-        Integers when every filled label is an integer, else strings.
-
-    Raises
-    ------
-    KMIError
-        For a missing file or column, a bad or out-of-range index, or no filled label at all.
-    """
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not {"index", "label"} <= set(reader.fieldnames):
-                raise KMIError(f"{path} needs the columns 'index' and 'label'")
-            filled = [(row["index"], row["label"].strip()) for row in reader
-                      if (row.get("label") or "").strip()]
-    except FileNotFoundError:
-        raise KMIError(f"label file {path} does not exist") from None
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise KMIError(f"{path} is not a readable CSV file ({error})") from None
-    if not filled:
-        raise KMIError(f"{path} has no filled-in label")
-    indices = []
-    for index, _ in filled:
-        if not index.strip().isdigit() or int(index) >= n_images:
-            raise KMIError(f"{path}: index {index!r} is not an image of the {n_images} training images")
-        indices.append(int(index))
-    labels = [label for _, label in filled]
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return np.array(indices, dtype=np.int64), np.array(labels, dtype=np.int64)
-    return np.array(indices, dtype=np.int64), np.array(labels)

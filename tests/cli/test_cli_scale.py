@@ -27,7 +27,7 @@ def digits_zarr(tmp_path_factory):
 
 
 def test_convert_writes_a_store(digits_zarr, capsys):
-    from kmeans_imagery.sources import open_source
+    from kmeans_imagery.datasets import open_source
 
     source = open_source(digits_zarr)
     assert (source.n_images, tuple(source.image_shape)) == (1437, (8, 8))
@@ -58,10 +58,39 @@ def test_dask_local_fit(digits_zarr, tmp_path, capsys):
     assert load_model(model_path).cluster_centers_.shape == (20, 64)
 
 
-def test_chunked_fits_refuse_what_they_cannot_do(digits_zarr, tmp_path, capsys):
-    code, _, err = run_kmi(capsys, "fit", digits_zarr, "--k", 5, "--stream", "--features", "hog",
-                           "--out", tmp_path / "m.kmi")
-    assert code == 2 and "--features" in err
+@pytest.mark.parametrize("mode", [["--stream"], ["--dask", "local"], []])
+def test_every_fit_option_in_every_mode(tmp_path, capsys, mode):
+    """--features, --labels, --n-init and --skip-bad on an image folder, whatever the mode."""
+    import numpy as np
+    from PIL import Image
+
+    from kmeans_imagery.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    root = tmp_path / "digits"
+    for i, (image, label) in enumerate(zip(digits.train_images[:400], digits.train_labels[:400],
+                                           strict=True)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / str(label) / f"{i:04d}.png")
+    (root / "3" / "broken.png").write_bytes(b"no")
+    sheet = tmp_path / "labels.csv"
+    firsts = {}
+    for path in sorted(root.glob("*/*.png")):
+        if path.name != "broken.png":
+            firsts.setdefault(path.parent.name, path)
+    sheet.write_text("index,path,label\n" + "".join(f"0,{p},digit {d}\n" for d, p in firsts.items()))
+    model_path = tmp_path / "m.kmi"
+    code, out, err = run_kmi(capsys, "fit", root, "--k", 10, *mode, "--features", "l2",
+                             "--labels", sheet, "--n-init", 2, "--skip-bad", "--out", model_path)
+    assert code == 0, err
+    model = load_model(model_path)
+    assert model.metadata_["features"]["spec"] == "deskew+l2"
+    assert set(model.classes_) <= {f"digit {d}" for d in range(10)}
+    truth = np.array([f"digit {d}" for d in digits.train_labels[:400]])
+    assert (model.predict(digits.train_images[:400]) == truth).mean() > 0.6
+
+
+def test_dask_fit_that_cannot_reach_its_cluster(digits_zarr, tmp_path, capsys):
     code, _, err = run_kmi(capsys, "fit", digits_zarr, "--k", 5, "--dask",
                            "tcp://127.0.0.1:1", "--out", tmp_path / "m.kmi")
     assert code == 2 and err.count("\n") == 1

@@ -132,7 +132,7 @@ def test_version(capsys):
 
 def test_python_api_matches_the_cli(capsys):
     from kmeans_imagery.datasets import load_dataset
-    from kmeans_imagery.pipeline import run_experiment
+    from kmeans_imagery.experiment import run_experiment
 
     experiment = run_experiment(load_dataset("digits"), ks=(16,), random_state=0)
     code, out, _ = run_kmi(capsys, "sweep", "--dataset", "digits", "--ks", "16", "--json")

@@ -166,7 +166,7 @@ def test_skip_bad_counts_and_keeps_labels_aligned(tmp_path, rng):
 
 def test_only_bad_images(tmp_path, rng):
     (tmp_path / "x.png").write_bytes(rng.bytes(100))
-    with pytest.raises(KMIError, match="none of the 1 image files could be read"):
+    with pytest.raises(KMIError, match="none of the 1 image files .*could be read"):
         load_dataset(tmp_path, skip_bad=True)
 
 
@@ -254,4 +254,4 @@ def test_progress_counts_every_file(class_folder):
             seen.append(n)
 
     load_dataset(root, progress=Bar)
-    assert seen == [5, 1, 1, 1, 1, 1]
+    assert seen == [5, 5]

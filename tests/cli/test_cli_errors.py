@@ -123,11 +123,11 @@ def labels_wrong_length(tmp_path):
 
 
 def k_zero(tmp_path):
-    return ["fit", "digits", "--k", 0, "--out", tmp_path / "m.kmi"], "K must be a positive integer"
+    return ["fit", "digits", "--k", 0, "--out", tmp_path / "m.kmi"], "--k must be a positive integer"
 
 
 def k_too_large(tmp_path):
-    return ["fit", "digits", "--k", 100000, "--out", tmp_path / "m.kmi"], "larger than the 1437"
+    return ["fit", "digits", "--k", 100000, "--out", tmp_path / "m.kmi"], "more than the 1437 images"
 
 
 def ks_junk(tmp_path):

@@ -1,0 +1,115 @@
+"""The ``kmi`` command line: a thin layer over the library.
+
+Each command parses its options, calls library functions, and prints. Commands live in modules of
+this package by theme and are imported only when run (:class:`LazyGroup`), so ``kmi --help`` and
+``kmi --version`` load neither numpy nor scikit-learn. Errors a user can cause
+(:class:`~kmeans_imagery.errors.KMIError`, bad options) are printed as one line on stderr with exit
+code 2, the library's parameter names mapped to the command's flags; ``--debug`` shows the
+traceback instead.
+"""
+
+import re
+import sys
+from importlib import import_module
+
+import click
+
+from ..errors import KMIError
+
+DEBUG_ENV = "KMI_DEBUG"
+
+#: Command name -> (module, function, one-line help shown by ``kmi --help``).
+COMMANDS = {
+    "run": ("tutorial", "run", "The whole tutorial in one command: fit, name, sweep K, score, "
+                               "draw, report."),
+    "sweep": ("tutorial", "sweep", "Only the K sweep: inertia, homogeneity, accuracy and fit time "
+                                   "per K."),
+    "fit": ("models", "fit", "Fit a model on DATA (in memory, streamed, or on Dask) and save it."),
+    "predict": ("models", "predict", "Classify images with MODEL; write CSV."),
+    "evaluate": ("models", "evaluate", "Score MODEL on labelled DATA: metrics, confusion matrix, "
+                                       "figures."),
+    "show": ("models", "show", "Draw MODEL's centroids; with DATA, each cluster's nearest "
+                               "members."),
+    "label-sheet": ("models", "label_sheet", "Export each cluster's most central images of DATA "
+                                             "for a person to label."),
+    "convert": ("data", "convert", "Write DATA as a chunked Zarr store DEST for streaming and "
+                                   "Dask fits."),
+}
+
+#: Library parameter names, as errors name them, and the flags that set them.
+PARAM_FLAGS = {
+    "force=True": "--force",
+    "resize=True": "--resize",
+    "n_clusters": "--k",
+    "n_init": "--n-init",
+    "batch_size": "--batch-size",
+    "per_cluster": "--per-cluster",
+    "skip_bad": "--skip-bad",
+    "data_dir": "--data-dir",
+    "chunk_size": "--chunk-size",
+    "random_state": "--seed",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported from :data:`COMMANDS` only when they run."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, function, _ = COMMANDS[name]
+        return getattr(import_module(f".{module}", __name__), function)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kmeans-imagery", prog_name="kmi")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def cli(debug):
+    """kmeans-imagery: turn unlabeled images into classes with K-means."""
+
+
+def flag_names(message):
+    """A library error's message with its parameter names replaced by the CLI's flags."""
+    for param, flag in PARAM_FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(param)}(?!\w)", flag, message)
+    return message
+
+
+def main(argv=None):
+    """Entry point of ``kmi``: runs the command, turning user errors into one line and exit code 2."""
+    import os
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV) == "1"
+    try:
+        cli.main(args=argv, prog_name="kmi", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.Abort:
+        click.echo("kmi: interrupted", err=True)
+        return 130
+    except (KMIError, click.ClickException) as error:
+        if debug:
+            raise
+        if isinstance(error, click.ClickException):
+            message = error.format_message()
+        else:
+            message = flag_names(str(error))
+        click.echo(f"kmi: error: {' '.join(str(message).split())}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("kmi: interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""What the commands share: consoles, progress bars, tables, option groups, opening data."""
+
+from contextlib import contextmanager
+
+import click
+
+from ..errors import KMIError
+
+
+def consoles(json_mode):
+    """Human output goes to stdout, or to stderr when stdout carries JSON."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    return (err if json_mode else Console()), err
+
+
+@contextmanager
+def progress_bar(console, total, description):
+    """A progress bar on stderr; yields its :class:`_Bar`.
+
+    Only a terminal gets a bar: piped or captured stderr stays clean for logs and error lines.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    ) as progress:
+        yield _Bar(progress, progress.add_task(description, total=total))
+
+
+class _Bar:
+    """One task of a rich progress bar: ``advance(n)``, or call it (as a callback) to add one."""
+
+    def __init__(self, progress, task):
+        self._progress, self._task = progress, task
+
+    def advance(self, n=1):
+        self._progress.advance(self._task, n)
+
+    def __call__(self, *_):
+        self.advance()
+
+
+def loading_progress(console):
+    """The ``progress(total, description)`` factory that the datasets module accepts."""
+    return lambda total, description: progress_bar(console, total, description)
+
+
+def sweep_table(rows, title):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("K", "inertia", "homogeneity", "accuracy", "test accuracy", "fit s"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        test = row.get("test_accuracy")
+        table.add_row(
+            str(row["k"]),
+            f"{row['inertia']:,.0f}",
+            f"{row['homogeneity']:.3f}",
+            f"{row['accuracy']:.3f}",
+            "—" if test is None else f"{test:.3f}",
+            f"{row['fit_seconds']:.2f}",
+        )
+    return table
+
+
+def budget_table(rows):
+    from rich.table import Table
+
+    table = Table(title="one label per cluster (most central image)")
+    table.add_column("labels", justify="right")
+    table.add_column("test accuracy", justify="right")
+    for row in rows:
+        table.add_row(str(row["labels"]), f"{row['test_accuracy']:.3f}")
+    return table
+
+
+def versions_table(versions):
+    from rich.table import Table
+
+    table = Table(title="versions")
+    table.add_column("library")
+    table.add_column("version")
+    for name, version in versions.items():
+        table.add_row(name, version)
+    return table
+
+
+def metrics_table(title, values):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in values.items():
+        if isinstance(value, float):
+            table.add_row(name, f"{value:,.4f}" if abs(value) < 1e4 else f"{value:,.0f}")
+        elif isinstance(value, int):
+            table.add_row(name, str(value))
+    return table
+
+
+def confusion_table(results):
+    from rich.table import Table
+
+    names = results["class_names"]
+    table = Table(title="confusion matrix (rows: true, columns: predicted)")
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="right")
+    for name, row in zip(names, results["confusion_matrix"], strict=True):
+        table.add_row(name, *map(str, row))
+    return table
+
+
+
+def parse_ks_option(_ctx, _param, value):
+    from ..experiment import parse_ks
+
+    if not value:
+        return ()
+    try:
+        return parse_ks(value)
+    except KMIError as error:
+        raise click.BadParameter(str(error).removeprefix("--ks: ")) from None
+
+
+def with_options(command, options):
+    """Apply click options so that they show in the given order."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+FORCE = click.option("--force", is_flag=True, help="Replace an existing output.")
+DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=str),
+                        help="Folder with a named dataset's files (else $KMI_DATA_DIR, the cache, "
+                             "download).")
+SKIP_BAD = click.option("--skip-bad", is_flag=True,
+                        help="Skip unreadable image files (counted) instead of stopping.")
+
+
+def data_options(command):
+    """How to read DATA: the same options, with the same meaning, on every command that reads it."""
+    return with_options(command, [
+        DATA_DIR,
+        click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
+                     show_default=True, help="Read images as gray or keep colour."),
+        click.option("--size", help="Resize images to HxW (default: the first image's size)."),
+        SKIP_BAD,
+    ])
+
+
+def model_data_options(command):
+    """How to read DATA for a model: in the model's colour, at its size with --resize."""
+    return with_options(command, [
+        DATA_DIR,
+        click.option("--resize", is_flag=True, help="Resize images to the model's size."),
+        SKIP_BAD,
+    ])
+
+
+def algorithm_options(command):
+    """Options that choose how K-means runs."""
+    from ..engine import ALGORITHMS, ENGINES
+    from ..features import FEATURE_PRESETS
+
+    presets = "; ".join(f"{name} = {spec} ({text})" for name, (spec, text) in FEATURE_PRESETS.items())
+    return with_options(command, [
+        click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
+        click.option("--algorithm", type=click.Choice(ALGORITHMS), default="minibatch",
+                     show_default=True, help="Mini-batch K-means (the tutorial's) or full Lloyd."),
+        click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None,
+                     help="K-means engine [default: the project's own]."),
+        click.option("--features", default="raw", show_default=True,
+                     help="Feature pipeline before K-means: steps joined with + (deskew, l2, "
+                          "hog[:cell], pca[:n], umap[:n]), side by side with |, or a preset: "
+                          + presets + "."),
+        click.option("--n-init", type=click.IntRange(1), default=None,
+                     help="Starts to run; the lowest inertia wins (no labels used)."),
+    ])
+
+
+def report_skipped(source, console):
+    """Say which files a source passed over (hidden, non-image, unlabelled, bad)."""
+    skipped = {reason: count for reason, count in source.skipped.items() if count}
+    if skipped:
+        listed = ", ".join(f"{count} {reason.replace('_', '-')}" for reason, count in skipped.items())
+        console.print(f"skipped files in {source.name}: {listed}")
+
+
+def model_source_options(model, resize):
+    """``color`` and ``size`` to read images for a model."""
+    from ..predict import model_color, model_size
+
+    return {"color": model_color(model), "size": model_size(model) if resize else None}

@@ -1,0 +1,362 @@
+"""The one source interface every input format implements.
+
+A source knows its size, image shape and labels up front and yields uint8 images batch by batch,
+so the same code fits, predicts or converts a 1,797-image array and a 10,000,000-image store.
+Each format's module (``idx``, ``folders``, ``arrays``, ``zarr``, ``named``) implements it once;
+:func:`~kmeans_imagery.datasets.open_source` picks the reader and
+:func:`~kmeans_imagery.datasets.load_dataset` reads a source whole.
+
+Memory of a pass over a source is one batch (plus the labels, one small integer per image, and
+for folders the list of file paths), whatever the number of images: readers use plain reads, not
+memory maps, so no file pages stay mapped into the process after their batch.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import KMIError
+from ..progress import open_progress
+from .convert import check_color, conform_images, parse_size
+
+#: Images per batch when a caller does not say (6.4 MB of 28x28 images).
+DEFAULT_CHUNK = 8192
+
+
+class Batch(NamedTuple):
+    """Consecutive images of a source.
+
+    Attributes
+    ----------
+    start : int
+        Index of the first image in the source.
+    images : ndarray of uint8, shape (b, H, W) or (b, H, W, 3)
+    labels : ndarray of shape (b,) or None
+        Labels of these images, None when the source has none.
+    paths : list of Path, length b, or None
+        The file of each image, for sources read from image files; None otherwise. With
+        ``skip_bad``, unreadable files are absent, so a batch can hold fewer images than the
+        range it covers.
+    """
+
+    start: int
+    images: np.ndarray
+    labels: np.ndarray | None
+    paths: list | None = None
+
+
+class ImageSource:
+    """What every source offers; subclasses set the attributes and implement ``_read_batch``
+    (or, front-to-back sources, ``iter_batches`` with ``random_access = False``).
+
+    Attributes
+    ----------
+    name : str
+        Dataset or file name.
+    split : {"train", "test"} or None
+        The split of a dataset that has two; None for a single collection.
+    n_images : int
+        Images in the source (with ``skip_bad``, unreadable files included until read).
+    image_shape : tuple
+        (H, W) for gray, (H, W, 3) for rgb.
+    label_names : tuple of str or None
+        Display names of integer labels 0..C-1.
+    paths : list of Path or None
+        The file of each image, for image folders; None for sources without files per image.
+    origin : str
+        Where the data came from: a path, "downloaded" or "bundled".
+    skipped : dict of str to int
+        Files passed over (image folders): "hidden", "non_image", "unlabelled", and "bad" once
+        unreadable files have been met with ``skip_bad``.
+    random_access : bool
+        Whether :meth:`read` can fetch any range cheaply (False for gzip streams).
+    """
+
+    random_access = True
+    label_names = None
+    paths = None
+    split = None
+    origin = ""
+
+    def __init__(self, color=None, size=None):
+        self._color = None if color is None else check_color(color)
+        self._size = parse_size(size)
+        self.skipped = {}
+
+    @property
+    def display_name(self):
+        """``name``, with the split when the dataset has two (``mnist-test``)."""
+        return self.name if self.split is None else f"{self.name}-{self.split}"
+
+    def _shape_after(self, stored_shape):
+        """Image shape once ``color`` and ``size`` are applied to images of ``stored_shape``."""
+        shape = tuple(stored_shape)
+        if self._size is not None:
+            shape = (*self._size, *shape[2:])
+        if self._color == "gray":
+            shape = shape[:2]
+        elif self._color == "rgb":
+            shape = (*shape[:2], 3)
+        return shape
+
+    def _conform(self, images):
+        if self._color is None and self._size is None:
+            return images
+        return conform_images(images, self._color or ("rgb" if images.ndim == 4 else "gray"),
+                              self._size)
+
+    @property
+    def labels(self):
+        """All labels, shape (n_images,), loaded on first use; None when the source has none."""
+        if not hasattr(self, "_labels_cache"):
+            self._labels_cache = self._load_labels()
+        return self._labels_cache
+
+    def _load_labels(self):
+        return None
+
+    def _labels_slice(self, start, stop):
+        labels = self.labels
+        return None if labels is None else labels[start:stop]
+
+    def positions(self, batch):
+        """Index in the source of each image of a batch from :meth:`iter_batches`.
+
+        Returns
+        -------
+        ndarray of int64, shape (len(batch.images),)
+        """
+        return batch.start + np.arange(len(batch.images), dtype=np.int64)
+
+    def _read_batch(self, start, stop):
+        """Batch of images ``start`` to ``stop``, already clipped to the source."""
+        return Batch(start, self._conform(self._read(start, stop)),
+                     self._labels_slice(start, stop))
+
+    def read_batch(self, start, stop):
+        """Images ``start`` to ``stop`` (exclusive) with their labels and paths.
+
+        Returns
+        -------
+        Batch
+        """
+        if not self.random_access:
+            raise KMIError(
+                f"{self.display_name} can only be read front to back; convert it with "
+                f"`kmi convert {self.name} DEST.zarr` for random access"
+            )
+        start, stop = max(0, int(start)), min(self.n_images, int(stop))
+        return self._read_batch(start, stop)
+
+    def read(self, start, stop):
+        """Images ``start`` to ``stop`` (exclusive), as a uint8 array.
+
+        Returns
+        -------
+        images : ndarray of uint8, shape (stop - start, H, W[, 3])
+            Fewer images when unreadable files are skipped.
+        """
+        return self.read_batch(start, stop).images
+
+    def iter_batches(self, batch_size, *, start=0, stop=None):
+        """Yield consecutive batches of images (with labels and paths), in order.
+
+        Parameters
+        ----------
+        batch_size : int
+            Images per batch; the last batch may be shorter.
+        start, stop : int
+            Range of images to visit; ``stop=None`` means to the end.
+
+        Yields
+        ------
+        Batch
+        """
+        batch_size = check_batch_size(batch_size)
+        stop = self.n_images if stop is None else min(stop, self.n_images)
+        for s in range(start, stop, batch_size):
+            yield self._read_batch(s, min(s + batch_size, stop))
+
+    def read_all(self, *, batch_size=DEFAULT_CHUNK, progress=None):
+        """The whole source in memory, read batch by batch into one array.
+
+        Parameters
+        ----------
+        batch_size : int
+        progress : callable or None
+            ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
+
+        Returns
+        -------
+        Batch
+            ``start`` 0 and every image (unreadable files skipped with ``skip_bad``).
+        """
+        images = np.empty((self.n_images, *self.image_shape), dtype=np.uint8)
+        labels, paths, kept = [], [], 0
+        with open_progress(progress, self.n_images, f"reading {self.display_name}") as bar:
+            for batch in self.iter_batches(batch_size):
+                images[kept:kept + len(batch.images)] = batch.images
+                kept += len(batch.images)
+                labels.append(batch.labels)
+                paths.append(batch.paths)
+                bar.advance(min(batch_size, self.n_images - batch.start))
+        if kept < len(images):
+            images = images[:kept].copy()
+        has_labels = bool(labels) and labels[0] is not None
+        return Batch(0, images, np.concatenate(labels) if has_labels else None,
+                     [p for part in paths for p in part] if paths and paths[0] is not None
+                     else None)
+
+    def take(self, indices, *, batch_size=DEFAULT_CHUNK):
+        """Images at the given sorted indices (a random sample, say), reading only what is needed.
+
+        Parameters
+        ----------
+        indices : ndarray of int, shape (m,)
+            Sorted, in ``[0, n_images)``.
+        batch_size : int
+            Images read at once by sources that stream.
+
+        Returns
+        -------
+        Batch
+            ``start`` -1; the images, labels and paths at ``indices`` (unreadable files skipped
+            with ``skip_bad``).
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.random_access:
+            return self._take(indices, batch_size)
+        parts = []
+        for batch in self.iter_batches(batch_size):
+            e = batch.start + len(batch.images)
+            rows = indices[(indices >= batch.start) & (indices < e)] - batch.start
+            if len(rows):
+                parts.append(_rows_of(batch, rows))
+            if not len(indices) or e > indices[-1]:
+                break
+        return _concat(parts, self.image_shape)
+
+    def _take(self, indices, batch_size):
+        """:meth:`take` for random access: each block holding wanted images is read once."""
+        blocks = indices // batch_size
+        parts = []
+        for block in np.unique(blocks):
+            wanted = indices[blocks == block]
+            batch = self.read_batch(int(wanted[0]), int(wanted[-1]) + 1)
+            parts.append(_rows_of(batch, wanted - batch.start))
+        return _concat(parts, self.image_shape)
+
+    def to_dask(self, chunk_size=DEFAULT_CHUNK):
+        """The images as a lazy ``dask.array`` of shape (n_images, H, W[, 3]), uint8.
+
+        Each chunk is read by the worker that needs it; the graph holds no image data.
+        """
+        da, delayed = dask_modules()
+        if not self.random_access:
+            raise KMIError(
+                f"{self.display_name} is a gzip stream and cannot be read in parallel; convert "
+                f"it with `kmi convert {self.name} DEST.zarr` first"
+            )
+        chunk_size = check_batch_size(chunk_size)
+        read = delayed(_read_range, pure=True)
+        parts = [
+            da.from_delayed(read(self, s, min(s + chunk_size, self.n_images)),
+                            shape=(min(chunk_size, self.n_images - s), *self.image_shape),
+                            dtype=np.uint8)
+            for s in range(0, self.n_images, chunk_size)
+        ]
+        return da.concatenate(parts, axis=0)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.display_name!r}, n_images={self.n_images}, " \
+               f"image_shape={self.image_shape})"
+
+
+def _rows_of(batch, rows):
+    return Batch(-1, batch.images[rows], None if batch.labels is None else batch.labels[rows],
+                 None if batch.paths is None else [batch.paths[i] for i in rows])
+
+
+def _concat(parts, image_shape):
+    if not parts:
+        return Batch(-1, np.empty((0, *image_shape), np.uint8), None, None)
+    return Batch(
+        -1, np.concatenate([p.images for p in parts]),
+        None if parts[0].labels is None else np.concatenate([p.labels for p in parts]),
+        None if parts[0].paths is None else [path for p in parts for path in p.paths],
+    )
+
+
+class ArraySource(ImageSource):
+    """Images already in memory (a bundled dataset, an ``.npz`` file, or any uint8 array).
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+    labels : ndarray of shape (n,) or None
+    name : str
+    label_names : sequence of str or None
+    split : {"train", "test"} or None
+    origin : str
+    color, size
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+    """
+
+    def __init__(self, images, labels=None, *, name="array", label_names=None, split=None,
+                 origin="", color=None, size=None):
+        super().__init__(color, size)
+        self._images = images
+        self._labels_cache = labels
+        self.name = name
+        self.split = split
+        self.origin = origin
+        self.n_images = len(images)
+        self.image_shape = self._shape_after(images.shape[1:])
+        self.label_names = None if label_names is None else tuple(label_names)
+
+    def _read(self, start, stop):
+        return self._images[start:stop]
+
+    def to_dask(self, chunk_size=DEFAULT_CHUNK):
+        """The images as a ``dask.array`` (the data travels inside the graph)."""
+        da, _ = dask_modules()
+        images = self._conform(self._images)
+        return da.from_array(images, chunks=(check_batch_size(chunk_size), *self.image_shape))
+
+
+def read_stored_images(path, offset, stored_shape, start, stop):
+    """Images ``start`` to ``stop`` of uint8 images stored uncompressed at ``offset`` in a file.
+
+    A plain positioned read, not a memory map: only this batch's pages are ever resident.
+    """
+    image_bytes = int(np.prod(stored_shape[1:]))
+    with open(path, "rb") as raw:
+        raw.seek(offset + start * image_bytes)
+        images = np.fromfile(raw, np.uint8, (stop - start) * image_bytes)
+    if len(images) != (stop - start) * image_bytes:
+        raise KMIError(f"{path} is truncated: it ends inside image {start + len(images) // image_bytes}")
+    return images.reshape(stop - start, *stored_shape[1:])
+
+
+def _read_range(source, start, stop):
+    return source.read(start, stop)
+
+
+def check_batch_size(batch_size):
+    """Return ``batch_size`` as an int, or raise KMIError naming the parameter."""
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise KMIError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def dask_modules():
+    """``(dask.array, dask.delayed)``, or a KMIError saying which extra to install."""
+    try:
+        import dask.array as da
+        from dask import delayed
+    except ImportError:
+        raise KMIError(
+            "dask is not installed; install kmeans-imagery[scale] (dask, distributed, zarr)"
+        ) from None
+    return da, delayed
+

@@ -1,0 +1,109 @@
+"""The named datasets: ``mnist`` and ``fashion-mnist`` (IDX files found or downloaded) and
+``digits`` (scikit-learn's bundled 8x8 digits, split 80/20 with a fixed seed; works offline).
+
+``mnist`` and ``fashion-mnist`` are looked for in ``data_dir`` (the folder itself or its
+sub-folder named after the dataset), then in ``$KMI_DATA_DIR`` (the same way), then in the cache
+folder (:func:`~.registry.cache_dir`), else downloaded into the cache and checked against the
+published MD5 sums (:mod:`.registry`, a pooch registry).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KMIError
+from ._source import ArraySource
+from .idx import IDX_FILES, IDX_ROLES, find_idx_files, open_idx_folder
+from .registry import REMOTE_DATASETS, DownloadError, cache_dir, data_env_dir, download
+
+DATASET_NAMES = ("mnist", "fashion-mnist", "digits")
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SEED = 0
+
+
+def is_dataset_name(name_or_path):
+    """Whether ``name_or_path`` names a dataset (names win over same-named folders)."""
+    return isinstance(name_or_path, str) and name_or_path.lower() in DATASET_NAMES
+
+
+def open_named(name, split, *, data_dir=None, color=None, size=None):
+    """One split of a named dataset as a source.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist", "digits"}
+    split : {"train", "test"}
+    data_dir : path-like or None
+        Folder to look in first for the IDX files.
+    color, size
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Returns
+    -------
+    ImageSource
+    """
+    name = name.lower()
+    if name == "digits":
+        images, labels = _digits_split(split)
+        return ArraySource(images, labels, name="digits", split=split, origin="bundled",
+                           color=color, size=size)
+    folder, origin = _locate_idx(name, data_dir)
+    return open_idx_folder(folder, split, name=name, origin=origin,
+                           label_names=REMOTE_DATASETS[name].label_names, color=color, size=size)
+
+
+def _locate_idx(name, data_dir):
+    """Find the folder holding a named IDX dataset, downloading it as the last resort.
+
+    Returns
+    -------
+    folder : Path
+    source : str
+        The folder's path, or "downloaded".
+    """
+    looked = []
+    for label, base in (("--data-dir", data_dir), ("KMI_DATA_DIR", data_env_dir())):
+        if base is None:
+            looked.append(f"{label} (not set)")
+            continue
+        base = Path(base)
+        if not base.is_dir():
+            raise KMIError(f"{label} {base} is not a folder")
+        for folder in (base, base / name):
+            files = find_idx_files(folder)
+            present = [role for role, path in files.items() if path is not None]
+            if len(present) == len(IDX_ROLES):
+                return folder, str(folder)
+            if present:
+                missing = [f for r, f in zip(IDX_ROLES, IDX_FILES, strict=True) if not files[r]]
+                raise KMIError(f"{folder} holds part of {name} but lacks {', '.join(missing)}")
+        looked.append(f"{label} {base} (and {base / name})")
+    cached = cache_dir() / name
+    if all((cached / fname).is_file() for fname in IDX_FILES):
+        return cached, str(cached)
+    looked.append(f"the cache {cached}")
+    try:
+        return download(name), "downloaded"
+    except DownloadError as exc:
+        raise KMIError(
+            f"cannot get {name}: {', '.join(IDX_FILES)} are not in {', '.join(looked)}, and "
+            f"downloading them failed ({exc}); put them in a folder and pass "
+            f"--data-dir FOLDER (or set KMI_DATA_DIR), or use --dataset digits, which works offline"
+        ) from None
+
+
+def _digits_split(split):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # 0..16 gray levels -> 0..255 so that every dataset is uint8 images.
+    images = np.rint(digits.images * (255 / 16)).astype(np.uint8)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images,
+        digits.target.astype(np.int64),
+        test_size=DIGITS_TEST_FRACTION,
+        random_state=DIGITS_SEED,
+        stratify=digits.target,
+    )
+    return (x_train, y_train) if split == "train" else (x_test, y_test)

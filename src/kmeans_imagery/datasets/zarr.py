@@ -1,0 +1,214 @@
+"""Zarr image stores: the chunked format a cluster reads in parallel (``kmi convert`` writes it).
+
+A store holds ``images`` (uint8, (n, H, W[, 3]), chunks of images, zstd-compressed), ``labels``
+(int64, or int32 codes into the ``classes`` attribute for string labels) when the source has
+labels, and attributes ``format``, ``format_version``, ``name``, ``image_shape``, ``n_images``,
+``label_names`` and ``classes``. Reads decompress whole chunks and keep none of them.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KMIError
+from ..progress import open_progress
+from ._source import DEFAULT_CHUNK, ImageSource, check_batch_size, dask_modules
+
+ZARR_FORMAT = "kmeans-imagery-images"
+ZARR_FORMAT_VERSION = 1
+
+
+class ZarrSource(ImageSource):
+    """A Zarr store written by :func:`convert_to_zarr`: ``images``, ``labels`` and metadata.
+
+    ``to_dask`` reads straight from the store on each worker.
+
+    Parameters
+    ----------
+    path : Path
+        The store (a folder, conventionally ending in ``.zarr``).
+    """
+
+    def __init__(self, path, *, color=None, size=None):
+        super().__init__(color, size)
+        zarr = _zarr()
+        self.path = Path(path)
+        try:
+            group = zarr.open_group(str(self.path), mode="r")
+            attrs = dict(group.attrs)
+            images = group["images"]
+        except (KeyError, FileNotFoundError, ValueError, TypeError) as exc:
+            raise KMIError(f"{path} is not an image store written by kmi convert ({exc})") from None
+        if attrs.get("format") != ZARR_FORMAT:
+            raise KMIError(f"{path} is not an image store written by kmi convert "
+                           f"(no {ZARR_FORMAT!r} metadata)")
+        if attrs.get("format_version", 0) > ZARR_FORMAT_VERSION:
+            raise KMIError(f"{path} was written by a newer kmeans-imagery; upgrade to read it")
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise KMIError(f"{path}: images must be uint8 (n, H, W[, 3]), got {images.dtype} "
+                           f"{images.shape}")
+        self._images = images
+        self._group = group
+        self._classes = attrs.get("classes")
+        self.name = attrs.get("name") or self.path.stem
+        self.origin = str(self.path)
+        self.label_names = None if attrs.get("label_names") is None else tuple(attrs["label_names"])
+        self.n_images = images.shape[0]
+        self.image_shape = self._shape_after(images.shape[1:])
+        #: Images per stored chunk: reads aligned on it decompress each chunk once.
+        self.chunk_size = images.chunks[0]
+
+    def _read(self, start, stop):
+        return self._images[start:stop]
+
+    def _decode_labels(self, codes):
+        if self._classes is None:
+            return codes.astype(np.int64)
+        return np.asarray(self._classes)[codes]
+
+    def _load_labels(self):
+        if "labels" not in self._group:
+            return None
+        return self._decode_labels(self._group["labels"][:])
+
+    def _labels_slice(self, start, stop):
+        if hasattr(self, "_labels_cache"):
+            return super()._labels_slice(start, stop)
+        if "labels" not in self._group:
+            return None
+        return self._decode_labels(self._group["labels"][start:stop])
+
+    def iter_batches(self, batch_size=None, *, start=0, stop=None):
+        """Yield consecutive batches; ``batch_size=None`` means the stored chunk size."""
+        return super().iter_batches(batch_size or self.chunk_size, start=start, stop=stop)
+
+    def to_dask(self, chunk_size=None):
+        """The images as a lazy ``dask.array`` read straight from the store by each worker.
+
+        Parameters
+        ----------
+        chunk_size : int or None
+            Images per dask chunk, rounded to a multiple of the stored chunk size so that no
+            stored chunk is decompressed twice; None means the stored chunk size.
+        """
+        da, _ = dask_modules()
+        step = self.chunk_size
+        size = step if chunk_size is None else max(step, round(chunk_size / step) * step)
+        array = da.from_zarr(str(self.path), component="images",
+                             chunks=(size, *self._images.shape[1:]))
+        if self._color is None and self._size is None:
+            return array
+        return array.map_blocks(self._conform, dtype=np.uint8,
+                                chunks=(array.chunks[0], *((s,) for s in self.image_shape)))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_labels_cache", None)
+        return state
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise KMIError(
+            "zarr is not installed; install kmeans-imagery[scale] (dask, distributed, zarr)"
+        ) from None
+    return zarr
+
+
+def is_zarr_store(path):
+    """Whether a folder is a Zarr store (by name or by its metadata file)."""
+    return path.suffix.lower() == ".zarr" or (path / "zarr.json").is_file() or (
+        path / ".zgroup"
+    ).is_file()
+
+
+def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, progress=None):
+    """Write a source as a chunked Zarr image store, atomically.
+
+    The store holds ``images`` (uint8, shape (n, H, W[, 3]), chunks of ``chunk_size`` images,
+    zstd-compressed), ``labels`` (int64, or int32 codes into the ``classes`` attribute for
+    string labels) when the source has labels, and attributes ``format``, ``format_version``,
+    ``name``, ``image_shape``, ``n_images``, ``label_names`` and ``classes``. It is built in a
+    temporary folder beside ``dest`` and renamed into place, so an interrupted conversion never
+    leaves a partial store under ``dest``.
+
+    Parameters
+    ----------
+    source : ImageSource
+        From :func:`~kmeans_imagery.datasets.open_source`.
+    dest : path-like
+        The store to create (conventionally ending in ``.zarr``).
+    chunk_size : int
+        Images per chunk.
+    force : bool
+        Replace an existing ``dest``.
+    progress : callable or None
+        ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
+
+    Returns
+    -------
+    ZarrSource
+        The new store, opened.
+    """
+    zarr = _zarr()
+    chunk_size = check_batch_size(chunk_size)
+    if not isinstance(source, ImageSource):
+        raise KMIError(f"source must be an open source (see open_source), got {source!r}")
+    dest = Path(dest)
+    if dest.exists() and not force:
+        raise KMIError(f"{dest} already exists; use force=True to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        images = group.create_array("images", shape=(source.n_images, *source.image_shape),
+                                    chunks=(chunk_size, *source.image_shape), dtype="uint8")
+        labels_array, classes = None, None
+        with open_progress(progress, source.n_images, f"converting {source.display_name}") as bar:
+            for batch in source.iter_batches(chunk_size):
+                e = batch.start + len(batch.images)
+                images[batch.start:e] = batch.images
+                if batch.labels is not None:
+                    if labels_array is None:
+                        classes = _string_classes(source)
+                        labels_array = group.create_array(
+                            "labels", shape=(source.n_images,), chunks=(chunk_size,),
+                            dtype="int64" if classes is None else "int32")
+                    labels_array[batch.start:e] = (
+                        batch.labels if classes is None else np.searchsorted(classes, batch.labels)
+                    )
+                bar.advance(len(batch.images))
+        group.attrs.update({
+            "format": ZARR_FORMAT,
+            "format_version": ZARR_FORMAT_VERSION,
+            "name": source.display_name,
+            "image_shape": list(source.image_shape),
+            "n_images": source.n_images,
+            "label_names": None if source.label_names is None else list(source.label_names),
+            "classes": None if classes is None else [str(c) for c in classes],
+        })
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ZarrSource(dest)
+
+
+def _string_classes(source):
+    """Sorted class names when the source's labels are strings, else None."""
+    labels = source.labels
+    if labels is None or labels.dtype.kind not in "US":
+        return None
+    return np.unique(labels)
+

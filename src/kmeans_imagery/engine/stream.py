@@ -1,0 +1,131 @@
+"""K-means over blocks of rows read one at a time, in memory that does not grow with their number.
+
+:func:`stream_kmeans` takes starting centroids (the caller runs the in-memory engine, with its
+k-means++ search and subspace path, on a sample) and a reader of row blocks, then:
+
+1. **Mini-batch passes.** :class:`~kmeans_imagery.engine.kmeans.MiniBatchKMeans` is fed the
+   blocks by ``partial_fit``, ``batch_size`` rows at a time, in the reader's shuffled order (so
+   that sorted data, class folders say, does not drag the centroids class by class).
+2. **Exact Lloyd passes.** Each pass assigns every row with the project's fused kernel and adds
+   up per-cluster sums and counts; the centroids then move to the means. The stopping rule is the
+   engine's (see :func:`stop_gain`); the last pass (also run when there are no Lloyd passes) gives
+   the exact inertia of the returned centroids.
+
+The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
+``(rows, batch)`` pairs: float rows and whatever the caller wants to see again in ``observe``)
+and ``shuffled(batch_size, rng)`` (row arrays for the mini-batch steps).
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..errors import KMIError
+from ..progress import open_progress
+from ._kernels import Workers, blas_threads
+from .dask_engine import chunk_stats, merge_stats, update_centers
+from .kmeans import MiniBatchKMeans
+
+__all__ = ["stream_kmeans"]
+
+
+def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_size=4096,
+                  tol=1e-4, random_state=None, progress=None, observe=None):
+    """Fit K-means by passes over a block reader, holding one block at a time.
+
+    Parameters
+    ----------
+    reader : object
+        ``n_rows``, ``blocks()`` and ``shuffled(batch_size, rng)`` (see the module's docstring).
+    start : ndarray of shape (n_clusters, n_features)
+        Starting centroids.
+    minibatch_passes : int, default=1
+        Passes of mini-batch steps over all rows (0: go straight to Lloyd).
+    lloyd_passes : int, default=10
+        Most exact Lloyd passes after the mini-batch passes.
+    batch_size : int, default=4096
+        Rows per mini-batch step.
+    tol : float, default=1e-4
+        Stop the Lloyd passes when one lowers the inertia by less than ``tol`` times the
+        inertia. 0 runs all ``lloyd_passes``.
+    random_state : int, RandomState or None
+        Seed of the mini-batch steps and the block order.
+    progress : callable or None
+        ``progress(total, description)`` returning a context manager with ``advance(n=1)``;
+        one bar per pass, advanced by rows.
+    observe : callable or None
+        ``observe()`` returns a fresh accumulator with ``add(batch, clusters)``; each exact pass
+        feeds one the nearest centroid of every row, and the last pass's is returned.
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features)
+    inertia : float
+        Exact sum of squared distances of all rows to their nearest centroid in ``centers``.
+    n_iter : int
+        Lloyd updates of the centroids (each a full pass).
+    history : list of float
+        Exact inertia after the mini-batch passes and after each Lloyd pass.
+    observed : object or None
+        The accumulator of the last pass.
+    """
+    _check_params(reader, len(start), minibatch_passes, lloyd_passes, batch_size, tol)
+    rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    centers = np.asarray(start)
+    n_clusters = len(centers)
+    if minibatch_passes:
+        mbk = MiniBatchKMeans(n_clusters, init=centers, n_init=1, batch_size=batch_size,
+                              random_state=int(rng.integers(np.iinfo(np.int32).max)))
+        for p in range(minibatch_passes):
+            with open_progress(progress, reader.n_rows,
+                               f"mini-batch pass {p + 1}/{minibatch_passes}") as bar:
+                for rows in reader.shuffled(batch_size, rng):
+                    if len(rows) >= n_clusters or hasattr(mbk, "cluster_centers_"):
+                        mbk.partial_fit(rows)
+                    bar.advance(len(rows))
+        centers = mbk.cluster_centers_.astype(centers.dtype, copy=False)
+    history = []
+    n_iter = 0
+    with Workers(blas_threads()) as workers:
+        stats, seen = _full_pass(workers, reader, centers, progress, "exact pass 1", observe)
+        history.append(stats["inertia"])
+        while n_iter < lloyd_passes:
+            new = update_centers(centers, stats)
+            new_stats, new_seen = _full_pass(workers, reader, new, progress,
+                                             f"exact pass {n_iter + 2}", observe)
+            n_iter += 1
+            gain = stats["inertia"] - new_stats["inertia"]
+            centers, stats, seen = new, new_stats, new_seen
+            history.append(stats["inertia"])
+            if gain < tol * stats["inertia"]:
+                break
+    return centers, float(stats["inertia"]), n_iter, history, seen
+
+
+def _check_params(reader, n_clusters, minibatch_passes, lloyd_passes, batch_size, tol):
+    def whole(name, value, low):
+        if not isinstance(value, Integral) or value < low:
+            raise KMIError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+    whole("minibatch_passes", minibatch_passes, 0)
+    whole("lloyd_passes", lloyd_passes, 0)
+    whole("batch_size", batch_size, 1)
+    if not isinstance(tol, Real) or tol < 0:
+        raise KMIError(f"tol must be a number >= 0, got {tol!r}.")
+    if reader.n_rows < n_clusters:
+        raise KMIError(f"n_samples={reader.n_rows} should be >= n_clusters={n_clusters}.")
+
+
+def _full_pass(workers, reader, centers, progress, what, observe):
+    """One exact pass: summed Lloyd statistics, and the observer fed every row's cluster."""
+    total = None
+    seen = None if observe is None else observe()
+    with open_progress(progress, reader.n_rows, what) as bar:
+        for rows, batch in reader.blocks():
+            stats = chunk_stats(workers, rows, centers, labels=seen is not None)
+            if seen is not None:
+                seen.add(batch, stats.pop("labels"))
+            total = stats if total is None else merge_stats(total, stats)
+            bar.advance(len(rows))
+    return total, seen

@@ -1,0 +1,58 @@
+"""Feature pipelines: fitted-on-train transforms applied to image rows before K-means.
+
+Every transform follows the scikit-learn transformer API (``fit``, ``transform``,
+``fit_transform``). Its input is a float32 array of shape (n_samples, n_features) whose rows are
+flattened images scaled to [0, 1] (or the output of the previous step); its output is float32.
+
+A pipeline is written as a *spec*, a short string:
+
+- ``+`` chains steps: ``"deskew+hog"`` deskews the images, then takes HOG descriptors of them;
+- ``|`` puts pipelines side by side and concatenates their outputs: ``"deskew+l2|deskew+hog"``;
+- parentheses group: ``"deskew+(l2|hog)"`` is the same as the line above, deskewing once;
+- ``name:value`` sets a step's main parameter: ``"hog:4"`` (4x4-pixel cells), ``"pca:50"``,
+  ``"umap:10"``; ``"pca:50:whiten"`` whitens.
+
+A spec that is only a preset name (see :data:`FEATURE_PRESETS`) expands to that preset: ``"umap"``
+alone means ``"deskew+pca:50+umap:10"``, while the ``umap`` inside ``"pca:50+umap"`` is the single
+step. Steps that need images (``deskew``, ``hog``) must come before any step that leaves pixel space
+(``hog``, ``pca``, ``umap``, a concatenation).
+
+A fitted pipeline is stored without pickle: :meth:`FeaturePipeline.get_state` returns a JSON-able
+
+A fitted pipeline is stored without pickle: :meth:`FeaturePipeline.get_state` returns a JSON-able
+dict and a dict of numpy arrays, and :meth:`FeaturePipeline.from_state` rebuilds it.
+
+One concern per module: ``_spec`` (the language and presets; no numpy, so the CLI's help stays
+fast), ``_steps`` (pixel steps and the step base class), ``_hog``, ``_umap``, ``_pipeline`` (the
+pipeline, its saved state and :func:`make_features`). The steps load on first use.
+"""
+
+from importlib import import_module
+
+from ._spec import FEATURE_PRESETS
+
+_LAZY = {
+    "HOG": "._hog",
+    "UMAP": "._umap",
+    "PCA": "._steps",
+    "Concat": "._steps",
+    "Deskew": "._steps",
+    "Identity": "._steps",
+    "L2Normalize": "._steps",
+    "FeaturePipeline": "._pipeline",
+    "make_features": "._pipeline",
+}
+
+__all__ = ["FEATURE_PRESETS", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,271 @@
+"""Feature pipelines built from a spec, fitted on training rows, saved and restored without pickle."""
+
+import importlib.util
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import KMIError
+from ._hog import HOG
+from ._spec import FEATURE_PRESETS, KEEPS_IMAGES, NEEDS_SHAPE, Parser, canonical, int_arg
+from ._steps import PCA, Concat, Deskew, Identity, L2Normalize, _check_rows, _check_shape
+from ._umap import UMAP, _umap_missing
+
+_STATE_FORMAT = 1
+
+_STEPS = {
+    "raw": Identity,
+    "deskew": Deskew,
+    "l2": L2Normalize,
+    "hog": HOG,
+    "pca": PCA,
+    "umap": UMAP,
+}
+
+class FeaturePipeline(TransformerMixin, BaseEstimator):
+    """A chain of feature steps, fitted on training rows and applied to any later rows.
+
+    Build one with :func:`make_features`.
+
+    Parameters
+    ----------
+    steps : list of transformers
+        Steps from this module (or :class:`Concat` nodes), applied in order.
+    spec : str or None
+        The canonical spec the pipeline was built from, kept for reports and the model file.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_features_out_ : int
+    """
+
+    def __init__(self, steps, spec=None):
+        self.steps = steps
+        self.spec = spec
+
+    def fit(self, X, y=None):
+        """Fit every step on the training rows, each on the previous step's output.
+
+        Returns self.
+        """
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit the pipeline and return the training rows' features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        Xt = _check_rows(X)
+        self.n_features_in_ = Xt.shape[1]
+        for step in self.steps:
+            Xt = step.fit_transform(Xt)
+        self.n_features_out_ = Xt.shape[1]
+        return Xt
+
+    def transform(self, X):
+        """Apply the fitted steps to new rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "n_features_in_")
+        Xt = _check_rows(X, self.n_features_in_)
+        for step in self.steps:
+            Xt = step.transform(Xt)
+        return Xt
+
+    def get_state(self):
+        """The fitted pipeline as plain data, for the model file (no pickle).
+
+        Returns
+        -------
+        meta : dict
+            JSON-able: the format version, spec, widths and every step's name and parameters.
+        arrays : dict of str to ndarray
+            Fitted arrays, keyed ``"<step path>.<attribute>"`` (e.g. ``"2.components_"``,
+            ``"1.0.1.train_X_"`` inside a concatenation).
+        """
+        check_is_fitted(self, "n_features_in_")
+        arrays = {}
+        meta = {
+            "format": _STATE_FORMAT,
+            "spec": self.spec,
+            "n_features_in": int(self.n_features_in_),
+            "n_features_out": int(self.n_features_out_),
+            "steps": _steps_state(self.steps, "", arrays),
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta, arrays):
+        """Rebuild a fitted pipeline from :meth:`get_state`'s output.
+
+        Parameters
+        ----------
+        meta : dict
+        arrays : mapping of str to ndarray
+
+        Returns
+        -------
+        FeaturePipeline
+            Fitted; its ``transform`` equals the original's.
+
+        Raises
+        ------
+        KMIError
+            If the state is not one this version wrote (unknown format or step, missing array).
+        """
+        try:
+            if meta.get("format") != _STATE_FORMAT:
+                raise KMIError(
+                    f"feature pipeline state has format {meta.get('format')!r}; this version "
+                    f"reads format {_STATE_FORMAT}"
+                )
+            pipeline = cls(_steps_from_state(meta["steps"], "", arrays), spec=meta.get("spec"))
+            pipeline.n_features_in_ = int(meta["n_features_in"])
+            pipeline.n_features_out_ = int(meta["n_features_out"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise KMIError(f"feature pipeline state is incomplete or corrupt ({exc!r})") from None
+        return pipeline
+
+
+def _steps_state(steps, prefix, arrays):
+    out = []
+    for i, step in enumerate(steps):
+        path = f"{prefix}{i}"
+        if isinstance(step, Concat):
+            branches = [
+                _steps_state(branch.steps, f"{path}.{b}.", arrays)
+                for b, branch in enumerate(step.branches)
+            ]
+            out.append(
+                {"name": "concat", "n_features_in": int(step.n_features_in_), "branches": branches}
+            )
+            continue
+        name = next(key for key, cls in _STEPS.items() if type(step) is cls)
+        meta, step_arrays = step._state()
+        arrays.update({f"{path}.{key}": np.asarray(value) for key, value in step_arrays.items()})
+        out.append({"name": name, **meta})
+    return out
+
+
+def _steps_from_state(metas, prefix, arrays):
+    steps = []
+    for i, meta in enumerate(metas):
+        path = f"{prefix}{i}"
+        name = meta["name"]
+        if name == "concat":
+            node = Concat(
+                [
+                    FeaturePipeline(_steps_from_state(branch, f"{path}.{b}.", arrays))
+                    for b, branch in enumerate(meta["branches"])
+                ]
+            )
+            for branch in node.branches:
+                branch.n_features_in_ = int(meta["n_features_in"])
+            node.n_features_in_ = int(meta["n_features_in"])
+            steps.append(node)
+            continue
+        if name not in _STEPS:
+            raise KMIError(f"feature pipeline state has an unknown step {name!r}")
+        cls = _STEPS[name]
+        step_arrays = {key: np.asarray(arrays[f"{path}.{key}"]) for key in cls._ARRAYS}
+        steps.append(cls._from_state(meta, step_arrays))
+    return steps
+
+
+
+def _build_step(name, args, image_shape, random_state):
+    """A step from its spec name and ':' arguments."""
+    flags = {arg for arg in args if not arg.isdigit()}
+    numbers = [int_arg(name, arg) for arg in args if arg.isdigit()]
+    allowed_flags = {"pca": {"whiten"}}.get(name, set())
+    if flags - allowed_flags or len(numbers) > (0 if name in ("raw", "deskew", "l2") else 1):
+        extra = sorted(flags - allowed_flags) or args
+        raise KMIError(f"'{':'.join([name, *args])}': {name} does not take {':'.join(extra)!r}")
+    if name == "hog":
+        return HOG(image_shape, **({"cell_size": numbers[0]} if numbers else {}))
+    if name == "pca":
+        n = {"n_components": numbers[0]} if numbers else {}
+        return PCA(**n, whiten="whiten" in flags, random_state=random_state)
+    if name == "umap" and importlib.util.find_spec("umap") is None:
+        # find_spec, not import: importing umap-learn takes seconds (numba), and fit imports it
+        raise _umap_missing()
+    if name == "umap":
+        n = {"n_components": numbers[0]} if numbers else {}
+        return UMAP(**n, random_state=random_state)
+    if name == "deskew":
+        return Deskew(image_shape)
+    return _STEPS[name]()
+
+
+def _build(node, image_shape, random_state, is_image):
+    """Turn a parse node into a list of steps; returns (steps, output is still an image)."""
+    if node[0] == "step":
+        _, name, args = node
+        if name in NEEDS_SHAPE and not is_image:
+            raise KMIError(f"'{name}' needs image rows; put it before any step that leaves pixels")
+        return [_build_step(name, args, image_shape, random_state)], is_image and (
+            name in KEEPS_IMAGES
+        )
+    if node[0] == "seq":
+        steps = []
+        for item in node[1]:
+            more, is_image = _build(item, image_shape, random_state, is_image)
+            steps += more
+        return steps, is_image
+    branches = [
+        FeaturePipeline(_build(item, image_shape, random_state, is_image)[0]) for item in node[1]
+    ]
+    return [Concat(branches)], False
+
+
+
+def make_features(spec, image_shape, random_state=None):
+    """Build an unfitted feature pipeline from a spec string.
+
+    Parameters
+    ----------
+    spec : str
+        Steps joined with ``+``, pipelines side by side with ``|``, grouped with parentheses,
+        main parameters after ``:`` (see the module docstring), or a name from
+        :data:`FEATURE_PRESETS`.
+    image_shape : tuple of int
+        (H, W) or (H, W, C) of the images whose flattened rows the pipeline will receive.
+    random_state : int or None
+        Seed for the randomised steps (PCA's solver, UMAP).
+
+    Returns
+    -------
+    FeaturePipeline
+        Unfitted; ``spec`` holds the expanded, canonical spec.
+
+    Raises
+    ------
+    KMIError
+        For a spec that does not parse, names an unknown step, misplaces an image step, or uses
+        ``umap`` without umap-learn installed.
+    """
+    if not isinstance(spec, str):
+        raise KMIError(f"feature spec must be a string, got {spec!r}")
+    image_shape = _check_shape(image_shape)
+    spec = FEATURE_PRESETS.get(spec.strip(), (spec,))[0]
+    node = Parser(spec).parse()
+    steps, _ = _build(node, image_shape, random_state, is_image=True)
+    return FeaturePipeline(steps, spec=canonical(node))
+

@@ -1,0 +1,147 @@
+"""The feature spec language and its presets (pure Python: the CLI reads them without numpy).
+
+A pipeline is written as a *spec*, a short string:
+
+- ``+`` chains steps: ``"deskew+hog"`` deskews the images, then takes HOG descriptors of them;
+- ``|`` puts pipelines side by side and concatenates their outputs: ``"deskew+l2|deskew+hog"``;
+- parentheses group: ``"deskew+(l2|hog)"`` is the same as the line above, deskewing once;
+- ``name:value`` sets a step's main parameter: ``"hog:4"`` (4x4-pixel cells), ``"pca:50"``,
+  ``"umap:10"``; ``"pca:50:whiten"`` whitens.
+
+A spec that is only a preset name (see :data:`FEATURE_PRESETS`) expands to that preset: ``"umap"``
+alone means ``"deskew+pca:50+umap:10"``, while the ``umap`` inside ``"pca:50+umap"`` is the single
+step. Steps that need images (``deskew``, ``hog``) must come before any step that leaves pixel space
+(``hog``, ``pca``, ``umap``, a concatenation).
+
+"""
+
+import re
+
+from ..errors import KMIError
+
+#: The step names a spec may use, in the order the help lists them.
+STEP_NAMES = ("raw", "deskew", "l2", "hog", "pca", "umap")
+#: Steps that need images (an ``image_shape``), and those whose output is still an image.
+NEEDS_SHAPE = ("deskew", "hog")
+KEEPS_IMAGES = ("raw", "deskew", "l2")
+
+#: Named pipelines: name -> (spec, one-line help). A spec that is only one of these names means
+#: the best measured pipeline ending in that step. Figures: MNIST, fit on the 60k training
+#: images, scored on the 10k test images (benchmarks/bench_features.py).
+FEATURE_PRESETS = {
+    "raw": ("raw", "the pixels themselves, as in the tutorial (K=256: 0.92)"),
+    "l2": ("deskew+l2", "shear-corrected, centred, L2-normalised pixels (K=256: 0.962)"),
+    "hog": (
+        "deskew+hog:4",
+        "HOG descriptors, 4x4-pixel cells, of deskewed images: most accurate, slow (K=256: 0.979)",
+    ),
+    "pixhog": (
+        "deskew+(l2|hog:7)+pca:100",
+        "deskewed L2-normalised pixels beside their 7x7-cell HOG, PCA to 100: fast "
+        "(K=256: 0.971-0.975)",
+    ),
+    "umap": (
+        "deskew+pca:50+umap:10",
+        "deskew, PCA-50, UMAP to 10 dims: best for K = number of classes (K=10: 0.979, "
+        "K=256: 0.970-0.976); needs umap-learn",
+    ),
+}
+
+
+_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:.]+)|([+|()]))")
+
+
+def _valid_names():
+    return (
+        f"steps {', '.join(STEP_NAMES)} (joined with '+', side by side with '|'); "
+        f"presets {', '.join(FEATURE_PRESETS)}"
+    )
+
+
+def _tokenize(spec):
+    tokens, pos = [], 0
+    spec = spec.strip()
+    while pos < len(spec):
+        match = _TOKEN.match(spec, pos)
+        if match is None:
+            raise KMIError(f"bad feature spec {spec!r} at {spec[pos:]!r}; valid: {_valid_names()}")
+        tokens.append(match.group(1) or match.group(2))
+        pos = match.end()
+    return tokens
+
+
+class Parser:
+    """Recursive descent over ``alt := seq ('|' seq)*``, ``seq := term ('+' term)*``,
+    ``term := step | '(' alt ')'``. Nodes: ``("step", name, args)``, ``("seq", [...])``,
+    ``("alt", [...])``."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.tokens = _tokenize(spec)
+        self.pos = 0
+
+    def error(self, what):
+        return KMIError(f"bad feature spec {self.spec!r}: {what}; valid: {_valid_names()}")
+
+    def peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def parse(self):
+        if not self.tokens:
+            raise self.error("it is empty")
+        node = self.alt()
+        if self.peek() is not None:
+            raise self.error(f"unexpected {self.peek()!r}")
+        return node
+
+    def alt(self):
+        items = [self.seq()]
+        while self.peek() == "|":
+            self.pos += 1
+            items.append(self.seq())
+        return items[0] if len(items) == 1 else ("alt", items)
+
+    def seq(self):
+        items = [self.term()]
+        while self.peek() == "+":
+            self.pos += 1
+            items.append(self.term())
+        return items[0] if len(items) == 1 else ("seq", items)
+
+    def term(self):
+        token = self.peek()
+        if token is None or token in "+|)":
+            raise self.error("a step is missing" if token is None else f"unexpected {token!r}")
+        self.pos += 1
+        if token == "(":
+            node = self.alt()
+            if self.peek() != ")":
+                raise self.error("a ')' is missing")
+            self.pos += 1
+            return node
+        name, *args = token.split(":")
+        if name not in STEP_NAMES:
+            raise self.error(f"unknown step {name!r}")
+        return ("step", name, args)
+
+
+def int_arg(name, value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise KMIError(f"'{name}:{value}': expected a whole number after '{name}:'") from None
+    if number < 1:
+        raise KMIError(f"'{name}:{value}': the number must be at least 1")
+    return number
+
+
+
+def canonical(node, top=True):
+    if node[0] == "step":
+        return ":".join([node[1], *node[2]])
+    if node[0] == "seq":
+        return "+".join(canonical(item, False) for item in node[1])
+    text = "|".join(canonical(item, False) for item in node[1])
+    return text if top else f"({text})"
+
+

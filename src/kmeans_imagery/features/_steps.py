@@ -1,0 +1,330 @@
+"""The feature steps that work on pixels: identity, L2 normalisation, deskewing, PCA, and the
+concatenation of branches; the base class every step shares (fit on rows, state without pickle).
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import KMIError
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _check_shape(image_shape):
+    """Validate an image shape (H, W) or (H, W, C) and return it as a tuple of ints."""
+    try:
+        shape = tuple(int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise KMIError(f"image_shape must be (H, W) or (H, W, C), got {image_shape!r}") from None
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise KMIError(f"image_shape must be (H, W) or (H, W, C), got {image_shape!r}")
+    return shape
+
+
+def _check_rows(X, n_features=None, what="rows"):
+    """Return X as a C-contiguous float32 2-D array, checking its width when given."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise KMIError(f"expected a 2-D array of {what}, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise KMIError(f"expected {what} of {n_features} values each, got {X.shape[1]}")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X).all():
+        raise KMIError(f"{what} contain NaN or infinite values")
+    return X
+
+
+def _n_pixels(image_shape):
+    return int(np.prod(image_shape))
+
+
+def _describe_shape(image_shape):
+    return "x".join(str(s) for s in image_shape)
+
+
+class _Step(TransformerMixin, BaseEstimator):
+    """Base of the pipeline steps: validation, fit-then-transform, and state for the model file.
+
+    Subclasses implement ``_fit(X)`` (set fitted attributes), ``_transform(X)`` and, where they
+    hold fitted arrays, ``_ARRAYS``: the names of the fitted attributes to store.
+    """
+
+    #: fitted array attributes written by get_state
+    _ARRAYS = ()
+
+    def _expected_width(self):
+        return None
+
+    def fit(self, X, y=None):
+        """Fit on training rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = _check_rows(X, self._expected_width())
+        self._fit(X)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        """Transform rows with the fitted step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_features_out), float32
+        """
+        check_is_fitted(self, "n_features_in_")
+        return self._transform(_check_rows(X, self.n_features_in_))
+
+    def _fit(self, X):
+        """Stateless steps learn nothing beyond the input width."""
+
+    def _state(self):
+        params = self.get_params()
+        if "image_shape" in params:
+            params["image_shape"] = list(params["image_shape"])
+        if "random_state" in params and not isinstance(params["random_state"], (int, type(None))):
+            # a fitted step no longer needs its seed; only plain ints are JSON-able
+            params["random_state"] = None
+        meta = {"params": params, "n_features_in": int(self.n_features_in_)}
+        return meta, {name: getattr(self, name) for name in self._ARRAYS}
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        params = dict(meta["params"])
+        if "image_shape" in params:
+            params["image_shape"] = tuple(params["image_shape"])
+        step = cls(**params)
+        step.n_features_in_ = int(meta["n_features_in"])
+        expected = step._array_shapes()
+        for name in cls._ARRAYS:
+            array = arrays[name]
+            want = expected[name]
+            fits = array.ndim == len(want) and all(
+                w is None or w == a for w, a in zip(want, array.shape, strict=True)
+            )
+            if not fits:
+                raise KMIError(
+                    f"feature pipeline state: {name} has shape {array.shape}, expected {want}"
+                )
+            setattr(step, name, array.astype(np.float32, copy=False))
+        return step
+
+    def _array_shapes(self):
+        """Expected shape of each stored array (None: any length), for checking loaded state."""
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+
+
+class Identity(_Step):
+    """The rows unchanged ("raw"), as float32."""
+
+    def _transform(self, X):
+        return X
+
+
+class L2Normalize(_Step):
+    """Scale each row to unit Euclidean length, so K-means compares shapes, not ink amounts.
+
+    All-zero rows stay zero.
+    """
+
+    def _transform(self, X):
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+
+
+class Deskew(_Step):
+    """Shear-correct and centre each image using its intensity moments.
+
+    For an image with intensity-weighted centroid (cy, cx), row variance ``mu_yy`` and covariance
+    ``mu_xy``, the slant is ``alpha = mu_xy / mu_yy``; output pixel (r, c) is sampled (bilinear,
+    zero outside) at input ``(r + cy - r0, c + alpha * (r - r0) + cx - c0)`` where (r0, c0) is the
+    image centre. This straightens slanted strokes and moves the centroid to the centre. For
+    multi-channel images the moments come from the channel mean and every channel is moved alike.
+    Blank images are returned unchanged.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        (H, W) or (H, W, C) of the images whose flattened rows are passed in.
+    """
+
+    def __init__(self, image_shape):
+        self.image_shape = image_shape
+
+    def _expected_width(self):
+        return _n_pixels(_check_shape(self.image_shape))
+
+    def _transform(self, X):
+        shape = _check_shape(self.image_shape)
+        out = np.empty_like(X)
+        # chunks bound the float64 coordinate arrays to a few tens of MB
+        for start in range(0, len(X), 4096):
+            chunk = X[start : start + 4096].reshape((-1, *shape))
+            out[start : start + 4096] = _deskew(chunk).reshape(len(chunk), -1)
+        return out
+
+
+def _deskew(images):
+    """Deskew a stack of images of shape (n, H, W) or (n, H, W, C); see :class:`Deskew`."""
+    n, height, width = images.shape[:3]
+    gray = images if images.ndim == 3 else images.mean(axis=3)
+    gray = gray.astype(np.float64)
+    rows = np.arange(height, dtype=np.float64)
+    cols = np.arange(width, dtype=np.float64)
+    total = gray.sum(axis=(1, 2))
+    blank = total <= 0
+    total[blank] = 1.0
+    row_mass = gray.sum(axis=2)  # (n, H)
+    col_mass = gray.sum(axis=1)  # (n, W)
+    cy = row_mass @ rows / total
+    cx = col_mass @ cols / total
+    dy = rows[None, :] - cy[:, None]
+    dx = cols[None, :] - cx[:, None]
+    mu_yy = np.einsum("nh,nh->n", row_mass, dy**2) / total
+    mu_xy = np.einsum("nhw,nh,nw->n", gray, dy, dx) / total
+    alpha = np.divide(mu_xy, mu_yy, out=np.zeros(n), where=mu_yy > 1e-12)
+    r0, c0 = (height - 1) / 2.0, (width - 1) / 2.0
+    # rows move by a constant per image, columns by a shear that varies with the row
+    src_r = (rows[None, :] + (cy - r0)[:, None])[:, :, None]
+    shift = (alpha[:, None] * (rows[None, :] - r0) + (cx - c0)[:, None]).astype(np.float32)
+    src_c = cols.astype(np.float32)[None, None, :] + shift[:, :, None]
+    out = _bilinear(images, src_r, src_c)
+    out[blank] = images[blank]
+    return out
+
+
+def _bilinear(images, src_r, src_c):
+    """Sample images (n, H, W[, C]) bilinearly, zero outside.
+
+    Row coordinates ``src_r`` have shape (n, H, 1), column coordinates ``src_c`` (n, H, W).
+    """
+    n, height, width = images.shape[:3]
+    # a 2-pixel zero border lets every clipped corner index land on real or zero pixels
+    padded = np.pad(images, [(0, 0), (2, 2), (2, 2)] + [(0, 0)] * (images.ndim - 3))
+    flat = padded.reshape(n * (height + 4) * (width + 4), -1)
+    r_lo = np.floor(src_r)
+    c_lo = np.floor(src_c)
+    wr = (src_r - r_lo).astype(np.float32)
+    wc = src_c - c_lo
+    r_lo = np.clip(r_lo, -2, height).astype(np.intp) + 2
+    c_lo = np.clip(c_lo, -2, width).astype(np.intp) + 2
+    base = (np.arange(n) * (height + 4) * (width + 4))[:, None, None] + r_lo * (width + 4) + c_lo
+    if images.ndim == 4:
+        wr, wc = wr[..., None], wc[..., None]
+    shape = images.shape
+
+    def at(offset):
+        return np.take(flat, base + offset, axis=0).reshape(shape)
+
+    top = at(0) * (1 - wc) + at(1) * wc
+    bottom = at(width + 4) * (1 - wc) + at(width + 5) * wc
+    return (top * (1 - wr) + bottom * wr).astype(images.dtype)
+
+
+
+class PCA(_Step):
+    """Principal component projection, fitted on the training rows.
+
+    Parameters
+    ----------
+    n_components : int, default=50
+        Number of components kept; at most min(n_samples, n_features).
+    whiten : bool, default=False
+        Divide each component by its standard deviation (on MNIST this hurts K-means).
+    random_state : int or None
+        Seed for scikit-learn's solver, where it is randomised.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features_in_,), float32
+    components_ : ndarray of shape (n_components, n_features_in_), float32
+    scale_ : ndarray of shape (n_components,), float32
+        What each projected coordinate is divided by: the components' standard deviations when
+        whitening, else ones.
+    """
+
+    _ARRAYS = ("mean_", "components_", "scale_")
+
+    def __init__(self, n_components=50, whiten=False, random_state=None):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.random_state = random_state
+
+    def _fit(self, X):
+        from sklearn.decomposition import PCA as SkPCA
+
+        k = self.n_components
+        if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(X.shape):
+            raise KMIError(
+                f"pca needs 1 <= n_components <= {min(X.shape)} for {X.shape[0]} rows of "
+                f"{X.shape[1]} values, got {k!r}"
+            )
+        pca = SkPCA(n_components=int(k), random_state=self.random_state).fit(X)
+        self.mean_ = pca.mean_.astype(np.float32)
+        self.components_ = pca.components_.astype(np.float32)
+        std = np.sqrt(pca.explained_variance_)
+        self.scale_ = (np.where(std > 0, std, 1.0) if self.whiten else np.ones(k)).astype(
+            np.float32
+        )
+
+    def _array_shapes(self):
+        k, d = self.n_components, self.n_features_in_
+        return {"mean_": (d,), "components_": (k, d), "scale_": (k,)}
+
+    def _transform(self, X):
+        return ((X - self.mean_) @ self.components_.T) / self.scale_
+
+
+
+# --------------------------------------------------------------------------------------------
+# Composition
+
+
+class Concat(TransformerMixin, BaseEstimator):
+    """Run several pipelines on the same rows and put their outputs side by side.
+
+    Parameters
+    ----------
+    branches : list of FeaturePipeline
+    """
+
+    def __init__(self, branches):
+        self.branches = branches
+
+    def fit(self, X, y=None):
+        """Fit every branch on X. Returns self."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit every branch on X and return their concatenated training outputs."""
+        X = _check_rows(X)
+        out = np.hstack([branch.fit_transform(X) for branch in self.branches])
+        self.n_features_in_ = X.shape[1]
+        return out
+
+    def transform(self, X):
+        """Concatenate every fitted branch's transform of X (float32)."""
+        check_is_fitted(self, "n_features_in_")
+        X = _check_rows(X, self.n_features_in_)
+        return np.hstack([branch.transform(X) for branch in self.branches])
+
+

@@ -1,0 +1,424 @@
+"""The one fit path: a source and a specification, fitted in memory, streamed, or on Dask.
+
+Every way of fitting a model runs the same steps; only where the rows live changes:
+
+1. **Features.** The feature pipeline (``spec.features``) is fitted on the whole training set in
+   ``"memory"`` mode, and on a seeded random sample of :data:`FEATURE_SAMPLE` images otherwise
+   (the same images for a given seed), then applied to every image: batch by batch in the driver
+   (``"stream"``) or on the workers (``"dask"``).
+2. **Clustering**, with the engine's strategy in every mode: the in-memory engine's start
+   (k-means++ with its search at small K, the principal subspace on wide rows, ``n_init`` starts
+   of which the lowest inertia wins) on the whole set or on the sample, then exact Lloyd passes
+   over all rows with the engine's stopping rule (a pass that gains under ``tol`` of the inertia
+   ends the fit).
+3. **Naming.** Each cluster takes the majority label of its members (the source's labels), or of
+   the filled rows of a label sheet (``spec.labels``); without either, each cluster is its own
+   class.
+
+The model file is the same whatever the mode.
+"""
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KMIError
+from .preprocessing import flatten_scale
+
+__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "fit"]
+
+MODES = ("memory", "stream", "dask")
+#: Images a feature pipeline (and the starting centroids) are fitted on when the source is not
+#: read whole: enough for PCA and HOG statistics to settle, a few seconds of work.
+FEATURE_SAMPLE = 20_000
+#: Images read from a source at once in ``"stream"`` mode, and per Dask chunk.
+READ_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """What to fit, independent of where.
+
+    Attributes
+    ----------
+    n_clusters : int
+        K.
+    algorithm : {"minibatch", "full"}
+        In memory: mini-batch K-means (the tutorial's) or full Lloyd. Streamed fits run mini-batch
+        passes then Lloyd passes; Dask fits run Lloyd passes.
+    engine : str or None
+        In-memory engine name (see :data:`kmeans_imagery.engine.ENGINES`); None is the default.
+    features : str or None
+        A feature pipeline spec or preset; None or "raw" clusters the pixels.
+    n_init : int or None
+        Starts to run; the lowest inertia wins (no labels used).
+    random_state : int or None
+        Seed of the sample, the features and the clustering.
+    labels : path-like or None
+        A filled label sheet (CSV) to name the clusters from, instead of the source's labels.
+    """
+
+    n_clusters: int
+    algorithm: str = "minibatch"
+    engine: str | None = None
+    features: str | None = None
+    n_init: int | None = None
+    random_state: int | None = 0
+    labels: str | Path | None = None
+
+
+@dataclass
+class FitResult:
+    """A fitted model and what was measured while fitting it.
+
+    Attributes
+    ----------
+    model : ClusterClassifier
+        Predicts raw images of the source's shape.
+    metrics : dict
+        ``inertia``, ``fit_seconds``, ``mode``; with labels the training scores (accuracy,
+        homogeneity, ...; in memory mode) and, given a labelled test source, ``test_accuracy``
+        and ``test_metrics``; with a label sheet ``labels_used``.
+    training : dict
+        The dataset's name, image count and whether it was labelled (no paths).
+    """
+
+    model: object
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+
+def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
+    """Fit a :class:`~kmeans_imagery.ClusterClassifier` on a source.
+
+    Parameters
+    ----------
+    source : ImageSource
+        From :func:`~kmeans_imagery.datasets.open_source`.
+    spec : FitSpec
+    mode : {"memory", "stream", "dask"}
+        Read the source whole, stream it batch by batch (memory independent of its size), or
+        run the passes on a Dask cluster.
+    client : distributed.Client or None
+        The cluster for ``"dask"`` (see :func:`~kmeans_imagery.engine.dask_engine.connect`);
+        None uses dask's default scheduler.
+    test : ImageSource or None
+        Labelled images to score the model on (``test_accuracy``).
+    progress : callable or None
+        ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    KMIError
+        For a bad parameter (named), too few images for K, or data that cannot be read.
+    """
+    if mode not in MODES:
+        raise KMIError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(spec.n_clusters, int | np.integer) or spec.n_clusters < 1:
+        raise KMIError(f"n_clusters must be a positive integer, got {spec.n_clusters!r}")
+    if spec.n_clusters > source.n_images:
+        raise KMIError(f"n_clusters={spec.n_clusters} is more than the {source.n_images} images "
+                       f"of {source.display_name}")
+    examples = None if spec.labels is None else read_label_sheet(spec.labels, source)
+    started = time.perf_counter()
+    if mode == "memory":
+        model, labels = _fit_memory(source, spec, examples, progress)
+    else:
+        model = _fit_passes(source, spec, mode, client, progress)
+        labels = None
+    if examples is not None:
+        from .labeling import name_from_clusters
+
+        name_from_clusters(model, model.predict_cluster(source.take(examples[0]).images),
+                           examples[1])
+    metrics = {"inertia": model.inertia_, "fit_seconds": time.perf_counter() - started,
+               "mode": mode}
+    if examples is not None:
+        metrics["labels_used"] = len(examples[1])
+    metrics.update(_scores(model, labels, test))
+    training = {"dataset": Path(str(source.name)).name, "n_samples": source.n_images,
+                "labelled": source.labels is not None or examples is not None}
+    return FitResult(model, metrics, training)
+
+
+def _fit_memory(source, spec, examples, progress):
+    from .labeling import ClusterClassifier
+
+    batch = source.read_all(progress=progress)
+    labels = batch.labels
+    model = ClusterClassifier(
+        n_clusters=spec.n_clusters, algorithm=spec.algorithm, engine=spec.engine,
+        random_state=spec.random_state, features=spec.features, n_init=spec.n_init,
+    )
+    model.fit(batch.images, labels if examples is None else None)
+    return model, labels
+
+
+def _scores(model, train_labels, test):
+    """Training scores (when the fit kept every image's cluster) and test scores."""
+    from .metrics import clustering_scores
+
+    scores = {}
+    kind = np.asarray(model.classes_).dtype.kind
+    if (train_labels is not None and getattr(model, "labels_", None) is not None
+            and np.asarray(train_labels).dtype.kind == kind):
+        scores.update(clustering_scores(train_labels, model.labels_,
+                                        model.cluster_labels_[model.labels_]))
+    if test is not None and test.labels is not None and test.labels.dtype.kind == kind:
+        batch = test.read_all()
+        clusters = model.predict_cluster(batch.images)
+        test_scores = clustering_scores(batch.labels, clusters, model.cluster_labels_[clusters])
+        scores["test_accuracy"] = test_scores["accuracy"]
+        scores["test_metrics"] = test_scores
+    return scores
+
+
+# -- streamed and Dask fits ------------------------------------------------------------------------
+
+
+def _fit_passes(source, spec, mode, client, progress):
+    """Features and start on a sample, then exact passes over every image (stream or Dask)."""
+    from .engine.kmeans import KMeans
+
+    if spec.engine not in (None, "kmi"):
+        raise KMIError(f"engine {spec.engine!r} fits in memory only; streamed and Dask fits use "
+                       f"the project's engine")
+    seeds = np.random.SeedSequence(spec.random_state).generate_state(3)
+    rng = np.random.default_rng(seeds[0])
+    size = min(source.n_images, max(FEATURE_SAMPLE, 64 * spec.n_clusters))
+    sample = source.take(np.sort(rng.choice(source.n_images, size, replace=False)),
+                         batch_size=READ_SIZE)
+    features = None
+    if spec.features not in (None, "raw"):
+        from .features import make_features
+
+        features = make_features(spec.features, source.image_shape, int(seeds[1]))
+        features.fit(flatten_scale(sample.images))
+    to_rows = partial(image_rows, features)
+    start = KMeans(spec.n_clusters, n_init=spec.n_init or 1,
+                   random_state=int(seeds[2])).fit(to_rows(sample.images)).cluster_centers_
+    del sample
+    tally = partial(_Tally, spec.n_clusters, source.image_shape, features is not None)
+    if mode == "stream":
+        from .engine.stream import stream_kmeans
+
+        reader = _SourceRows(source, to_rows)
+        centers, inertia, n_iter, _, seen = stream_kmeans(
+            reader, start, minibatch_passes=1 if spec.algorithm == "minibatch" else 0,
+            random_state=int(seeds[2]), progress=progress, observe=tally)
+    else:
+        centers, inertia, n_iter, seen = _dask_passes(source, to_rows, start, client, tally)
+    return seen.classifier(spec, centers, inertia, n_iter, features)
+
+
+def image_rows(features, images):
+    """Float rows of a batch of uint8 images: scaled pixels, through ``features`` when given."""
+    rows = flatten_scale(images)
+    return rows if features is None else features.transform(rows)
+
+
+class _SourceRows:
+    """A source's images as blocks of rows, for :func:`~kmeans_imagery.engine.stream.stream_kmeans`."""
+
+    def __init__(self, source, to_rows):
+        self.source, self.to_rows = source, to_rows
+        self.n_rows = source.n_images
+
+    def blocks(self):
+        for batch in self.source.iter_batches(READ_SIZE):
+            if len(batch.images):
+                yield self.to_rows(batch.images), batch
+
+    def shuffled(self, batch_size, rng, shuffle_blocks=8):
+        """Rows for mini-batch steps: blocks in random order, mixed ``shuffle_blocks`` at a time."""
+        source = self.source
+        if not source.random_access:
+            for batch in source.iter_batches(READ_SIZE):
+                yield from self._split(batch.images, batch_size, rng)
+            return
+        starts = rng.permutation(np.arange(0, source.n_images, READ_SIZE))
+        for g in range(0, len(starts), shuffle_blocks):
+            mixed = np.concatenate([source.read(s, s + READ_SIZE)
+                                    for s in starts[g:g + shuffle_blocks]])
+            yield from self._split(mixed, batch_size, rng)
+
+    def _split(self, images, batch_size, rng):
+        order = rng.permutation(len(images))
+        for s in range(0, len(images), batch_size):
+            yield self.to_rows(images[np.sort(order[s:s + batch_size])])
+
+
+class _Tally:
+    """What a final pass counts per cluster: class votes, and pixel sums for drawing."""
+
+    def __init__(self, n_clusters, image_shape, pixel_means):
+        self.n_clusters, self.image_shape = n_clusters, tuple(image_shape)
+        self.votes = {}
+        self.pixel_sums = np.zeros((n_clusters, int(np.prod(image_shape)))) if pixel_means else None
+        self.counts = np.zeros(n_clusters, np.int64)
+
+    def add(self, batch, clusters):
+        """Count a batch (its images and labels) whose images are in ``clusters``."""
+        from .labeling import majority_vote
+
+        self.counts += np.bincount(clusters, minlength=self.n_clusters)
+        if self.pixel_sums is not None:
+            from .labeling import cluster_sums
+
+            self.pixel_sums += cluster_sums(flatten_scale(batch.images), clusters, self.n_clusters)
+        if batch.labels is not None:
+            values, codes = np.unique(batch.labels, return_inverse=True)
+            counts = majority_vote(clusters, codes.ravel(), self.n_clusters, len(values))
+            for value, column in zip(values.tolist(), counts.T, strict=True):
+                self.votes[value] = self.votes.get(value, 0) + column.astype(np.int64)
+        return self
+
+    def merge(self, other):
+        self.counts += other.counts
+        if self.pixel_sums is not None:
+            self.pixel_sums += other.pixel_sums
+        for value, column in other.votes.items():
+            self.votes[value] = self.votes.get(value, 0) + column
+        return self
+
+    def classifier(self, spec, centers, inertia, n_iter, features):
+        """The fitted classifier these counts name."""
+        from .labeling import fitted_classifier, name_clusters
+
+        if self.votes:
+            classes = np.array(sorted(self.votes))
+            votes = np.stack([self.votes[c] for c in classes.tolist()], axis=1)
+            cluster_labels = classes[name_clusters(votes, centers)]
+        else:
+            classes = np.arange(self.n_clusters)
+            cluster_labels = classes.copy()
+        images = centers if self.pixel_sums is None else (
+            self.pixel_sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
+        return fitted_classifier(
+            centers, classes, cluster_labels, image_shape=self.image_shape, features=features,
+            cluster_images=images, inertia=inertia, n_iter=n_iter,
+            params={"n_clusters": spec.n_clusters, "algorithm": spec.algorithm,
+                    "features": spec.features, "n_init": spec.n_init,
+                    "random_state": spec.random_state},
+        )
+
+
+def _dask_passes(source, to_rows, start, client, tally):
+    """Lloyd passes on Dask from ``start``, then one pass that tallies every chunk."""
+    from dask import delayed
+
+    from .datasets import FolderSource
+    from .engine.dask_engine import _Runner, fit_dask
+
+    if isinstance(source, FolderSource) and source.skips_bad:
+        source = _without_bad(source, client)
+    images = source.to_dask(READ_SIZE)
+    rows = images.map_blocks(_block_rows, to_rows, dtype=start.dtype, drop_axis=list(
+        range(2, images.ndim)), chunks=(images.chunks[0], (start.shape[1],)))
+    centers, inertia, n_iter = fit_dask(rows, len(start), init=start, client=client)
+    runner = _Runner(client, 600.0, 2)
+    labels = source.labels
+    parts = []
+    for block, (s, e) in zip(images.to_delayed().ravel(), _bounds(images.chunks[0]), strict=True):
+        batch_labels = None if labels is None else labels[s:e]
+        parts.append(delayed(_tally_block)(block, batch_labels, to_rows, centers, tally))
+    tallies = runner.compute(delayed(list)(parts), "naming the clusters")
+    seen = tally()
+    for part in tallies:
+        seen.merge(part)
+    return centers, inertia, n_iter, seen
+
+
+def _block_rows(block, to_rows):
+    return to_rows(block)
+
+
+def _bounds(chunks):
+    ends = np.cumsum(chunks)
+    return zip((ends - np.asarray(chunks)).tolist(), ends.tolist(), strict=True)
+
+
+def _tally_block(block, labels, to_rows, centers, tally):
+    """One chunk's tally, on a worker: nearest centroids of its rows, votes and pixel sums."""
+    from .datasets import Batch
+    from .engine.dask_engine import _chunk_labels
+
+    rows = to_rows(block)
+    return tally().add(Batch(0, block, labels), _chunk_labels(rows, centers))
+
+
+def _without_bad(source, client):
+    """A folder source without its unreadable files, found by one decoding pass on the cluster."""
+    from dask import compute, delayed
+
+    spans = [(s, min(s + READ_SIZE, source.n_images)) for s in range(0, source.n_images, READ_SIZE)]
+    kept = compute(*[delayed(_readable)(source, s, e) for s, e in spans],
+                   scheduler=client or "threads")
+    return source.subset(np.concatenate(kept))
+
+
+def _readable(source, start, stop):
+    paths = set(source.read_batch(start, stop).paths)
+    return np.array([i for i in range(start, stop) if source.paths[i] in paths], dtype=np.int64)
+
+
+# -- label sheets ------------------------------------------------------------------------------
+
+
+def read_label_sheet(path, source):
+    """Read a filled label sheet: the images whose label is filled in, and those labels.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV with the columns ``index`` (or ``path``) and ``label``, as written by
+        :func:`~kmeans_imagery.label_sheets.write_label_sheet`; rows are matched by file path
+        when both the sheet and the source have paths, else by index.
+    source : ImageSource
+        The images the sheet refers to.
+
+    Returns
+    -------
+    indices : ndarray of int64
+        Sorted positions of the labelled images in ``source``.
+    labels : ndarray
+        Integers when every filled label is an integer, else strings.
+
+    Raises
+    ------
+    KMIError
+        For a missing file or column, an unknown path, a bad or out-of-range index, or no filled
+        label at all.
+    """
+    from .label_sheets import read_sheet_rows
+
+    rows = read_sheet_rows(path)
+    by_path = source.paths is not None and all(row.get("path") for row, _ in rows)
+    if by_path:
+        position = {str(p): i for i, p in enumerate(source.paths)}
+        indices = []
+        for row, _ in rows:
+            if row["path"] not in position:
+                raise KMIError(f"{path}: {row['path']} is not an image of {source.display_name}")
+            indices.append(position[row["path"]])
+    else:
+        indices = []
+        for row, _ in rows:
+            index = (row.get("index") or "").strip()
+            if not index.isdigit() or int(index) >= source.n_images:
+                raise KMIError(f"{path}: index {index!r} is not an image of the "
+                               f"{source.n_images} training images")
+            indices.append(int(index))
+    labels = [label for _, label in rows]
+    order = np.argsort(indices, kind="stable")
+    indices = np.asarray(indices, dtype=np.int64)[order]
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return indices, np.asarray(labels, dtype=np.int64)[order]
+    return indices, np.asarray(labels)[order]

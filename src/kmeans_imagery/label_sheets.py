@@ -1,0 +1,95 @@
+"""Label sheets: each cluster's most central images exported for a person to label, read back.
+
+A sheet is ``labels.csv`` (the image's position and, for image files, its path; its cluster and
+distance to the centroid; an empty ``label`` column) and ``sheet-NNN.png`` contact sheets. The
+filled CSV names the clusters of ``kmi fit DATA --labels labels.csv``
+(:func:`~kmeans_imagery.fit.read_label_sheet`), matched by path where the images are files.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KMIError
+from .labeling import nearest_members
+from .outputs import atomic_text_file, centroid_images, member_images, prepare_out_dir
+
+__all__ = ["SHEET_COLUMNS", "read_sheet_rows", "write_label_sheet"]
+
+
+SHEET_COLUMNS = ("index", "path", "cluster", "distance", "label")
+
+
+def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_page=32):
+    """Export, for each cluster, the images nearest its centroid for a person to label.
+
+    Writes ``labels.csv`` (position of the image in the source, its file where it has one, its
+    cluster, distance to the centroid, and an empty ``label`` column to fill in) and
+    ``sheet-NNN.png`` contact sheets (one row per cluster: its centroid, then its images in the
+    CSV's order). The filled CSV names the clusters of ``kmi fit ... --labels labels.csv``.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted, with an ``image_shape_``.
+    source : ImageSource
+        The images to choose from, in the model's size and colour (read in one pass).
+    out_dir : path-like
+    per_cluster : int, default=5
+    clusters_per_page : int, default=32
+
+    Returns
+    -------
+    dict of str to Path
+        ``"csv"`` and one entry per sheet page.
+    """
+    from . import plots
+
+    out = prepare_out_dir(out_dir)
+    members = nearest_members(model, source, per_cluster)
+    k = len(members.indices)
+    written = {"csv": out / "labels.csv"}
+    with atomic_text_file(written["csv"]) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(SHEET_COLUMNS)
+        for cluster in range(k):
+            paths = members.paths[cluster] if members.paths is not None else None
+            for i, (index, distance) in enumerate(zip(members.indices[cluster],
+                                                      members.distances[cluster], strict=True)):
+                writer.writerow([int(index), "" if paths is None else str(paths[i]), cluster,
+                                 f"{distance:.6g}", ""])
+    centres = centroid_images(model)
+    for page, first in enumerate(range(0, k, clusters_per_page), start=1):
+        rows = np.arange(first, min(first + clusters_per_page, k))
+        ax = plots.plot_cluster_members(centres[rows], member_images(members, rows),
+                                        cluster_ids=rows)
+        written[f"sheet-{page:03d}"] = plots.save_png(ax, out / f"sheet-{page:03d}.png")
+    return written
+
+
+def read_sheet_rows(path):
+    """The filled rows of a label sheet, as ``(row, label)`` pairs (``row``: the CSV's columns).
+
+    Raises
+    ------
+    KMIError
+        For a missing or unreadable file, a sheet without ``label`` and ``index`` or ``path``
+        columns, or no filled label at all.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = set(reader.fieldnames or ())
+            if "label" not in columns or not columns & {"index", "path"}:
+                raise KMIError(f"{path} needs the columns 'label' and 'index' (or 'path')")
+            filled = [(row, row["label"].strip()) for row in reader
+                      if (row.get("label") or "").strip()]
+    except FileNotFoundError:
+        raise KMIError(f"label file {path} does not exist") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise KMIError(f"{path} is not a readable CSV file ({error})") from None
+    if not filled:
+        raise KMIError(f"{path} has no filled-in label")
+    return filled

@@ -1,0 +1,60 @@
+"""Label sheets: written from a model and a source, read back by index or by path."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from kmeans_imagery import KMIError
+from kmeans_imagery.cli import main
+from kmeans_imagery.datasets import ArraySource, load_dataset
+from kmeans_imagery.fit import read_label_sheet
+from kmeans_imagery.model_io import load_model
+
+
+def test_label_sheet_round_trip(tmp_path, capsys):
+    data = load_dataset("digits")
+    assert main(["fit", "digits", "--k", "30", "--out", str(tmp_path / "m.kmi")]) == 0
+    assert main(["label-sheet", str(tmp_path / "m.kmi"), "digits", "--per-cluster", "2",
+                 "--out", str(tmp_path / "sheet")]) == 0
+    sheet = tmp_path / "sheet" / "labels.csv"
+    with sheet.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60 and {row["label"] for row in rows} == {""}
+    assert (tmp_path / "sheet" / "sheet-001.png").is_file()
+    # The person labels the first image of each cluster (here: the true label).
+    named = set()
+    for row in rows:
+        if row["cluster"] not in named:
+            row["label"] = f"digit {data.train_labels[int(row['index'])]}"
+            named.add(row["cluster"])
+    with sheet.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(["fit", "digits", "--k", "30", "--labels", str(sheet),
+                 "--out", str(tmp_path / "named.kmi")]) == 0
+    model = load_model(tmp_path / "named.kmi")
+    assert set(model.classes_) <= {f"digit {d}" for d in range(10)}
+    assert model.metadata_["fit_metrics"]["labels_used"] == 30
+    predicted = model.predict(data.test_images)
+    truth = np.array([f"digit {d}" for d in data.test_labels])
+    assert (predicted == truth).mean() > 0.8
+
+
+def test_read_label_sheet_errors(tmp_path):
+    ten = ArraySource(np.zeros((10, 2, 2), np.uint8))
+    path = tmp_path / "l.csv"
+    path.write_text("index,label\n3,cat\n5,\n")
+    indices, labels = read_label_sheet(path, ten)
+    assert indices.tolist() == [3] and labels.tolist() == ["cat"]
+    path.write_text("index,label\n1,7\n2,3\n")
+    assert read_label_sheet(path, ten)[1].dtype.kind == "i"
+    for text, message in [("index,label\n11,a\n", "not an image"), ("index,label\n1,\n", "no filled"),
+                          ("idx,lab\n1,a\n", "columns"), ("index,label\nx,a\n", "not an image")]:
+        path.write_text(text)
+        with pytest.raises(KMIError, match=message):
+            read_label_sheet(path, ten)
+    with pytest.raises(KMIError, match="does not exist"):
+        read_label_sheet(tmp_path / "none.csv", ten)
