@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kmi run --dataset digits --out demo-results
+	$(BIN)/kmi run digits --out demo-results --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -55,6 +55,9 @@ class FitSpec:
         A feature pipeline spec or preset; None or "raw" clusters the pixels.
     n_init : int or None
         Starts to run; the lowest inertia wins (no labels used).
+    max_iter : int or None
+        Most Lloyd iterations (full passes over the data when streamed or on Dask); None keeps
+        each mode's default (the in-memory engine's, 10 streamed passes, 300 on Dask).
     random_state : int or None
         Seed of the sample, the features and the clustering.
     labels : path-like or None
@@ -66,6 +69,7 @@ class FitSpec:
     engine: str | None = None
     features: str | None = None
     n_init: int | None = None
+    max_iter: int | None = None
     random_state: int | None = 0
     labels: str | Path | None = None
 
@@ -79,7 +83,8 @@ class FitResult:
     model : ClusterClassifier
         Predicts raw images of the source's shape.
     metrics : dict
-        ``inertia``, ``fit_seconds``, ``mode``; with labels the training scores (accuracy,
+        ``inertia``, ``fit_seconds``, ``mode`` (streamed: ``seconds_per_pass``, the median
+        exact pass); with labels the training scores (accuracy,
         homogeneity, ...; in memory mode) and, given a labelled test source, ``test_accuracy``
         and ``test_metrics``; with a label sheet ``labels_used``.
     training : dict
@@ -130,8 +135,9 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
     started = time.perf_counter()
     if mode == "memory":
         model, labels = _fit_memory(source, spec, examples, progress)
+        labelled = labels is not None
     else:
-        model = _fit_passes(source, spec, mode, client, progress)
+        model, labelled, timings = _fit_passes(source, spec, mode, client, progress)
         labels = None
     if examples is not None:
         from .labeling import name_from_clusters
@@ -140,11 +146,13 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
                            examples[1])
     metrics = {"inertia": model.inertia_, "fit_seconds": time.perf_counter() - started,
                "mode": mode}
+    if mode != "memory":
+        metrics.update(timings)
     if examples is not None:
         metrics["labels_used"] = len(examples[1])
     metrics.update(_scores(model, labels, test))
     training = {"dataset": Path(str(source.name)).name, "n_samples": source.n_images,
-                "labelled": source.labels is not None or examples is not None}
+                "labelled": labelled or examples is not None}
     return FitResult(model, metrics, training)
 
 
@@ -156,6 +164,7 @@ def _fit_memory(source, spec, examples, progress):
     model = ClusterClassifier(
         n_clusters=spec.n_clusters, algorithm=spec.algorithm, engine=spec.engine,
         random_state=spec.random_state, features=spec.features, n_init=spec.n_init,
+        max_iter=spec.max_iter,
     )
     model.fit(batch.images, labels if examples is None else None)
     return model, labels
@@ -184,9 +193,13 @@ def _scores(model, train_labels, test):
 
 
 def _fit_passes(source, spec, mode, client, progress):
-    """Features and start on a sample, then exact passes over every image (stream or Dask)."""
+    """Features and start on a sample, then exact passes over every image (stream or Dask).
+
+    Returns the fitted classifier, whether the source had labels to name it by, and timings.
+    """
     from .engine.kmeans import KMeans
 
+    timings = {}
     if spec.engine not in (None, "kmi"):
         raise KMIError(f"engine {spec.engine!r} fits in memory only; streamed and Dask fits use "
                        f"the project's engine")
@@ -210,12 +223,15 @@ def _fit_passes(source, spec, mode, client, progress):
         from .engine.stream import stream_kmeans
 
         reader = _SourceRows(source, to_rows)
-        centers, inertia, n_iter, _, seen = stream_kmeans(
+        centers, inertia, n_iter, _, seconds, seen = stream_kmeans(
             reader, start, minibatch_passes=1 if spec.algorithm == "minibatch" else 0,
+            lloyd_passes=10 if spec.max_iter is None else spec.max_iter,
             random_state=int(seeds[2]), progress=progress, observe=tally)
+        timings["seconds_per_pass"] = float(np.median(seconds))
     else:
-        centers, inertia, n_iter, seen = _dask_passes(source, to_rows, start, client, tally)
-    return seen.classifier(spec, centers, inertia, n_iter, features)
+        centers, inertia, n_iter, seen = _dask_passes(source, to_rows, start, client, tally,
+                                                      spec.max_iter or 300)
+    return seen.classifier(spec, centers, inertia, n_iter, features), bool(seen.votes), timings
 
 
 def image_rows(features, images):
@@ -310,7 +326,7 @@ class _Tally:
         )
 
 
-def _dask_passes(source, to_rows, start, client, tally):
+def _dask_passes(source, to_rows, start, client, tally, max_iter):
     """Lloyd passes on Dask from ``start``, then one pass that tallies every chunk."""
     from dask import delayed
 
@@ -322,7 +338,8 @@ def _dask_passes(source, to_rows, start, client, tally):
     images = source.to_dask(READ_SIZE)
     rows = images.map_blocks(_block_rows, to_rows, dtype=start.dtype, drop_axis=list(
         range(2, images.ndim)), chunks=(images.chunks[0], (start.shape[1],)))
-    centers, inertia, n_iter = fit_dask(rows, len(start), init=start, client=client)
+    centers, inertia, n_iter = fit_dask(rows, len(start), init=start, max_iter=max_iter,
+                                        client=client)
     runner = _Runner(client, 600.0, 2)
     labels = source.labels
     parts = []

@@ -47,12 +47,12 @@ def _inertia(rows, centers):
 
 def test_lloyd_passes_reach_the_in_memory_fit(rows):
     start = rows[:20].copy()
-    centers, inertia, n_iter, history, _ = stream_kmeans(
+    centers, inertia, n_iter, history, seconds, _ = stream_kmeans(
         Blocks(rows, 512), start, minibatch_passes=1, lloyd_passes=30, random_state=0)
     memory = KMeans(20, random_state=0).fit(rows)
     assert inertia <= 1.01 * memory.inertia_
     assert inertia == pytest.approx(_inertia(rows, centers), rel=1e-5)
-    assert len(history) == n_iter + 1
+    assert len(history) == len(seconds) == n_iter + 1
     assert all(b <= a * (1 + 1e-9) for a, b in zip(history, history[1:], strict=False))
 
 
@@ -75,7 +75,7 @@ def test_observer_sees_every_row_of_the_last_pass(rows):
             self.n += len(clusters)
             self.clusters.append(clusters)
 
-    centers, _, _, _, seen = stream_kmeans(Blocks(rows, 700), rows[:5].copy(), lloyd_passes=2,
+    centers, *_, seen = stream_kmeans(Blocks(rows, 700), rows[:5].copy(), lloyd_passes=2,
                                            random_state=0, observe=Count)
     assert seen.n == len(rows)
     expected = ((rows[:, None] - centers[None]) ** 2).sum(-1).argmin(axis=1)

@@ -42,6 +42,7 @@ PARAM_FLAGS = {
     "resize=True": "--resize",
     "n_clusters": "--k",
     "n_init": "--n-init",
+    "max_iter": "--max-iter",
     "batch_size": "--batch-size",
     "per_cluster": "--per-cluster",
     "skip_bad": "--skip-bad",

@@ -32,12 +32,14 @@ from ._common import (
 @click.option("--stream", is_flag=True,
               help="Read DATA in batches (memory independent of its size): features and start "
                    "on a sample, mini-batch passes, then exact Lloyd passes.")
+@click.option("--max-iter", type=click.IntRange(1), default=None,
+              help="Most Lloyd iterations (full passes over DATA when streamed or on Dask).")
 @click.option("--dask", "dask_address", metavar="ADDRESS",
               help="Fit on a dask cluster: 'local' (this machine's cores) or a scheduler address "
                    "such as tcp://scheduler:8786.")
 @algorithm_options
 @data_options
-def fit(data, n_clusters, out, force, labels_csv, stream, dask_address, features, seed,
+def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address, features, seed,
         algorithm, engine, n_init, data_dir, color, size, skip_bad):
     """Fit a model on DATA and save it: in memory, streamed (--stream) or on Dask (--dask).
 
@@ -63,7 +65,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, dask_address, features
         test = open_source(data, split="test", data_dir=data_dir, color=color, size=size,
                          skip_bad=skip_bad)
     spec = FitSpec(n_clusters, algorithm=algorithm, engine=engine, features=features,
-                   n_init=n_init, random_state=seed, labels=labels_csv)
+                   n_init=n_init, max_iter=max_iter, random_state=seed, labels=labels_csv)
     console.print(f"fitting K={n_clusters} on {source.display_name}: {source.n_images} images of "
                   f"{'x'.join(map(str, source.image_shape))} ({mode})")
     if dask_address:

@@ -16,7 +16,9 @@ The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
 and ``shuffled(batch_size, rng)`` (row arrays for the mini-batch steps).
 """
 
+import time
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -27,7 +29,33 @@ from ._kernels import Workers, blas_threads
 from .dask_engine import chunk_stats, merge_stats, update_centers
 from .kmeans import MiniBatchKMeans
 
-__all__ = ["stream_kmeans"]
+__all__ = ["StreamResult", "stream_kmeans"]
+
+
+class StreamResult(NamedTuple):
+    """What :func:`stream_kmeans` returns.
+
+    Attributes
+    ----------
+    centers : ndarray of shape (n_clusters, n_features)
+    inertia : float
+        Exact sum of squared distances of all rows to their nearest centroid in ``centers``.
+    n_iter : int
+        Lloyd updates of the centroids (each a full pass).
+    history : list of float
+        Exact inertia after the mini-batch passes and after each Lloyd pass.
+    pass_seconds : list of float
+        Wall time of each exact pass.
+    observed : object or None
+        The accumulator of the last pass (see ``observe``).
+    """
+
+    centers: object
+    inertia: float
+    n_iter: int
+    history: list
+    pass_seconds: list
+    observed: object
 
 
 def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_size=4096,
@@ -60,15 +88,7 @@ def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_s
 
     Returns
     -------
-    centers : ndarray of shape (n_clusters, n_features)
-    inertia : float
-        Exact sum of squared distances of all rows to their nearest centroid in ``centers``.
-    n_iter : int
-        Lloyd updates of the centroids (each a full pass).
-    history : list of float
-        Exact inertia after the mini-batch passes and after each Lloyd pass.
-    observed : object or None
-        The accumulator of the last pass.
+    StreamResult
     """
     _check_params(reader, len(start), minibatch_passes, lloyd_passes, batch_size, tol)
     rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
@@ -85,22 +105,28 @@ def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_s
                         mbk.partial_fit(rows)
                     bar.advance(len(rows))
         centers = mbk.cluster_centers_.astype(centers.dtype, copy=False)
-    history = []
+    history, seconds = [], []
     n_iter = 0
+
+    def full_pass(centers, what):
+        started = time.perf_counter()
+        done = _full_pass(workers, reader, centers, progress, what, observe)
+        seconds.append(time.perf_counter() - started)
+        return done
+
     with Workers(blas_threads()) as workers:
-        stats, seen = _full_pass(workers, reader, centers, progress, "exact pass 1", observe)
+        stats, seen = full_pass(centers, "exact pass 1")
         history.append(stats["inertia"])
         while n_iter < lloyd_passes:
             new = update_centers(centers, stats)
-            new_stats, new_seen = _full_pass(workers, reader, new, progress,
-                                             f"exact pass {n_iter + 2}", observe)
+            new_stats, new_seen = full_pass(new, f"exact pass {n_iter + 2}")
             n_iter += 1
             gain = stats["inertia"] - new_stats["inertia"]
             centers, stats, seen = new, new_stats, new_seen
             history.append(stats["inertia"])
             if gain < tol * stats["inertia"]:
                 break
-    return centers, float(stats["inertia"]), n_iter, history, seen
+    return StreamResult(centers, float(stats["inertia"]), n_iter, history, seconds, seen)
 
 
 def _check_params(reader, n_clusters, minibatch_passes, lloyd_passes, batch_size, tol):
