@@ -16,6 +16,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 _LAZY = {
     "ClusterClassifier": ".labeling",
+    "DaskKMeans": ".engine.dask",
     "KMeans": ".engine.kmeans",
     "MiniBatchKMeans": ".engine.kmeans",
     "load_dataset": ".datasets",

@@ -377,7 +377,7 @@ def _fit_chunked(data, n_clusters, out, force, seed, dask_address, data_dir, col
     console.print(f"fitting K={n_clusters} on {source.name}: {source.n_images} images of "
                   f"{'x'.join(map(str, source.image_shape))}, read in batches")
     if dask_address:
-        from .engine.dask_engine import connect
+        from .engine.dask import connect
 
         with connect(dask_address) as client:
             model = dask_fit_classifier(source, n_clusters, client=client, random_state=seed)

@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 
 from .datasets.folders import open_progress
 from .engine._kernels import Workers, blas_threads
-from .engine.dask_engine import chunk_stats, merge_stats, update_centers
+from .engine._passes import block_stats, merge_stats, update_centers
 from .engine.kmeans import KMeans, MiniBatchKMeans
 from .errors import KMIError
 from .labeling import ClusterClassifier, majority_vote, name_clusters
@@ -205,7 +205,7 @@ def _full_pass(workers, source, centers, read_size, progress, what):
     votes = {}
     with open_progress(progress, source.n_images, what) as bar:
         for batch in source.iter_batches(read_size):
-            stats = chunk_stats(workers, flatten_scale(batch.images), centers,
+            stats = block_stats(workers, flatten_scale(batch.images), centers,
                                 labels=batch.labels is not None)
             if batch.labels is not None:
                 _add_votes(votes, stats.pop("labels"), batch.labels, len(centers))
@@ -265,8 +265,8 @@ def dask_fit_classifier(source, n_clusters, *, client=None, chunk_size=DEFAULT_C
     """Fit a :class:`~kmeans_imagery.ClusterClassifier` on a dask cluster.
 
     The source's images become a ``dask.array`` (:meth:`~kmeans_imagery.sources.ZarrSource.to_dask`:
-    each worker reads its own chunks), :func:`~kmeans_imagery.engine.dask_engine.fit_dask` fits
-    the centroids, and one more lazy pass (``predict_dask``) gives each image's cluster for the
+    each worker reads its own chunks), :class:`~kmeans_imagery.engine.dask.DaskKMeans` fits
+    the centroids, and one more lazy pass (its ``labels_``) gives each image's cluster for the
     majority vote, as one small integer per image on the driver.
 
     Parameters
@@ -275,12 +275,12 @@ def dask_fit_classifier(source, n_clusters, *, client=None, chunk_size=DEFAULT_C
         A random-access source (convert gzip IDX files to Zarr first).
     n_clusters : int
     client : distributed.Client or None
-        As in :func:`~kmeans_imagery.engine.dask_engine.fit_dask`.
+        As in :class:`~kmeans_imagery.engine.dask.DaskKMeans`.
     chunk_size : int
         Images per dask chunk.
     random_state : int, RandomState or None
     **params
-        Further :func:`~kmeans_imagery.engine.dask_engine.fit_dask` parameters (``max_iter``,
+        Further :class:`~kmeans_imagery.engine.dask.DaskKMeans` parameters (``max_iter``,
         ``tol``, ``timeout``, ...).
 
     Returns
@@ -288,17 +288,16 @@ def dask_fit_classifier(source, n_clusters, *, client=None, chunk_size=DEFAULT_C
     ClusterClassifier
         As :func:`stream_fit_classifier` returns, without ``stream_fit_``.
     """
-    from .engine.dask_engine import _Runner, fit_dask, predict_dask
+    from .engine.dask import DaskKMeans
 
     source = source if isinstance(source, ImageSource) else open_source(source)
-    X = source.to_dask(chunk_size)
-    centers, inertia, n_iter = fit_dask(X, n_clusters, client=client, random_state=random_state,
-                                        **params)
+    model = DaskKMeans(n_clusters, client=client, random_state=random_state, **params).fit(
+        source.to_dask(chunk_size))
+    centers, inertia, n_iter = model.cluster_centers_, model.inertia_, model.n_iter_
     classes, votes = None, None
     labels = source.labels
     if labels is not None:
-        runner = _Runner(client, params.get("timeout", 600.0), params.get("retries", 2))
-        clusters = runner.compute(predict_dask(X, centers), "labelling the images")
+        clusters = model.labels_.compute(**({} if client is None else {"scheduler": client}))
         classes, codes = np.unique(labels, return_inverse=True)
         votes = majority_vote(clusters, codes.ravel(), n_clusters, len(classes))
     return _classifier(centers, inertia, n_iter, source.image_shape, classes, votes,
