@@ -72,7 +72,9 @@ def test_same_strategy_as_in_memory_on_wide_rows(wide, tol, monkeypatch):
         assert model.n_iter_ == memory.n_iter_
 
 
-def test_results_do_not_depend_on_the_workers(wide, client):
+@pytest.mark.parametrize("driver_bytes", [dask_module._DRIVER_BYTES, 0])
+def test_results_do_not_depend_on_the_workers(wide, client, driver_bytes, monkeypatch):
+    monkeypatch.setattr(dask_module, "_DRIVER_BYTES", driver_bytes)
     X = da.from_array(wide, chunks=2000)
     threads = DaskKMeans(16, random_state=0).fit(X)
     remote = DaskKMeans(16, random_state=0, client=client).fit(X)
