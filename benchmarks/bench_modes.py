@@ -26,7 +26,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from kmeans_imagery.datasets import open_source
-    from kmeans_imagery.engine.dask_engine import connect
+    from kmeans_imagery.engine.dask import connect
     from kmeans_imagery.fit import FitSpec, fit
 
     train = open_source("mnist", data_dir=args.data_dir)

@@ -3,11 +3,11 @@
 For each size N (60,000 = MNIST train itself; larger sizes = distorted MNIST from
 ``make_scale_data.py``, built into ``--work-dir`` when missing), all read from Zarr:
 
-- ``stream``: :func:`kmeans_imagery.streaming.stream_fit` in one process;
+- ``stream``: :func:`kmeans_imagery.fit.fit` with ``mode="stream"`` in one process;
 - ``subsample``: the in-memory engine's ``KMeans`` on a random subsample of ``--subsample``
   images, its inertia then evaluated on all N images (the reference of the streaming target);
-- ``dask-W``: :func:`kmeans_imagery.engine.dask_engine.fit_dask` on a ``LocalCluster`` of W
-  single-threaded worker processes;
+- ``dask-W``: :class:`kmeans_imagery.engine.dask.DaskKMeans` on a ``LocalCluster`` of W
+  single-threaded worker processes (``bench_dask.py`` compares it with dask-ml on MNIST alone);
 - ``dask-ml``: ``dask_ml.cluster.KMeans`` on the same kind of cluster and data (float32 rows),
   stopped after ``--daskml-factor`` times the time of our 2-worker fit;
 - ``sklearn`` (60,000 only): ``sklearn.cluster.KMeans(n_init=1)`` in memory.
@@ -38,12 +38,12 @@ def _rss_mib():
 
 
 def _store(work_dir, n, data_dir):
-    from kmeans_imagery.sources import convert_to_zarr, open_source
+    from kmeans_imagery.datasets import convert_to_zarr, open_source
 
     path = Path(work_dir) / f"mnist-{n}.zarr"
     if not path.exists():
         if n == 60000:
-            convert_to_zarr(data_dir, path)
+            convert_to_zarr(open_source(data_dir), path)
         else:
             sys.path.insert(0, str(Path(__file__).parent))
             from make_scale_data import main as make
@@ -53,41 +53,31 @@ def _store(work_dir, n, data_dir):
 
 
 def run_stream(path, k, seed):
-    from kmeans_imagery.engine._kernels import Workers, blas_threads
-    from kmeans_imagery.sources import open_source
-    from kmeans_imagery.streaming import _full_pass, stream_fit
+    from kmeans_imagery.datasets import open_source
+    from kmeans_imagery.fit import FitSpec, fit
 
     source = open_source(path)
     start = time.perf_counter()
-    fit = stream_fit(source, k, random_state=seed)
-    elapsed = time.perf_counter() - start
-    with Workers(blas_threads()) as workers:
-        t = time.perf_counter()
-        _full_pass(workers, source, fit.cluster_centers, 8192, None, "timing")
-        per_pass = time.perf_counter() - t
-    return {"fit_s": elapsed, "pass_s": per_pass,
-            "inertia_per_image": fit.inertia / source.n_images,
-            "minibatch_steps": fit.n_minibatch_steps, "lloyd_passes": fit.n_lloyd_passes,
-            "driver_rss_mib": _rss_mib()}
+    result = fit(source, FitSpec(k, random_state=seed), mode="stream")
+    return {"fit_s": time.perf_counter() - start, "pass_s": result.metrics["seconds_per_pass"],
+            "inertia_per_image": result.model.inertia_ / source.n_images,
+            "lloyd_passes": result.model.n_iter_, "driver_rss_mib": _rss_mib()}
 
 
 def run_subsample(path, k, seed, size):
-    from kmeans_imagery.engine._kernels import Workers, blas_threads
+    from kmeans_imagery.datasets import open_source
     from kmeans_imagery.engine.kmeans import KMeans
     from kmeans_imagery.preprocessing import flatten_scale
-    from kmeans_imagery.sources import open_source
-    from kmeans_imagery.streaming import _full_pass
 
     source = open_source(path)
     rows = np.sort(np.random.default_rng(seed).choice(source.n_images, size, replace=False))
-    sample = flatten_scale(source.take(rows))
+    sample = flatten_scale(source.take(rows).images)
     start = time.perf_counter()
-    centers = KMeans(k, random_state=seed).fit(sample).cluster_centers_
+    model = KMeans(k, random_state=seed).fit(sample)
     elapsed = time.perf_counter() - start
     del sample
-    with Workers(blas_threads()) as workers:
-        stats, _ = _full_pass(workers, source, centers, 8192, None, "evaluating")
-    return {"fit_s": elapsed, "inertia_per_image": stats["inertia"] / source.n_images,
+    inertia = -sum(model.score(flatten_scale(batch.images)) for batch in source.iter_batches(8192))
+    return {"fit_s": elapsed, "inertia_per_image": inertia / source.n_images,
             "driver_rss_mib": _rss_mib()}
 
 
@@ -107,28 +97,27 @@ def _local_client(n_workers):
 
 
 def run_dask(path, k, seed, n_workers):
-    from kmeans_imagery.engine.dask_engine import fit_dask
-    from kmeans_imagery.sources import open_source
+    from kmeans_imagery.datasets import open_source
+    from kmeans_imagery.engine.dask import DaskKMeans
 
     source = open_source(path)
     with _local_client(n_workers) as client:
         start = time.perf_counter()
-        centers, inertia, n_iter = fit_dask(source.to_dask(), k, random_state=seed, client=client,
-                                            timeout=None)
+        model = DaskKMeans(k, random_state=seed, client=client, timeout=None).fit(source.to_dask())
         elapsed = time.perf_counter() - start
         t = time.perf_counter()
-        fit_dask(source.to_dask(), k, init=centers, max_iter=1, tol=0, client=client)
-        two_passes = time.perf_counter() - t
+        model.score(source.to_dask())  # one exact full-space pass, reading the store again
+        per_pass = time.perf_counter() - t
         workers = sorted(client.run(_worker_rss).values())
-    return {"fit_s": elapsed, "pass_s": two_passes / 2,
-            "inertia_per_image": inertia / source.n_images,
-            "lloyd_passes": n_iter, "driver_rss_mib": _rss_mib(), "worker_rss_mib": workers}
+    return {"fit_s": elapsed, "pass_s": per_pass,
+            "inertia_per_image": model.inertia_ / source.n_images,
+            "lloyd_passes": model.n_iter_, "driver_rss_mib": _rss_mib(), "worker_rss_mib": workers}
 
 
 def run_daskml(path, k, seed, n_workers):
     from dask_ml.cluster import KMeans
 
-    from kmeans_imagery.sources import open_source
+    from kmeans_imagery.datasets import open_source
 
     source = open_source(path)
     with _local_client(n_workers) as client:

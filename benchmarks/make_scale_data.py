@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from kmeans_imagery.datasets import load_dataset
-from kmeans_imagery.datasets import DEFAULT_CHUNK, Batch, ImageSource, convert_to_zarr
+from kmeans_imagery.datasets import DEFAULT_CHUNK, Batch, ImageSource, convert_to_zarr, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,7 @@ from .errors import KMIError
 
 _LAZY = {
     "ClusterClassifier": ".labeling",
+    "DaskKMeans": ".engine.dask",
     "KMeans": ".engine.kmeans",
     "MiniBatchKMeans": ".engine.kmeans",
     "load_dataset": ".datasets",

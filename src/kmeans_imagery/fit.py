@@ -108,7 +108,7 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
         Read the source whole, stream it batch by batch (memory independent of its size), or
         run the passes on a Dask cluster.
     client : distributed.Client or None
-        The cluster for ``"dask"`` (see :func:`~kmeans_imagery.engine.dask_engine.connect`);
+        The cluster for ``"dask"`` (see :func:`~kmeans_imagery.engine.dask.connect`);
         None uses dask's default scheduler.
     test : ImageSource or None
         Labelled images to score the model on (``test_accuracy``).
@@ -215,17 +215,19 @@ def _fit_passes(source, spec, mode, client, progress):
         features = make_features(spec.features, source.image_shape, int(seeds[1]))
         features.fit(flatten_scale(sample.images))
     to_rows = partial(image_rows, features)
-    start = KMeans(spec.n_clusters, n_init=spec.n_init or 1,
-                   random_state=int(seeds[2])).fit(to_rows(sample.images)).cluster_centers_
+    sample_rows = to_rows(sample.images)
     del sample
+    start = KMeans(spec.n_clusters, n_init=spec.n_init or 1,
+                   random_state=int(seeds[2])).fit(sample_rows).cluster_centers_
     tally = partial(_Tally, spec.n_clusters, source.image_shape, features is not None)
     if mode == "stream":
         from .engine.stream import stream_kmeans
 
         reader = _SourceRows(source, to_rows)
         centers, inertia, n_iter, _, seconds, seen = stream_kmeans(
-            reader, start, minibatch_passes=1 if spec.algorithm == "minibatch" else 0,
-            lloyd_passes=10 if spec.max_iter is None else spec.max_iter,
+            reader, start, sample=sample_rows,
+            minibatch_passes=1 if spec.algorithm == "minibatch" else 0,
+            max_iter=10 if spec.max_iter is None else spec.max_iter,
             random_state=int(seeds[2]), progress=progress, observe=tally)
         timings["seconds_per_pass"] = float(np.median(seconds))
     else:
@@ -331,15 +333,16 @@ def _dask_passes(source, to_rows, start, client, tally, max_iter):
     from dask import delayed
 
     from .datasets import FolderSource
-    from .engine.dask_engine import _Runner, fit_dask
+    from .engine.dask import DaskKMeans, _Runner
 
     if isinstance(source, FolderSource) and source.skips_bad:
         source = _without_bad(source, client)
     images = source.to_dask(READ_SIZE)
     rows = images.map_blocks(_block_rows, to_rows, dtype=start.dtype, drop_axis=list(
         range(2, images.ndim)), chunks=(images.chunks[0], (start.shape[1],)))
-    centers, inertia, n_iter = fit_dask(rows, len(start), init=start, max_iter=max_iter,
-                                        client=client)
+    kmeans = DaskKMeans(len(start), init=start, n_init=1, max_iter=max_iter,
+                        client=client).fit(rows)
+    centers, inertia, n_iter = kmeans.cluster_centers_, kmeans.inertia_, kmeans.n_iter_
     runner = _Runner(client, 600.0, 2)
     labels = source.labels
     parts = []
@@ -365,7 +368,7 @@ def _bounds(chunks):
 def _tally_block(block, labels, to_rows, centers, tally):
     """One chunk's tally, on a worker: nearest centroids of its rows, votes and pixel sums."""
     from .datasets import Batch
-    from .engine.dask_engine import _chunk_labels
+    from .engine.dask import _chunk_labels
 
     rows = to_rows(block)
     return tally().add(Batch(0, block, labels), _chunk_labels(rows, centers))

@@ -48,11 +48,11 @@ def _inertia(rows, centers):
 def test_lloyd_passes_reach_the_in_memory_fit(rows):
     start = rows[:20].copy()
     centers, inertia, n_iter, history, seconds, _ = stream_kmeans(
-        Blocks(rows, 512), start, minibatch_passes=1, lloyd_passes=30, random_state=0)
+        Blocks(rows, 512), start, minibatch_passes=1, max_iter=30, random_state=0)
     memory = KMeans(20, random_state=0).fit(rows)
     assert inertia <= 1.01 * memory.inertia_
     assert inertia == pytest.approx(_inertia(rows, centers), rel=1e-5)
-    assert len(history) == len(seconds) == n_iter + 1
+    assert len(history) == len(seconds) == n_iter
     assert all(b <= a * (1 + 1e-9) for a, b in zip(history, history[1:], strict=False))
 
 
@@ -60,7 +60,7 @@ def test_same_start_same_centres_as_in_memory_lloyd(rows):
     """Exact Lloyd passes from the same start are Lloyd: the in-memory engine's fixed point."""
     # One start in each blob: a single basin, which every Lloyd variant must end in.
     start = _one_per_blob(rows)
-    streamed, *_ = stream_kmeans(Blocks(rows, 333), start, minibatch_passes=0, lloyd_passes=300,
+    streamed, *_ = stream_kmeans(Blocks(rows, 333), start, minibatch_passes=0, max_iter=300,
                                  tol=0.0)
     memory = KMeans(8, init=start, n_init=1, max_iter=300, tol=0.0).fit(rows)
     np.testing.assert_allclose(streamed, _matched(streamed, memory.cluster_centers_), atol=1e-5)
@@ -75,7 +75,7 @@ def test_observer_sees_every_row_of_the_last_pass(rows):
             self.n += len(clusters)
             self.clusters.append(clusters)
 
-    centers, *_, seen = stream_kmeans(Blocks(rows, 700), rows[:5].copy(), lloyd_passes=2,
+    centers, *_, seen = stream_kmeans(Blocks(rows, 700), rows[:5].copy(), max_iter=2,
                                            random_state=0, observe=Count)
     assert seen.n == len(rows)
     expected = ((rows[:, None] - centers[None]) ** 2).sum(-1).argmin(axis=1)
@@ -85,7 +85,7 @@ def test_observer_sees_every_row_of_the_last_pass(rows):
 def test_bad_parameters(rows):
     with pytest.raises(KMIError, match="n_samples=10 should be >= n_clusters=20"):
         stream_kmeans(Blocks(rows[:10], 5), rows[:20])
-    with pytest.raises(KMIError, match="lloyd_passes"):
-        stream_kmeans(Blocks(rows, 100), rows[:3], lloyd_passes=-1)
+    with pytest.raises(KMIError, match="max_iter"):
+        stream_kmeans(Blocks(rows, 100), rows[:3], max_iter=0)
     with pytest.raises(KMIError, match="tol"):
         stream_kmeans(Blocks(rows, 100), rows[:3], tol=-1.0)

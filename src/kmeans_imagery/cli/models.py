@@ -69,7 +69,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     console.print(f"fitting K={n_clusters} on {source.display_name}: {source.n_images} images of "
                   f"{'x'.join(map(str, source.image_shape))} ({mode})")
     if dask_address:
-        from ..engine.dask_engine import connect
+        from ..engine.dask import connect
 
         with connect(dask_address) as client:
             result = fit_source(source, spec, mode=mode, client=client, test=test)

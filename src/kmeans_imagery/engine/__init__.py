@@ -5,11 +5,25 @@ clusters and a seed, returns an unfitted scikit-learn style estimator with ``fit
 ``transform`` and, once fitted, ``cluster_centers_``, ``labels_``, ``inertia_`` and ``n_iter_``.
 Fits of the project's own engine inside :func:`sharing` reuse what they compute alike on the
 same rows (the pipeline wraps its sweeps in it).
+
+:class:`~.dask.DaskKMeans` fits a dask array with the same strategy, its passes on the workers.
+It is registered here (:mod:`._backends`), loaded on first use, so that the in-memory ``KMeans``
+hands it dask arrays without importing it (``dask.py`` imports ``kmeans.py``, never the reverse).
 """
 
 from ..errors import KMIError
+from . import _backends
 
 __all__ = ["ALGORITHMS", "DEFAULT_ENGINE", "ENGINES", "make_kmeans", "sharing"]
+
+
+def _load_dask_backend():
+    from .dask import DaskKMeans, predict_dask
+
+    return _backends.Backend(DaskKMeans, predict_dask)
+
+
+_backends.register("dask", _load_dask_backend)
 
 ALGORITHMS = ("minibatch", "full")
 
@@ -46,7 +60,6 @@ def _dask_engine(algorithm, n_clusters, random_state, **params):
 
     if algorithm != "full":
         raise KMIError("the dask engine runs full Lloyd passes: use it with --algorithm full")
-    params.pop("n_init", None)  # one run: each dask pass reads the whole data set
     return KMeans(n_clusters=n_clusters, random_state=random_state, engine="dask", **params)
 
 

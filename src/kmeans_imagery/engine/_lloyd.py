@@ -12,15 +12,13 @@ centroid sums are updated from the rows that changed cluster instead of being re
 import numpy as np
 
 from ._kernels import Centers, assign, label_delta_sums, sq_dist_to_assigned
+from ._passes import RELAX, block_stats, lloyd_passes, reseed_empty
 
-__all__ = ["RELAX", "dense_lloyd", "lloyd"]
+__all__ = ["dense_lloyd", "lloyd"]
 
 # Relative slack on the skip test so that float32 rounding in the bounds never skips a row whose
 # nearest centroid is within rounding of another one.
 _SLACK = 1e-5
-
-#: Default over-relaxation factor of :func:`lloyd` (measured on MNIST, K = 10..256).
-RELAX = 1.8
 
 
 def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
@@ -101,9 +99,9 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     """Over-relaxed Lloyd iterations that assign every row at every iteration.
 
     On narrow rows (a few dozen principal components) one pass is a cheap GEMM and the
-    bookkeeping of Hamerly's bounds costs more than it saves, so this variant keeps none. Steps
-    and stopping follow :func:`lloyd`, plus a stop on a small relative drop of the inertia.
-    A cluster left empty is re-seeded on the row farthest from its centroid.
+    bookkeeping of Hamerly's bounds costs more than it saves, so this variant keeps none: it is
+    the engine's one loop, :func:`._passes.lloyd_passes`, over all rows held in memory (steps,
+    stopping rule and re-seeding of empty clusters as documented there).
 
     Parameters
     ----------
@@ -129,24 +127,13 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     n_iter : int
         Passes over the rows.
     """
-    labels, inertia = None, np.inf
-    for n_iter in range(1, max_iter + 1):
-        res = assign(workers, X, x_sq, Centers(centers), sums=True)
-        means = centers.copy()
-        filled = res["counts"] > 0
-        means[filled] = res["sums"][filled] / res["counts"][filled, None]
-        if not filled.all() and res["d1"].max() > 0:
-            far = np.argsort(-res["d1"], kind="stable")[: int((~filled).sum())]
-            means[~filled] = X[far]
-        changed = labels is None or bool((res["labels"] != labels).any())
-        labels, previous, inertia = res["labels"], inertia, float(res["d1"].sum(dtype=np.float64))
-        step = float(((means - centers).astype(np.float64) ** 2).sum())
-        factor = relax if changed and n_iter > 2 else 1.0
-        small_gain = rel_tol > 0 and previous - inertia < rel_tol * inertia
-        if (not changed and factor == 1.0) or step <= tol or small_gain:
-            break
-        centers = means if factor == 1.0 else (centers + factor * (means - centers)).astype(centers.dtype)
-    return means, labels, inertia, n_iter
+
+    def full_pass(c):
+        return block_stats(workers, X, c, x_sq=x_sq, exact=False, labels=True)
+
+    means, stats, _, n_iter = lloyd_passes(full_pass, centers, max_iter=max_iter, tol=tol,
+                                           rel_tol=rel_tol, relax=relax)
+    return means, stats["labels"], stats["inertia"], n_iter
 
 
 def _full_pass(workers, X, x_sq, cur):
@@ -216,23 +203,15 @@ def _reassign(workers, X, x_sq, cur, cand, labels, upper, lower):
 
 
 def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower):
-    """Re-seed empty clusters on the rows farthest from their centroids (as scikit-learn does).
+    """Re-seed empty clusters on the rows farthest from their centroids (:func:`._passes.reseed_empty`).
 
     Each such row leaves its cluster's sums and becomes the only member of an empty cluster; its
-    bounds are reset so that the next step reassigns it. When every row sits on its centroid
-    (more clusters than distinct rows) the empty clusters keep their previous centroids.
+    bounds are reset so that the next step reassigns it.
     """
-    empty = np.flatnonzero(counts == 0)
     dist = sq_dist_to_assigned(workers, X, x_sq, cur, labels)
-    if dist.max() <= 0:
-        return
-    far = np.argsort(-dist, kind="stable")[: len(empty)]
-    for j, i in zip(empty, far, strict=False):
-        old = labels[i]
-        sums[old] -= X[i]
-        counts[old] -= 1
-        sums[j] = X[i]
-        counts[j] = 1
-        labels[i] = j
-        upper[i] = np.inf
-        lower[i] = 0
+    far = np.argsort(-dist, kind="stable")[: int((counts == 0).sum())]
+    for j, i in reseed_empty(sums, counts, X[far], dist[far], labels[far]):
+        row = far[i]
+        labels[row] = j
+        upper[row] = np.inf
+        lower[row] = 0

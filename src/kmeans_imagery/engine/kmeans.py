@@ -32,6 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import KMIError
+from . import _backends
 from ._init import kmeans_plusplus
 from ._kernels import Centers, Workers, assign, blas_threads, cluster_means, row_sq_norms
 from ._lloyd import dense_lloyd, lloyd
@@ -207,10 +208,8 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,), int32; a lazy dask array for dask input
         """
         if _is_dask(X):
-            from .dask_engine import predict_dask
-
             check_is_fitted(self)
-            return predict_dask(X, self.cluster_centers_)
+            return _backends.get("dask").predict(X, self.cluster_centers_)
         X = self._check_test_data(X)
         with Workers(blas_threads()) as workers:
             return assign(workers, X, row_sq_norms(X), Centers(self.cluster_centers_))["labels"]
@@ -341,7 +340,7 @@ default='k-means++'
     engine : {None, "numpy", "dask"}, default=None
         Where the passes run: "numpy" in this process, "dask" as per-chunk partial sums on a
         dask scheduler (the default ``distributed`` client when there is one; see
-        :func:`kmeans_imagery.engine.dask_engine.fit_dask`). None picks "dask" for a dask array
+        :class:`kmeans_imagery.engine.dask.DaskKMeans`). None picks "dask" for a dask array
         and "numpy" otherwise.
 
     Attributes
@@ -424,21 +423,13 @@ default='k-means++'
         return self
 
     def _fit_dask(self, X):
-        import dask.array as da
-
-        from .dask_engine import fit_dask, predict_dask
-
-        if not _is_dask(X):
-            X = self._check_fit_data(X)
-            X = da.from_array(X, chunks=(min(8192, len(X)), X.shape[1]))
-        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        centers, inertia, n_iter = fit_dask(
-            X, self.n_clusters, init=init, max_iter=self.max_iter, tol=self.tol, random_state=seed
-        )
-        self.cluster_centers_, self.inertia_, self.n_iter_ = centers, inertia, n_iter
-        self.n_features_in_ = centers.shape[1]
-        self.labels_ = predict_dask(X, centers)
+        """Fit on Dask by :class:`~kmeans_imagery.engine.dask.DaskKMeans`, the same strategy."""
+        model = _backends.get("dask").estimator(
+            self.n_clusters, init=self.init, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+            random_state=self.random_state,
+        ).fit(X)
+        self.cluster_centers_, self.labels_ = model.cluster_centers_, model.labels_
+        self.inertia_, self.n_iter_, self.n_features_in_ = model.inertia_, model.n_iter_, model.n_features_in_
         return self
 
     def _subspace_fit(self, workers, X, x_sq, space, rng, tol):

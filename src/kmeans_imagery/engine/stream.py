@@ -6,10 +6,12 @@ k-means++ search and subspace path, on a sample) and a reader of row blocks, the
 1. **Mini-batch passes.** :class:`~kmeans_imagery.engine.kmeans.MiniBatchKMeans` is fed the
    blocks by ``partial_fit``, ``batch_size`` rows at a time, in the reader's shuffled order (so
    that sorted data, class folders say, does not drag the centroids class by class).
-2. **Exact Lloyd passes.** Each pass assigns every row with the project's fused kernel and adds
-   up per-cluster sums and counts; the centroids then move to the means. The stopping rule is the
-   engine's (see :func:`stop_gain`); the last pass (also run when there are no Lloyd passes) gives
-   the exact inertia of the returned centroids.
+2. **Exact Lloyd passes.** The engine's one Lloyd loop (:func:`._passes.lloyd_passes`), each
+   pass the merged :func:`._passes.block_stats` of every block, with the engine's stopping rule
+   (:ref:`stopping-rule`; the rows' variance that scales ``tol`` is estimated on the starting
+   sample) and, like the in-memory engine over all rows, a pass gaining under 0.005% of the
+   inertia ends the fit. The returned centroids are those the last pass assigned every row to,
+   so the inertia is exact for them.
 
 The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
 ``(rows, batch)`` pairs: float rows and whatever the caller wants to see again in ``observe``)
@@ -25,9 +27,9 @@ from sklearn.utils import check_random_state
 
 from ..errors import KMIError
 from ..progress import open_progress
-from ._kernels import Workers, blas_threads
-from .dask_engine import chunk_stats, merge_stats, update_centers
-from .kmeans import MiniBatchKMeans
+from ._kernels import Workers, blas_threads, row_sq_norms
+from ._passes import abs_tol, block_stats, lloyd_passes, merge_stats
+from .kmeans import _REL_TOL, MiniBatchKMeans
 
 __all__ = ["StreamResult", "stream_kmeans"]
 
@@ -41,9 +43,9 @@ class StreamResult(NamedTuple):
     inertia : float
         Exact sum of squared distances of all rows to their nearest centroid in ``centers``.
     n_iter : int
-        Lloyd updates of the centroids (each a full pass).
+        Exact passes run.
     history : list of float
-        Exact inertia after the mini-batch passes and after each Lloyd pass.
+        Exact inertia of each pass.
     pass_seconds : list of float
         Wall time of each exact pass.
     observed : object or None
@@ -58,7 +60,7 @@ class StreamResult(NamedTuple):
     observed: object
 
 
-def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_size=4096,
+def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10, batch_size=4096,
                   tol=1e-4, random_state=None, progress=None, observe=None):
     """Fit K-means by passes over a block reader, holding one block at a time.
 
@@ -68,15 +70,18 @@ def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_s
         ``n_rows``, ``blocks()`` and ``shuffled(batch_size, rng)`` (see the module's docstring).
     start : ndarray of shape (n_clusters, n_features)
         Starting centroids.
+    sample : ndarray of shape (m, n_features) or None
+        Rows drawn from the reader (those ``start`` was fitted on), to estimate the variance that
+        scales ``tol``; None: ``tol`` is absolute.
     minibatch_passes : int, default=1
         Passes of mini-batch steps over all rows (0: go straight to Lloyd).
-    lloyd_passes : int, default=10
+    max_iter : int, default=10
         Most exact Lloyd passes after the mini-batch passes.
     batch_size : int, default=4096
         Rows per mini-batch step.
     tol : float, default=1e-4
-        Stop the Lloyd passes when one lowers the inertia by less than ``tol`` times the
-        inertia. 0 runs all ``lloyd_passes``.
+        The engine's :ref:`stopping rule <stopping-rule>`; 0 runs to a fixed point or
+        ``max_iter`` passes.
     random_state : int, RandomState or None
         Seed of the mini-batch steps and the block order.
     progress : callable or None
@@ -90,7 +95,7 @@ def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_s
     -------
     StreamResult
     """
-    _check_params(reader, len(start), minibatch_passes, lloyd_passes, batch_size, tol)
+    _check_params(reader, len(start), minibatch_passes, max_iter, batch_size, tol)
     rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     centers = np.asarray(start)
     n_clusters = len(centers)
@@ -105,37 +110,33 @@ def stream_kmeans(reader, start, *, minibatch_passes=1, lloyd_passes=10, batch_s
                         mbk.partial_fit(rows)
                     bar.advance(len(rows))
         centers = mbk.cluster_centers_.astype(centers.dtype, copy=False)
-    history, seconds = [], []
-    n_iter = 0
+    history, seconds, last = [], [], {}
+    threshold = tol
+    if sample is not None and tol:
+        threshold = abs_tol(tol, float(row_sq_norms(sample).sum(dtype=np.float64)),
+                            sample.sum(axis=0, dtype=np.float64), len(sample))
 
-    def full_pass(centers, what):
+    def full_pass(centers):
         started = time.perf_counter()
-        done = _full_pass(workers, reader, centers, progress, what, observe)
+        stats, last["seen"] = _full_pass(workers, reader, centers, progress,
+                                         f"exact pass {len(history) + 1}", observe)
         seconds.append(time.perf_counter() - started)
-        return done
+        history.append(stats["inertia"])
+        return stats
 
     with Workers(blas_threads()) as workers:
-        stats, seen = full_pass(centers, "exact pass 1")
-        history.append(stats["inertia"])
-        while n_iter < lloyd_passes:
-            new = update_centers(centers, stats)
-            new_stats, new_seen = full_pass(new, f"exact pass {n_iter + 2}")
-            n_iter += 1
-            gain = stats["inertia"] - new_stats["inertia"]
-            centers, stats, seen = new, new_stats, new_seen
-            history.append(stats["inertia"])
-            if gain < tol * stats["inertia"]:
-                break
-    return StreamResult(centers, float(stats["inertia"]), n_iter, history, seconds, seen)
+        _, stats, assigned, n_iter = lloyd_passes(full_pass, centers, max_iter=max_iter,
+                                                  tol=threshold, rel_tol=_REL_TOL if tol else 0.0)
+    return StreamResult(assigned, float(stats["inertia"]), n_iter, history, seconds, last["seen"])
 
 
-def _check_params(reader, n_clusters, minibatch_passes, lloyd_passes, batch_size, tol):
+def _check_params(reader, n_clusters, minibatch_passes, max_iter, batch_size, tol):
     def whole(name, value, low):
         if not isinstance(value, Integral) or value < low:
             raise KMIError(f"{name} must be an integer >= {low}, got {value!r}.")
 
     whole("minibatch_passes", minibatch_passes, 0)
-    whole("lloyd_passes", lloyd_passes, 0)
+    whole("max_iter", max_iter, 1)
     whole("batch_size", batch_size, 1)
     if not isinstance(tol, Real) or tol < 0:
         raise KMIError(f"tol must be a number >= 0, got {tol!r}.")
@@ -149,7 +150,7 @@ def _full_pass(workers, reader, centers, progress, what, observe):
     seen = None if observe is None else observe()
     with open_progress(progress, reader.n_rows, what) as bar:
         for rows, batch in reader.blocks():
-            stats = chunk_stats(workers, rows, centers, labels=seen is not None)
+            stats = block_stats(workers, rows, centers, labels=seen is not None)
             if seen is not None:
                 seen.add(batch, stats.pop("labels"))
             total = stats if total is None else merge_stats(total, stats)
