@@ -107,18 +107,7 @@ def cluster_sums(rows, clusters, n_clusters):
 
 
 def cluster_means(rows, clusters, n_clusters):
-    """Mean row of each cluster (zeros for an empty cluster).
-
-    Parameters
-    ----------
-    rows : ndarray of shape (n_samples, n_features)
-    clusters : ndarray of shape (n_samples,)
-    n_clusters : int
-
-    Returns
-    -------
-    means : ndarray of shape (n_clusters, n_features), float32
-    """
+    """Mean row of each cluster (zeros for an empty cluster), float32; as :func:`cluster_sums`."""
     counts = np.bincount(clusters, minlength=n_clusters).astype(np.float32)
     return cluster_sums(rows, clusters, n_clusters) / np.maximum(counts, 1)[:, None]
 

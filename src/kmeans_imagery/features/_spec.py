@@ -1,18 +1,8 @@
 """The feature spec language and its presets (pure Python: the CLI reads them without numpy).
 
-A pipeline is written as a *spec*, a short string:
-
-- ``+`` chains steps: ``"deskew+hog"`` deskews the images, then takes HOG descriptors of them;
-- ``|`` puts pipelines side by side and concatenates their outputs: ``"deskew+l2|deskew+hog"``;
-- parentheses group: ``"deskew+(l2|hog)"`` is the same as the line above, deskewing once;
-- ``name:value`` sets a step's main parameter: ``"hog:4"`` (4x4-pixel cells), ``"pca:50"``,
-  ``"umap:10"``; ``"pca:50:whiten"`` whitens.
-
-A spec that is only a preset name (see :data:`FEATURE_PRESETS`) expands to that preset: ``"umap"``
-alone means ``"deskew+pca:50+umap:10"``, while the ``umap`` inside ``"pca:50+umap"`` is the single
-step. Steps that need images (``deskew``, ``hog``) must come before any step that leaves pixel space
-(``hog``, ``pca``, ``umap``, a concatenation).
-
+The grammar is described in :mod:`kmeans_imagery.features`: ``+`` chains steps, ``|`` puts
+pipelines side by side, parentheses group, ``name:value`` sets a step's main parameter, and a
+spec that is only a preset name expands to that preset.
 """
 
 import re
