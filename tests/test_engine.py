@@ -22,8 +22,17 @@ def _blobs(n=600, k=5, d=8, seed=0, dtype=np.float32):
     return X.astype(dtype)
 
 
+#: As scikit-learn declares for its own KMeans and MiniBatchKMeans: the random draws of the
+#: seeding see a row of weight 2 once, its repeat twice.
+_WEIGHT_XFAIL = "sample_weight is not equivalent to removing/repeating samples."
+
+
 @parametrize_with_checks(
-    [KMeans(n_clusters=3, random_state=0), MiniBatchKMeans(n_clusters=3, random_state=0)]
+    [KMeans(n_clusters=3, random_state=0), MiniBatchKMeans(n_clusters=3, random_state=0)],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHT_XFAIL,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHT_XFAIL,
+    },
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -154,7 +163,7 @@ def test_more_clusters_than_rows_is_a_clear_error(Est):
         ({"tol": -1.0}, "tol"),
         ({"n_init": 0}, "n_init"),
         ({"init": "bogus"}, "init"),
-        ({"init": np.zeros((2, 3))}, "init has shape"),
+        ({"init": np.zeros((2, 3))}, "shape of the initial centers"),
     ],
 )
 def test_bad_parameters(params, match):
@@ -197,7 +206,8 @@ def test_n_init_keeps_the_best_run():
 def test_callable_init():
     X = _blobs()
 
-    def first_rows(X, n_clusters, seed):
+    def first_rows(X, n_clusters, random_state):
+        assert isinstance(random_state, np.random.RandomState)  # as scikit-learn calls it
         return X[:n_clusters]
 
     est = KMeans(5, init=first_rows, tol=0).fit(X)
@@ -403,7 +413,7 @@ def test_every_init_works_on_the_subspace_path(Est, init):
     if init == "array":
         params["init"] = X[:12].copy()
     elif init == "callable":
-        params["init"] = lambda X, k, seed: X[np.random.default_rng(seed).choice(len(X), k, replace=False)]
+        params["init"] = lambda X, k, random_state: X[random_state.choice(len(X), k, replace=False)]
     elif init == "n_init":
         params["n_init"] = 2
     else:

@@ -11,7 +11,7 @@ centroid sums are updated from the rows that changed cluster instead of being re
 
 import numpy as np
 
-from ._kernels import Centers, assign, label_delta_sums, sq_dist_to_assigned
+from ._kernels import Centers, assign, dense_rows, label_delta_sums, sq_dist_to_assigned
 
 __all__ = ["RELAX", "dense_lloyd", "lloyd"]
 
@@ -23,7 +23,7 @@ _SLACK = 1e-5
 RELAX = 1.8
 
 
-def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
+def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX, sample_weight=None, verbose=False):
     """Run over-relaxed Lloyd iterations from ``centers``.
 
     Each iteration moves the centroids ``relax`` times the way to the means of their clusters
@@ -35,7 +35,8 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
 
     Stops when the labels no longer change after a plain step (strict convergence), when the
     squared distance from the centroids to the means of their clusters, summed over clusters,
-    is at most ``tol``, or after ``max_iter`` iterations.
+    is at most ``tol``, or after ``max_iter`` iterations. Iterations are counted as scikit-learn
+    counts them: the pass that finds the labels unchanged is one.
 
     Parameters
     ----------
@@ -50,29 +51,41 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
         Absolute threshold on the summed squared Lloyd step.
     relax : float
         Over-relaxation factor, in [1, 2).
+    sample_weight : ndarray of shape (n_samples,) or None
+        Row weights: the centroids move towards weighted means.
+    verbose : bool
+        Print the inertia of each iteration and why the iterations stopped (as scikit-learn).
 
     Returns
     -------
     centers : ndarray of shape (n_clusters, n_features)
         After the last iteration, or the means of the clusters when ``tol`` stopped it.
     n_iter : int
-        Iterations run (each one an update of the centroids).
+        Iterations run (each one an update of the centroids), plus the pass that found the
+        labels unchanged, at most ``max_iter``.
     """
     n_clusters = centers.shape[0]
     cur = Centers(centers)
-    state = _full_pass(workers, X, x_sq, cur)
+    state = _full_pass(workers, X, x_sq, cur, sample_weight)
     labels, upper, lower, sums, counts = state
     n_iter = 0
     changed = True
     while n_iter < max_iter:
         n_iter += 1
         if not counts.all():
-            _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower)
+            _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower, sample_weight)
+        if verbose:
+            d = sq_dist_to_assigned(workers, X, x_sq, cur, labels)
+            inertia = d.sum(dtype=np.float64) if sample_weight is None else d @ sample_weight
+            print(f"Iteration {n_iter - 1}, inertia {inertia}.")
         means = cur.centers.copy()
         filled = counts > 0
         means[filled] = sums[filled] / counts[filled, None]
         step = (means - cur.centers).astype(np.float64)
-        if (step**2).sum() <= tol:
+        shift = (step**2).sum()
+        if shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {n_iter - 1}: center shift {shift} within tolerance {tol}.")
             cur = Centers(means)
             break
         factor = relax if changed and n_iter > 2 else 1.0
@@ -82,22 +95,25 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
         rows = _candidates(cur, shift, labels, upper, lower)
         if rows is not None and 2 * len(rows) > X.shape[0]:
             old = labels
-            labels, upper, lower, sums, counts = _full_pass(workers, X, x_sq, cur)
+            labels, upper, lower, sums, counts = _full_pass(workers, X, x_sq, cur, sample_weight)
             changed = bool((labels != old).any())
         else:
             moved = _reassign(workers, X, x_sq, cur, rows, labels, upper, lower)
             changed = moved is not None
             if changed:
                 rows, old = moved
-                sums += label_delta_sums(X, rows, old, labels[rows], n_clusters)
-                np.add.at(counts, old, -1)
-                np.add.at(counts, labels[rows], 1)
+                sums += label_delta_sums(X, rows, old, labels[rows], n_clusters, sample_weight)
+                w = -1 if sample_weight is None else -sample_weight[rows]
+                np.add.at(counts, old, w)
+                np.add.at(counts, labels[rows], -w)
         if not changed and factor == 1.0:
-            break
+            if verbose:
+                print(f"Converged at iteration {n_iter}: strict convergence.")
+            return cur.centers, min(n_iter + 1, max_iter)
     return cur.centers, n_iter
 
 
-def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=RELAX):
+def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=RELAX, sample_weight=None):
     """Over-relaxed Lloyd iterations that assign every row at every iteration.
 
     On narrow rows (a few dozen principal components) one pass is a cheap GEMM and the
@@ -117,6 +133,8 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     rel_tol : float
         Stop once an iteration lowers the inertia by less than this fraction of it; 0 never.
     relax : float
+    sample_weight : ndarray of shape (n_samples,) or None
+        Row weights: weighted means, weighted inertia.
 
     Returns
     -------
@@ -125,21 +143,23 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     labels : ndarray of shape (n_samples,), int32
         The last partition: nearest centroid of each row before the last step.
     inertia : float
-        Inertia of that partition against the centroids it was assigned to.
+        (Weighted) inertia of that partition against the centroids it was assigned to.
     n_iter : int
         Passes over the rows.
     """
     labels, inertia = None, np.inf
     for n_iter in range(1, max_iter + 1):
-        res = assign(workers, X, x_sq, Centers(centers), sums=True)
+        res = assign(workers, X, x_sq, Centers(centers), sums=True, sample_weight=sample_weight)
         means = centers.copy()
         filled = res["counts"] > 0
         means[filled] = res["sums"][filled] / res["counts"][filled, None]
         if not filled.all() and res["d1"].max() > 0:
             far = np.argsort(-res["d1"], kind="stable")[: int((~filled).sum())]
-            means[~filled] = X[far]
+            means[~filled] = dense_rows(X, far)
         changed = labels is None or bool((res["labels"] != labels).any())
-        labels, previous, inertia = res["labels"], inertia, float(res["d1"].sum(dtype=np.float64))
+        d1 = res["d1"]
+        total = d1.sum(dtype=np.float64) if sample_weight is None else d1 @ sample_weight.astype(np.float64)
+        labels, previous, inertia = res["labels"], inertia, float(total)
         step = float(((means - centers).astype(np.float64) ** 2).sum())
         factor = relax if changed and n_iter > 2 else 1.0
         small_gain = rel_tol > 0 and previous - inertia < rel_tol * inertia
@@ -149,10 +169,10 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     return means, labels, inertia, n_iter
 
 
-def _full_pass(workers, X, x_sq, cur):
-    """Labels, Hamerly bounds, per-cluster sums and counts from one pass over all rows."""
+def _full_pass(workers, X, x_sq, cur, sample_weight=None):
+    """Labels, Hamerly bounds, per-cluster (weighted) sums and counts from one pass over all rows."""
     n_clusters = cur.centers.shape[0]
-    res = assign(workers, X, x_sq, cur, second=n_clusters > 1, sums=True)
+    res = assign(workers, X, x_sq, cur, second=n_clusters > 1, sums=True, sample_weight=sample_weight)
     upper = np.sqrt(res["d1"])
     lower = np.sqrt(res["d2"]) if n_clusters > 1 else np.full_like(upper, np.inf)
     return res["labels"], upper, lower, res["sums"], res["counts"]
@@ -215,7 +235,7 @@ def _reassign(workers, X, x_sq, cur, cand, labels, upper, lower):
     return rows, old
 
 
-def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower):
+def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower, sample_weight=None):
     """Re-seed empty clusters on the rows farthest from their centroids (as scikit-learn does).
 
     Each such row leaves its cluster's sums and becomes the only member of an empty cluster; its
@@ -229,10 +249,12 @@ def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower):
     far = np.argsort(-dist, kind="stable")[: len(empty)]
     for j, i in zip(empty, far, strict=False):
         old = labels[i]
-        sums[old] -= X[i]
-        counts[old] -= 1
-        sums[j] = X[i]
-        counts[j] = 1
+        w = 1 if sample_weight is None else sample_weight[i]
+        row = w * dense_rows(X, [i])[0]
+        sums[old] -= row
+        counts[old] -= w
+        sums[j] = row
+        counts[j] = w
         labels[i] = j
         upper[i] = np.inf
         lower[i] = 0
