@@ -39,9 +39,12 @@ def kmeans_plusplus(X, x_sq, n_clusters, rng, n_local_trials=None, sample_weight
     w = None if sample_weight is None else sample_weight.astype(np.float64)
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
+    # Sparse rows: the transpose once, as CSR, so each candidates-times-rows product only walks
+    # the columns the candidates touch.
+    XT = X.T.tocsr() if sp.issparse(X) else X.T
     chosen = np.empty(n_clusters, dtype=np.intp)
     chosen[0] = rng.integers(n) if w is None else draw_weighted(np.cumsum(w), rng.random(1))[0]
-    closest = _sq_dist_to(X, x_sq, chosen[:1])[0]
+    closest = _sq_dist_to(X, XT, x_sq, chosen[:1])[0]
     potential = closest.sum(dtype=np.float64) if w is None else closest @ w
     for c in range(1, n_clusters):
         if potential <= 0:  # every row already coincides with a centroid: any row will do
@@ -49,7 +52,7 @@ def kmeans_plusplus(X, x_sq, n_clusters, rng, n_local_trials=None, sample_weight
             continue
         cumulative = np.cumsum(closest, dtype=np.float64) if w is None else np.cumsum(closest * w)
         cand = draw_weighted(cumulative, rng.random(n_local_trials))
-        dist = _sq_dist_to(X, x_sq, cand)
+        dist = _sq_dist_to(X, XT, x_sq, cand)
         np.minimum(dist, closest, out=dist)
         pots = dist.sum(axis=1, dtype=np.float64) if w is None else dist @ w
         best = int(np.argmin(pots))
@@ -65,13 +68,14 @@ def draw_weighted(cumulative, uniform):
     return np.minimum(np.searchsorted(cumulative, uniform * cumulative[-1]), len(cumulative) - 1)
 
 
-def _sq_dist_to(X, x_sq, idx):
-    """Squared distances of the rows ``X[idx]`` to all rows of ``X``: shape (len(idx), n_samples).
+def _sq_dist_to(X, XT, x_sq, idx):
+    """Squared distances of the rows ``X[idx]`` to all rows of ``X`` (``XT`` is its transpose):
+    shape (len(idx), n_samples).
 
     One GEMM with the candidates as rows, so that each candidate's distances are contiguous: the
     seeding sample is small, and one call beats blocks on the thread pool here.
     """
-    D = (-2.0 * X[idx]) @ X.T
+    D = (-2.0 * X[idx]) @ XT
     if sp.issparse(D):
         D = D.toarray()
     D += x_sq

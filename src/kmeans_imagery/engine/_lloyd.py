@@ -10,6 +10,7 @@ centroid sums are updated from the rows that changed cluster instead of being re
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._kernels import Centers, assign, dense_rows, label_delta_sums, sq_dist_to_assigned
 
@@ -18,6 +19,10 @@ __all__ = ["RELAX", "dense_lloyd", "lloyd"]
 # Relative slack on the skip test so that float32 rounding in the bounds never skips a row whose
 # nearest centroid is within rounding of another one.
 _SLACK = 1e-5
+
+#: Sparse rows use the centroid gaps in the bounds when a pass costs at least this many times
+#: more than computing the gaps (``nnz * K`` against ``K**2 * n_features``).
+_GAP_COST = 8
 
 #: Default over-relaxation factor of :func:`lloyd` (measured on MNIST, K = 10..256).
 RELAX = 1.8
@@ -65,6 +70,9 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX, sample_weigh
         labels unchanged, at most ``max_iter``.
     """
     n_clusters = centers.shape[0]
+    # The centroid gaps cost n_clusters**2 * n_features a step: on sparse rows that can be more
+    # than a pass, and the bounds do without them there.
+    gap = not sp.issparse(X) or _GAP_COST * n_clusters * X.shape[1] <= X.nnz
     cur = Centers(centers)
     state = _full_pass(workers, X, x_sq, cur, sample_weight)
     labels, upper, lower, sums, counts = state
@@ -92,7 +100,7 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX, sample_weigh
         new = means if factor == 1.0 else (cur.centers + factor * step).astype(cur.centers.dtype)
         shift = np.sqrt(((new - cur.centers).astype(np.float64) ** 2).sum(axis=1))
         cur = Centers(new)
-        rows = _candidates(cur, shift, labels, upper, lower)
+        rows = _candidates(cur, shift, labels, upper, lower, gap)
         if rows is not None and 2 * len(rows) > X.shape[0]:
             old = labels
             labels, upper, lower, sums, counts = _full_pass(workers, X, x_sq, cur, sample_weight)
@@ -178,10 +186,12 @@ def _full_pass(workers, X, x_sq, cur, sample_weight=None):
     return res["labels"], upper, lower, res["sums"], res["counts"]
 
 
-def _candidates(cur, shift, labels, upper, lower):
+def _candidates(cur, shift, labels, upper, lower, gap=True):
     """Widen the bounds by the centroid shifts; return the rows the bounds cannot settle.
 
-    Updates ``upper`` and ``lower`` in place; returns None when every row is settled.
+    With ``gap``, a row is also settled when its upper bound is under half the distance from its
+    centroid to the nearest other one. Updates ``upper`` and ``lower`` in place; returns None
+    when every row is settled.
     """
     n_clusters = len(shift)
     upper += shift[labels].astype(upper.dtype)
@@ -189,6 +199,7 @@ def _candidates(cur, shift, labels, upper, lower):
         top2 = np.argsort(shift)[-2:]
         far = np.where(labels == top2[1], shift[top2[0]], shift[top2[1]])
         lower -= far.astype(lower.dtype)
+    if n_clusters > 1 and gap:
         C = cur.centers.astype(np.float64)
         sq = (C**2).sum(axis=1)
         cc = sq[:, None] + sq[None, :] - 2 * C @ C.T

@@ -534,7 +534,9 @@ default='k-means++'
         weights, scale = _check_weights(sample_weight, X)
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self._n_init)
         n, k = X.shape[0], self.n_clusters
-        n_rows = min(n, _init_rows(k)) if isinstance(self.init, str) and self.init == "k-means++" else n
+        n_rows = n
+        if isinstance(self.init, str) and self.init == "k-means++" and not sp.issparse(X):
+            n_rows = min(n, _init_rows(k))
         best = None
         data = prepared(X)
         with Workers(blas_threads()) as workers:
