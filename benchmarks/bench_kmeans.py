@@ -11,10 +11,16 @@ with clusters named by the majority training label.
 ``--sweep`` times the tutorial's sweep the way ``kmi sweep`` runs it: ``pipeline.run_sweep`` over
 K = 10..256 (mini-batch, fits plus their scores), one child process per engine and seed.
 
+``--sparse`` clusters a generated TF-IDF-like CSR matrix instead (:func:`make_tfidf`; by default
+100,000 x 20,000 at 0.5 % density, K = 100): the project's KMeans against scikit-learn's KMeans
+(lloyd, n_init=1, converged), each fit in its own process as above, both scored by their exact
+inertia (float64) over all rows.
+
 Usage (from the repository root)::
 
     python benchmarks/bench_kmeans.py --out results.json            # K = 10, 64, 256; seeds 0-2
     python benchmarks/bench_kmeans.py --sweep --out sweep.json      # the tutorial's sweep
+    python benchmarks/bench_kmeans.py --sparse --out sparse.json    # TF-IDF-like rows, K = 100
 
 Peers: ``kmi-full`` and ``kmi-minibatch`` (this project, through ``make_kmeans``),
 ``sklearn-full`` (KMeans, lloyd, n_init=1, converged), ``sklearn-minibatch`` (the tutorial's
@@ -52,6 +58,41 @@ def load_mnist(data_dir):
         raise SystemExit(f"{exc} (use --data-dir)") from None
     X, X_test = flatten_scale(ds.train_images), flatten_scale(ds.test_images)
     return X, ds.train_labels.astype(np.int64), X_test, ds.test_labels.astype(np.int64)
+
+
+def make_tfidf(n_rows=100_000, n_terms=20_000, density=0.005, n_topics=100, seed=0):
+    """TF-IDF-like rows: each document draws its terms from one topic and a Zipf background.
+
+    Every row has ``1.6 * density * n_terms`` term draws (about ``density * n_terms`` distinct
+    terms): 60 % from its topic's 200 terms (drawn by a Zipf law within the topic), the rest
+    from all terms by a Zipf law over the vocabulary; the counts become
+    ``(1 + log count) * idf``, rows scaled to unit norm (scikit-learn's ``TfidfVectorizer``
+    defaults), float64 CSR.
+    """
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    per_row = int(round(1.6 * density * n_terms))
+    n_topic = int(0.6 * per_row)
+
+    def zipf_cdf(n):
+        p = 1.0 / np.arange(1, n + 1)
+        return np.cumsum(p / p.sum())
+
+    topic_terms = np.stack([rng.choice(n_terms, 200, replace=False) for _ in range(n_topics)])
+    topics = rng.integers(0, n_topics, n_rows)
+    within = np.searchsorted(zipf_cdf(200), rng.random((n_rows, n_topic)))
+    ranks = np.searchsorted(zipf_cdf(n_terms), rng.random((n_rows, per_row - n_topic)))
+    background = rng.permutation(n_terms)[np.minimum(ranks, n_terms - 1)]
+    cols = np.concatenate([topic_terms[topics[:, None], np.minimum(within, 199)], background], axis=1).ravel()
+    rows = np.repeat(np.arange(n_rows), per_row)
+    X = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(n_rows, n_terms))
+    X.sum_duplicates()
+    df = np.bincount(X.indices, minlength=n_terms)
+    X.data = (1 + np.log(X.data)) * (np.log((1 + n_rows) / (1 + df)) + 1)[X.indices]
+    norms = np.sqrt(np.add.reduceat(X.data**2, X.indptr[:-1]))
+    X.data /= np.repeat(norms, np.diff(X.indptr))
+    return X
 
 
 # -- one fit in a child process ----------------------------------------------------------------
@@ -99,10 +140,19 @@ def _reset_peak():
         pass
 
 
+def _load(path):
+    """An array saved by the parent: .npy dense, .npz a scipy sparse matrix."""
+    if path.endswith(".npz"):
+        import scipy.sparse as sp
+
+        return sp.load_npz(path)
+    return np.load(path)
+
+
 def _child(peer, n_clusters, seed, npy_path, queue):
     _import_peer(peer)
     after_imports = _status_mib("VmRSS")
-    X = np.load(npy_path)
+    X = _load(npy_path)
     before = _status_mib("VmRSS")
     _reset_peak()
     t0 = time.perf_counter()
@@ -267,12 +317,22 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--peers", default=None, help="comma-separated subset of the peers")
     parser.add_argument("--sweep", action="store_true", help="time the tutorial sweep, kmi vs sklearn")
+    parser.add_argument("--sparse", action="store_true", help="TF-IDF-like sparse rows instead of MNIST")
+    parser.add_argument("--sparse-shape", default="100000,20000", help="rows,terms of --sparse data")
+    parser.add_argument("--sparse-density", type=float, default=0.005)
+    parser.add_argument("--sparse-k", type=int, default=100)
     parser.add_argument("--out", default="results.json")
     args = parser.parse_args(argv)
 
-    X, y, X_test, y_test = load_mnist(args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    if args.sparse:
+        report = bench_sparse(args, seeds, command, write_json)
+        report.update({"command": command, "cpu_count": os.cpu_count()})
+        write_json(report, args.out)
+        print(f"\nwrote {args.out}")
+        return
+    X, y, X_test, y_test = load_mnist(args.data_dir)
     data_mib = X.nbytes / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -350,6 +410,70 @@ def bench_fits(args, seeds, npy, data, command, write_json):
             f"(limit {m['limit_mib']:.0f}): {'ok' if m['within'] else 'OVER'}"
         )
     return {"runs": runs, "summary": summary, "ratios": ratio_rows, "memory": memory}
+
+
+def sparse_inertia(X, centers, chunk=8192):
+    """Exact (float64) inertia of the CSR rows ``X`` against their nearest centroids."""
+    C = centers.astype(np.float64)
+    c_sq = (C**2).sum(axis=1)
+    total = 0.0
+    for s in range(0, X.shape[0], chunk):
+        Xb = X[s : s + chunk].astype(np.float64)
+        G = np.asarray(Xb @ C.T) * -2 + c_sq
+        total += float(G.min(axis=1).sum() + Xb.multiply(Xb).sum())
+    return total
+
+
+def bench_sparse(args, seeds, command, write_json):
+    """The project's KMeans against scikit-learn's on TF-IDF-like rows, one process per fit."""
+    import scipy.sparse as sp
+
+    n_rows, n_terms = (int(v) for v in args.sparse_shape.split(","))
+    k = args.sparse_k
+    t0 = time.perf_counter()
+    X = make_tfidf(n_rows, n_terms, args.sparse_density)
+    density = X.nnz / (n_rows * n_terms)
+    print(f"TF-IDF-like rows: {n_rows:,} x {n_terms:,}, {X.nnz:,} stored ({density:.3%}), "
+          f"{(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**20:.0f} MiB CSR; "
+          f"made in {time.perf_counter() - t0:.1f} s", flush=True)
+    peers = ["kmi-full", "sklearn-full"]
+    if args.peers:
+        peers = [p for p in peers if p in args.peers.split(",")]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "X.npz")
+        sp.save_npz(path, X, compressed=False)
+        for seed in seeds:
+            for peer in peers:
+                fit = run_fit(peer, k, seed, path)
+                inertia = sparse_inertia(X, fit["centers"])
+                runs.append({"peer": peer, "k": k, "seed": seed, "seconds": fit["seconds"],
+                             "inertia": inertia, "peak_rss_mib": fit["peak_rss_mib"],
+                             "rss_before_fit_mib": fit["rss_before_fit_mib"]})
+                print(f"{peer:<14} K={k} seed={seed} {fit['seconds']:7.2f} s  inertia {inertia:,.2f}  "
+                      f"peak RSS {fit['peak_rss_mib']:.0f} MiB", flush=True)
+                write_json({"command": command, "runs": runs, "partial": True}, args.out)
+    med = {}
+    for peer in peers:
+        rs = [r for r in runs if r["peer"] == peer]
+        med[peer] = {
+            "median_seconds": statistics.median(r["seconds"] for r in rs),
+            "median_inertia": statistics.median(r["inertia"] for r in rs),
+            "median_fit_rss_increase_mib": statistics.median(
+                r["peak_rss_mib"] - r["rss_before_fit_mib"] for r in rs
+            ),
+        }
+        m = med[peer]
+        print(f"{peer:<14} median {m['median_seconds']:7.2f} s  inertia {m['median_inertia']:,.2f}"
+              f"  fit +{m['median_fit_rss_increase_mib']:.0f} MiB")
+    result = {"runs": runs, "medians": med, "shape": [n_rows, n_terms], "nnz": X.nnz, "density": density}
+    if len(peers) == 2:
+        ours, ref = med["kmi-full"], med["sklearn-full"]
+        result["time_ratio"] = ours["median_seconds"] / ref["median_seconds"]
+        result["inertia_ratio"] = ours["median_inertia"] / ref["median_inertia"]
+        print(f"kmi-full / sklearn-full K={k}: time x{result['time_ratio']:.2f}  "
+              f"inertia x{result['inertia_ratio']:.5f}")
+    return result
 
 
 def bench_sweep(seeds, paths, data, command, out, write_json):

@@ -22,8 +22,17 @@ def _blobs(n=600, k=5, d=8, seed=0, dtype=np.float32):
     return X.astype(dtype)
 
 
+#: As scikit-learn declares for its own KMeans and MiniBatchKMeans: the random draws of the
+#: seeding see a row of weight 2 once, its repeat twice.
+_WEIGHT_XFAIL = "sample_weight is not equivalent to removing/repeating samples."
+
+
 @parametrize_with_checks(
-    [KMeans(n_clusters=3, random_state=0), MiniBatchKMeans(n_clusters=3, random_state=0)]
+    [KMeans(n_clusters=3, random_state=0), MiniBatchKMeans(n_clusters=3, random_state=0)],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHT_XFAIL,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHT_XFAIL,
+    },
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -154,7 +163,7 @@ def test_more_clusters_than_rows_is_a_clear_error(Est):
         ({"tol": -1.0}, "tol"),
         ({"n_init": 0}, "n_init"),
         ({"init": "bogus"}, "init"),
-        ({"init": np.zeros((2, 3))}, "init has shape"),
+        ({"init": np.zeros((2, 3))}, "shape of the initial centers"),
     ],
 )
 def test_bad_parameters(params, match):
@@ -197,7 +206,8 @@ def test_n_init_keeps_the_best_run():
 def test_callable_init():
     X = _blobs()
 
-    def first_rows(X, n_clusters, seed):
+    def first_rows(X, n_clusters, random_state):
+        assert isinstance(random_state, np.random.RandomState)  # as scikit-learn calls it
         return X[:n_clusters]
 
     est = KMeans(5, init=first_rows, tol=0).fit(X)
@@ -403,7 +413,7 @@ def test_every_init_works_on_the_subspace_path(Est, init):
     if init == "array":
         params["init"] = X[:12].copy()
     elif init == "callable":
-        params["init"] = lambda X, k, seed: X[np.random.default_rng(seed).choice(len(X), k, replace=False)]
+        params["init"] = lambda X, k, random_state: X[random_state.choice(len(X), k, replace=False)]
     elif init == "n_init":
         params["n_init"] = 2
     else:
@@ -427,3 +437,193 @@ def test_float64_wide_rows_stay_float64_on_the_subspace_path():
         est = Est(8, random_state=0).fit(X)
         assert est.cluster_centers_.dtype == np.float64
         np.testing.assert_array_equal(est.labels_, est.predict(X))
+
+
+# -- sample weights -------------------------------------------------------------------------
+
+
+def _csr(X):
+    import scipy.sparse as sp
+
+    return sp.csr_matrix(X)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_assign_weighted_sums_counts_and_inertia(sparse, small_blocks):
+    X = _blobs(n=5000, k=4, d=6, dtype=np.float64)
+    w = np.random.default_rng(0).uniform(0, 3, len(X))
+    C = X[:4].copy()
+    Xk = _csr(X) if sparse else X
+    with Workers(2) as workers:
+        res = _kernels.assign(
+            workers, Xk, row_sq_norms(Xk), _kernels.Centers(C), sums=True, inertia=True, sample_weight=w
+        )
+    d2 = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+    labels = d2.argmin(1)
+    np.testing.assert_array_equal(res["labels"], labels)
+    np.testing.assert_allclose(res["counts"], np.bincount(labels, weights=w, minlength=4))
+    sums = np.stack([(w[labels == j, None] * X[labels == j]).sum(0) for j in range(4)])
+    np.testing.assert_allclose(res["sums"], sums, rtol=1e-10)
+    assert res["inertia"] == pytest.approx((w * d2.min(1)).sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_integer_weights_equal_repeated_rows(sparse, small_blocks):
+    # Several blocks and Hamerly's partial reassignments: the weighted fit from an explicit init
+    # is the fit of the repeated rows.
+    X = _blobs(n=6000, k=6, d=5, seed=3, dtype=np.float64)
+    w = np.random.default_rng(1).integers(1, 4, len(X))
+    init = X[:6].copy()
+    rep = np.repeat(X, w, axis=0)
+    one = KMeans(6, init=init, tol=0).fit(_csr(X) if sparse else X, sample_weight=w)
+    ref = KMeans(6, init=init, tol=0).fit(_csr(rep) if sparse else rep)
+    np.testing.assert_allclose(one.cluster_centers_, ref.cluster_centers_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(np.repeat(one.labels_, w), ref.labels_)
+    assert one.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+    assert one.score(X, sample_weight=w) == pytest.approx(-one.inertia_, rel=1e-9)
+
+
+def test_uniform_weights_take_the_unweighted_path_and_scale_the_inertia():
+    X = _blobs()
+    plain = KMeans(5, random_state=0).fit(X)
+    tripled = KMeans(5, random_state=0).fit(X, sample_weight=np.full(len(X), 3.0))
+    np.testing.assert_array_equal(plain.cluster_centers_, tripled.cluster_centers_)
+    assert tripled.inertia_ == pytest.approx(3 * plain.inertia_, rel=1e-6)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_weighted_seeding_never_draws_a_row_of_weight_zero(sparse):
+    from kmeans_imagery.engine._init import kmeans_plusplus
+
+    X = _blobs(n=400, k=8, d=4, dtype=np.float64)
+    w = np.random.default_rng(2).uniform(size=len(X))
+    w[::2] = 0
+    Xk = _csr(X) if sparse else X
+    for seed in range(5):
+        C = kmeans_plusplus(Xk, row_sq_norms(Xk), 12, np.random.default_rng(seed), sample_weight=w)
+        hit = (C[:, None, :] == X[None]).all(-1)
+        assert hit.any(1).all() and not hit[:, ::2].any()
+    est = KMeans(12, init="random", max_iter=1, n_init=1, random_state=0)
+    with Workers(1) as workers:
+        est._check_fit_data(Xk)
+        C = est._seed(workers, Xk, row_sq_norms(Xk), np.random.default_rng(0), len(X), sample_weight=w)
+    assert not (C[:, None, :] == X[None, ::2]).all(-1).any()
+
+
+def test_minibatch_weights_move_the_centroids_towards_heavy_rows():
+    X = np.concatenate([np.zeros((500, 2)), np.ones((500, 2))])
+    w = np.where(np.arange(1000) < 500, 1.0, 9.0)
+    for Est in (KMeans, MiniBatchKMeans):
+        est = Est(1, random_state=0).fit(X, sample_weight=w)
+        np.testing.assert_allclose(est.cluster_centers_, [[0.9, 0.9]], atol=0.02)
+    mb = MiniBatchKMeans(1, random_state=0).partial_fit(X[:500], sample_weight=np.full(500, 1.0))
+    mb.partial_fit(X[500:], sample_weight=np.full(500, 9.0))  # a uniform weight counts across batches
+    np.testing.assert_allclose(mb.cluster_centers_, [[0.9, 0.9]], atol=1e-6)
+
+
+def test_bad_sample_weight_is_a_clear_error():
+    X = _blobs(n=50)
+    with pytest.raises(KMIError, match="sample_weight.shape"):
+        KMeans(3).fit(X, sample_weight=np.ones(49))
+    with pytest.raises(KMIError, match="finite and >= 0"):
+        KMeans(3).fit(X, sample_weight=-np.ones(50))
+
+
+# -- sparse input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_input_gives_the_dense_results(Est, fmt, small_blocks):
+    import scipy.sparse as sp
+
+    X = _blobs(n=5000, k=6, d=12, seed=5)
+    X[X < 0] = 0  # mostly zeros, as sparse data is
+    Xs = sp.csr_matrix(X).asformat(fmt)
+    dense = Est(6, random_state=0).fit(X)
+    sparse = Est(6, random_state=0).fit(Xs)
+    np.testing.assert_array_equal(dense.labels_, sparse.labels_)
+    np.testing.assert_allclose(dense.cluster_centers_, sparse.cluster_centers_, rtol=1e-4, atol=1e-4)
+    assert sparse.cluster_centers_.dtype == np.float32 and isinstance(sparse.cluster_centers_, np.ndarray)
+    assert sparse.inertia_ == pytest.approx(dense.inertia_, rel=1e-4)
+    np.testing.assert_array_equal(sparse.predict(Xs), dense.predict(X))
+    np.testing.assert_allclose(sparse.transform(Xs[:100]), dense.transform(X[:100]), rtol=1e-4, atol=1e-4)
+    assert sparse.score(Xs) == pytest.approx(dense.score(X), rel=1e-4)
+
+
+@pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
+def test_sparse_rows_are_never_densified(Est):
+    # 4000 x 1,000,000 at 20 entries a row: 32 GB dense, 1 MB sparse. Only the centroids are dense.
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    n, d, k = 4000, 1_000_000, 4
+    topic = rng.integers(0, k, n)
+    cols = (topic[:, None] * 250_000 + rng.integers(0, 25, (n, 20))).ravel()
+    X = sp.csr_matrix((rng.uniform(0.5, 1, n * 20), (np.repeat(np.arange(n), 20), cols)), shape=(n, d))
+    est = Est(k, random_state=0).fit(X)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(topic, est.labels_) > 0.99
+    np.testing.assert_array_equal(est.predict(X), est.labels_)
+
+
+# -- the estimators' scikit-learn surface ---------------------------------------------------------
+
+
+def test_n_iter_counts_as_sklearn_counts():
+    # Plain Lloyd steps: the same iterations as scikit-learn, counted alike (the pass that finds
+    # no label changed is one). The estimator's over-relaxed steps (documented) end at a fixed
+    # point of their own, in their own number of iterations.
+    X = _blobs(n=3000, k=5, d=4, seed=7, dtype=np.float64)
+    init = X[:5].copy()
+    ref = skcluster.KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    with Workers(1) as workers:
+        centers, n_iter = lloyd(workers, X, row_sq_norms(X), init, max_iter=300, tol=0, relax=1.0)
+    assert n_iter == ref.n_iter_
+    np.testing.assert_allclose(centers, ref.cluster_centers_, rtol=1e-9)
+    ours = KMeans(5, init=init, tol=0).fit(X)
+    means = np.stack([X[ours.labels_ == j].mean(0) for j in range(5)])
+    np.testing.assert_allclose(ours.cluster_centers_, means, rtol=1e-9)
+
+
+def test_feature_names_and_pandas_output_in_a_pipeline():
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = pd.DataFrame(_blobs(n=200, d=3), columns=["a", "b", "c"])
+    pipe = make_pipeline(StandardScaler(), MiniBatchKMeans(4, random_state=0)).set_output(transform="pandas")
+    out = pipe.fit_transform(X)
+    assert list(out.columns) == [f"minibatchkmeans{i}" for i in range(4)]
+
+
+def test_verbose_prints_each_iteration(capsys):
+    X = _blobs(n=2000, k=4, d=4, dtype=np.float64)
+    KMeans(4, n_init=1, tol=0, verbose=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization complete" in out and "Iteration 0, inertia" in out
+    assert "strict convergence" in out
+    MiniBatchKMeans(4, verbose=1, random_state=0, batch_size=100).fit(X)
+    assert "Minibatch step 2/" in capsys.readouterr().out
+
+
+def test_compute_labels_false_skips_the_last_pass():
+    X = _blobs()
+    est = MiniBatchKMeans(5, compute_labels=False, random_state=0).fit(X)
+    assert not hasattr(est, "labels_") and not hasattr(est, "inertia_")
+    np.testing.assert_allclose(
+        est.cluster_centers_, MiniBatchKMeans(5, random_state=0).fit(X).cluster_centers_
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_algorithm_and_copy_x_are_accepted_and_x_is_never_modified(algorithm):
+    X = _blobs(dtype=np.float64)
+    before = X.copy()
+    est = KMeans(5, algorithm=algorithm, copy_x=False, random_state=0).fit(X)
+    np.testing.assert_array_equal(X, before)
+    ref = KMeans(5, random_state=0).fit(X)
+    np.testing.assert_array_equal(est.cluster_centers_, ref.cluster_centers_)
+    with pytest.raises(KMIError, match="algorithm"):
+        KMeans(5, algorithm="auto").fit(X)

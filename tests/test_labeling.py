@@ -13,6 +13,23 @@ def test_majority_vote_counts_by_hand():
     np.testing.assert_array_equal(counts, [[0, 2, 0], [1, 0, 2], [1, 0, 0]])
 
 
+def test_weighted_majority_names_a_cluster_after_the_heaviest_class():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.1, (30, 2)), rng.normal(5, 0.1, (30, 2))]).astype(np.float32)
+    y = np.array([0] * 20 + [1] * 10 + [2] * 30)  # cluster 0: 20 rows of class 0, 10 of class 1
+    w = np.where(y == 1, 5.0, 1.0)  # ... but class 1 weighs 50 against 20
+    counts = majority_vote(np.repeat([0, 1], 30), y, 2, 3, sample_weight=w)
+    np.testing.assert_array_equal(counts, [[20, 50, 0], [0, 0, 30]])
+    for algorithm in ("full", "minibatch"):
+        plain = ClusterClassifier(2, algorithm=algorithm, random_state=0).fit(X, y)
+        weighted = ClusterClassifier(2, algorithm=algorithm, random_state=0).fit(X, y, sample_weight=w)
+        assert sorted(plain.cluster_labels_) == [0, 2]
+        assert sorted(weighted.cluster_labels_) == [1, 2]
+        # the weighted centroid of the first group leans towards the heavy rows
+        first = weighted.cluster_centers_[np.argmin(weighted.cluster_centers_[:, 0])]
+        np.testing.assert_allclose(first, np.average(X[:30], axis=0, weights=w[:30]), atol=1e-5)
+
+
 def test_ties_go_to_the_smaller_label():
     counts = np.array([[0, 3, 3], [2, 2, 0]])
     centers = np.zeros((2, 1))

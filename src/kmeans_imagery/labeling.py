@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 
-def majority_vote(clusters, label_codes, n_clusters, n_classes):
-    """Count the members of each class in each cluster.
+def majority_vote(clusters, label_codes, n_clusters, n_classes, sample_weight=None):
+    """Count (or weigh) the members of each class in each cluster.
 
     Parameters
     ----------
@@ -42,15 +42,18 @@ def majority_vote(clusters, label_codes, n_clusters, n_classes):
     label_codes : ndarray of shape (n_samples,)
         Class index of each sample, in ``[0, n_classes)``.
     n_clusters, n_classes : int
+    sample_weight : ndarray of shape (n_samples,) or None
+        Vote of each sample; None gives each one vote.
 
     Returns
     -------
     counts : ndarray of shape (n_clusters, n_classes)
-        ``counts[k, c]`` is the number of samples of class ``c`` in cluster ``k``; one ``bincount``
-        over the combined index, no loop over samples or clusters.
+        ``counts[k, c]`` is the number (int) or total weight (float) of samples of class ``c`` in
+        cluster ``k``; one ``bincount`` over the combined index, no loop over samples or clusters.
     """
     combined = np.asarray(clusters, dtype=np.int64) * n_classes + np.asarray(label_codes)
-    return np.bincount(combined, minlength=n_clusters * n_classes).reshape(n_clusters, n_classes)
+    counts = np.bincount(combined, weights=sample_weight, minlength=n_clusters * n_classes)
+    return counts.reshape(n_clusters, n_classes)
 
 
 def name_clusters(counts, centers):
@@ -83,14 +86,15 @@ def name_clusters(counts, centers):
     return names
 
 
-def cluster_sums(rows, clusters, n_clusters):
-    """Sum of the rows of each cluster.
+def cluster_sums(rows, clusters, n_clusters, sample_weight=None):
+    """(Weighted) sum of the rows of each cluster.
 
     Parameters
     ----------
     rows : ndarray of shape (n_samples, n_features)
     clusters : ndarray of shape (n_samples,)
     n_clusters : int
+    sample_weight : ndarray of shape (n_samples,) or None
 
     Returns
     -------
@@ -99,17 +103,20 @@ def cluster_sums(rows, clusters, n_clusters):
     from scipy.sparse import csr_matrix
 
     # A sparse cluster-membership matrix turns the per-cluster sums into one matrix product.
+    weights = np.ones(len(rows), dtype=np.float32) if sample_weight is None else sample_weight
     membership = csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (clusters, np.arange(len(rows)))),
+        (np.asarray(weights, dtype=np.float32), (clusters, np.arange(len(rows)))),
         shape=(n_clusters, len(rows)),
     )
     return np.asarray(membership @ rows, dtype=np.float32)
 
 
-def cluster_means(rows, clusters, n_clusters):
-    """Mean row of each cluster (zeros for an empty cluster), float32; as :func:`cluster_sums`."""
-    counts = np.bincount(clusters, minlength=n_clusters).astype(np.float32)
-    return cluster_sums(rows, clusters, n_clusters) / np.maximum(counts, 1)[:, None]
+def cluster_means(rows, clusters, n_clusters, sample_weight=None):
+    """(Weighted) mean row of each cluster (zeros for an empty cluster), float32; as
+    :func:`cluster_sums`."""
+    counts = np.bincount(clusters, weights=sample_weight, minlength=n_clusters).astype(np.float32)
+    sums = cluster_sums(rows, clusters, n_clusters, sample_weight)
+    return sums / np.where(counts > 0, counts, 1)[:, None]
 
 
 def name_from_examples(model, sample_indices, labels):
@@ -384,7 +391,7 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         self.features = features
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Cluster ``X`` and name the clusters after ``y``.
 
         Parameters
@@ -394,6 +401,10 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,) or None
             Class labels (any sortable values: ints, strings). Without labels each cluster is its
             own class, named by its index, so ``predict`` returns cluster indices.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample: in the clustering (weighted means and inertia, see
+            :class:`kmeans_imagery.KMeans`), in ``cluster_images_``, and as its vote when naming
+            the clusters (the class of largest total weight wins).
 
         Returns
         -------
@@ -407,10 +418,14 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
         if not isinstance(self.n_clusters, int | np.integer) or self.n_clusters < 1:
             raise KMIError(f"n_clusters must be a positive integer, got {self.n_clusters!r}")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (len(rows),):
+                raise KMIError(f"sample_weight.shape == {sample_weight.shape}, expected ({len(rows)},)")
         self.image_shape_ = image_shape
-        return self._fit(rows, y)
+        return self._fit(rows, y, sample_weight)
 
-    def _fit(self, rows, y):
+    def _fit(self, rows, y, sample_weight=None):
         pixels = rows
         self.features_ = None
         if self.features not in (None, "raw"):
@@ -438,21 +453,21 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         )
         # Raw rows were checked for NaN and infinity by fit; features are checked by the engine.
         with config_context(assume_finite=self.features_ is None):
-            kmeans.fit(rows)
+            kmeans.fit(rows, sample_weight=sample_weight)
         self.cluster_centers_ = kmeans.cluster_centers_
         self.labels_ = np.asarray(kmeans.labels_)
         self.inertia_ = float(kmeans.inertia_)
         self.n_iter_ = kmeans.n_iter_
         self.cluster_images_ = (
             self.cluster_centers_ if self.features_ is None
-            else cluster_means(pixels, self.labels_, self.n_clusters)
+            else cluster_means(pixels, self.labels_, self.n_clusters, sample_weight)
         )
         if y is None:
             self.classes_ = np.arange(self.n_clusters)
             self.cluster_labels_ = self.classes_.copy()
             return self
         self.classes_, label_codes = np.unique(y, return_inverse=True)
-        counts = majority_vote(self.labels_, label_codes, self.n_clusters, len(self.classes_))
+        counts = majority_vote(self.labels_, label_codes, self.n_clusters, len(self.classes_), sample_weight)
         self.cluster_labels_ = self.classes_[name_clusters(counts, self.cluster_centers_)]
         return self
 

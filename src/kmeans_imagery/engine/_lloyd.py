@@ -10,8 +10,9 @@ centroid sums are updated from the rows that changed cluster instead of being re
 """
 
 import numpy as np
+import scipy.sparse as sp
 
-from ._kernels import Centers, assign, label_delta_sums, sq_dist_to_assigned
+from ._kernels import Centers, assign, dense_rows, label_delta_sums, sq_dist_to_assigned
 from ._passes import RELAX, block_stats, lloyd_passes, reseed_empty
 
 __all__ = ["dense_lloyd", "lloyd"]
@@ -20,8 +21,12 @@ __all__ = ["dense_lloyd", "lloyd"]
 # nearest centroid is within rounding of another one.
 _SLACK = 1e-5
 
+#: Sparse rows use the centroid gaps in the bounds when a pass costs at least this many times
+#: more than computing the gaps (``nnz * K`` against ``K**2 * n_features``).
+_GAP_COST = 8
 
-def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
+
+def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX, sample_weight=None, verbose=False):
     """Run over-relaxed Lloyd iterations from ``centers``.
 
     Each iteration moves the centroids ``relax`` times the way to the means of their clusters
@@ -33,7 +38,8 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
 
     Stops when the labels no longer change after a plain step (strict convergence), when the
     squared distance from the centroids to the means of their clusters, summed over clusters,
-    is at most ``tol``, or after ``max_iter`` iterations.
+    is at most ``tol``, or after ``max_iter`` iterations. Iterations are counted as scikit-learn
+    counts them: the pass that finds the labels unchanged is one.
 
     Parameters
     ----------
@@ -48,54 +54,72 @@ def lloyd(workers, X, x_sq, centers, *, max_iter, tol, relax=RELAX):
         Absolute threshold on the summed squared Lloyd step.
     relax : float
         Over-relaxation factor, in [1, 2).
+    sample_weight : ndarray of shape (n_samples,) or None
+        Row weights: the centroids move towards weighted means.
+    verbose : bool
+        Print the inertia of each iteration and why the iterations stopped (as scikit-learn).
 
     Returns
     -------
     centers : ndarray of shape (n_clusters, n_features)
         After the last iteration, or the means of the clusters when ``tol`` stopped it.
     n_iter : int
-        Iterations run (each one an update of the centroids).
+        Iterations run (each one an update of the centroids), plus the pass that found the
+        labels unchanged, at most ``max_iter``.
     """
     n_clusters = centers.shape[0]
+    # The centroid gaps cost n_clusters**2 * n_features a step: on sparse rows that can be more
+    # than a pass, and the bounds do without them there.
+    gap = not sp.issparse(X) or _GAP_COST * n_clusters * X.shape[1] <= X.nnz
     cur = Centers(centers)
-    state = _full_pass(workers, X, x_sq, cur)
+    state = _full_pass(workers, X, x_sq, cur, sample_weight)
     labels, upper, lower, sums, counts = state
     n_iter = 0
     changed = True
     while n_iter < max_iter:
         n_iter += 1
         if not counts.all():
-            _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower)
+            _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower, sample_weight)
+        if verbose:
+            d = sq_dist_to_assigned(workers, X, x_sq, cur, labels)
+            inertia = d.sum(dtype=np.float64) if sample_weight is None else d @ sample_weight
+            print(f"Iteration {n_iter - 1}, inertia {inertia}.")
         means = cur.centers.copy()
         filled = counts > 0
         means[filled] = sums[filled] / counts[filled, None]
         step = (means - cur.centers).astype(np.float64)
-        if (step**2).sum() <= tol:
+        shift = (step**2).sum()
+        if shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {n_iter - 1}: center shift {shift} within tolerance {tol}.")
             cur = Centers(means)
             break
         factor = relax if changed and n_iter > 2 else 1.0
         new = means if factor == 1.0 else (cur.centers + factor * step).astype(cur.centers.dtype)
         shift = np.sqrt(((new - cur.centers).astype(np.float64) ** 2).sum(axis=1))
         cur = Centers(new)
-        rows = _candidates(cur, shift, labels, upper, lower)
+        rows = _candidates(cur, shift, labels, upper, lower, gap)
         if rows is not None and 2 * len(rows) > X.shape[0]:
             old = labels
-            labels, upper, lower, sums, counts = _full_pass(workers, X, x_sq, cur)
+            labels, upper, lower, sums, counts = _full_pass(workers, X, x_sq, cur, sample_weight)
             changed = bool((labels != old).any())
         else:
             moved = _reassign(workers, X, x_sq, cur, rows, labels, upper, lower)
             changed = moved is not None
             if changed:
                 rows, old = moved
-                sums += label_delta_sums(X, rows, old, labels[rows], n_clusters)
-                np.add.at(counts, old, -1)
-                np.add.at(counts, labels[rows], 1)
+                sums += label_delta_sums(X, rows, old, labels[rows], n_clusters, sample_weight)
+                w = -1 if sample_weight is None else -sample_weight[rows]
+                np.add.at(counts, old, w)
+                np.add.at(counts, labels[rows], -w)
         if not changed and factor == 1.0:
-            break
+            if verbose:
+                print(f"Converged at iteration {n_iter}: strict convergence.")
+            return cur.centers, min(n_iter + 1, max_iter)
     return cur.centers, n_iter
 
 
-def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=RELAX):
+def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=RELAX, sample_weight=None):
     """Over-relaxed Lloyd iterations that assign every row at every iteration.
 
     On narrow rows (a few dozen principal components) one pass is a cheap GEMM and the
@@ -115,6 +139,8 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     rel_tol : float
         Stop once an iteration lowers the inertia by less than this fraction of it; 0 never.
     relax : float
+    sample_weight : ndarray of shape (n_samples,) or None
+        Row weights: weighted means, weighted inertia.
 
     Returns
     -------
@@ -123,32 +149,35 @@ def dense_lloyd(workers, X, x_sq, centers, *, max_iter, tol, rel_tol=0.0, relax=
     labels : ndarray of shape (n_samples,), int32
         The last partition: nearest centroid of each row before the last step.
     inertia : float
-        Inertia of that partition against the centroids it was assigned to.
+        (Weighted) inertia of that partition against the centroids it was assigned to.
     n_iter : int
         Passes over the rows.
     """
 
     def full_pass(c):
-        return block_stats(workers, X, c, x_sq=x_sq, exact=False, labels=True)
+        return block_stats(workers, X, c, x_sq=x_sq, sample_weight=sample_weight, exact=False,
+                           labels=True)
 
     means, stats, _, n_iter = lloyd_passes(full_pass, centers, max_iter=max_iter, tol=tol,
                                            rel_tol=rel_tol, relax=relax)
     return means, stats["labels"], stats["inertia"], n_iter
 
 
-def _full_pass(workers, X, x_sq, cur):
-    """Labels, Hamerly bounds, per-cluster sums and counts from one pass over all rows."""
+def _full_pass(workers, X, x_sq, cur, sample_weight=None):
+    """Labels, Hamerly bounds, per-cluster (weighted) sums and counts from one pass over all rows."""
     n_clusters = cur.centers.shape[0]
-    res = assign(workers, X, x_sq, cur, second=n_clusters > 1, sums=True)
+    res = assign(workers, X, x_sq, cur, second=n_clusters > 1, sums=True, sample_weight=sample_weight)
     upper = np.sqrt(res["d1"])
     lower = np.sqrt(res["d2"]) if n_clusters > 1 else np.full_like(upper, np.inf)
     return res["labels"], upper, lower, res["sums"], res["counts"]
 
 
-def _candidates(cur, shift, labels, upper, lower):
+def _candidates(cur, shift, labels, upper, lower, gap=True):
     """Widen the bounds by the centroid shifts; return the rows the bounds cannot settle.
 
-    Updates ``upper`` and ``lower`` in place; returns None when every row is settled.
+    With ``gap``, a row is also settled when its upper bound is under half the distance from its
+    centroid to the nearest other one. Updates ``upper`` and ``lower`` in place; returns None
+    when every row is settled.
     """
     n_clusters = len(shift)
     upper += shift[labels].astype(upper.dtype)
@@ -156,6 +185,7 @@ def _candidates(cur, shift, labels, upper, lower):
         top2 = np.argsort(shift)[-2:]
         far = np.where(labels == top2[1], shift[top2[0]], shift[top2[1]])
         lower -= far.astype(lower.dtype)
+    if n_clusters > 1 and gap:
         C = cur.centers.astype(np.float64)
         sq = (C**2).sum(axis=1)
         cc = sq[:, None] + sq[None, :] - 2 * C @ C.T
@@ -202,7 +232,7 @@ def _reassign(workers, X, x_sq, cur, cand, labels, upper, lower):
     return rows, old
 
 
-def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower):
+def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower, sample_weight=None):
     """Re-seed empty clusters on the rows farthest from their centroids (:func:`._passes.reseed_empty`).
 
     Each such row leaves its cluster's sums and becomes the only member of an empty cluster; its
@@ -210,7 +240,8 @@ def _relocate_empty(workers, X, x_sq, cur, labels, sums, counts, upper, lower):
     """
     dist = sq_dist_to_assigned(workers, X, x_sq, cur, labels)
     far = np.argsort(-dist, kind="stable")[: int((counts == 0).sum())]
-    for j, i in reseed_empty(sums, counts, X[far], dist[far], labels[far]):
+    weight = None if sample_weight is None else sample_weight[far]
+    for j, i in reseed_empty(sums, counts, dense_rows(X, far), dist[far], labels[far], weight):
         row = far[i]
         labels[row] = j
         upper[row] = np.inf

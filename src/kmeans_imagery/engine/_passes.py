@@ -27,7 +27,7 @@ by this rule.
 
 import numpy as np
 
-from ._kernels import Centers, _sum_by_label, assign, row_sq_norms
+from ._kernels import Centers, _dense_sum_by_label, assign, dense_rows, row_sq_norms
 
 __all__ = [
     "FAN_IN",
@@ -93,12 +93,9 @@ def label_stats(rows, labels, n_clusters, sample_weight=None):
     dict
         ``sums`` (n_clusters, n_features) float64 and ``counts`` (n_clusters,) float64.
     """
-    if sample_weight is None:
-        sums = _sum_by_label(rows, labels, n_clusters)
-    else:
-        sums = _sum_by_label(rows * sample_weight[:, None].astype(rows.dtype), labels, n_clusters)
+    sums = np.asarray(_dense_sum_by_label(rows, labels, n_clusters, sample_weight), dtype=np.float64)
     counts = np.bincount(labels, weights=sample_weight, minlength=n_clusters).astype(np.float64)
-    return {"sums": np.asarray(sums, dtype=np.float64), "counts": counts}
+    return {"sums": sums, "counts": counts}
 
 
 def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=True, labels=False,
@@ -152,7 +149,7 @@ def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=
     far = _farthest(candidates)
     out["sq_norms"] = float(x_sq.sum(dtype=np.float64))
     out["far_d"] = d1[far].astype(np.float64)
-    out["far_rows"] = rows[far].copy()
+    out["far_rows"] = dense_rows(rows, far)
     out["far_labels"] = res["labels"][far]
     out["far_weight"] = np.ones(len(far)) if w is None else w[far]
     if labels:

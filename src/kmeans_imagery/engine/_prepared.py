@@ -11,6 +11,7 @@ import threading
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._kernels import project, row_sq_norms
 from ._reduced import MIN_EXPLAINED, N_COMPONENTS, principal_axes
@@ -46,8 +47,9 @@ class Prepared:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray or CSR sparse matrix of shape (n_samples, n_features)
         Validated rows (float32 or float64, C-contiguous); must not change while this is in use.
+        Sparse rows have no subspace.
     """
 
     def __init__(self, X):
@@ -127,11 +129,13 @@ def sharing(X):
 
 
 def prepared(X):
-    """The shared preparation of ``X`` inside :func:`sharing`, else a fresh one.
+    """The shared preparation of ``X`` inside :func:`sharing`, else a fresh one (always for sparse ``X``).
 
     Returns
     -------
     Prepared
     """
+    if sp.issparse(X):
+        return Prepared(X)
     registry = getattr(_local, "registry", None) or {}
     return registry.get(_key(X)) or Prepared(X)

@@ -24,17 +24,20 @@ Where the speed comes from:
   projection.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils import check_random_state
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import KMIError
 from . import _backends
-from ._init import kmeans_plusplus
-from ._kernels import Centers, Workers, assign, blas_threads, cluster_means, row_sq_norms
+from ._init import draw_weighted, kmeans_plusplus
+from ._kernels import Centers, Workers, assign, blas_threads, cluster_means, dense_rows, row_sq_norms
 from ._lloyd import dense_lloyd, lloyd
 from ._prepared import prepared
 from ._reduced import N_COMPONENTS, subspace_components
@@ -93,15 +96,16 @@ def _use_subspace(n_samples, n_features, n_clusters):
     return n_features >= 4 * N_COMPONENTS and n_samples >= 4 * _init_rows(n_clusters)
 
 
-class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """Validation, seeding, and the methods shared by both estimators."""
 
-    def __init__(self, n_clusters, *, init, n_init, max_iter, tol, random_state):
+    def __init__(self, n_clusters, *, init, n_init, max_iter, tol, verbose, random_state):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.verbose = verbose
         self.random_state = random_state
 
     # -- validation -------------------------------------------------------------------------
@@ -117,83 +121,107 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise KMIError(f"n_init must be 'auto' or an integer >= 1, got {self.n_init!r}.")
         if isinstance(self.init, str) and self.init not in _INITS:
             raise KMIError(f"init must be one of {_INITS}, an array or a callable, got {self.init!r}.")
+        if not isinstance(self.verbose, Integral) or self.verbose < 0:
+            raise KMIError(f"verbose must be an integer >= 0 or a bool, got {self.verbose!r}.")
 
     def _check_fit_data(self, X):
+        """Validated training rows (dense, or canonical CSR); sets ``_n_init`` as scikit-learn does."""
         self._check_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+        X = _canonical(
+            validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
+        )
         if X.shape[0] < self.n_clusters:
             raise KMIError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
         self._init_array = None
         if not isinstance(self.init, str) and not callable(self.init):
-            centers = np.asarray(self.init, dtype=X.dtype)
+            centers = check_array(self.init, dtype=X.dtype, copy=True, order="C")
             self._check_center_shape(X, centers)
             self._init_array = centers
+        if self.n_init != "auto":
+            self._n_init = self.n_init
+        elif isinstance(self.init, str) and self.init == "k-means++" or self._init_array is not None:
+            self._n_init = 1
+        else:  # 'random' or a callable
+            self._n_init = self._auto_random_inits
+        if self._init_array is not None and self._n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self._n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
         return X
 
     def _check_center_shape(self, X, centers):
-        if centers.shape != (self.n_clusters, X.shape[1]):
+        if centers.shape[0] != self.n_clusters:
             raise KMIError(
-                f"init has shape {centers.shape}, expected (n_clusters, n_features) = "
-                f"({self.n_clusters}, {X.shape[1]})."
+                f"The shape of the initial centers {centers.shape} does not match the number of "
+                f"clusters {self.n_clusters}."
+            )
+        if centers.shape[1] != X.shape[1]:
+            raise KMIError(
+                f"The shape of the initial centers {centers.shape} does not match the number of "
+                f"features of the data {X.shape[1]}."
             )
 
-    #: Runs that ``n_init="auto"`` means for ``init="random"`` (scikit-learn's choice).
+    #: Runs that ``n_init="auto"`` means for ``init="random"`` or a callable (scikit-learn's choice).
     _auto_random_inits = 10
-
-    def _n_init(self):
-        if self._init_array is not None:
-            return 1
-        if self.n_init == "auto":
-            return self._auto_random_inits if self.init == "random" else 1
-        return self.n_init
 
     def _check_test_data(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
-        return X.astype(self.cluster_centers_.dtype, copy=False)
+        X = validate_data(
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=False
+        )
+        return _canonical(X.astype(self.cluster_centers_.dtype, copy=False))
 
     # -- seeding ----------------------------------------------------------------------------
 
-    def _seed(self, workers, X, x_sq, rng, n_rows, rows=None, space=None):
+    def _seed(self, workers, X, x_sq, rng, n_rows, rows=None, space=None, sample_weight=None):
         """Initial centroids from ``init``; k-means++ and 'random' draw from ``n_rows`` rows.
 
         k-means++ seeds from ``X[rows]`` when ``rows`` is given. With a :class:`._prepared.Subspace`, the
         centroids are its coordinates: k-means++ runs on the projected rows, the other inits are
-        projected.
+        projected. With ``sample_weight``, k-means++ and 'random' draw rows in proportion to
+        their weights (as scikit-learn); explicit and callable inits ignore them.
         """
         if space is not None and self._init_array is None and self.init == "k-means++":
-            return self._seed(workers, space.Z, space.z_sq, rng, n_rows, rows)
+            return self._seed(workers, space.Z, space.z_sq, rng, n_rows, rows, sample_weight=sample_weight)
         if space is not None:
-            return self._seed(workers, X, x_sq, rng, n_rows, rows) @ space.axes
+            return self._seed(workers, X, x_sq, rng, n_rows, rows, sample_weight=sample_weight) @ space.axes
         if self._init_array is not None:
             return self._init_array.copy()
-        if callable(self.init):
-            seed = int(rng.integers(np.iinfo(np.int32).max))
-            centers = np.asarray(self.init(X, self.n_clusters, seed), dtype=X.dtype)
-            self._check_center_shape(X, centers)
-            return np.ascontiguousarray(centers)
         n = X.shape[0]
-        if self.init == "random":
-            return X[np.sort(rng.choice(n, self.n_clusters, replace=False))].copy()
         if rows is None and n_rows < n:
             rows = np.sort(rng.choice(n, n_rows, replace=False))
         if rows is not None:
-            return kmeans_plusplus(X[rows], x_sq[rows], self.n_clusters, rng)
-        return kmeans_plusplus(X, x_sq, self.n_clusters, rng)
+            X, x_sq = X[rows], x_sq[rows]
+            sample_weight = None if sample_weight is None else sample_weight[rows]
+            n = len(rows)
+        if callable(self.init):
+            # scikit-learn's signature: the rows and a RandomState.
+            state = np.random.RandomState(int(rng.integers(np.iinfo(np.int32).max)))
+            centers = check_array(self.init(X, self.n_clusters, random_state=state), dtype=X.dtype, order="C")
+            self._check_center_shape(X, centers)
+            return centers.copy()
+        if self.init == "random":
+            p = None if sample_weight is None else sample_weight / sample_weight.sum(dtype=np.float64)
+            return dense_rows(X, np.sort(rng.choice(n, self.n_clusters, replace=False, p=p)))
+        return kmeans_plusplus(X, x_sq, self.n_clusters, rng, sample_weight=sample_weight)
 
     def _abs_tol(self, X, x_sq):
         """``tol`` times the mean per-feature variance, as in scikit-learn."""
         if self.tol == 0:
             return 0.0
-        mean = X.mean(axis=0, dtype=np.float64)
+        mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
         mean_var = (x_sq.mean(dtype=np.float64) - mean @ mean) / X.shape[1]
         return float(self.tol * max(mean_var, 0.0))
 
     # -- results ----------------------------------------------------------------------------
 
-    def _finish(self, workers, X, x_sq, centers):
-        """Labels and exact inertia of all rows for ``centers``."""
-        res = assign(workers, X, x_sq, Centers(centers), inertia=True)
+    def _finish(self, workers, X, x_sq, centers, sample_weight=None):
+        """Labels and exact (weighted) inertia of all rows for ``centers``."""
+        res = assign(workers, X, x_sq, Centers(centers), inertia=True, sample_weight=sample_weight)
         return res["labels"], res["inertia"]
 
     def predict(self, X):
@@ -201,7 +229,7 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or a dask array
+        X : array-like or sparse matrix of shape (n_samples, n_features), or a dask array
 
         Returns
         -------
@@ -214,26 +242,31 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         with Workers(blas_threads()) as workers:
             return assign(workers, X, row_sq_norms(X), Centers(self.cluster_centers_))["labels"]
 
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or sparse matrix of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self.fit(X).labels_
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     def transform(self, X):
         """Euclidean distance of each row to each centroid.
 
+        Distances come from the norm expansion; those it cannot resolve (a row within rounding
+        of a centroid) are recomputed from the difference, so a row equal to a centroid is at
+        distance 0 exactly.
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or sparse matrix of shape (n_samples, n_features)
 
         Returns
         -------
@@ -247,44 +280,92 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             def work(s, e):
                 G = centers.partial_sq_dist(X[s:e])
                 G += x_sq[s:e, None]
+                near = np.nonzero(G <= _NEAR * (x_sq[s:e, None] + centers.sq_norms))
+                if near[0].size:
+                    diff = dense_rows(X, s + near[0]) - centers.centers[near[1]]
+                    G[near] = np.einsum("ij,ij->i", diff, diff)
                 return np.sqrt(np.maximum(G, 0, out=G), out=G)
 
             return np.concatenate(workers.map(work, X.shape[0]))
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X, y=None, sample_weight=None):
         """Fit, then return ``transform(X)``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or sparse matrix of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         distances : ndarray of shape (n_samples, n_clusters)
         """
-        return self.fit(X).transform(X)
+        return self.fit(X, sample_weight=sample_weight).transform(X)
 
-    def score(self, X, y=None):
-        """Opposite of the inertia of ``X`` for the fitted centroids.
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of ``X`` for the fitted centroids.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or sparse matrix of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         score : float
         """
         X = self._check_test_data(X)
+        weights, scale = _check_weights(sample_weight, X)
         with Workers(blas_threads()) as workers:
-            return -self._finish(workers, X, row_sq_norms(X), self.cluster_centers_)[1]
+            return -scale * self._finish(workers, X, row_sq_norms(X), self.cluster_centers_, weights)[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+#: Squared distances at most this fraction of ``||x||^2 + ||c||^2`` are recomputed exactly.
+_NEAR = 1e-4
+
+
+def _canonical(X):
+    """``X`` itself, or for a CSR matrix with duplicate or unsorted entries a canonical copy."""
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _check_weights(sample_weight, X):
+    """Validated per-row weights, and the factor the inertia takes.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_samples,) or None
+        None when every row has the same weight: the clustering is then the unweighted one,
+        computed on the unweighted (fastest) path.
+    scale : float
+        The common weight in that case (the inertia is multiplied by it), else 1.
+    """
+    if sample_weight is None:
+        return None, 1.0
+    n = X.shape[0]
+    w = np.asarray(sample_weight, dtype=X.dtype)
+    if w.ndim == 0:
+        w = np.full(n, w, dtype=X.dtype)
+    if w.shape != (n,):
+        raise KMIError(f"sample_weight.shape == {w.shape}, expected ({n},).")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise KMIError("sample_weight must be finite and >= 0.")
+    if not (w > 0).any():
+        raise KMIError("sample_weight must contain at least one non-zero weight.")
+    if (w == w[0]).all():
+        return None, float(w[0])
+    return w, 1.0
 
 
 def _is_dask(X):
@@ -297,21 +378,32 @@ def _is_dask(X):
 class KMeans(_BaseKMeans):
     """K-means clustering by over-relaxed Lloyd iterations, numpy + BLAS.
 
-    Same parameters and attributes as :class:`sklearn.cluster.KMeans` where they mean the same.
-    Each iteration moves the centroids 1.8 times the way to the means of their clusters (the
-    inertia still falls at every iteration; see :func:`._lloyd.lloyd`). k-means++ seeds from
-    ``max(4096, 16 * n_clusters)`` random rows when there are more.
+    A drop-in for :class:`sklearn.cluster.KMeans`: the same parameters, methods and attributes
+    with the same meaning, dense or sparse (CSR/CSC) input, ``sample_weight`` in every method
+    that takes it (weighted k-means++, weighted means, weighted inertia). Where the result
+    legitimately differs from scikit-learn's:
 
-    On wide rows (at least 256 features, and 4 times that many rows) the iterations run on the
-    rows projected on their top principal axes (32 below 64 clusters, else 64), as long as those
-    carry 80 % of the variance: ``80 // n_clusters`` seedings (at least 1, at most 8) first
+    - each iteration moves the centroids 1.8 times the way to the means of their clusters (the
+      inertia still falls at every iteration; see :func:`._lloyd.lloyd`), so the iterates, their
+      number and the local optimum reached can differ from plain Lloyd's; the first two
+      iterations are plain Lloyd steps, and so is the last;
+    - k-means++ seeds from ``max(4096, 16 * n_clusters)`` random rows when there are more;
+    - on wide dense rows (below) the engine's own start and stopping rule apply.
+
+    On wide dense rows (at least 256 features, and 4 times that many rows) the iterations run on
+    the rows projected on their top principal axes (32 below 64 clusters, else 64), as long as
+    those carry 80 % of the variance: ``80 // n_clusters`` seedings (at least 1, at most 8) first
     converge on ``max(4096, 256 * n_clusters)`` projected rows, where that is at most half of
     them, and the one of least inertia goes on; iterations over all projected rows stop once one
     gains under 0.005 % of the inertia (or at ``tol``, or ``max_iter``); the clusters become
-    full-space means. With ``tol=0``, exact
-    full-space Lloyd then runs to convergence. Elsewhere, all iterations are full-space, with
-    Hamerly's bounds skipping the rows that cannot change cluster. Results depend only on
-    ``random_state``, not on the number of threads.
+    full-space means. With ``tol=0``, exact full-space Lloyd then runs to convergence.
+    Elsewhere, and always on sparse rows, all iterations are full-space, with Hamerly's bounds
+    skipping the rows that cannot change cluster. Results depend only on ``random_state``, not
+    on the number of threads.
+
+    Sparse rows stay sparse: distances come from one sparse-times-dense product per block against
+    ``-2 C^T`` plus precomputed norms (``nnz * n_clusters`` work per pass), cluster sums from one
+    sparse product per pass, and only the centroids are dense.
 
     Memory beyond ``X``: O(n_samples) for norms, labels and bounds; the projected rows
     (``n_samples * 64`` values); the seeding sample; and per thread one block of about 2**20
@@ -324,19 +416,31 @@ class KMeans(_BaseKMeans):
         Number of clusters K.
     init : {'k-means++', 'random'}, callable or array of shape (n_clusters, n_features), \
 default='k-means++'
-        Greedy k-means++, K distinct random rows, ``init(X, n_clusters, seed)``, or the
+        Greedy k-means++, K distinct random rows (drawn in proportion to ``sample_weight``),
+        ``init(X, n_clusters, random_state=RandomState)`` as scikit-learn calls it, or the
         starting centroids.
     n_init : 'auto' or int, default='auto'
         Independent runs; the one with the lowest inertia is kept. 'auto' is 10 for 'random'
-        and 1 otherwise; an array ``init`` runs once.
+        and a callable, 1 otherwise; an array ``init`` runs once (with a warning when
+        ``n_init`` asks for more).
     max_iter : int, default=300
         Most Lloyd iterations on all rows.
     tol : float, default=1e-4
         Stop when the squared distances from the centroids to the means of their clusters,
         summed, are at most ``tol`` times the mean per-feature variance of ``X`` (scikit-learn's
         test on the Lloyd step). Lloyd also stops when no label changes.
+    verbose : int, default=0
+        Print "Initialization complete", the inertia of each full-space iteration and why the
+        iterations stopped, as scikit-learn does (subspace iterations print nothing).
     random_state : int, RandomState instance or None, default=None
         Seed of the sampling and of k-means++.
+    copy_x : bool, default=True
+        Accepted for compatibility: the engine never centres or otherwise modifies ``X``, so
+        ``X`` is left untouched either way.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Both run the same exact, bounded iterations (Hamerly's single lower bound per row,
+        a lighter form of Elkan's ``n_clusters`` bounds) and give identical results;
+        "elkan" with one cluster warns as scikit-learn does.
     engine : {None, "numpy", "dask"}, default=None
         Where the passes run: "numpy" in this process, "dask" as per-chunk partial sums on a
         dask scheduler (the default ``distributed`` client when there is one; see
@@ -351,13 +455,16 @@ default='k-means++'
         Nearest centroid of each training row; equal to ``predict(X)``. A lazy dask array when
         the fit ran on dask.
     inertia_ : float
-        Sum of squared distances of the rows to their nearest centroid, exact for
+        Sum of (weighted) squared distances of the rows to their nearest centroid, exact for
         ``cluster_centers_`` (accumulated in float64).
     n_iter_ : int
-        Iterations over all rows in the best run (subspace ones where the subspace is used,
-        plus any full-space ones).
+        Iterations in the best run, counted as scikit-learn counts them (the pass that finds
+        no label changed is one). Where the subspace is used: iterations over all rows there,
+        plus any full-space ones.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` had them.
     """
 
     def __init__(
@@ -368,7 +475,10 @@ default='k-means++'
         n_init="auto",
         max_iter=300,
         tol=1e-4,
+        verbose=0,
         random_state=None,
+        copy_x=True,
+        algorithm="lloyd",
         engine=None,
     ):
         super().__init__(
@@ -377,18 +487,37 @@ default='k-means++'
             n_init=n_init,
             max_iter=max_iter,
             tol=tol,
+            verbose=verbose,
             random_state=random_state,
         )
+        self.copy_x = copy_x
+        self.algorithm = algorithm
         self.engine = engine
 
-    def fit(self, X, y=None):
+    def _check_params(self):
+        super()._check_params()
+        if self.algorithm not in ("lloyd", "elkan"):
+            raise KMIError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}.")
+        if not isinstance(self.copy_x, bool | np.bool_):
+            raise KMIError(f"copy_x must be a bool, got {self.copy_x!r}.")
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    def fit(self, X, y=None, sample_weight=None):
         """Compute the clustering.
 
         Parameters
         ----------
-        X : array-like or dask array of shape (n_samples, n_features)
+        X : array-like, sparse matrix or dask array of shape (n_samples, n_features)
             Training rows; float32 stays float32, anything else becomes float64.
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row (not with the dask engine). Weighted k-means++ and 'random'
+            draws, weighted means and inertia; rows of weight 0 are never seeds.
 
         Returns
         -------
@@ -397,42 +526,61 @@ default='k-means++'
         if self.engine not in (None, "numpy", "dask"):
             raise KMIError(f"engine must be None, 'numpy' or 'dask', got {self.engine!r}")
         if self.engine == "dask" or _is_dask(X):
-            return self._fit_dask(X)
+            return self._fit_dask(X, sample_weight)
         X = self._check_fit_data(X)
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self._n_init())
+        weights, scale = _check_weights(sample_weight, X)
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self._n_init)
         n, k = X.shape[0], self.n_clusters
+        n_rows = n
+        if isinstance(self.init, str) and self.init == "k-means++" and not sp.issparse(X):
+            n_rows = min(n, _init_rows(k))
         best = None
         data = prepared(X)
         with Workers(blas_threads()) as workers:
             x_sq = data.x_sq()
             tol = self._abs_tol(X, x_sq)
             space = None
-            if _use_subspace(n, X.shape[1], k):
+            if not sp.issparse(X) and _use_subspace(n, X.shape[1], k):
                 space = data.subspace(workers, subspace_components(k))
             for seed in seeds:
                 rng = np.random.default_rng(seed)
                 if space is not None:
-                    centers, n_iter = self._subspace_fit(workers, X, x_sq, space, rng, tol)
+                    centers, n_iter = self._subspace_fit(workers, X, x_sq, space, rng, tol, weights)
                 else:
-                    centers = self._seed(workers, X, x_sq, rng, min(n, _init_rows(k)))
-                    centers, n_iter = lloyd(workers, X, x_sq, centers, max_iter=self.max_iter, tol=tol)
-                labels, inertia = self._finish(workers, X, x_sq, centers)
+                    centers = self._seed(workers, X, x_sq, rng, n_rows, sample_weight=weights)
+                    if self.verbose:
+                        print("Initialization complete")
+                    centers, n_iter = lloyd(
+                        workers, X, x_sq, centers, max_iter=self.max_iter, tol=tol,
+                        sample_weight=weights, verbose=bool(self.verbose),
+                    )
+                labels, inertia = self._finish(workers, X, x_sq, centers, weights)
                 if best is None or inertia < best[2]:
                     best = (centers, labels, inertia, n_iter)
-        self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = best
+        self.cluster_centers_, self.labels_, inertia, self.n_iter_ = best
+        self.inertia_ = scale * inertia
+        self._n_features_out = k
+        distinct = len(np.unique(self.labels_))
+        if distinct < k:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). "
+                "Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
-    def _fit_dask(self, X):
+    def _fit_dask(self, X, sample_weight=None):
         """Fit on Dask by :class:`~kmeans_imagery.engine.dask.DaskKMeans`, the same strategy."""
         model = _backends.get("dask").estimator(
             self.n_clusters, init=self.init, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state,
-        ).fit(X)
+        ).fit(X, sample_weight=sample_weight)
         self.cluster_centers_, self.labels_ = model.cluster_centers_, model.labels_
         self.inertia_, self.n_iter_, self.n_features_in_ = model.inertia_, model.n_iter_, model.n_features_in_
         return self
 
-    def _subspace_fit(self, workers, X, x_sq, space, rng, tol):
+    def _subspace_fit(self, workers, X, x_sq, space, rng, tol, sample_weight=None):
         """Seed and converge in the principal subspace, then lift the clusters to full space.
 
         k-means++ seeds from ``max(4096, 16 * n_clusters)`` projected rows. With few clusters,
@@ -452,28 +600,36 @@ default='k-means++'
         rows = np.sort(rng.choice(n, _init_rows(k), replace=False))
 
         def seed():
-            return self._seed(workers, X, x_sq, rng, len(rows), rows=rows, space=space)
+            return self._seed(
+                workers, X, x_sq, rng, len(rows), rows=rows, space=space, sample_weight=sample_weight
+            )
 
         n_search = max(_SEARCH_MIN_ROWS, _SEARCH_ROWS_PER_CLUSTER * k)
         n_starts = 1 if self._init_array is not None else _n_starts(k)
         if 2 * n_search <= n:
             sample = np.sort(rng.choice(n, n_search, replace=False))
             Zs, zs_sq = Z[sample], z_sq[sample]
+            ws = None if sample_weight is None else sample_weight[sample]
             best = None
             for _ in range(n_starts):
-                found = dense_lloyd(workers, Zs, zs_sq, seed(), max_iter=_SEARCH_ITER, tol=tol)
+                found = dense_lloyd(
+                    workers, Zs, zs_sq, seed(), max_iter=_SEARCH_ITER, tol=tol, sample_weight=ws
+                )
                 if best is None or found[2] < best[2]:
                     best = found
             reduced = best[0]
         else:
             reduced = seed()
         reduced, labels, _, n_iter = dense_lloyd(
-            workers, Z, z_sq, reduced, max_iter=self.max_iter, tol=tol, rel_tol=_REL_TOL if tol else 0.0
+            workers, Z, z_sq, reduced, max_iter=self.max_iter, tol=tol, rel_tol=_REL_TOL if tol else 0.0,
+            sample_weight=sample_weight,
         )
         # A cluster left without rows keeps its centroid mapped back to full space.
-        centers = cluster_means(workers, X, labels, reduced @ axes.T)
+        centers = cluster_means(workers, X, labels, reduced @ axes.T, sample_weight)
         if tol == 0:
-            centers, more = lloyd(workers, X, x_sq, centers, max_iter=self.max_iter, tol=0)
+            centers, more = lloyd(
+                workers, X, x_sq, centers, max_iter=self.max_iter, tol=0, sample_weight=sample_weight
+            )
             n_iter += more
         return centers, n_iter
 
@@ -481,18 +637,24 @@ default='k-means++'
 class MiniBatchKMeans(_BaseKMeans):
     """Mini-batch K-means (Sculley 2010, with scikit-learn's per-centroid learning rates).
 
-    Same parameters and attributes as :class:`sklearn.cluster.MiniBatchKMeans` where they mean
-    the same. Each step draws ``batch_size`` rows with replacement, assigns them, and moves each
-    centroid towards the mean of its rows with weight ``count_in_batch / count_so_far``;
-    centroids that got fewer than ``reassignment_ratio`` times the largest count are moved onto
-    random rows of the batch. ``fit`` stops after ``max_iter`` passes over the data, when the
-    sum of squared centroid moves of a step is at most ``tol`` (scaled as in :class:`KMeans`),
-    or when the smoothed batch inertia has not improved for ``max_no_improvement`` steps. It then
-    runs 1 to 10 Lloyd iterations over all rows (fewer for more clusters; they stop once one
-    gains under 0.01 % of inertia), takes the means of the last partition as centroids, and
-    assigns all rows once more for ``labels_`` and the exact ``inertia_``.
+    A drop-in for :class:`sklearn.cluster.MiniBatchKMeans`: the same parameters, methods and
+    attributes with the same meaning, dense or sparse (CSR/CSC) input, ``sample_weight`` in
+    ``fit``, ``partial_fit``, ``fit_predict``, ``fit_transform`` and ``score``. Each step draws
+    ``batch_size`` rows with replacement (in proportion to ``sample_weight``, as scikit-learn
+    does), assigns them, and moves each centroid towards the mean of its rows with weight
+    ``weight_in_batch / weight_so_far``; centroids that got less than ``reassignment_ratio``
+    times the largest weight are moved onto random rows of the batch. ``fit`` stops after
+    ``max_iter`` passes over the data, when the sum of squared centroid moves of a step is at
+    most ``tol`` (scaled as in :class:`KMeans`), or when the smoothed batch inertia has not
+    improved for ``max_no_improvement`` steps.
 
-    On wide rows (see :class:`KMeans`) seeding, steps and those iterations run on the rows
+    Where the result legitimately differs from scikit-learn's: ``fit`` then runs 1 to 10 Lloyd
+    iterations over all rows (fewer for more clusters, at most ``max_iter``; they stop once one
+    gains under 0.01 % of inertia), takes the (weighted) means of the last partition as
+    centroids, and, with ``compute_labels``, assigns all rows once more for ``labels_`` and the
+    exact ``inertia_``. Those iterations take off most of the noise the last batches leave.
+
+    On wide dense rows (see :class:`KMeans`) seeding, steps and those iterations run on the rows
     projected on their top principal axes; the last partition's full-space means are the
     centroids. :meth:`partial_fit` always works in full space.
 
@@ -506,34 +668,47 @@ class MiniBatchKMeans(_BaseKMeans):
     n_clusters : int, default=8
     init : {'k-means++', 'random'}, callable or array of shape (n_clusters, n_features), \
 default='k-means++'
+        As in :class:`KMeans`; a callable gets the ``init_size`` seeding rows.
     max_iter : int, default=100
         Most passes over the data.
     batch_size : int, default=1024
         Rows per step.
+    verbose : int, default=0
+        Print each seeding's inertia, each step's batch inertia, reassignments and why the
+        steps stopped, as scikit-learn does.
+    compute_labels : bool, default=True
+        Compute ``labels_`` and ``inertia_`` over all rows at the end of ``fit`` (over the batch
+        in ``partial_fit``).
+    random_state : int, RandomState instance or None, default=None
     tol : float, default=0.0
         See above; 0 disables this test.
     max_no_improvement : int or None, default=10
         Steps without improvement of the smoothed batch inertia before stopping; None disables.
     init_size : int or None, default=None
         Rows that seeding and the choice among ``n_init`` seedings use; None means
-        ``max(3 * batch_size, 3 * n_clusters)``.
+        ``3 * batch_size``, or ``3 * n_clusters`` when that is less than ``n_clusters``. Less
+        than ``n_clusters`` warns and becomes ``3 * n_clusters``; at most ``n_samples``.
     n_init : 'auto' or int, default='auto'
-        Seedings tried; the one with the lowest inertia on a validation sample is kept.
+        Seedings tried; the one with the lowest inertia on a validation sample is kept. 'auto'
+        is 3 for 'random' and a callable, 1 otherwise.
     reassignment_ratio : float, default=0.01
-    random_state : int, RandomState instance or None, default=None
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
     labels_ : ndarray of shape (n_samples,)
         Equal to ``predict(X)`` after ``fit``; after ``partial_fit``, the labels of that batch.
+        Only with ``compute_labels``.
     inertia_ : float
-        Exact inertia of the rows of the last ``fit`` (or ``partial_fit`` batch).
+        Exact (weighted) inertia of the rows of the last ``fit`` (or ``partial_fit`` batch).
+        Only with ``compute_labels``.
     n_iter_ : int
         Passes over the data started by ``fit``.
     n_steps_ : int
         Mini-batch steps.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` had them.
     """
 
     def __init__(
@@ -543,12 +718,14 @@ default='k-means++'
         init="k-means++",
         max_iter=100,
         batch_size=1024,
+        verbose=0,
+        compute_labels=True,
+        random_state=None,
         tol=0.0,
         max_no_improvement=10,
         init_size=None,
         n_init="auto",
         reassignment_ratio=0.01,
-        random_state=None,
     ):
         super().__init__(
             n_clusters,
@@ -556,9 +733,11 @@ default='k-means++'
             n_init=n_init,
             max_iter=max_iter,
             tol=tol,
+            verbose=verbose,
             random_state=random_state,
         )
         self.batch_size = batch_size
+        self.compute_labels = compute_labels
         self.max_no_improvement = max_no_improvement
         self.init_size = init_size
         self.reassignment_ratio = reassignment_ratio
@@ -579,30 +758,50 @@ default='k-means++'
             raise KMIError(f"init_size must be None or an integer >= 1, got {self.init_size!r}.")
         if not isinstance(self.reassignment_ratio, Real) or self.reassignment_ratio < 0:
             raise KMIError(f"reassignment_ratio must be a number >= 0, got {self.reassignment_ratio!r}.")
+        if not isinstance(self.compute_labels, bool | np.bool_):
+            raise KMIError(f"compute_labels must be a bool, got {self.compute_labels!r}.")
 
-    def _init_size(self, n):
+    def _check_fit_data(self, X):
+        """As for KMeans, and sets ``_batch_size`` and ``_init_size`` as scikit-learn does."""
+        X = super()._check_fit_data(X)
+        n, k = X.shape[0], self.n_clusters
+        self._batch_size = min(self.batch_size, n)
         size = self.init_size
         if size is None:
-            size = max(3 * self.batch_size, 3 * self.n_clusters)
-        return min(max(size, self.n_clusters), n)
+            size = 3 * self._batch_size if 3 * self._batch_size >= k else 3 * k
+        elif size < k:
+            warnings.warn(
+                f"init_size={size} should be larger than n_clusters={k}. Setting it to "
+                "min(3*n_clusters, n_samples)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            size = 3 * k
+        self._init_size = min(size, n)
+        return X
 
-    def _seed_best(self, workers, X, x_sq, rng, space=None):
-        """Seed ``n_init`` times from ``init_size`` rows; keep the lowest validation inertia.
+    def _seed_best(self, workers, X, x_sq, rng, space=None, sample_weight=None):
+        """Seed ``_n_init`` times from ``_init_size`` rows; keep the lowest validation inertia.
 
         With a :class:`._prepared.Subspace`, seeds and scores in its coordinates.
         """
         n = X.shape[0]
-        n_init = self._n_init()
-        size = self._init_size(n)
-        if n_init == 1:
-            return self._seed(workers, X, x_sq, rng, size, space=space)
+        size = self._init_size
+        if self._n_init == 1:
+            return self._seed(workers, X, x_sq, rng, size, space=space, sample_weight=sample_weight)
         valid = np.sort(rng.integers(0, n, size))
         Y, y_sq = (X, x_sq) if space is None else (space.Z, space.z_sq)
         Yv, yv_sq = Y[valid], y_sq[valid]
+        wv = None if sample_weight is None else sample_weight[valid].astype(np.float64)
         best, best_inertia = None, np.inf
-        for _ in range(n_init):
-            centers = self._seed(workers, X, x_sq, rng, size, space=space)
-            inertia = assign(workers, Yv, yv_sq, Centers(centers))["d1"].sum(dtype=np.float64)
+        for i in range(self._n_init):
+            if self.verbose:
+                print(f"Init {i + 1}/{self._n_init} with method {self.init}")
+            centers = self._seed(workers, X, x_sq, rng, size, space=space, sample_weight=sample_weight)
+            d1 = assign(workers, Yv, yv_sq, Centers(centers))["d1"]
+            inertia = d1.sum(dtype=np.float64) if wv is None else d1 @ wv
+            if self.verbose:
+                print(f"Inertia for init {i + 1}/{self._n_init}: {inertia}")
             if inertia < best_inertia:
                 best, best_inertia = centers, inertia
         return best
@@ -616,8 +815,8 @@ default='k-means++'
         self._since_reassign = 0
         self.n_steps_ = 0
 
-    def _step(self, workers, Xb, xb_sq, centers):
-        """One mini-batch update of ``centers`` (in place) from the rows ``Xb``.
+    def _step(self, workers, Xb, xb_sq, centers, weights=None):
+        """One mini-batch update of ``centers`` (in place) from the rows ``Xb`` (weighted by ``weights``).
 
         Returns
         -------
@@ -626,7 +825,7 @@ default='k-means++'
         shift : float
             Sum of squared centroid moves.
         """
-        res = assign(workers, Xb, xb_sq, Centers(centers), sums=True)
+        res = assign(workers, Xb, xb_sq, Centers(centers), sums=True, sample_weight=weights)
         hit = res["counts"] > 0
         before = centers.copy()
         total = self._counts[hit] + res["counts"][hit]
@@ -642,7 +841,9 @@ default='k-means++'
             self._reassign(Xb, centers)
         self.n_steps_ += 1
         shift = float(((centers - before).astype(np.float64) ** 2).sum())
-        return res["labels"], float(res["d1"].sum(dtype=np.float64)), shift
+        d1 = res["d1"]
+        inertia = d1.sum(dtype=np.float64) if weights is None else d1 @ weights.astype(np.float64)
+        return res["labels"], float(inertia), shift
 
     def _reassign(self, Xb, centers):
         """Move centroids with very low counts onto random rows of the batch (as scikit-learn)."""
@@ -651,88 +852,113 @@ default='k-means++'
             low[np.argsort(self._counts, kind="stable")[int(0.5 * Xb.shape[0]) :]] = False
         n_low = int(low.sum())
         if n_low:
-            centers[low] = Xb[self._rng.choice(Xb.shape[0], n_low, replace=False)]
+            if self.verbose:
+                print(f"[MiniBatchKMeans] Reassigning {n_low} cluster centers.")
+            centers[low] = dense_rows(Xb, self._rng.choice(Xb.shape[0], n_low, replace=False))
             self._counts[low] = self._counts[~low].min()
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Compute the clustering by mini-batch steps, then label all rows.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or sparse matrix of shape (n_samples, n_features)
             Training rows; float32 stays float32, anything else becomes float64.
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row: seeding and batches draw rows in proportion to it; the final
+            Lloyd iterations and the inertia are weighted.
 
         Returns
         -------
         self : MiniBatchKMeans
         """
         X = self._check_fit_data(X)
+        weights, scale = _check_weights(sample_weight, X)
         self._start(X)
         n = X.shape[0]
-        batch = min(self.batch_size, n)
         data = prepared(X)
         with Workers(blas_threads()) as workers:
             x_sq = data.x_sq()
             tol = self._abs_tol(X, x_sq)
             space = None
-            if _use_subspace(n, X.shape[1], self.n_clusters):
+            if not sp.issparse(X) and _use_subspace(n, X.shape[1], self.n_clusters):
                 space = data.subspace(workers, subspace_components(self.n_clusters))
             Y, y_sq = (X, x_sq) if space is None else (space.Z, space.z_sq)
-            centers = self._seed_best(workers, X, x_sq, self._rng, space)
-            centers = self._run_steps(workers, Y, y_sq, centers, tol)
+            centers = self._seed_best(workers, X, x_sq, self._rng, space, weights)
+            centers = self._run_steps(workers, Y, y_sq, centers, tol, weights)
             # A few Lloyd iterations over all rows (cheap in the subspace) remove the noise the
             # last batches left in the centroids; the full-space means of the last partition
             # are the final centroids.
-            polish = _polish_iter(self.n_clusters)
+            polish = min(_polish_iter(self.n_clusters), self.max_iter)
             centers, labels, _, _ = dense_lloyd(
-                workers, Y, y_sq, centers, max_iter=polish, tol=tol, rel_tol=_POLISH_REL_TOL
+                workers, Y, y_sq, centers, max_iter=polish, tol=tol, rel_tol=_POLISH_REL_TOL,
+                sample_weight=weights,
             )
             if space is not None:  # the full-space means of the last partition
-                centers = cluster_means(workers, X, labels, centers @ space.axes.T)
-            self.labels_, self.inertia_ = self._finish(workers, X, x_sq, centers)
+                centers = cluster_means(workers, X, labels, centers @ space.axes.T, weights)
+            if self.compute_labels:
+                self.labels_, inertia = self._finish(workers, X, x_sq, centers, weights)
+                self.inertia_ = scale * inertia
         self.cluster_centers_ = centers
-        self.n_iter_ = int(np.ceil(self.n_steps_ * batch / n))
+        self._n_features_out = self.n_clusters
+        self.n_iter_ = int(np.ceil(self.n_steps_ * self._batch_size / n))
         return self
 
-    def _run_steps(self, workers, X, x_sq, centers, tol):
+    def _run_steps(self, workers, X, x_sq, centers, tol, sample_weight=None):
         """Mini-batch steps from ``centers`` until one of the stopping rules of ``fit`` holds.
+
+        Batches are drawn in proportion to ``sample_weight`` and then weigh each row alike.
 
         Returns
         -------
         centers : ndarray of shape (n_clusters, n_features)
         """
         n = X.shape[0]
-        batch = min(self.batch_size, n)
+        batch = self._batch_size
         n_steps = (self.max_iter * n) // batch
         alpha = min(batch * 2.0 / (n + 1), 1.0)
+        cumulative = None if sample_weight is None else np.cumsum(sample_weight, dtype=np.float64)
         ewa = ewa_min = None
         no_improvement = 0
         for i in range(n_steps):
-            rows = self._rng.integers(0, n, batch)
+            if cumulative is None:
+                rows = self._rng.integers(0, n, batch)
+            else:
+                rows = draw_weighted(cumulative, self._rng.random(batch))
             _, inertia, shift = self._step(workers, X[rows], x_sq[rows], centers)
-            if i == 0:
-                continue
             inertia /= batch
+            if i == 0:
+                if self.verbose:
+                    print(f"Minibatch step 1/{n_steps}: mean batch inertia: {inertia}")
+                continue
             ewa = inertia if ewa is None else ewa * (1 - alpha) + inertia * alpha
+            if self.verbose:
+                print(f"Minibatch step {i + 1}/{n_steps}: mean batch inertia: {inertia}, ewa inertia: {ewa}")
             if tol > 0 and shift <= tol:
+                if self.verbose:
+                    print(f"Converged (small centers change) at step {i + 1}/{n_steps}")
                 break
             if ewa_min is None or ewa < ewa_min:
                 ewa_min, no_improvement = ewa, 0
             else:
                 no_improvement += 1
             if self.max_no_improvement is not None and no_improvement >= self.max_no_improvement:
+                if self.verbose:
+                    print(f"Converged (lack of improvement in inertia) at step {i + 1}/{n_steps}")
                 break
         return centers
 
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, sample_weight=None):
         """One mini-batch step on the rows ``X`` (seeding from them on the first call).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or sparse matrix of shape (n_samples, n_features)
             One batch of rows.
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row of the batch in the step (and in the seeding, on the first call).
 
         Returns
         -------
@@ -740,13 +966,17 @@ default='k-means++'
         """
         first = not hasattr(self, "cluster_centers_")
         X = self._check_fit_data(X) if first else self._check_test_data(X)
+        weights, scale = _check_weights(sample_weight, X)
+        if weights is None and scale != 1.0:  # a uniform weight still counts against earlier batches
+            weights = np.full(X.shape[0], scale, dtype=X.dtype)
         with Workers(blas_threads()) as workers:
             x_sq = row_sq_norms(X)
             if first:
                 self._start(X)
-                self.cluster_centers_ = self._seed_best(workers, X, x_sq, self._rng)
+                self.cluster_centers_ = self._seed_best(workers, X, x_sq, self._rng, sample_weight=weights)
             centers = self.cluster_centers_
-            self._step(workers, X, x_sq, centers)
-            self.labels_, self.inertia_ = self._finish(workers, X, x_sq, centers)
-        self.n_iter_ = 0
+            self._step(workers, X, x_sq, centers, weights)
+            if self.compute_labels:
+                self.labels_, self.inertia_ = self._finish(workers, X, x_sq, centers, weights)
+        self._n_features_out = self.n_clusters
         return self
