@@ -197,3 +197,24 @@ def test_color_and_size_are_honoured_in_every_mode(folder, mode):
     source = open_source(folder, color="rgb", size=(6, 5), skip_bad=True)
     model = fit(source, FitSpec(4, random_state=0), mode=mode).model
     assert model.image_shape_ == (6, 5, 3) and model.cluster_centers_.shape == (4, 90)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sample_weights_in_every_mode(blobs, mode):
+    """Weight 3 on one class's images counts them three times: in the means and the votes."""
+    _needs(mode)
+    images, labels = blobs
+    weights = np.where(labels == 2, 3.0, 1.0)
+    weighted = fit(ArraySource(images, labels), FitSpec(6, random_state=0), mode=mode,
+                   sample_weight=weights).model
+    assert (weighted.predict(images) == labels).mean() > 0.99
+    expected = _inertia(images, weighted.cluster_centers_)
+    clusters = weighted.predict_cluster(images)
+    rows = flatten_scale(images).astype(np.float64)
+    own = ((rows - weighted.cluster_centers_[clusters]) ** 2).sum(1)
+    assert weighted.inertia_ == pytest.approx((own * weights).sum(), rel=1e-4)
+    assert weighted.inertia_ > expected
+    with pytest.raises(KMIError, match="one weight per image"):
+        fit(ArraySource(images, labels), FitSpec(6), mode=mode, sample_weight=weights[:10])
+    with pytest.raises(KMIError, match="finite and >= 0"):
+        fit(ArraySource(images, labels), FitSpec(6), mode=mode, sample_weight=-weights)

@@ -96,7 +96,8 @@ class FitResult:
     training: dict = field(default_factory=dict)
 
 
-def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
+def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
+        sample_weight=None):
     """Fit a :class:`~kmeans_imagery.ClusterClassifier` on a source.
 
     Parameters
@@ -114,6 +115,9 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
         Labelled images to score the model on (``test_accuracy``).
     progress : callable or None
         ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
+    sample_weight : array-like of shape (n_images,) or None
+        Weight of each image of the source (in its order) in the means, the inertia, the
+        mini-batch steps and the naming votes; None weighs every image 1.
 
     Returns
     -------
@@ -131,13 +135,14 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
     if spec.n_clusters > source.n_images:
         raise KMIError(f"n_clusters={spec.n_clusters} is more than the {source.n_images} images "
                        f"of {source.display_name}")
+    weights = _check_weights(sample_weight, source.n_images)
     examples = None if spec.labels is None else read_label_sheet(spec.labels, source)
     started = time.perf_counter()
     if mode == "memory":
-        model, labels = _fit_memory(source, spec, examples, progress)
+        model, labels = _fit_memory(source, spec, examples, progress, weights)
         labelled = labels is not None
     else:
-        model, labelled, timings = _fit_passes(source, spec, mode, client, progress)
+        model, labelled, timings = _fit_passes(source, spec, mode, client, progress, weights)
         labels = None
     if examples is not None:
         from .labeling import name_from_clusters
@@ -156,17 +161,31 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None):
     return FitResult(model, metrics, training)
 
 
-def _fit_memory(source, spec, examples, progress):
+def _check_weights(sample_weight, n_images):
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n_images,):
+        raise KMIError(f"sample_weight.shape == {weights.shape}, expected ({n_images},), one "
+                       f"weight per image")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise KMIError("sample_weight must be finite and >= 0")
+    return weights
+
+
+def _fit_memory(source, spec, examples, progress, weights):
     from .labeling import ClusterClassifier
 
     batch = source.read_all(progress=progress)
+    if weights is not None and len(batch.images) < source.n_images:
+        weights = weights[source.positions(batch)]
     labels = batch.labels
     model = ClusterClassifier(
         n_clusters=spec.n_clusters, algorithm=spec.algorithm, engine=spec.engine,
         random_state=spec.random_state, features=spec.features, n_init=spec.n_init,
         max_iter=spec.max_iter,
     )
-    model.fit(batch.images, labels if examples is None else None)
+    model.fit(batch.images, labels if examples is None else None, sample_weight=weights)
     return model, labels
 
 
@@ -192,7 +211,7 @@ def _scores(model, train_labels, test):
 # -- streamed and Dask fits ------------------------------------------------------------------------
 
 
-def _fit_passes(source, spec, mode, client, progress):
+def _fit_passes(source, spec, mode, client, progress, weights):
     """Features and start on a sample, then exact passes over every image (stream or Dask).
 
     Returns the fitted classifier, whether the source had labels to name it by, and timings.
@@ -206,8 +225,10 @@ def _fit_passes(source, spec, mode, client, progress):
     seeds = np.random.SeedSequence(spec.random_state).generate_state(3)
     rng = np.random.default_rng(seeds[0])
     size = min(source.n_images, max(FEATURE_SAMPLE, 64 * spec.n_clusters))
-    sample = source.take(np.sort(rng.choice(source.n_images, size, replace=False)),
-                         batch_size=READ_SIZE)
+    drawn = np.sort(rng.choice(source.n_images, size, replace=False))
+    sample = source.take(drawn, batch_size=READ_SIZE)
+    sample_weight = None if weights is None else weights[
+        drawn if sample.paths is None else source.positions(sample)]
     features = None
     if spec.features not in (None, "raw"):
         from .features import make_features
@@ -217,13 +238,13 @@ def _fit_passes(source, spec, mode, client, progress):
     to_rows = partial(image_rows, features)
     sample_rows = to_rows(sample.images)
     del sample
-    start = KMeans(spec.n_clusters, n_init=spec.n_init or 1,
-                   random_state=int(seeds[2])).fit(sample_rows).cluster_centers_
+    start = KMeans(spec.n_clusters, n_init=spec.n_init or 1, random_state=int(seeds[2])).fit(
+        sample_rows, sample_weight=sample_weight).cluster_centers_
     tally = partial(_Tally, spec.n_clusters, source.image_shape, features is not None)
     if mode == "stream":
         from .engine.stream import stream_kmeans
 
-        reader = _SourceRows(source, to_rows)
+        reader = _SourceRows(source, to_rows, weights)
         centers, inertia, n_iter, _, seconds, seen = stream_kmeans(
             reader, start, sample=sample_rows,
             minibatch_passes=1 if spec.algorithm == "minibatch" else 0,
@@ -232,7 +253,7 @@ def _fit_passes(source, spec, mode, client, progress):
         timings["seconds_per_pass"] = float(np.median(seconds))
     else:
         centers, inertia, n_iter, seen = _dask_passes(source, to_rows, start, client, tally,
-                                                      spec.max_iter or 300)
+                                                      spec.max_iter or 300, weights)
     return seen.classifier(spec, centers, inertia, n_iter, features), bool(seen.votes), timings
 
 
@@ -245,32 +266,38 @@ def image_rows(features, images):
 class _SourceRows:
     """A source's images as blocks of rows, for :func:`~kmeans_imagery.engine.stream.stream_kmeans`."""
 
-    def __init__(self, source, to_rows):
-        self.source, self.to_rows = source, to_rows
+    def __init__(self, source, to_rows, weights=None):
+        self.source, self.to_rows, self.weights = source, to_rows, weights
         self.n_rows = source.n_images
+
+    def _weight(self, batch):
+        return None if self.weights is None else self.weights[self.source.positions(batch)]
 
     def blocks(self):
         for batch in self.source.iter_batches(READ_SIZE):
             if len(batch.images):
-                yield self.to_rows(batch.images), batch
+                yield self.to_rows(batch.images), self._weight(batch), batch
 
     def shuffled(self, batch_size, rng, shuffle_blocks=8):
         """Rows for mini-batch steps: blocks in random order, mixed ``shuffle_blocks`` at a time."""
         source = self.source
         if not source.random_access:
             for batch in source.iter_batches(READ_SIZE):
-                yield from self._split(batch.images, batch_size, rng)
+                yield from self._split(batch.images, self._weight(batch), batch_size, rng)
             return
         starts = rng.permutation(np.arange(0, source.n_images, READ_SIZE))
         for g in range(0, len(starts), shuffle_blocks):
-            mixed = np.concatenate([source.read(s, s + READ_SIZE)
-                                    for s in starts[g:g + shuffle_blocks]])
-            yield from self._split(mixed, batch_size, rng)
+            batches = [source.read_batch(s, s + READ_SIZE) for s in starts[g:g + shuffle_blocks]]
+            weights = None if self.weights is None else np.concatenate(
+                [self._weight(b) for b in batches])
+            yield from self._split(np.concatenate([b.images for b in batches]), weights,
+                                   batch_size, rng)
 
-    def _split(self, images, batch_size, rng):
+    def _split(self, images, weights, batch_size, rng):
         order = rng.permutation(len(images))
         for s in range(0, len(images), batch_size):
-            yield self.to_rows(images[np.sort(order[s:s + batch_size])])
+            pick = np.sort(order[s:s + batch_size])
+            yield self.to_rows(images[pick]), None if weights is None else weights[pick]
 
 
 class _Tally:
@@ -280,22 +307,23 @@ class _Tally:
         self.n_clusters, self.image_shape = n_clusters, tuple(image_shape)
         self.votes = {}
         self.pixel_sums = np.zeros((n_clusters, int(np.prod(image_shape)))) if pixel_means else None
-        self.counts = np.zeros(n_clusters, np.int64)
+        self.counts = np.zeros(n_clusters)
 
-    def add(self, batch, clusters):
-        """Count a batch (its images and labels) whose images are in ``clusters``."""
+    def add(self, batch, clusters, weight=None):
+        """Count a batch (its images and labels) whose images are in ``clusters``, weighted."""
         from .labeling import majority_vote
 
-        self.counts += np.bincount(clusters, minlength=self.n_clusters)
+        self.counts += np.bincount(clusters, weights=weight, minlength=self.n_clusters)
         if self.pixel_sums is not None:
             from .labeling import cluster_sums
 
-            self.pixel_sums += cluster_sums(flatten_scale(batch.images), clusters, self.n_clusters)
+            self.pixel_sums += cluster_sums(flatten_scale(batch.images), clusters, self.n_clusters,
+                                            weight)
         if batch.labels is not None:
             values, codes = np.unique(batch.labels, return_inverse=True)
-            counts = majority_vote(clusters, codes.ravel(), self.n_clusters, len(values))
+            counts = majority_vote(clusters, codes.ravel(), self.n_clusters, len(values), weight)
             for value, column in zip(values.tolist(), counts.T, strict=True):
-                self.votes[value] = self.votes.get(value, 0) + column.astype(np.int64)
+                self.votes[value] = self.votes.get(value, 0) + column.astype(np.float64)
         return self
 
     def merge(self, other):
@@ -328,27 +356,31 @@ class _Tally:
         )
 
 
-def _dask_passes(source, to_rows, start, client, tally, max_iter):
+def _dask_passes(source, to_rows, start, client, tally, max_iter, weights):
     """Lloyd passes on Dask from ``start``, then one pass that tallies every chunk."""
+    import dask.array as da
     from dask import delayed
 
     from .datasets import FolderSource
     from .engine.dask import DaskKMeans, _Runner
 
     if isinstance(source, FolderSource) and source.skips_bad:
-        source = _without_bad(source, client)
+        source, kept = _without_bad(source, client)
+        weights = None if weights is None else weights[kept]
     images = source.to_dask(READ_SIZE)
     rows = images.map_blocks(_block_rows, to_rows, dtype=start.dtype, drop_axis=list(
         range(2, images.ndim)), chunks=(images.chunks[0], (start.shape[1],)))
+    weight_chunks = None if weights is None else da.from_array(weights, chunks=(images.chunks[0],))
     kmeans = DaskKMeans(len(start), init=start, n_init=1, max_iter=max_iter,
-                        client=client).fit(rows)
+                        client=client).fit(rows, sample_weight=weight_chunks)
     centers, inertia, n_iter = kmeans.cluster_centers_, kmeans.inertia_, kmeans.n_iter_
     runner = _Runner(client, 600.0, 2)
     labels = source.labels
     parts = []
     for block, (s, e) in zip(images.to_delayed().ravel(), _bounds(images.chunks[0]), strict=True):
         batch_labels = None if labels is None else labels[s:e]
-        parts.append(delayed(_tally_block)(block, batch_labels, to_rows, centers, tally))
+        weight = None if weights is None else weights[s:e]
+        parts.append(delayed(_tally_block)(block, batch_labels, weight, to_rows, centers, tally))
     tallies = runner.compute(delayed(list)(parts), "naming the clusters")
     seen = tally()
     for part in tallies:
@@ -365,23 +397,24 @@ def _bounds(chunks):
     return zip((ends - np.asarray(chunks)).tolist(), ends.tolist(), strict=True)
 
 
-def _tally_block(block, labels, to_rows, centers, tally):
+def _tally_block(block, labels, weight, to_rows, centers, tally):
     """One chunk's tally, on a worker: nearest centroids of its rows, votes and pixel sums."""
     from .datasets import Batch
     from .engine.dask import _chunk_labels
 
     rows = to_rows(block)
-    return tally().add(Batch(0, block, labels), _chunk_labels(rows, centers))
+    return tally().add(Batch(0, block, labels), _chunk_labels(rows, centers), weight)
 
 
 def _without_bad(source, client):
-    """A folder source without its unreadable files, found by one decoding pass on the cluster."""
+    """A folder source without its unreadable files (found by one decoding pass on the cluster),
+    and the positions of the files it keeps."""
     from dask import compute, delayed
 
     spans = [(s, min(s + READ_SIZE, source.n_images)) for s in range(0, source.n_images, READ_SIZE)]
-    kept = compute(*[delayed(_readable)(source, s, e) for s, e in spans],
-                   scheduler=client or "threads")
-    return source.subset(np.concatenate(kept))
+    kept = np.concatenate(compute(*[delayed(_readable)(source, s, e) for s, e in spans],
+                                  scheduler=client or "threads"))
+    return source.subset(kept), kept
 
 
 def _readable(source, start, stop):

@@ -11,17 +11,21 @@ from kmeans_imagery.errors import KMIError
 class Blocks:
     """Rows in blocks of ``size``, as the fit path's source reader gives them."""
 
-    def __init__(self, rows, size):
-        self.rows, self.size, self.n_rows = rows, size, len(rows)
+    def __init__(self, rows, size, weight=None):
+        self.rows, self.size, self.n_rows, self.weight = rows, size, len(rows), weight
+
+    def _w(self, index):
+        return None if self.weight is None else self.weight[index]
 
     def blocks(self):
         for s in range(0, self.n_rows, self.size):
-            yield self.rows[s:s + self.size], s
+            yield self.rows[s:s + self.size], self._w(slice(s, s + self.size)), s
 
     def shuffled(self, batch_size, rng):
         order = rng.permutation(self.n_rows)
         for s in range(0, self.n_rows, batch_size):
-            yield self.rows[np.sort(order[s:s + batch_size])]
+            index = np.sort(order[s:s + batch_size])
+            yield self.rows[index], self._w(index)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def test_observer_sees_every_row_of_the_last_pass(rows):
         def __init__(self):
             self.n, self.clusters = 0, []
 
-        def add(self, start, clusters):
+        def add(self, start, clusters, weight):
             self.n += len(clusters)
             self.clusters.append(clusters)
 
@@ -89,3 +93,15 @@ def test_bad_parameters(rows):
         stream_kmeans(Blocks(rows, 100), rows[:3], max_iter=0)
     with pytest.raises(KMIError, match="tol"):
         stream_kmeans(Blocks(rows, 100), rows[:3], tol=-1.0)
+
+
+def test_integer_weights_equal_repeated_rows(rows):
+    """A row of weight 2 counts as that row twice: same centres as the repeated data."""
+    weight = np.where(np.arange(len(rows)) % 3 == 0, 2.0, 1.0)
+    repeated = np.repeat(rows, weight.astype(int), axis=0)
+    start = _one_per_blob(rows)
+    weighted = stream_kmeans(Blocks(rows, 500, weight), start, minibatch_passes=0, max_iter=100,
+                             tol=0.0)
+    plain = stream_kmeans(Blocks(repeated, 500), start, minibatch_passes=0, max_iter=100, tol=0.0)
+    np.testing.assert_allclose(weighted.centers, plain.centers, atol=1e-5)
+    assert weighted.inertia == pytest.approx(plain.inertia, rel=1e-5)

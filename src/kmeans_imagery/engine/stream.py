@@ -14,8 +14,9 @@ k-means++ search and subspace path, on a sample) and a reader of row blocks, the
    so the inertia is exact for them.
 
 The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
-``(rows, batch)`` pairs: float rows and whatever the caller wants to see again in ``observe``)
-and ``shuffled(batch_size, rng)`` (row arrays for the mini-batch steps).
+``(rows, weight, batch)``: float rows, their sample weights or None, and whatever the caller wants
+to see again in ``observe``) and ``shuffled(batch_size, rng)`` (``(rows, weight)`` pairs for the
+mini-batch steps).
 """
 
 import time
@@ -88,8 +89,8 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
         ``progress(total, description)`` returning a context manager with ``advance(n=1)``;
         one bar per pass, advanced by rows.
     observe : callable or None
-        ``observe()`` returns a fresh accumulator with ``add(batch, clusters)``; each exact pass
-        feeds one the nearest centroid of every row, and the last pass's is returned.
+        ``observe()`` returns a fresh accumulator with ``add(batch, clusters, weight)``; each
+        exact pass feeds one the nearest centroid of every row, and the last pass's is returned.
 
     Returns
     -------
@@ -105,9 +106,9 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
         for p in range(minibatch_passes):
             with open_progress(progress, reader.n_rows,
                                f"mini-batch pass {p + 1}/{minibatch_passes}") as bar:
-                for rows in reader.shuffled(batch_size, rng):
+                for rows, weight in reader.shuffled(batch_size, rng):
                     if len(rows) >= n_clusters or hasattr(mbk, "cluster_centers_"):
-                        mbk.partial_fit(rows)
+                        mbk.partial_fit(rows, sample_weight=weight)
                     bar.advance(len(rows))
         centers = mbk.cluster_centers_.astype(centers.dtype, copy=False)
     history, seconds, last = [], [], {}
@@ -149,10 +150,11 @@ def _full_pass(workers, reader, centers, progress, what, observe):
     total = None
     seen = None if observe is None else observe()
     with open_progress(progress, reader.n_rows, what) as bar:
-        for rows, batch in reader.blocks():
-            stats = block_stats(workers, rows, centers, labels=seen is not None)
+        for rows, weight, batch in reader.blocks():
+            stats = block_stats(workers, rows, centers, sample_weight=weight,
+                                labels=seen is not None)
             if seen is not None:
-                seen.add(batch, stats.pop("labels"))
+                seen.add(batch, stats.pop("labels"), weight)
             total = stats if total is None else merge_stats(total, stats)
             bar.advance(len(rows))
     return total, seen
