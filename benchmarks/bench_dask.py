@@ -1,14 +1,13 @@
 """``KMeans(n_clusters=256).fit(dask_array)`` against dask-ml's KMeans on MNIST, same cluster, same run.
 
 MNIST train (60,000 x 784, float32 in [0, 1]) becomes a dask array of ``--chunk`` rows, persisted
-on a ``LocalCluster`` of ``--workers`` single-threaded worker processes before any clock starts.
-Then, alternately, ``--repeats`` times each:
+on a fresh ``LocalCluster`` of ``--workers`` single-threaded worker processes for each fit before its
+clock starts. Alternately, ``--repeats`` times (dask-ml ``--daskml-repeats`` times):
 
 - ``kmi``: ``kmeans_imagery.KMeans(n_clusters=K, random_state=seed).fit(X)``, which runs on Dask by
   itself (:class:`kmeans_imagery.engine.dask.DaskKMeans`);
 - ``dask-ml``: ``dask_ml.cluster.KMeans(n_clusters=K, random_state=seed).fit(X)`` (k-means||,
-  its defaults); a run past ``--daskml-limit`` seconds is recorded unfinished and ends the
-  dask-ml runs;
+  its defaults); a run past ``--daskml-limit`` seconds is recorded unfinished (its cluster closed);
 
 and once ``memory``: the in-memory engine on the same rows. Inertia is recomputed the same way
 for every fit (exact, float64, over all rows). The target: median ``kmi`` time at most 0.05 x the
@@ -25,6 +24,7 @@ import json
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -59,20 +59,39 @@ def fit_daskml(X, k, seed):
 
 
 def timed(fn, *args, limit=None):
-    """``(seconds, result)``; ``(None, None)`` when ``fn`` runs past ``limit`` seconds (left to end)."""
+    """``(seconds, result)`` of ``fn(*args)``; ``(None, None)`` past ``limit`` seconds or on an error."""
     out = {}
 
     def run():
         start = time.perf_counter()
-        out["result"] = fn(*args)
+        try:
+            out["result"] = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the cluster closed under an abandoned fit
+            out["error"] = exc
+            return
         out["s"] = time.perf_counter() - start
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(limit)
-    if thread.is_alive():
+    if thread.is_alive() or "s" not in out:
         return None, None
     return out["s"], out["result"]
+
+
+@contextmanager
+def cluster_with(X, n_workers, chunk):
+    """A fresh LocalCluster of single-threaded worker processes holding ``X`` as a persisted dask
+    array; closing it ends whatever still runs there (an abandoned fit)."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        client.wait_for_workers(n_workers)
+        lazy = client.persist(da.from_array(X, chunks=(chunk, X.shape[1])))
+        lazy.sum().compute()  # every chunk on its worker before the clock starts
+        yield lazy
 
 
 def main(argv=None):
@@ -83,15 +102,16 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=7500, help="Rows per dask chunk.")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-daskml", action="store_true")
-    parser.add_argument("--daskml-limit", type=float, default=600.0)
+    parser.add_argument("--daskml-repeats", type=int, default=None,
+                        help="dask-ml fits (default: --repeats); 0 skips dask-ml.")
+    parser.add_argument("--daskml-limit", type=float, default=3600.0,
+                        help="Seconds after which a dask-ml fit is recorded unfinished.")
     parser.add_argument("--sklearn-inertia", type=float, default=1_477_251.0)
     parser.add_argument("--run-sklearn", action="store_true")
     parser.add_argument("--out", help="Write the results as JSON here.")
     args = parser.parse_args(argv)
-
-    import dask.array as da
-    from distributed import Client, LocalCluster
+    if args.daskml_repeats is None:
+        args.daskml_repeats = args.repeats
 
     from kmeans_imagery.datasets import load_dataset
     from kmeans_imagery.engine.kmeans import KMeans as MemoryKMeans
@@ -117,19 +137,14 @@ def main(argv=None):
     memory = MemoryKMeans(args.k, random_state=args.seed).fit(X)
     record("memory", time.perf_counter() - start, memory.cluster_centers_, memory.n_iter_)
 
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.wait_for_workers(args.workers)
-        lazy = client.persist(da.from_array(X, chunks=(args.chunk, X.shape[1])))
-        lazy.sum().compute()  # every chunk on its worker before the clocks start
-        daskml = not args.skip_daskml
-        for _ in range(args.repeats):
+    for i in range(args.repeats):
+        with cluster_with(X, args.workers, args.chunk) as lazy:
             seconds, (centers, n_iter) = timed(fit_kmi, lazy, args.k, args.seed)
             record("kmi", seconds, centers, n_iter)
-            if daskml:
+        if i < args.daskml_repeats:
+            with cluster_with(X, args.workers, args.chunk) as lazy:
                 seconds, result = timed(fit_daskml, lazy, args.k, args.seed, limit=args.daskml_limit)
                 record("dask-ml", seconds, *(result or (None, None)))
-                daskml = result is not None  # an unfinished fit still holds the cluster
 
     summary = {"sklearn_inertia": args.sklearn_inertia}
     for name in ("kmi", "dask-ml"):

@@ -50,7 +50,7 @@ FAN_IN = 8
 #: Over-relaxation factor of the Lloyd steps (measured on MNIST, K = 10..256).
 RELAX = 1.8
 
-_ADDED = ("sums", "counts", "inertia", "sq_norms", "row_sums")
+_ADDED = ("sums", "counts", "inertia", "sq_norms")
 _FAR = ("far_d", "far_rows", "far_labels", "far_weight")
 
 
@@ -98,8 +98,7 @@ def label_stats(rows, labels, n_clusters, sample_weight=None):
     return {"sums": sums, "counts": counts}
 
 
-def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=True, labels=False,
-                moments=False):
+def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=True, labels=False):
     """Assign a block of rows to ``centers`` and return its partial sums.
 
     Parameters
@@ -117,8 +116,6 @@ def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=
         from the distances the assignment computes, clipped at 0.
     labels : bool
         Also return the nearest centre of each row.
-    moments : bool
-        Also return ``row_sums`` (n_features,) float64, for :func:`abs_tol`.
 
     Returns
     -------
@@ -127,7 +124,7 @@ def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=
         with ``sample_weight``), ``inertia`` (weighted), ``sq_norms`` (sum of squared row norms),
         the block's :data:`N_FAR` farthest rows of positive weight ``far_rows``, their squared
         distances ``far_d``, labels ``far_labels`` and weights ``far_weight``; as asked,
-        ``labels`` (m,) int32 and ``row_sums``.
+        ``labels`` (m,) int32.
     """
     if x_sq is None:
         x_sq = row_sq_norms(rows)
@@ -154,8 +151,6 @@ def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=
     out["far_weight"] = np.ones(len(far)) if w is None else w[far]
     if labels:
         out["labels"] = res["labels"]
-    if moments:
-        out["row_sums"] = rows.sum(axis=0, dtype=np.float64)
     return out
 
 

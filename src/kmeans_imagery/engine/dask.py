@@ -129,8 +129,8 @@ default='k-means++'
             float32 rows scaled by 1/255, on the workers. Chunked along the first axis.
         y : Ignored
         sample_weight : array-like or dask array of shape (n_samples,), or None
-            Weight of each row in the means and the inertia (seeding ignores them); None
-            weighs every row 1.
+            Weight of each row in the passes over all rows (means, inertia); the start on a
+            sample ignores them. None weighs every row 1.
 
         Returns
         -------
@@ -214,7 +214,7 @@ default='k-means++'
         if 2 * n_search <= n:
             Zs = space.rows(np.sort(rng.choice(n, n_search, replace=False)))
             zs_sq = row_sq_norms(Zs)
-            with Workers(1) as workers:
+            with Workers(blas_threads()) as workers:
                 found = [dense_lloyd(workers, Zs, zs_sq, seed(), max_iter=_SEARCH_ITER, tol=tol)
                          for _ in range(n_starts)]
             reduced = min(found, key=lambda f: f[2])[0]
@@ -463,18 +463,21 @@ class _Runner:
             raise
 
 
-def _merged(parts, merge=merge_stats):
+def _lazy(obj):
+    """``obj`` (a function, or a value such as the centres) as a pure dask delayed object."""
     from dask import delayed
 
-    return tree_reduce(parts, lambda *group: delayed(merge, pure=True)(*group))
+    return delayed(obj, pure=True)
+
+
+def _merged(parts, merge=merge_stats):
+    return tree_reduce(parts, lambda *group: _lazy(merge)(*group))
 
 
 class _Data:
     """The rows of a fit on the workers: passes over them, rows gathered, their subspace."""
 
     def __init__(self, X, sample_weight, runner):
-        from dask import delayed
-
         self.runner, self.n, self.n_features = runner, X.shape[0], _n_features(X)
         self.dtype = _row_dtype(X.dtype)
         # Loaded once (a Zarr store is read by the workers), then every pass reuses worker memory.
@@ -491,24 +494,21 @@ class _Data:
                                f"({self.n},)")
             w = runner.persist(w.astype(np.float64).rechunk((X.chunks[0],)))
             self.weights = w.to_delayed().ravel().tolist()
-        self._delayed = delayed
 
     def moments(self):
         """Sum of squared row norms and of the rows; checks the weights."""
-        d = self._delayed
-        parts = [d(_chunk_moments, pure=True)(b, w, self.dtype) for b, w in zip(self.blocks, self.weights,
+        parts = [_lazy(_chunk_moments)(b, w, self.dtype) for b, w in zip(self.blocks, self.weights,
                                                                                 strict=True)]
         out = self.runner.compute(_merged(parts, _merge_moments), "reading the data")
         if out["weight_min"] < 0 or not np.isfinite(out["weight_sum"]) or out["weight_sum"] <= 0:
             raise KMIError("sample_weight must be finite, >= 0, and not all 0")
         return out
 
-    def full_pass(self, centers, exact=True, what="a full-space pass"):
-        """Merged :func:`._passes.block_stats` of all rows."""
-        c = self._delayed(centers, pure=True)
-        parts = [self._delayed(_chunk_stats, pure=True)(b, c, w, exact)
-                 for b, w in zip(self.blocks, self.weights, strict=True)]
-        return self.runner.compute(_merged(parts), what)
+    def full_pass(self, centers):
+        """Merged :func:`._passes.block_stats` of all rows (exact inertia)."""
+        c = _lazy(centers)
+        parts = [_lazy(_chunk_stats)(b, c, w, True) for b, w in zip(self.blocks, self.weights, strict=True)]
+        return self.runner.compute(_merged(parts), "a full-space pass")
 
     def rows(self, rows):
         """``X[rows]`` (sorted indices) as float rows on the driver."""
@@ -537,14 +537,13 @@ class _Subspace:
     :data:`_DRIVER_BYTES`, else kept on the workers. Either way, the same passes."""
 
     def __init__(self, data, axes):
-        d = data._delayed
         self.data, self.axes = data, axes
-        a = d(axes, pure=True)
-        blocks = [d(_chunk_project, pure=True)(b, a) for b in data.blocks]
+        a = _lazy(axes)
+        blocks = [_lazy(_chunk_project)(b, a) for b in data.blocks]
         self.Z = self.blocks = None
         if data.n * axes.shape[1] * axes.itemsize <= _DRIVER_BYTES:
             self.Z, self.weight = data.runner.compute(
-                (d(np.concatenate, pure=True)(blocks), d(_concat_weights, pure=True)(data.weights)),
+                (_lazy(np.concatenate)(blocks), _lazy(_concat_weights)(data.weights)),
                 "projecting the rows")
             self.z_sq = row_sq_norms(self.Z)
         else:
@@ -555,9 +554,8 @@ class _Subspace:
             with Workers(blas_threads()) as workers:
                 return block_stats(workers, self.Z, centers, x_sq=self.z_sq, sample_weight=self.weight,
                                    exact=False)
-        data, d = self.data, self.data._delayed
-        c = d(centers, pure=True)
-        parts = [d(_chunk_stats, pure=True)(z, c, w, False)
+        data, c = self.data, _lazy(centers)
+        parts = [_lazy(_chunk_stats)(z, c, w, False)
                  for z, w in zip(self.blocks, data.weights, strict=True)]
         return data.runner.compute(_merged(parts), "a subspace pass")
 
@@ -568,28 +566,27 @@ class _Subspace:
 
     def lift(self, assigned):
         """Per-cluster sums of the full-space rows, by their nearest ``assigned`` subspace centre."""
-        data, d = self.data, self.data._delayed
+        data = self.data
         if self.Z is not None:
             with Workers(blas_threads()) as workers:
                 labels = assign(workers, self.Z, self.z_sq, Centers(assigned))["labels"]
-            parts = [d(_chunk_label_stats, pure=True)(b, labels[s:e], len(assigned), assigned.dtype, w)
+            parts = [_lazy(_chunk_label_stats)(b, labels[s:e], len(assigned), assigned.dtype, w)
                      for b, w, s, e in zip(data.blocks, data.weights, data.starts[:-1], data.starts[1:],
                                            strict=True)]
         else:
-            c = d(assigned, pure=True)
-            parts = [d(_chunk_lift, pure=True)(b, z, c, w)
+            c = _lazy(assigned)
+            parts = [_lazy(_chunk_lift)(b, z, c, w)
                      for b, z, w in zip(data.blocks, self.blocks, data.weights, strict=True)]
         return data.runner.compute(_merged(parts), "lifting the clusters to full space")
 
 
 def _gather(data, blocks, rows, dtype):
-    d = data._delayed
     parts = []
     for i, (s, e) in enumerate(zip(data.starts[:-1], data.starts[1:], strict=True)):
         lo, hi = np.searchsorted(rows, [s, e])
         if hi > lo:
-            parts.append(d(_take_rows, pure=True)(blocks[i], rows[lo:hi] - s, dtype))
-    return data.runner.compute(d(np.concatenate, pure=True)(parts), "gathering a sample")
+            parts.append(_lazy(_take_rows)(blocks[i], rows[lo:hi] - s, dtype))
+    return data.runner.compute(_lazy(np.concatenate)(parts), "gathering a sample")
 
 
 # -- per-chunk tasks (run on the workers) ----------------------------------------------------------
