@@ -80,6 +80,8 @@ default='k-means++'
         Most Lloyd passes over all rows (subspace ones, and full-space ones with ``tol=0``).
     tol : float, default=1e-4
         The engine's :ref:`stopping rule <stopping-rule>`, as in ``KMeans``.
+    verbose : int, default=0
+        As in ``KMeans`` (accepted for the shared interface; passes run on the workers).
     random_state : int, RandomState instance or None, default=None
     client : distributed.Client or None, default=None
         The cluster to run on; None uses the current default client if there is one, else
@@ -103,10 +105,13 @@ default='k-means++'
     n_features_in_ : int
     """
 
+    #: Starts of ``n_init='auto'`` with a 'random' or callable init, as ``KMeans``.
+    _auto_random_inits = 10
+
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4,
-                 random_state=None, client=None, timeout=600.0, retries=2):
+                 verbose=0, random_state=None, client=None, timeout=600.0, retries=2):
         super().__init__(n_clusters, init=init, n_init=n_init, max_iter=max_iter, tol=tol,
-                         random_state=random_state)
+                         verbose=verbose, random_state=random_state)
         self.client = client
         self.timeout = timeout
         self.retries = retries
@@ -144,12 +149,13 @@ default='k-means++'
         self._init_array = None
         if not isinstance(self.init, str) and not callable(self.init):
             self._init_array = self._checked_centers(np.asarray(self.init, dtype=data.dtype), d)
+        self._resolve_n_init()
         moments = data.moments()
         tol = abs_tol(self.tol, moments["sq_norms"], moments["row_sums"], n)
         space = data.subspace(subspace_components(k)) if _use_subspace(n, d, k) else None
         best = None
         for seed in check_random_state(self.random_state).randint(np.iinfo(np.int32).max,
-                                                                   size=self._n_init()):
+                                                                   size=self._n_init):
             rng = np.random.default_rng(seed)
             if space is not None:
                 centers, stats, n_iter = self._subspace_fit(data, space, rng, tol)

@@ -137,6 +137,11 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             centers = check_array(self.init, dtype=X.dtype, copy=True, order="C")
             self._check_center_shape(X, centers)
             self._init_array = centers
+        self._resolve_n_init()
+        return X
+
+    def _resolve_n_init(self):
+        """Set ``_n_init``, the starts to run, as scikit-learn does (``_init_array`` set first)."""
         if self.n_init != "auto":
             self._n_init = self.n_init
         elif isinstance(self.init, str) and self.init == "k-means++" or self._init_array is not None:
@@ -148,10 +153,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 "Explicit initial center position passed: performing only one init in "
                 f"{type(self).__name__} instead of n_init={self._n_init}.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             self._n_init = 1
-        return X
 
     def _check_center_shape(self, X, centers):
         if centers.shape[0] != self.n_clusters:
