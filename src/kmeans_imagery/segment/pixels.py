@@ -1,0 +1,110 @@
+"""Pixels as rows: a strip of a raster as feature-ready rows, and training pixels sampled across a scene."""
+
+import numpy as np
+
+from ..errors import KMIError
+from .features import neighbourhood_mean
+
+__all__ = ["DEFAULT_SAMPLE", "Sample", "sample_pixels", "strip_rows"]
+
+#: Training pixels drawn by default: K-means centroids of a few dozen classes in a few hundred bands
+#: settle long before that (the HSI scenes of the benchmarks, 7,000 to 10,000 pixels, are used whole).
+DEFAULT_SAMPLE = 100_000
+#: Candidates drawn per wanted training pixel, so that nodata pixels among them rarely leave fewer
+#: valid candidates than wanted.
+_OVERSAMPLE = 4
+
+
+def strip_rows(raster, start, stop, radii=(0,)):
+    """Rows ``start:stop`` of ``raster`` as pixel rows, with neighbourhood means for spatial steps.
+
+    Parameters
+    ----------
+    raster : Raster
+    start, stop : int
+    radii : sequence of int
+        0 for the band values themselves, r > 0 for their mean over (2r+1)^2 neighbourhoods; the
+        strip is read with r rows above and below so that neighbourhoods cross strip edges.
+
+    Returns
+    -------
+    rows : ndarray of shape ((stop - start) * width, n_bands * len(radii))
+        float32 for spatial steps, else the file's dtype; nodata pixels hold arbitrary values.
+    valid : ndarray of bool, shape (stop - start, width)
+    """
+    halo = max(radii)
+    lo, hi = max(0, start - halo), min(raster.height, stop + halo)
+    values, valid = raster.read(lo, hi)
+    inner = slice(start - lo, start - lo + stop - start)
+    parts = [values[inner] if r == 0 else neighbourhood_mean(values, valid, r)[inner] for r in radii]
+    cube = parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
+    return cube.reshape(-1, cube.shape[-1]), valid[inner]
+
+
+class Sample:
+    """Training pixels drawn across a scene.
+
+    Attributes
+    ----------
+    rows : ndarray of shape (n_sample, n_bands * len(radii)), float32
+    positions : ndarray of shape (n_sample,), int64
+        Flat pixel index (row * width + col) of each training pixel, in increasing order.
+    n_valid : int
+        Valid pixels in the whole scene.
+    """
+
+    def __init__(self, rows, positions, n_valid):
+        self.rows, self.positions, self.n_valid = rows, positions, n_valid
+
+
+def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0):
+    """Draw up to ``n_sample`` valid pixels uniformly across the whole scene, in one pass.
+
+    Each strip draws its candidates from its own seeded generator (``(random_state, strip)``), so
+    the sample depends on the seed and the strips only. About ``4 * n_sample`` candidate positions
+    are drawn over the whole scene, the valid ones get a random key, and the ``n_sample`` of
+    smallest key are kept: a uniform sample of the valid candidates. When fewer pixels than
+    ``4 * n_sample`` exist, every valid pixel is a candidate (a small scene is used whole).
+
+    Parameters
+    ----------
+    raster : Raster
+    n_sample : int
+    radii : sequence of int
+        As for :func:`strip_rows`.
+    random_state : int
+
+    Returns
+    -------
+    Sample
+
+    Raises
+    ------
+    KMIError
+        When the raster has no valid pixel.
+    """
+    if n_sample < 1:
+        raise KMIError(f"--sample must be at least 1, got {n_sample}")
+    rate = min(1.0, _OVERSAMPLE * n_sample / raster.n_pixels)
+    keys, rows, positions, n_valid = [], [], [], 0
+    for index, (start, stop) in enumerate(raster.strips()):
+        strip, valid = strip_rows(raster, start, stop, radii)
+        flat_valid = valid.ravel()
+        n_valid += int(flat_valid.sum())
+        rng = np.random.default_rng([random_state, index])
+        if rate < 1:
+            count = rng.binomial(len(flat_valid), rate)
+            picked = np.sort(rng.choice(len(flat_valid), size=count, replace=False))
+        else:
+            picked = np.arange(len(flat_valid))
+        picked = picked[flat_valid[picked]]
+        keys.append(rng.random(len(picked)))
+        rows.append(np.asarray(strip[picked], dtype=np.float32))
+        positions.append(picked + start * raster.width)
+    if n_valid == 0:
+        raise KMIError(f"{raster.name} has no valid pixel: every pixel is nodata")
+    keys, rows, positions = np.concatenate(keys), np.concatenate(rows), np.concatenate(positions)
+    if len(keys) > n_sample:
+        keep = np.sort(np.argsort(keys, kind="stable")[:n_sample])
+        rows, positions = rows[keep], positions[keep]
+    return Sample(rows, positions, n_valid)
