@@ -108,16 +108,17 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         if k > 65535:
             raise KMIError(f"--k: at most 65535 classes fit in classes.tif, got {k}")
         radii = pixel_model.features.radii if pixel_model is not None else _radii(features)
-        log(f"{raster.name}: {raster.height} x {raster.width} pixels, {raster.n_bands} band(s) "
-            f"{raster.dtype}; sampling up to {sample:,} training pixels")
         drawn = sample_pixels(raster, sample, radii=radii, random_state=random_state)
-        for size in (k, *label_budgets):
+        for option, size in [("--k", k)] + [("--label-budget", b) for b in label_budgets]:
             if size > drawn.n_valid:
-                raise KMIError(f"--k/--label-budget: {size} clusters but only {drawn.n_valid} valid pixels")
+                raise KMIError(f"{option}: {size} clusters but only {drawn.n_valid} valid pixels in "
+                               f"{raster.name}")
         if len(drawn.rows) < max((k, *label_budgets)):
             raise KMIError(f"--sample: {len(drawn.rows)} training pixels for {max((k, *label_budgets))} "
                            f"clusters")
         timings["sample_seconds"] = time.perf_counter() - clock
+        log(f"{raster.name}: {raster.height} x {raster.width} pixels, {raster.n_bands} band(s) "
+            f"{raster.dtype}, {drawn.n_valid:,} valid; {len(drawn.rows):,} training pixels")
         clock = time.perf_counter()
         inertia = None
         if pixel_model is None:
