@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from segment_data import planted_scene, write_geotiff
 
 from kmeans_imagery.cli import main
+from segment_data import planted_scene, write_geotiff
 
 pytest.importorskip("rasterio")
 
@@ -33,7 +33,8 @@ def test_segment_command_writes_and_scores(tmp_path, capsys):
                                      "n_init": 10, "dask": None, "truth": str(tmp_path / "truth.npy"),
                                      "model": None}
     assert results["test"]["hungarian_accuracy"] == 1.0
-    assert main(["segment", str(path), "--model", str(out / "model.kmi"), "--out", str(tmp_path / "again")]) == 0
+    again = ["segment", str(path), "--model", str(out / "model.kmi"), "--out", str(tmp_path / "again")]
+    assert main(again) == 0
 
 
 def test_not_a_raster(tmp_path, capsys):
@@ -82,7 +83,8 @@ def test_existing_output_without_force(tmp_path, capsys):
     (out / "classes.tif").write_bytes(b"earlier")
     _fails(capsys, ["segment", str(path), "--k", "3", "--out", str(out)],
            "already holds classes.tif; use --force to replace")
-    assert [p.name for p in out.iterdir()] == ["classes.tif"] and (out / "classes.tif").read_bytes() == b"earlier"
+    assert [p.name for p in out.iterdir()] == ["classes.tif"]
+    assert (out / "classes.tif").read_bytes() == b"earlier"
 
 
 def test_model_with_k_is_refused(tmp_path, capsys):

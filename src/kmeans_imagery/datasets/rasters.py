@@ -18,6 +18,7 @@ is read in bounded memory.
 """
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,7 @@ class Raster:
         self.crs, self.transform, self.nodata = crs, transform, nodata
         self.block_height = max(1, int(block_height))
         self.file_nodata = file_nodata
+        self._lock = threading.Lock()
 
     @property
     def name(self):
@@ -131,7 +133,8 @@ class Raster:
         valid : ndarray of bool, shape (stop - start, width)
             True where every band holds data.
         """
-        values, valid = self._read(start, stop)
+        with self._lock:  # a GDAL dataset must not be read by two threads at once
+            values, valid = self._read(start, stop)
         if self.nodata is not None:
             valid &= ~(values == _as_dtype(self.nodata, values.dtype)).any(axis=-1)
         if values.dtype.kind == "f":

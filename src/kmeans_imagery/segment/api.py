@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.rasters import open_raster
+from ..engine._kernels import blas_threads
 from ..errors import KMIError
 from .classify import DEFAULT_N_INIT, classify_strip, fit_pixel_model
 from .features import DEFAULT_FEATURES
@@ -108,7 +109,8 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         if k > 65535:
             raise KMIError(f"--k: at most 65535 classes fit in classes.tif, got {k}")
         radii = pixel_model.features.radii if pixel_model is not None else _radii(features)
-        drawn = sample_pixels(raster, sample, radii=radii, random_state=random_state)
+        drawn = sample_pixels(raster, sample, radii=radii, random_state=random_state,
+                              min_valid=max((k, *label_budgets)))
         for option, size in [("--k", k)] + [("--label-budget", b) for b in label_budgets]:
             if size > drawn.n_valid:
                 raise KMIError(f"{option}: {size} clusters but only {drawn.n_valid} valid pixels in "
@@ -118,7 +120,7 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
                            f"clusters")
         timings["sample_seconds"] = time.perf_counter() - clock
         log(f"{raster.name}: {raster.height} x {raster.width} pixels, {raster.n_bands} band(s) "
-            f"{raster.dtype}, {drawn.n_valid:,} valid; {len(drawn.rows):,} training pixels")
+            f"{raster.dtype}; {len(drawn.rows):,} training pixels")
         clock = time.perf_counter()
         inertia = None
         if pixel_model is None:
@@ -209,14 +211,20 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
 
         ahead = 2 * max(1, len(client.scheduler_info().get("workers", {})))
     else:
-        # One strip classified ahead while the previous one is filtered and written.
-        executor = stack.enter_context(ThreadPoolExecutor(1))
+        # Strips are classified on one thread per core, each strip's products on one BLAS thread:
+        # on rows of a few features BLAS's own threads cost far more than they save. Rasters are
+        # read under a lock (one GDAL dataset is not safe to share between threads).
+        from threadpoolctl import threadpool_limits
+
+        threads = max(1, blas_threads())
+        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        executor = stack.enter_context(ThreadPoolExecutor(threads))
 
         def submit(bounds):
             return executor.submit(classify_strip, raster, *bounds, model, truth=truth,
                                    budget_models=budget_models, thumb_step=step, thumb_bands=shown)
 
-        ahead = 1
+        ahead = threads
     passed = _Pass()
     passed.sums, passed.counts = np.zeros((k, raster.n_bands)), np.zeros(k, dtype=np.int64)
     passed.kmeans_counts = np.zeros(k, dtype=np.int64)
@@ -276,7 +284,7 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
                   "crs": None if raster.crs is None else raster.crs.to_string(),
                   "transform": None if raster.transform is None else list(raster.transform)[:6],
                   "nodata": raster.nodata if raster.nodata is not None else raster.file_nodata,
-                  "valid_pixels": drawn.n_valid},
+                  "valid_pixels": int(passed.kmeans_counts.sum())},
         "features": params["features"],
         "seed": params["seed"],
         "parameters": params,

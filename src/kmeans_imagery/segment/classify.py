@@ -18,10 +18,13 @@ __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 
 #: Pixels turned into features and assigned at once: bounds the temporary memory of a strip to a
 #: few times this many rows of features, whatever the strip's size.
-CHUNK_PIXELS = 2**18
+CHUNK_PIXELS = 2**16
 #: Independent K-means runs per fit; the lowest inertia wins. On the HSI scenes one run's accuracy
 #: varies by up to 0.19 with the seed; the best of 10 varies by under 0.01 (README).
 DEFAULT_N_INIT = 10
+#: Training pixels the ``n_init`` runs compete on when there are more (the scenes of the accuracy
+#: benchmark, 7,000 to 10,000 pixels, run every init on every pixel).
+SEARCH_ROWS = 20_000
 
 
 class PixelModel:
@@ -41,6 +44,47 @@ class PixelModel:
         self.centers = np.ascontiguousarray(centers, dtype=np.float32)
         self.n_bands = int(n_bands)
         self._prepared = Centers(self.centers)
+        self._linear = self._fold()
+
+    def _fold(self):
+        """Scores ``g(x) @ W + w`` whose argmax is the nearest centroid, from the band values directly.
+
+        When every pipeline is ``g(x) @ A + b`` (see
+        :meth:`~kmeans_imagery.segment.features.PixelFeatures.linear_form`), the nearest centroid
+        maximises ``f . c - ||c||^2 / 2 = sum of g(x) @ (A @ c_part) + b . c_part - ||c||^2 / 2``:
+        one small product per pipeline input replaces building the features, which makes
+        classifying a scene several times cheaper. None when the features are not of that form.
+        """
+        forms = self.features.linear_form()
+        if forms is None:
+            return None
+        centers = self.centers.astype(np.float64)
+        offset, weights = 0, {}
+        constant = -0.5 * (centers**2).sum(axis=1)
+        for columns, unit, A, b in forms:
+            part = centers[:, offset : offset + A.shape[1]]
+            offset += A.shape[1]
+            key = (columns.start, columns.stop, unit)
+            weights[key] = weights.get(key, 0) + A @ part.T
+            constant += part @ b
+        terms = [(slice(start, stop), unit, W.astype(np.float32))
+                 for (start, stop, unit), W in weights.items()]
+        return terms, constant.astype(np.float32)
+
+    def labels(self, rows):
+        """Nearest centroid (int32) of pixel rows (band values, as the reader gives them)."""
+        if self._linear is None:
+            return self.assign(self.features.transform(rows))[0]
+        terms, constant = self._linear
+        score = np.broadcast_to(constant, (len(rows), len(constant))).copy()
+        for columns, unit, W in terms:
+            x = rows[:, columns]
+            product = x @ W
+            if unit:
+                norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+                product /= np.maximum(norm, np.finfo(np.float32).tiny)[:, None]
+            score += product
+        return score.argmax(axis=1).astype(np.int32)
 
     @property
     def n_clusters(self):
@@ -81,7 +125,15 @@ def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAUL
     if isinstance(features, str):
         features = PixelFeatures(features).fit(rows)
     X = features.transform(rows)
-    kmeans = make_kmeans(n_clusters, algorithm="full", random_state=random_state, n_init=n_init).fit(X)
+    init = "k-means++"
+    if n_init > 1 and len(X) > SEARCH_ROWS:
+        # The runs compete on a subsample; only the best one goes on over every training pixel.
+        subsample = X[np.random.default_rng(random_state).choice(len(X), SEARCH_ROWS, replace=False)]
+        init = make_kmeans(n_clusters, algorithm="full", random_state=random_state,
+                           n_init=n_init).fit(subsample).cluster_centers_
+        n_init = 1
+    kmeans = make_kmeans(n_clusters, algorithm="full", random_state=random_state, n_init=n_init,
+                         init=init).fit(X)
     return PixelModel(features, kmeans.cluster_centers_, features.n_bands_), float(kmeans.inertia_)
 
 
@@ -128,15 +180,15 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
     for s in range(0, len(flat), CHUNK_PIXELS):
         index = flat[s : s + CHUNK_PIXELS]
         pixels = np.asarray(rows[index], dtype=np.float32)
-        X = model.features.transform(pixels)
-        chunk_labels, _ = model.assign(X)
+        chunk_labels = model.labels(pixels)
         labels[index] = chunk_labels
         sums += _sum_by_label(pixels[:, :n_bands], chunk_labels, k)
         if budgets:
             classes = truth_flat[index]
             labelled = classes > 0
+            X = model.features.transform(pixels[labelled])
             for stats, budget_model in zip(budgets, budget_models, strict=True):
-                stats.add(*budget_model.assign(X[labelled]), classes[labelled])
+                stats.add(*budget_model.assign(X), classes[labelled])
     out.update(labels=labels.reshape(valid.shape), sums=sums,
                counts=np.bincount(labels[flat], minlength=k).astype(np.int64))
     if budgets:

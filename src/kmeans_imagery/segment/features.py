@@ -125,16 +125,65 @@ class PixelFeatures:
                 branch_state.append(state)
                 x = _apply_step(name, state, x)
             self.state_.append(branch_state)
+        return self._compile()
+
+    def _compile(self):
+        """Each pipeline as few operations as possible: runs of affine steps become one matrix product.
+
+        ``std`` then ``pca`` is ``x @ A + b`` for one (bands x components) ``A``: classifying a scene
+        then costs one small GEMM per pipeline (and a norm for ``l2``) instead of a pass per step.
+        """
         self.n_features_ = sum(_width(b, self.n_bands_) for b in self.state_)
+        self._plan = []
+        for steps, branch_state in zip(self.branches, self.state_, strict=True):
+            ops, affine = [], None
+            for (name, _), state in zip(steps, branch_state, strict=True):
+                if name in ("std", "pca"):
+                    A, b = _affine(name, state)
+                    affine = (A, b) if affine is None else (affine[0] @ A, affine[1] @ A + b)
+                elif name == "l2":
+                    if affine is not None:
+                        ops.append(_affine_op(*affine))
+                        affine = None
+                    ops.append(("l2",))
+            if affine is not None:
+                ops.append(_affine_op(*affine))
+            self._plan.append(ops)
         return self
+
+    def linear_form(self):
+        """Each pipeline as ``(input columns, unit_length, A, b)``: features ``g(x) @ A + b``.
+
+        ``g`` is the identity or the division by the norm (``l2`` as the first operation). None when
+        some pipeline is not of that form (``l2`` after an affine step): then only
+        :meth:`transform` applies it.
+        """
+        forms = []
+        for steps, ops in zip(self.branches, self._plan, strict=True):
+            unit = bool(ops) and ops[0][0] == "l2"
+            rest = ops[1:] if unit else ops
+            if any(op[0] == "l2" for op in rest):
+                return None
+            first = self.radii.index(steps[0][1] if steps[0][0] == "nbr" else 0) * self.n_bands_
+            columns = slice(first, first + self.n_bands_)
+            if rest:
+                A, b = rest[0][1].astype(np.float64), rest[0][2].astype(np.float64)
+            else:
+                A, b = np.eye(self.n_bands_), np.zeros(self.n_bands_)
+            forms.append((columns, unit, A, b))
+        return forms
 
     def transform(self, rows):
         """Features of pixel rows, float32 of shape (n_pixels, n_features_)."""
         parts = []
-        for steps, branch_state in zip(self.branches, self.state_, strict=True):
+        for steps, ops in zip(self.branches, self._plan, strict=True):
             x = self._input(rows, steps)
-            for (name, _), state in zip(steps, branch_state, strict=True):
-                x = _apply_step(name, state, x)
+            for op in ops:
+                if op[0] == "l2":
+                    x = _apply_step("l2", None, x)
+                else:
+                    x = x @ op[1]
+                    x += op[2]
             parts.append(x)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
@@ -169,8 +218,7 @@ class PixelFeatures:
             for (name, _), state in zip(steps, branch_state, strict=True):
                 if set(state) != set(_STATE_KEYS[name]):
                     raise KMIError("the model file's pixel features are incomplete (corrupt model)")
-        features.n_features_ = sum(_width(b, features.n_bands_) for b in features.state_)
-        return features
+        return features._compile()
 
 
 _STATE_KEYS = {"raw": (), "nbr": (), "l2": (), "std": ("mean", "scale"), "pca": ("mean", "components")}
@@ -192,6 +240,20 @@ def _fit_step(name, arg, x):
         vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])[:, None]
         return {"mean": mean.astype(np.float32), "components": vt.T.astype(np.float32)}
     return {}
+
+
+def _affine(name, state):
+    """A step as ``x @ A + b``, in float64."""
+    mean = state["mean"].astype(np.float64)
+    if name == "std":
+        scale = state["scale"].astype(np.float64)
+        return np.diag(scale), -mean * scale
+    components = state["components"].astype(np.float64)
+    return components, -mean @ components
+
+
+def _affine_op(A, b):
+    return ("affine", np.ascontiguousarray(A, dtype=np.float32), b.astype(np.float32))
 
 
 def _apply_step(name, state, x):

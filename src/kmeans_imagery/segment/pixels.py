@@ -1,5 +1,7 @@
 """Pixels as rows: a strip of a raster as feature-ready rows, and training pixels sampled across a scene."""
 
+import math
+
 import numpy as np
 
 from ..errors import KMIError
@@ -10,6 +12,10 @@ __all__ = ["DEFAULT_SAMPLE", "Sample", "sample_pixels", "strip_rows"]
 #: Training pixels drawn by default: K-means centroids of a few dozen classes in a few hundred bands
 #: settle long before that (the HSI scenes of the benchmarks, 7,000 to 10,000 pixels, are used whole).
 DEFAULT_SAMPLE = 100_000
+#: Pixels read per wanted training pixel, and the fewest strips read, when a scene is sampled from a
+#: subset of its strips.
+_READ_PER_SAMPLE = 16
+_MIN_STRIPS = 16
 #: Candidates drawn per wanted training pixel, so that nodata pixels among them rarely leave fewer
 #: valid candidates than wanted.
 _OVERSAMPLE = 4
@@ -50,21 +56,24 @@ class Sample:
     positions : ndarray of shape (n_sample,), int64
         Flat pixel index (row * width + col) of each training pixel, in increasing order.
     n_valid : int
-        Valid pixels in the whole scene.
+        Valid pixels in the strips read: the whole scene's when it is under ``min_valid``.
     """
 
     def __init__(self, rows, positions, n_valid):
         self.rows, self.positions, self.n_valid = rows, positions, n_valid
 
 
-def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0):
-    """Draw up to ``n_sample`` valid pixels uniformly across the whole scene, in one pass.
+def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, _all_strips=False):
+    """Draw up to ``n_sample`` valid pixels across the whole scene.
 
+    A large scene is not read whole for its sample: a seeded random subset of its strips (full
+    rows, from top to bottom of the scene; at least 16 strips, or enough to hold 16 pixels per
+    wanted one) is, and when those hold fewer than ``min_valid`` valid pixels, every strip is.
     Each strip draws its candidates from its own seeded generator (``(random_state, strip)``), so
     the sample depends on the seed and the strips only. About ``4 * n_sample`` candidate positions
-    are drawn over the whole scene, the valid ones get a random key, and the ``n_sample`` of
-    smallest key are kept: a uniform sample of the valid candidates. When fewer pixels than
-    ``4 * n_sample`` exist, every valid pixel is a candidate (a small scene is used whole).
+    are drawn, the valid ones get a random key, and the ``n_sample`` of smallest key are kept: a
+    uniform sample of the valid candidates. When the strips read hold fewer than ``4 * n_sample``
+    pixels, every valid pixel is a candidate (a small scene is used whole).
 
     Parameters
     ----------
@@ -73,6 +82,9 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0):
     radii : sequence of int
         As for :func:`strip_rows`.
     random_state : int
+    min_valid : int
+        Valid pixels needed (K): fewer in the strips read makes it read them all, so that
+        ``n_valid`` is then exact.
 
     Returns
     -------
@@ -85,9 +97,14 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0):
     """
     if n_sample < 1:
         raise KMIError(f"--sample must be at least 1, got {n_sample}")
-    rate = min(1.0, _OVERSAMPLE * n_sample / raster.n_pixels)
+    strips = raster.strips()
+    chosen = (range(len(strips)) if _all_strips
+              else _chosen_strips(len(strips), n_sample * _READ_PER_SAMPLE / raster.n_pixels, random_state))
+    read_pixels = sum((strips[i][1] - strips[i][0]) * raster.width for i in chosen)
+    rate = min(1.0, _OVERSAMPLE * n_sample / read_pixels)
     keys, rows, positions, n_valid = [], [], [], 0
-    for index, (start, stop) in enumerate(raster.strips()):
+    for index in chosen:
+        start, stop = strips[index]
         strip, valid = strip_rows(raster, start, stop, radii)
         flat_valid = valid.ravel()
         n_valid += int(flat_valid.sum())
@@ -101,6 +118,9 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0):
         keys.append(rng.random(len(picked)))
         rows.append(np.asarray(strip[picked], dtype=np.float32))
         positions.append(picked + start * raster.width)
+    if n_valid < min_valid and len(chosen) < len(strips):  # too few where we looked: look everywhere
+        return sample_pixels(raster, n_sample, radii=radii, random_state=random_state,
+                             min_valid=min_valid, _all_strips=True)
     if n_valid == 0:
         raise KMIError(f"{raster.name} has no valid pixel: every pixel is nodata")
     keys, rows, positions = np.concatenate(keys), np.concatenate(rows), np.concatenate(positions)
@@ -108,3 +128,12 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0):
         keep = np.sort(np.argsort(keys, kind="stable")[:n_sample])
         rows, positions = rows[keep], positions[keep]
     return Sample(rows, positions, n_valid)
+
+
+def _chosen_strips(n_strips, fraction, random_state):
+    """Indices of the strips to draw from: a seeded random subset of at least :data:`_MIN_STRIPS`."""
+    count = max(_MIN_STRIPS, math.ceil(fraction * n_strips))
+    if count >= n_strips:
+        return list(range(n_strips))
+    chosen = np.random.default_rng([random_state, n_strips]).choice(n_strips, count, replace=False)
+    return sorted(chosen.tolist())
