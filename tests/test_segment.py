@@ -230,3 +230,29 @@ def test_shared_landsat_scene(tmp_path):
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         # Nodata exactly where any band is masked (partly-nodata pixels are left out).
         np.testing.assert_array_equal(dst.read(1) == 0, ~(src.read_masks().all(axis=0) > 0))
+
+
+def test_large_scene_sampled_from_a_subset_of_strips(tmp_path, monkeypatch):
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 1)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 1)
+    cube, _ = planted_scene(height=40, collar=0)
+    cube[:, :] = np.where(np.arange(40)[:, None, None] < 39, 0, cube)  # only the last row is valid
+    np.save(tmp_path / "cube.npy", cube)
+    with open_raster(tmp_path / "cube.npy", nodata=0) as raster:
+        sample = sample_pixels(raster, 10, random_state=0)  # 16 of the 40 one-row strips
+        rows = np.unique(sample.positions // raster.width)
+        assert len(sample.rows) <= 10 and set(rows) <= {39}
+        everywhere = sample_pixels(raster, 10, random_state=0, min_valid=48)
+    assert everywhere.n_valid == 48 and len(everywhere.rows) == 10
+    assert (everywhere.positions // 48 == 39).all()
+
+
+@pytest.mark.parametrize("spec", ["std+pca:3|l2+std+pca:3", "raw", "nbr:1+l2", "std+l2"])
+def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
+    from kmeans_imagery.segment.classify import fit_pixel_model
+
+    rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)  # 4 bands, and their neighbourhood mean
+    model, _ = fit_pixel_model(rows, 7, features=spec, n_init=1)
+    features = model.features.transform(rows)
+    np.testing.assert_array_equal(model.labels(rows), model.assign(features)[0])
+    assert (model._linear is None) == (spec == "std+l2")

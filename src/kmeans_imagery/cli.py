@@ -587,7 +587,7 @@ def label_sheet(model_path, data, per_cluster, out, data_dir):
               help="Training pixels, drawn across the whole scene.")
 @click.option("--features", default=None,
               help="Pixel features: steps raw, std, l2, pca[:n], nbr[:r] joined with + and | "
-                   "[default: std+pca:10|l2+std+pca:10].")
+                   "[default: l2+std|nbr:1+std].")
 @click.option("--smooth", default=0, show_default=True, type=click.IntRange(0, 15),
               help="Majority filter radius of the class map (0: none).")
 @click.option("--truth", type=click.Path(path_type=str),

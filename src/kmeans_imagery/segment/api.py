@@ -247,8 +247,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     with ClassMapWriter(out / "classes.tif", raster, colours) as writer:
         for start, labels in smooth_strips(labelled_strips(), smooth, k):
             writer.write(start, labels)
-            final = labels[labels >= 0]
-            passed.counts += np.bincount(final, minlength=k)
+            passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
             if passed.truth is not None:
                 passed.truth.add(labels, truths.pop(start))
             classes.append(labels[(-start) % step :: step, ::step])

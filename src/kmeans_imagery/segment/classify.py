@@ -166,7 +166,9 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         ``thumb_step``: ``thumb`` and ``thumb_valid``.
     """
     rows, valid = strip_rows(raster, start, stop, model.features.radii)
-    flat = np.flatnonzero(valid.ravel())
+    # Where every pixel is valid, chunks are slices: no index array, no gathered copy.
+    flat = slice(None) if valid.all() else np.flatnonzero(valid.ravel())
+    n_pixels = valid.size if isinstance(flat, slice) else len(flat)
     k, n_bands = model.n_clusters, model.n_bands
     labels = np.full(valid.size, -1, dtype=np.int32)
     sums = np.zeros((k, n_bands))
@@ -177,8 +179,8 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         out["truth"] = truth_strip
         truth_flat = truth_strip.ravel()
     budgets = [_BudgetStats(m.n_clusters) for m in budget_models]
-    for s in range(0, len(flat), CHUNK_PIXELS):
-        index = flat[s : s + CHUNK_PIXELS]
+    for s in range(0, n_pixels, CHUNK_PIXELS):
+        index = slice(s, s + CHUNK_PIXELS) if isinstance(flat, slice) else flat[s : s + CHUNK_PIXELS]
         pixels = np.asarray(rows[index], dtype=np.float32)
         chunk_labels = model.labels(pixels)
         labels[index] = chunk_labels

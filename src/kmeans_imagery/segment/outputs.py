@@ -77,7 +77,9 @@ class ClassMapWriter:
         from rasterio.windows import Window
 
         window = Window(0, start, labels.shape[1], labels.shape[0])
-        self._dataset.write((labels + 1).astype(self.dtype), 1, window=window)
+        classes = labels.astype(self.dtype)  # -1 wraps round to the largest value, + 1 to 0: nodata
+        classes += 1
+        self._dataset.write(classes, 1, window=window)
 
     def commit(self):
         """Finish the file and move it into place."""

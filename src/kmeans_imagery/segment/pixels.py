@@ -16,9 +16,6 @@ DEFAULT_SAMPLE = 100_000
 #: subset of its strips.
 _READ_PER_SAMPLE = 16
 _MIN_STRIPS = 16
-#: Candidates drawn per wanted training pixel, so that nodata pixels among them rarely leave fewer
-#: valid candidates than wanted.
-_OVERSAMPLE = 4
 
 
 def strip_rows(raster, start, stop, radii=(0,)):
@@ -69,11 +66,10 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
     A large scene is not read whole for its sample: a seeded random subset of its strips (full
     rows, from top to bottom of the scene; at least 16 strips, or enough to hold 16 pixels per
     wanted one) is, and when those hold fewer than ``min_valid`` valid pixels, every strip is.
-    Each strip draws its candidates from its own seeded generator (``(random_state, strip)``), so
-    the sample depends on the seed and the strips only. About ``4 * n_sample`` candidate positions
-    are drawn, the valid ones get a random key, and the ``n_sample`` of smallest key are kept: a
-    uniform sample of the valid candidates. When the strips read hold fewer than ``4 * n_sample``
-    pixels, every valid pixel is a candidate (a small scene is used whole).
+    Every valid pixel read gets a random key from its strip's own seeded generator
+    (``(random_state, strip)``), and the ``n_sample`` of smallest key are kept: a uniform sample of
+    the valid pixels read, whatever their share of nodata, that depends on the seed and the strips
+    only (a scene with fewer valid pixels is used whole).
 
     Parameters
     ----------
@@ -100,34 +96,30 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
     strips = raster.strips()
     chosen = (range(len(strips)) if _all_strips
               else _chosen_strips(len(strips), n_sample * _READ_PER_SAMPLE / raster.n_pixels, random_state))
-    read_pixels = sum((strips[i][1] - strips[i][0]) * raster.width for i in chosen)
-    rate = min(1.0, _OVERSAMPLE * n_sample / read_pixels)
-    keys, rows, positions, n_valid = [], [], [], 0
+    keys, rows, positions, n_valid = np.zeros(0, np.float32), None, np.zeros(0, np.int64), 0
     for index in chosen:
         start, stop = strips[index]
         strip, valid = strip_rows(raster, start, stop, radii)
-        flat_valid = valid.ravel()
-        n_valid += int(flat_valid.sum())
-        rng = np.random.default_rng([random_state, index])
-        if rate < 1:
-            count = rng.binomial(len(flat_valid), rate)
-            picked = np.sort(rng.choice(len(flat_valid), size=count, replace=False))
-        else:
-            picked = np.arange(len(flat_valid))
-        picked = picked[flat_valid[picked]]
-        keys.append(rng.random(len(picked)))
-        rows.append(np.asarray(strip[picked], dtype=np.float32))
-        positions.append(picked + start * raster.width)
+        picked = np.flatnonzero(valid.ravel())
+        n_valid += len(picked)
+        strip_keys = np.random.default_rng([random_state, index]).random(len(picked), dtype=np.float32)
+        if len(keys) >= n_sample:  # only keys below the current n_sample-th can enter the sample
+            below = strip_keys < keys.max()
+            picked, strip_keys = picked[below], strip_keys[below]
+        strip_rows_kept = np.asarray(strip[picked], dtype=np.float32)
+        keys = np.concatenate([keys, strip_keys])
+        rows = strip_rows_kept if rows is None else np.concatenate([rows, strip_rows_kept])
+        positions = np.concatenate([positions, picked + start * raster.width])
+        if len(keys) > n_sample:
+            keep = np.argpartition(keys, n_sample - 1)[:n_sample]
+            keys, rows, positions = keys[keep], rows[keep], positions[keep]
     if n_valid < min_valid and len(chosen) < len(strips):  # too few where we looked: look everywhere
         return sample_pixels(raster, n_sample, radii=radii, random_state=random_state,
                              min_valid=min_valid, _all_strips=True)
     if n_valid == 0:
         raise KMIError(f"{raster.name} has no valid pixel: every pixel is nodata")
-    keys, rows, positions = np.concatenate(keys), np.concatenate(rows), np.concatenate(positions)
-    if len(keys) > n_sample:
-        keep = np.sort(np.argsort(keys, kind="stable")[:n_sample])
-        rows, positions = rows[keep], positions[keep]
-    return Sample(rows, positions, n_valid)
+    order = np.argsort(positions)
+    return Sample(rows[order], positions[order], n_valid)
 
 
 def _chosen_strips(n_strips, fraction, random_state):
