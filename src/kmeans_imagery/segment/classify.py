@@ -12,7 +12,7 @@ import numpy as np
 from ..engine import make_kmeans
 from ..engine._kernels import Centers, Workers, _sum_by_label, assign, blas_threads, row_sq_norms
 from .features import PixelFeatures
-from .pixels import strip_rows
+from .pixels import Block
 
 __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 
@@ -165,40 +165,41 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         ``budget`` entries ``(best_distance, best_class, pair_codes, pair_counts)``; with
         ``thumb_step``: ``thumb`` and ``thumb_valid``.
     """
-    rows, valid = strip_rows(raster, start, stop, model.features.radii)
-    # Where every pixel is valid, chunks are slices: no index array, no gathered copy.
-    flat = slice(None) if valid.all() else np.flatnonzero(valid.ravel())
-    n_pixels = valid.size if isinstance(flat, slice) else len(flat)
-    k, n_bands = model.n_clusters, model.n_bands
-    labels = np.full(valid.size, -1, dtype=np.int32)
+    block = Block(raster, start, stop, model.features.radii)
+    valid = block.valid
+    k, n_bands, width = model.n_clusters, model.n_bands, raster.width
+    labels = np.full(valid.shape, -1, dtype=np.int32)
     sums = np.zeros((k, n_bands))
-    truth_flat = None
     out = {}
     if truth is not None:
-        truth_strip = truth.read(start, stop)[0][:, :, 0]
-        out["truth"] = truth_strip
-        truth_flat = truth_strip.ravel()
+        out["truth"] = truth.read(start, stop)[0][:, :, 0]
     budgets = [_BudgetStats(m.n_clusters) for m in budget_models]
-    for s in range(0, n_pixels, CHUNK_PIXELS):
-        index = slice(s, s + CHUNK_PIXELS) if isinstance(flat, slice) else flat[s : s + CHUNK_PIXELS]
-        pixels = np.asarray(rows[index], dtype=np.float32)
+    # A few image rows at a time: features (and neighbourhood means) of a bounded number of pixels.
+    step = max(1, CHUNK_PIXELS // width)
+    for top in range(start, stop, step):
+        bottom = min(stop, top + step)
+        part = slice(top - start, bottom - start)
+        chunk_valid = valid[part].ravel()
+        # Where every pixel is valid, the chunk is taken whole: no index array, no gathered copy.
+        index = slice(None) if chunk_valid.all() else np.flatnonzero(chunk_valid)
+        pixels = np.asarray(block.rows(top, bottom)[index], dtype=np.float32)
         chunk_labels = model.labels(pixels)
-        labels[index] = chunk_labels
+        labels[part].reshape(-1)[index] = chunk_labels
         sums += _sum_by_label(pixels[:, :n_bands], chunk_labels, k)
         if budgets:
-            classes = truth_flat[index]
+            classes = out["truth"][part].ravel()[index]
             labelled = classes > 0
             X = model.features.transform(pixels[labelled])
             for stats, budget_model in zip(budgets, budget_models, strict=True):
                 stats.add(*budget_model.assign(X), classes[labelled])
-    out.update(labels=labels.reshape(valid.shape), sums=sums,
-               counts=np.bincount(labels[flat], minlength=k).astype(np.int64))
+    out.update(labels=labels, sums=sums,
+               counts=np.bincount(labels.ravel() + 1, minlength=k + 1)[1:].astype(np.int64))
     if budgets:
         out["budget"] = [stats.result() for stats in budgets]
     if thumb_step:
         first = (-start) % thumb_step
-        cube = rows.reshape(*valid.shape, -1)
-        out["thumb"] = cube[first::thumb_step, ::thumb_step][..., list(thumb_bands)]
+        values = block.values[start - block.offset : stop - block.offset]
+        out["thumb"] = values[first::thumb_step, ::thumb_step][..., list(thumb_bands)]
         out["thumb_valid"] = valid[first::thumb_step, ::thumb_step]
     return out
 

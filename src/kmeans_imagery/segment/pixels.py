@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import KMIError
 from .features import neighbourhood_mean
 
-__all__ = ["DEFAULT_SAMPLE", "Sample", "sample_pixels", "strip_rows"]
+__all__ = ["DEFAULT_SAMPLE", "Block", "Sample", "sample_pixels"]
 
 #: Training pixels drawn by default: K-means centroids of a few dozen classes in a few hundred bands
 #: settle long before that (the HSI scenes of the benchmarks, 7,000 to 10,000 pixels, are used whole).
@@ -18,8 +18,8 @@ _READ_PER_SAMPLE = 16
 _MIN_STRIPS = 16
 
 
-def strip_rows(raster, start, stop, radii=(0,)):
-    """Rows ``start:stop`` of ``raster`` as pixel rows, with neighbourhood means for spatial steps.
+class Block:
+    """Rows ``start:stop`` of a raster read with the halo its spatial steps need, as pixel rows.
 
     Parameters
     ----------
@@ -27,21 +27,63 @@ def strip_rows(raster, start, stop, radii=(0,)):
     start, stop : int
     radii : sequence of int
         0 for the band values themselves, r > 0 for their mean over (2r+1)^2 neighbourhoods; the
-        strip is read with r rows above and below so that neighbourhoods cross strip edges.
+        rows are read with max(radii) rows above and below so that neighbourhoods cross strip edges.
 
-    Returns
-    -------
-    rows : ndarray of shape ((stop - start) * width, n_bands * len(radii))
-        float32 for spatial steps, else the file's dtype; nodata pixels hold arbitrary values.
+    Attributes
+    ----------
+    values : ndarray of shape (rows, width, n_bands)
+        With the halo.
     valid : ndarray of bool, shape (stop - start, width)
+        Without the halo.
     """
-    halo = max(radii)
-    lo, hi = max(0, start - halo), min(raster.height, stop + halo)
-    values, valid = raster.read(lo, hi)
-    inner = slice(start - lo, start - lo + stop - start)
-    parts = [values[inner] if r == 0 else neighbourhood_mean(values, valid, r)[inner] for r in radii]
-    cube = parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
-    return cube.reshape(-1, cube.shape[-1]), valid[inner]
+
+    def __init__(self, raster, start, stop, radii=(0,)):
+        self.radii, self.start, self.stop = tuple(radii), start, stop
+        self.offset = max(0, start - max(radii))
+        self.values, self._valid = raster.read(self.offset, min(raster.height, stop + max(radii)))
+        self.valid = self._valid[start - self.offset : stop - self.offset]
+
+    def rows(self, start, stop):
+        """Image rows ``start:stop`` (within the block) as pixel rows.
+
+        Returns
+        -------
+        ndarray of shape ((stop - start) * width, n_bands * len(radii))
+            float32 with spatial steps, else the file's dtype; nodata pixels hold arbitrary values.
+        """
+        halo = max(self.radii)
+        lo = max(0, start - halo - self.offset)
+        hi = min(len(self.values), stop + halo - self.offset)
+        inner = slice(start - self.offset - lo, stop - self.offset - lo)
+        values, valid = self.values[lo:hi], self._valid[lo:hi]
+        parts = [values[inner] if r == 0 else neighbourhood_mean(values, valid, r)[inner] for r in self.radii]
+        cube = parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
+        return cube.reshape(-1, cube.shape[-1])
+
+    def pixels(self, flat):
+        """The pixel rows at flat indices (row * width + col, from the block's first row), computed
+        for those pixels only."""
+        width = self.values.shape[1]
+        r, c = np.divmod(flat, width)
+        r = r + (self.start - self.offset)
+        parts = [self.values[r, c] if radius == 0 else _mean_at(self.values, self._valid, r, c, radius)
+                 for radius in self.radii]
+        return parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
+
+
+def _mean_at(values, valid, r, c, radius):
+    """:func:`~.features.neighbourhood_mean` at the pixels (r, c) only (gathering their neighbours)."""
+    total = np.zeros((len(r), values.shape[2]), dtype=np.float32)
+    count = np.zeros(len(r), dtype=np.float32)
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            rr, cc = r + dr, c + dc
+            inside = (rr >= 0) & (rr < values.shape[0]) & (cc >= 0) & (cc < values.shape[1])
+            rr, cc = np.where(inside, rr, 0), np.where(inside, cc, 0)
+            weight = (inside & valid[rr, cc]).astype(np.float32)
+            total += values[rr, cc] * weight[:, None]
+            count += weight
+    return total / np.maximum(count, 1e-12)[:, None]
 
 
 class Sample:
@@ -50,6 +92,7 @@ class Sample:
     Attributes
     ----------
     rows : ndarray of shape (n_sample, n_bands * len(radii)), float32
+        As :meth:`Block.rows` gives them.
     positions : ndarray of shape (n_sample,), int64
         Flat pixel index (row * width + col) of each training pixel, in increasing order.
     n_valid : int
@@ -76,7 +119,7 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
     raster : Raster
     n_sample : int
     radii : sequence of int
-        As for :func:`strip_rows`.
+        As for :class:`Block`.
     random_state : int
     min_valid : int
         Valid pixels needed (K): fewer in the strips read makes it read them all, so that
@@ -99,16 +142,16 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
     keys, rows, positions, n_valid = np.zeros(0, np.float32), None, np.zeros(0, np.int64), 0
     for index in chosen:
         start, stop = strips[index]
-        strip, valid = strip_rows(raster, start, stop, radii)
-        picked = np.flatnonzero(valid.ravel())
+        block = Block(raster, start, stop, radii)
+        picked = np.flatnonzero(block.valid.ravel())
         n_valid += len(picked)
         strip_keys = np.random.default_rng([random_state, index]).random(len(picked), dtype=np.float32)
         if len(keys) >= n_sample:  # only keys below the current n_sample-th can enter the sample
             below = strip_keys < keys.max()
             picked, strip_keys = picked[below], strip_keys[below]
-        strip_rows_kept = np.asarray(strip[picked], dtype=np.float32)
+        kept = np.asarray(block.pixels(picked), dtype=np.float32)
         keys = np.concatenate([keys, strip_keys])
-        rows = strip_rows_kept if rows is None else np.concatenate([rows, strip_rows_kept])
+        rows = kept if rows is None else np.concatenate([rows, kept])
         positions = np.concatenate([positions, picked + start * raster.width])
         if len(keys) > n_sample:
             keep = np.argpartition(keys, n_sample - 1)[:n_sample]
