@@ -149,6 +149,9 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
         if len(keys) >= n_sample:  # only keys below the current n_sample-th can enter the sample
             below = strip_keys < keys.max()
             picked, strip_keys = picked[below], strip_keys[below]
+        if len(strip_keys) > n_sample:  # no more than n_sample of one strip can be kept
+            first = np.argpartition(strip_keys, n_sample - 1)[:n_sample]
+            picked, strip_keys = picked[first], strip_keys[first]
         kept = np.asarray(block.pixels(picked), dtype=np.float32)
         keys = np.concatenate([keys, strip_keys])
         rows = kept if rows is None else np.concatenate([rows, kept])
