@@ -12,7 +12,9 @@ from sklearn.metrics.cluster import contingency_matrix
 
 __all__ = [
     "clustering_scores",
+    "cohen_kappa",
     "confusion",
+    "contingency_scores",
     "hungarian_accuracy",
     "inertia",
     "purity",
@@ -64,6 +66,98 @@ def hungarian_accuracy(y_true, clusters):
     table = contingency_matrix(y_true, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / table.sum())
+
+
+def cohen_kappa(matrix):
+    """Cohen's kappa of a square confusion matrix (rows true, columns predicted).
+
+    Parameters
+    ----------
+    matrix : array-like of shape (n_classes, n_classes)
+
+    Returns
+    -------
+    float
+        (observed - chance agreement) / (1 - chance agreement); 1 for perfect agreement.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    total = matrix.sum()
+    observed = np.trace(matrix) / total
+    chance = float(matrix.sum(axis=1) @ matrix.sum(axis=0)) / total**2
+    return float((observed - chance) / (1 - chance)) if chance < 1 else 1.0
+
+
+def contingency_scores(table):
+    """Scores of a clustering given only its contingency table, for data too big to hold as labels.
+
+    Parameters
+    ----------
+    table : ndarray of shape (n_classes, n_clusters)
+        ``table[i, j]`` counts samples of class ``i`` in cluster ``j``.
+
+    Returns
+    -------
+    dict
+        ``hungarian_accuracy`` (clusters matched one-to-one to classes), ``majority_accuracy``
+        (each cluster named after its most frequent class: the purity), ``kappa`` (Cohen's, of the
+        one-to-one matching; samples of unmatched clusters count as a class of their own),
+        ``nmi``, ``ari``, ``per_class_accuracy`` (recall of each class under the matching),
+        ``confusion_matrix`` (rows true class, columns matched class, then a last column for
+        unmatched clusters when K exceeds the number of classes) and ``matching`` (the class index
+        of each cluster, -1 when unmatched).
+    """
+    table = np.asarray(table, dtype=np.int64)
+    n_classes, n_clusters = table.shape
+    total = table.sum()
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matching = np.full(n_clusters, -1, dtype=np.int64)
+    matching[cols] = rows
+    confusion_table = np.zeros((n_classes, n_classes + 1), dtype=np.int64)
+    for cluster, cls in enumerate(matching):
+        confusion_table[:, cls if cls >= 0 else n_classes] += table[:, cluster]
+    square = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
+    square[:n_classes] = confusion_table
+    class_totals = table.sum(axis=1)
+    recall = np.divide(np.diag(confusion_table[:, :n_classes]), class_totals,
+                       out=np.zeros(n_classes), where=class_totals > 0)
+    if not confusion_table[:, n_classes].any():
+        confusion_table = confusion_table[:, :n_classes]
+    return {
+        "hungarian_accuracy": float(table[rows, cols].sum() / total),
+        "majority_accuracy": float(table.max(axis=0).sum() / total),
+        "kappa": cohen_kappa(square),
+        "nmi": _nmi(table),
+        "ari": _ari(table),
+        "per_class_accuracy": recall.tolist(),
+        "confusion_matrix": confusion_table.tolist(),
+        "matching": matching.tolist(),
+    }
+
+
+def _entropy(counts):
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _nmi(table):
+    """Normalised mutual information (arithmetic mean of the entropies, as scikit-learn's default)."""
+    mutual = skm.mutual_info_score(None, None, contingency=table)
+    h_true, h_pred = _entropy(table.sum(axis=1)), _entropy(table.sum(axis=0))
+    mean = (h_true + h_pred) / 2
+    return float(mutual / mean) if mean > 0 else 1.0
+
+
+def _ari(table):
+    """Adjusted Rand index from a contingency table (pair counts, in float64)."""
+    def pairs(x):
+        x = np.asarray(x, dtype=np.float64)
+        return float((x * (x - 1) / 2).sum())
+
+    total = pairs([table.sum()])
+    index, rows, cols = pairs(table.ravel()), pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
+    expected = rows * cols / total if total else 0.0
+    maximum = (rows + cols) / 2
+    return float((index - expected) / (maximum - expected)) if maximum != expected else 1.0
 
 
 def purity(y_true, clusters):

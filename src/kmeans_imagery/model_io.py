@@ -31,6 +31,9 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "save_model"]
 
 FORMAT_NAME = "kmeans-imagery-model"
 FORMAT_VERSION = 1
+#: ``kind`` in the metadata of pixel models written by ``kmi segment`` (kmeans_imagery.segment.model);
+#: image models have no ``kind``.
+PIXEL_MODEL_KIND = "pixels"
 METADATA_MEMBER = "kmi-model.json"
 ARRAY_PREFIX = "arrays/"
 FEATURE_PREFIX = "features/"
@@ -239,6 +242,8 @@ def load_model(path):
     from .labeling import fitted_classifier
 
     metadata, arrays = read_model_file(path)
+    if metadata.get("kind") == PIXEL_MODEL_KIND:
+        raise KMIError(f"{path} is a pixel model: use it with `kmi segment RASTER --model {path}`")
     missing = {"cluster_centers", "classes", "cluster_label_codes"} - set(arrays)
     if missing:
         raise KMIError(f"{path}: model file lacks {', '.join(sorted(missing))}")

@@ -32,6 +32,8 @@ COMMANDS = {
                                "members."),
     "label-sheet": ("models", "label_sheet", "Export each cluster's most central images of DATA "
                                              "for a person to label."),
+    "segment": ("segment", "segment", "Cluster the pixels of a raster (GeoTIFF, hyperspectral "
+                                      "cube, photo) into a georeferenced class map."),
     "convert": ("data", "convert", "Write DATA as a chunked Zarr store DEST for streaming and "
                                    "Dask fits."),
 }

@@ -1,0 +1,378 @@
+"""Rasters: multiband images whose pixels are the rows, read strip by strip.
+
+:func:`open_raster` opens
+
+- any raster GDAL reads (GeoTIFF first of all), through rasterio (the ``geo`` extra), with its CRS,
+  transform, nodata value and per-band masks;
+- MATLAB files: v5 through :func:`scipy.io.loadmat`, v7.3 (HDF5) through h5py; the variable is
+  the file's only 3-D array (2-D for a one-band raster such as a ground truth) unless ``var``
+  names it;
+- ``.npy`` (memory-mapped), ``.npz`` and Zarr arrays of shape (rows, cols, bands) or (rows, cols);
+- PNG, JPEG, BMP, GIF and WebP photos, as RGB.
+
+A :class:`Raster` reads full-width strips of rows (:meth:`Raster.read`): the values of the chosen
+bands and a validity mask. A pixel is valid when every chosen band is valid there: not equal to the
+nodata value (the file's, or ``nodata``), not masked by the file's band masks, and finite. Only
+the strip asked for is in memory (GDAL's block cache is held small), so a scene larger than memory
+is read in bounded memory.
+"""
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KMIError
+
+__all__ = ["PHOTO_SUFFIXES", "Raster", "open_raster", "parse_bands"]
+
+#: Suffixes read as RGB photos with Pillow (TIFFs go through GDAL, which keeps their georeferencing).
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+#: GDAL's block cache while reading: strips are read once each, so a small cache loses nothing and
+#: keeps the resident memory bounded (GDAL's default is 5 % of the machine's memory).
+GDAL_CACHE_BYTES = 64 * 2**20
+#: Pixels per strip that :meth:`Raster.strips` aims at (whole blocks of the file, at least one row).
+STRIP_PIXELS = 2**21
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Rows that strips are a multiple of: the tile height of the class maps written from them.
+STRIP_ALIGN = 256
+
+
+def parse_bands(text):
+    """``"1,2,4"`` -> ``(1, 2, 4)``: 1-based band numbers, as GDAL counts them; None or "" -> None."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        bands = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        raise KMIError(f"--bands: expected comma-separated band numbers such as 1,2,4, got {text!r}") \
+            from None
+    if len(set(bands)) != len(bands):
+        raise KMIError(f"--bands: band numbers repeat in {text!r}")
+    return bands
+
+
+class Raster:
+    """A raster opened for reading: its size, georeferencing, bands and nodata.
+
+    Attributes
+    ----------
+    path : Path
+    height, width : int
+        Rows and columns of pixels.
+    n_bands : int
+        Bands read (after band selection).
+    bands : tuple of int
+        1-based numbers of the bands read, in the file's numbering.
+    dtype : numpy.dtype
+        The values' type.
+    crs : rasterio.crs.CRS or None
+    transform : affine.Affine or None
+        Pixel to map coordinates; None for arrays and photos.
+    nodata : float or None
+        The value that marks missing data given by the caller (it overrides the file's masks).
+    file_nodata : float or None
+        The file's own nodata value, for the record (GDAL's masks apply it).
+    block_height : int
+        Rows per block of the file; strips are whole blocks.
+    """
+
+    def __init__(self, path, height, width, bands, dtype, *, crs=None, transform=None, nodata=None,
+                 file_nodata=None, block_height=1):
+        self.path = Path(path)
+        self.height, self.width = int(height), int(width)
+        self.bands = tuple(bands)
+        self.n_bands = len(self.bands)
+        self.dtype = np.dtype(dtype)
+        self.crs, self.transform, self.nodata = crs, transform, nodata
+        self.block_height = max(1, int(block_height))
+        self.file_nodata = file_nodata
+        self._lock = threading.Lock()
+
+    @property
+    def name(self):
+        return self.path.name
+
+    @property
+    def n_pixels(self):
+        return self.height * self.width
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Release the file."""
+
+    def strips(self, target_pixels=None):
+        """Row ranges ``(start, stop)`` covering the raster, about ``target_pixels`` each.
+
+        Each strip is a multiple of the file's block height and of :data:`STRIP_ALIGN` rows, so
+        that it reads whole blocks and writes whole tiles of the output; a last strip shorter than
+        :data:`STRIP_ALIGN` rows joins the one before (neighbourhood steps then always find their
+        halo in one neighbouring strip).
+        """
+        target_pixels = STRIP_PIXELS if target_pixels is None else target_pixels
+        unit = math.lcm(self.block_height, STRIP_ALIGN)
+        step = unit * max(1, -(-target_pixels // max(1, self.width * unit)))
+        starts = list(range(0, self.height, step))
+        if len(starts) > 1 and self.height - starts[-1] < STRIP_ALIGN:
+            starts.pop()
+        return [(start, stops) for start, stops in zip(starts, [*starts[1:], self.height], strict=True)]
+
+    def read(self, start, stop):
+        """Rows ``start:stop`` of the chosen bands.
+
+        Returns
+        -------
+        values : ndarray of shape (stop - start, width, n_bands)
+            In the file's dtype.
+        valid : ndarray of bool, shape (stop - start, width)
+            True where every band holds data.
+        """
+        with self._lock:  # a GDAL dataset must not be read by two threads at once
+            values, valid = self._read(start, stop)
+        if self.nodata is not None:
+            valid &= ~(values == _as_dtype(self.nodata, values.dtype)).any(axis=-1)
+        if values.dtype.kind == "f":
+            valid &= np.isfinite(values).all(axis=-1)
+        return values, valid
+
+    def _read(self, start, stop):
+        raise NotImplementedError
+
+
+def _as_dtype(value, dtype):
+    """A nodata value in the values' type (1.0 given for uint8 data compares as 1)."""
+    return np.asarray(value).astype(dtype) if np.dtype(dtype).kind in "iub" else value
+
+
+class _GdalRaster(Raster):
+    """A raster read through rasterio (GDAL)."""
+
+    def __init__(self, path, dataset, env, bands, nodata):
+        self._dataset, self._env = dataset, env
+        self._use_masks = nodata is None and not all(
+            flags == [_all_valid_flag()] for flags in (dataset.mask_flag_enums[b - 1] for b in bands)
+        )
+        super().__init__(
+            path, dataset.height, dataset.width, bands, dataset.dtypes[bands[0] - 1],
+            crs=dataset.crs, transform=dataset.transform,
+            # The file's nodata value is applied through GDAL's masks, which also cover per-band
+            # values and mask bands; a nodata given by the caller overrides it.
+            nodata=nodata, file_nodata=dataset.nodata, block_height=dataset.block_shapes[bands[0] - 1][0],
+        )
+
+    def close(self):
+        self._dataset.close()
+        self._env.__exit__(None, None, None)
+
+    def _read(self, start, stop):
+        from rasterio.windows import Window
+
+        window = Window(0, start, self.width, stop - start)
+        values = self._dataset.read(self.bands, window=window)
+        if self._use_masks:
+            valid = self._dataset.read_masks(self.bands, window=window).all(axis=0)
+        else:
+            valid = np.ones(values.shape[1:], dtype=bool)
+        return np.moveaxis(values, 0, -1), valid
+
+
+def _all_valid_flag():
+    from rasterio.enums import MaskFlags
+
+    return MaskFlags.all_valid
+
+
+class _ArrayRaster(Raster):
+    """A raster held in an array (in memory, memory-mapped, or a Zarr array read by slices)."""
+
+    def __init__(self, path, array, bands, nodata):
+        self._array = array
+        super().__init__(path, array.shape[0], array.shape[1], bands, array.dtype, nodata=nodata,
+                         block_height=_zarr_block_height(array))
+
+    def _read(self, start, stop):
+        values = np.asarray(self._array[start:stop])
+        if values.ndim == 2:
+            values = values[:, :, None]
+        values = values[:, :, [b - 1 for b in self.bands]]
+        return values, np.ones(values.shape[:2], dtype=bool)
+
+
+def _zarr_block_height(array):
+    chunks = getattr(array, "chunks", None)
+    return chunks[0] if isinstance(chunks, tuple) and chunks else 1
+
+
+def open_raster(path, *, bands=None, nodata=None, var=None, ndim=3):
+    """Open a raster for reading strip by strip.
+
+    Parameters
+    ----------
+    path : path-like
+    bands : sequence of int, optional
+        1-based numbers of the bands to read; default all.
+    nodata : float, optional
+        Value marking missing data; replaces the file's own nodata value and masks.
+    var : str, optional
+        The array to read in a MATLAB, ``.npz`` or Zarr group file that holds several.
+    ndim : {3, 2}, default=3
+        Which arrays ``var`` may be chosen among automatically: 3-D cubes (rows, cols, bands) or
+        2-D maps (a ground truth).
+
+    Returns
+    -------
+    Raster
+
+    Raises
+    ------
+    KMIError
+        When the file is missing or not a raster, a band is out of range, or the array to read is
+        ambiguous.
+    """
+    raster = _open(Path(path), bands, nodata, var, ndim)
+    # What reopens it elsewhere (a dask worker): the file and the same choices.
+    raster.open_args = {"path": str(path), "bands": raster.bands, "nodata": nodata, "var": var, "ndim": ndim}
+    return raster
+
+
+def _open(path, bands, nodata, var, ndim):
+    if not path.exists():
+        raise KMIError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz", ".mat", ".zarr") or path.is_dir():
+        array = _load_array(path, suffix, var, ndim)
+    elif suffix in PHOTO_SUFFIXES:
+        array = _load_photo(path)
+    else:
+        return _open_gdal(path, bands, nodata)
+    if array.ndim not in (2, 3) or min(array.shape) == 0:
+        raise KMIError(f"{path}: expected an array of shape (rows, cols, bands) or (rows, cols), got "
+                       f"{tuple(array.shape)}")
+    if array.dtype.kind not in "iubf":
+        raise KMIError(f"{path}: expected numbers, got an array of {array.dtype}")
+    count = 1 if array.ndim == 2 else array.shape[2]
+    return _ArrayRaster(path, array, _check_bands(bands, count, path), nodata)
+
+
+def _check_bands(bands, count, path):
+    if bands is None:
+        return tuple(range(1, count + 1))
+    for band in bands:
+        if not 1 <= band <= count:
+            raise KMIError(f"--bands: band {band} is out of range: {path.name} has {count} band(s), "
+                           f"numbered from 1")
+    return tuple(bands)
+
+
+def _open_gdal(path, bands, nodata):
+    try:
+        import rasterio
+    except ImportError:
+        raise KMIError("reading rasters needs rasterio: install kmeans-imagery[geo]") from None
+    env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+    env.__enter__()
+    try:
+        dataset = rasterio.open(path)
+    except rasterio.errors.RasterioIOError:
+        env.__exit__(None, None, None)
+        raise KMIError(f"{path} is not a raster that GDAL can read") from None
+    try:
+        bands = _check_bands(bands, dataset.count, path)
+        if len({dataset.dtypes[b - 1] for b in bands}) > 1:
+            raise KMIError(f"{path}: the chosen bands have different data types; choose bands of one "
+                           f"type with --bands")
+    except KMIError:
+        dataset.close()
+        env.__exit__(None, None, None)
+        raise
+    return _GdalRaster(path, dataset, env, bands, nodata)
+
+
+def _load_photo(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise KMIError(f"{path} is not a readable image ({error})") from None
+
+
+def _load_array(path, suffix, var, ndim):
+    if suffix == ".npy":
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise KMIError(f"{path} is not a readable .npy array ({error})") from None
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return _choose(path, {name: archive[name] for name in archive.files}, var, ndim)
+        except (ValueError, OSError) as error:
+            raise KMIError(f"{path} is not a readable .npz archive ({error})") from None
+    if suffix == ".mat":
+        return _load_mat(path, var, ndim)
+    return _load_zarr(path, var, ndim)
+
+
+def _choose(path, arrays, var, ndim):
+    """The array named ``var``, else the only one of ``ndim`` dimensions."""
+    if var is not None:
+        if var not in arrays:
+            raise KMIError(f"--var: {path.name} has no array {var!r}; it has {', '.join(sorted(arrays))}")
+        return arrays[var]
+    candidates = [name for name, array in arrays.items() if len(array.shape) == ndim]
+    if len(candidates) != 1:
+        listed = ", ".join(f"{name} {tuple(array.shape)}" for name, array in arrays.items()) or "nothing"
+        found = "several" if candidates else "no"
+        raise KMIError(f"{path.name} holds {found} {ndim}-D arrays ({listed}); name one with --var")
+    return arrays[candidates[0]]
+
+
+def _load_mat(path, var, ndim):
+    import scipy.io
+
+    with open(path, "rb") as handle:
+        header = handle.read(1024)
+    # MATLAB v7.3 files are HDF5, whose signature follows a 512-byte header (or opens the file).
+    if _HDF5_SIGNATURE in (header[:8], header[512:520]):
+        return _load_mat73(path, var, ndim)
+    try:
+        contents = scipy.io.loadmat(path)
+    except (ValueError, OSError, TypeError) as error:
+        raise KMIError(f"{path} is not a readable MATLAB file ({error})") from None
+    arrays = {name: value for name, value in contents.items()
+              if not name.startswith("__") and isinstance(value, np.ndarray)}
+    return _choose(path, arrays, var, ndim)
+
+
+def _load_mat73(path, var, ndim):
+    try:
+        import h5py
+    except ImportError:
+        raise KMIError("reading MATLAB v7.3 files needs h5py: install kmeans-imagery[geo]") from None
+    with h5py.File(path, "r") as handle:
+        arrays = {name: item for name, item in handle.items() if isinstance(item, h5py.Dataset)}
+        chosen = _choose(path, arrays, var, ndim)
+        # MATLAB stores arrays column-major: HDF5 sees their dimensions reversed.
+        return np.asarray(chosen[()]).transpose()
+
+
+def _load_zarr(path, var, ndim):
+    try:
+        import zarr
+    except ImportError:
+        raise KMIError("reading Zarr arrays needs zarr: install kmeans-imagery[scale]") from None
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as error:  # zarr raises many kinds of errors on a folder that is not a store
+        raise KMIError(f"{path} is not a readable Zarr array or group ({error})") from None
+    if isinstance(node, zarr.Array):
+        return node
+    return _choose(path, dict(node.arrays()), var, ndim)

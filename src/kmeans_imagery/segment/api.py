@@ -1,0 +1,327 @@
+"""``kmi segment`` as one library call: sample, fit, classify block by block, write, score."""
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.rasters import open_raster
+from ..engine._kernels import blas_threads
+from ..errors import KMIError
+from .classify import DEFAULT_N_INIT, classify_strip, fit_pixel_model
+from .features import DEFAULT_FEATURES
+from .model import load_pixel_model, save_pixel_model
+from .outputs import (
+    OUTPUT_NAMES,
+    ClassMapWriter,
+    composite_bands,
+    composite_image,
+    write_preview,
+    write_report_page,
+    write_signatures,
+)
+from .pixels import DEFAULT_SAMPLE, sample_pixels
+from .plots import class_colours
+from .scoring import TruthCounts, budget_accuracy
+from .smoothing import smooth_strips
+
+__all__ = ["segment"]
+
+#: Longest side of the decimated class map and scene kept for preview.png and the report.
+PREVIEW_SIDE = 1000
+
+
+def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodata=None, var=None,
+            sample=DEFAULT_SAMPLE, features=DEFAULT_FEATURES, smooth=0, truth=None, label_budgets=(),
+            model=None, random_state=0, n_init=DEFAULT_N_INIT, dask=None, log=None):
+    """Cluster the pixels of a raster and write the class map and its companions into ``out``.
+
+    Training pixels are sampled across the scene (:func:`~.pixels.sample_pixels`), the feature
+    pipeline and K-means are fitted on them (or ``model`` is reused), then every pixel is
+    classified strip by strip (in this process, or on a dask cluster), optionally majority-filtered,
+    and written. Everything is checked before the first file is written: on a user error nothing is.
+
+    Parameters
+    ----------
+    raster_path : path-like
+        Any raster :func:`~kmeans_imagery.datasets.rasters.open_raster` reads.
+    out : path-like
+        Output folder: classes.tif, preview.png, signatures.csv, results.json, report.html,
+        model.kmi.
+    n_clusters : int, optional
+        K; required unless ``model`` is given.
+    force : bool
+        Replace existing outputs.
+    bands : sequence of int, optional
+        1-based band numbers; default all.
+    nodata : float, optional
+        Overrides the file's nodata value and masks.
+    var : str, optional
+        The array to read from a file holding several.
+    sample : int
+        Training pixels.
+    features : str
+        Pixel feature pipeline (see :mod:`~kmeans_imagery.segment.features`).
+    smooth : int
+        Radius of the majority filter of the class map; 0 = none.
+    truth : path-like, optional
+        Ground truth of the same rows x cols (0 = unlabelled): adds scores.
+    label_budgets : sequence of int
+        For each N, fit N clusters and name each from the truth of its most central labelled pixel.
+    model : path-like, optional
+        A pixel model from an earlier run to classify with instead of fitting.
+    random_state : int
+    n_init : int
+        K-means runs; the lowest inertia wins.
+    dask : str, optional
+        "local" or a scheduler address: classify strips on a dask cluster.
+    log : callable, optional
+        Called with progress lines.
+
+    Returns
+    -------
+    dict
+        The content of results.json.
+    """
+    log = log or (lambda *_: None)
+    timings = {}
+    clock = time.perf_counter()
+    out = Path(out)
+    _check_out(out, force)
+    if label_budgets and truth is None:
+        raise KMIError("--label-budget needs --truth (the labels that name the clusters)")
+    with ExitStack() as stack:
+        raster = stack.enter_context(open_raster(raster_path, bands=bands, nodata=nodata, var=var))
+        truth_raster = None
+        if truth is not None:
+            truth_raster = stack.enter_context(open_raster(truth, ndim=2))
+            _check_truth(truth_raster, raster)
+        pixel_model, model_meta = (None, None) if model is None else load_pixel_model(model)
+        if pixel_model is not None and pixel_model.n_bands != raster.n_bands:
+            raise KMIError(f"--model: {model} was fitted on {pixel_model.n_bands} bands; {raster.name} "
+                           f"has {raster.n_bands} (choose them with --bands)")
+        k = pixel_model.n_clusters if pixel_model is not None else n_clusters
+        if k is None or k < 1:
+            raise KMIError("--k: give the number of classes (at least 1), or --model")
+        if k > 65535:
+            raise KMIError(f"--k: at most 65535 classes fit in classes.tif, got {k}")
+        radii = pixel_model.features.radii if pixel_model is not None else _radii(features)
+        drawn = sample_pixels(raster, sample, radii=radii, random_state=random_state,
+                              min_valid=max((k, *label_budgets)))
+        for option, size in [("--k", k)] + [("--label-budget", b) for b in label_budgets]:
+            if size > drawn.n_valid:
+                raise KMIError(f"{option}: {size} clusters but only {drawn.n_valid} valid pixels in "
+                               f"{raster.name}")
+        if len(drawn.rows) < max((k, *label_budgets)):
+            raise KMIError(f"--sample: {len(drawn.rows)} training pixels for {max((k, *label_budgets))} "
+                           f"clusters")
+        timings["sample_seconds"] = time.perf_counter() - clock
+        log(f"{raster.name}: {raster.height} x {raster.width} pixels, {raster.n_bands} band(s) "
+            f"{raster.dtype}; {len(drawn.rows):,} training pixels")
+        clock = time.perf_counter()
+        inertia = None
+        if pixel_model is None:
+            pixel_model, inertia = fit_pixel_model(drawn.rows, k, features=features,
+                                                   random_state=random_state, n_init=n_init)
+        budget_models = [fit_pixel_model(drawn.rows, b, features=pixel_model.features,
+                                         random_state=random_state, n_init=n_init)[0] for b in label_budgets]
+        timings["fit_seconds"] = time.perf_counter() - clock
+        log(f"fitted K={k} on {len(drawn.rows):,} pixels in {timings['fit_seconds']:.2f} s; classifying")
+        clock = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        colours = class_colours(k)
+        passed = _classify_all(raster, pixel_model, out, colours, truth_raster, budget_models, smooth, dask,
+                               stack)
+        timings["classify_write_seconds"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        results = _write_rest(raster, raster_path, out, pixel_model, model_meta, passed, colours, drawn,
+                              inertia, label_budgets, budget_models,
+                              dict(k=k, features=pixel_model.features.spec, sample=sample, smooth=smooth,
+                                   seed=random_state, n_init=n_init, dask=dask,
+                                   truth=None if truth is None else str(truth),
+                                   model=None if model is None else str(model)), timings, clock)
+    return results
+
+
+def _check_out(out, force):
+    existing = [name for name in OUTPUT_NAMES if (out / name).exists()]
+    if existing and not force:
+        raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace")
+    if out.exists() and not out.is_dir():
+        raise KMIError(f"--out: {out} exists and is not a folder")
+
+
+def _check_truth(truth, raster):
+    if (truth.height, truth.width) != (raster.height, raster.width):
+        raise KMIError(f"--truth: {truth.name} is {truth.height} x {truth.width} pixels, the raster "
+                       f"{raster.height} x {raster.width}")
+    if truth.n_bands != 1:
+        raise KMIError(f"--truth: {truth.name} has {truth.n_bands} bands; a truth is a single band of "
+                       f"class numbers")
+    if truth.dtype.kind not in "iu":
+        raise KMIError(f"--truth: {truth.name} holds {truth.dtype} values; expected integer class numbers")
+
+
+def _radii(spec):
+    from .features import PixelFeatures
+
+    return PixelFeatures(spec).radii
+
+
+class _Pass:
+    """What the block-by-block pass gathered: per-class sums and counts, the decimated maps, scores."""
+
+
+def _ordered(submit, items, ahead):
+    """Submit ``items`` keeping at most ``ahead`` pending; yield their results in order."""
+    pending = []
+    for item in items:
+        pending.append(submit(item))
+        if len(pending) > ahead:
+            yield pending.pop(0).result()
+    while pending:
+        yield pending.pop(0).result()
+
+
+def _strip_task(spec, truth_spec, start, stop, model, budget_models, step, shown):
+    """One strip on a dask worker: reopen the rasters there, classify."""
+    with open_raster(**spec) as raster, (open_raster(**truth_spec) if truth_spec else nullcontext()) as truth:
+        return classify_strip(raster, start, stop, model, truth=truth, budget_models=budget_models,
+                              thumb_step=step, thumb_bands=shown)
+
+
+def _classify_all(raster, model, out, colours, truth, budget_models, smooth, dask, stack):
+    k = model.n_clusters
+    step = max(1, math.ceil(max(raster.height, raster.width) / PREVIEW_SIDE))
+    shown = composite_bands(raster.n_bands)
+    strips = raster.strips()
+    if dask:
+        from ..engine.dask_engine import connect
+
+        client = stack.enter_context(connect(dask))
+        spec = raster.open_args
+        truth_spec = None if truth is None else truth.open_args
+
+        def submit(bounds):
+            return client.submit(_strip_task, spec, truth_spec, *bounds, model, budget_models, step, shown,
+                                 pure=False)
+
+        ahead = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    else:
+        # Strips are classified on one thread per core, each strip's products on one BLAS thread:
+        # on rows of a few features BLAS's own threads cost far more than they save. Rasters are
+        # read under a lock (one GDAL dataset is not safe to share between threads).
+        from threadpoolctl import threadpool_limits
+
+        threads = max(1, blas_threads())
+        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        executor = stack.enter_context(ThreadPoolExecutor(threads))
+
+        def submit(bounds):
+            return executor.submit(classify_strip, raster, *bounds, model, truth=truth,
+                                   budget_models=budget_models, thumb_step=step, thumb_bands=shown)
+
+        ahead = threads
+    passed = _Pass()
+    passed.sums, passed.counts = np.zeros((k, raster.n_bands)), np.zeros(k, dtype=np.int64)
+    passed.kmeans_counts = np.zeros(k, dtype=np.int64)
+    passed.budget = [[] for _ in budget_models]
+    passed.truth = TruthCounts(k) if truth is not None else None
+    thumbs, thumb_valid, classes, truths = [], [], [], {}
+
+    def labelled_strips():
+        for (start, _), result in zip(strips, _ordered(submit, strips, ahead), strict=True):
+            passed.sums += result["sums"]
+            passed.kmeans_counts += result["counts"]
+            for parts, part in zip(passed.budget, result.get("budget", ()), strict=False):
+                parts.append(part)
+            thumbs.append(result["thumb"])
+            thumb_valid.append(result["thumb_valid"])
+            if "truth" in result:
+                truths[start] = result["truth"]
+            yield start, result["labels"]
+
+    with ClassMapWriter(out / "classes.tif", raster, colours) as writer:
+        for start, labels in smooth_strips(labelled_strips(), smooth, k):
+            writer.write(start, labels)
+            passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
+            if passed.truth is not None:
+                passed.truth.add(labels, truths.pop(start))
+            classes.append(labels[(-start) % step :: step, ::step])
+        writer.commit()
+    passed.thumb = np.concatenate(thumbs)
+    passed.thumb_valid = np.concatenate(thumb_valid)
+    passed.classes = np.concatenate(classes)
+    return passed
+
+
+def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, drawn, inertia, label_budgets,
+                budget_models, params, timings, clock):
+    """Signatures, preview, model, results.json and the report, once classes.tif is written."""
+    from ..experiment import library_versions
+    from ..outputs import write_json
+
+    k = model.n_clusters
+    # Signatures are the means of the pixels K-means put in each class (before any majority filter).
+    means = passed.sums / np.maximum(passed.kmeans_counts, 1)[:, None]
+    pixel_area, area_unit = _pixel_area(raster)
+    band_names = [f"band{b}" for b in raster.bands]
+    write_signatures(out / "signatures.csv", passed.counts, means, pixel_area=pixel_area, area_unit=area_unit,
+                     band_names=band_names)
+    write_preview(out / "preview.png", passed.classes, colours)
+    training = {"scene": raster.name, "n_sample": len(drawn.rows), "seed": params["seed"], "inertia": inertia}
+    if model_meta is not None:
+        training = model_meta.get("training", {})
+    save_pixel_model(model, out / "model.kmi", bands={"count": raster.n_bands, "numbers": list(raster.bands),
+                                                      "dtype": str(raster.dtype)}, training=training)
+    results = {
+        "dataset": raster.name,
+        "input": {"path": str(raster_path), "rows": raster.height, "cols": raster.width,
+                  "bands": list(raster.bands), "dtype": str(raster.dtype),
+                  "crs": None if raster.crs is None else raster.crs.to_string(),
+                  "transform": None if raster.transform is None else list(raster.transform)[:6],
+                  "nodata": raster.nodata if raster.nodata is not None else raster.file_nodata,
+                  "valid_pixels": int(passed.kmeans_counts.sum())},
+        "features": params["features"],
+        "seed": params["seed"],
+        "parameters": params,
+        "n_sample": len(drawn.rows),
+        "inertia": inertia,
+        "classes": [{"class": c + 1, "pixels": int(passed.counts[c]),
+                     **({"area": float(passed.counts[c] * pixel_area)} if pixel_area else {})}
+                    for c in range(k)],
+        "outputs": list(OUTPUT_NAMES),
+        "versions": library_versions(),
+    }
+    confusion = names = None
+    if passed.truth is not None:
+        scores = passed.truth.scores()
+        names = [str(c) for c in scores["classes"]]
+        matrix = np.asarray(scores["confusion_matrix"])
+        confusion = matrix if matrix.shape[0] == matrix.shape[1] else None
+        scalars = {key: scores[key]
+                   for key in ("hungarian_accuracy", "majority_accuracy", "kappa", "nmi", "ari")}
+        results["test"] = {"k": k, "accuracy": scores["hungarian_accuracy"],
+                           "metrics": {**scalars, "labelled_pixels": scores["n_labelled"]}, **scores}
+        results["label_budget"] = [budget_accuracy(parts, m.n_clusters)
+                                   for parts, m in zip(passed.budget, budget_models, strict=True)]
+    timings["outputs_seconds"] = time.perf_counter() - clock
+    results["timings"] = timings
+    write_json(results, out / "results.json")
+    composite = composite_image(passed.thumb, passed.thumb_valid)
+    write_report_page(results, out / "report.html", composite=composite,
+                      classes=passed.classes, colours=colours, means=means, counts=passed.counts,
+                      confusion=confusion, class_names=names, pixel_area=pixel_area, area_unit=area_unit)
+    return results
+
+
+def _pixel_area(raster):
+    """Area of one pixel and its unit when the CRS is projected (map units), else (None, None)."""
+    if raster.crs is None or raster.transform is None or not raster.crs.is_projected:
+        return None, None
+    t = raster.transform
+    unit = raster.crs.linear_units or "unit"
+    return abs(t.a * t.e - t.b * t.d), {"metre": "m", "meter": "m"}.get(unit, unit)

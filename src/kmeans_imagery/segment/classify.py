@@ -1,0 +1,226 @@
+"""A pixel model (feature pipeline + centroids), its fit on training pixels, and classifying a strip.
+
+:func:`classify_strip` is the unit of work of the block-by-block pass: it reads one strip, turns its
+valid pixels into features a bounded number at a time, finds each one's nearest centroid with the
+engine's fused assignment kernel, and returns the strip's labels with the small per-strip
+accumulators (per-class band sums for the signatures, truth statistics). The same function runs in
+this process or, with ``--dask``, on a cluster's workers.
+"""
+
+import numpy as np
+
+from ..engine import make_kmeans
+from ..engine._kernels import Centers, Workers, _sum_by_label, assign, blas_threads, row_sq_norms
+from .features import PixelFeatures
+from .pixels import Block
+
+__all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
+
+#: Pixels turned into features and assigned at once: bounds the temporary memory of a strip to a
+#: few times this many rows of features, whatever the strip's size.
+CHUNK_PIXELS = 2**16
+#: Independent K-means runs per fit; the lowest inertia wins. On the HSI scenes one run's accuracy
+#: varies by up to 0.19 with the seed; the best of 10 varies by under 0.01 (README).
+DEFAULT_N_INIT = 10
+#: Training pixels the ``n_init`` runs compete on when there are more (the scenes of the accuracy
+#: benchmark, 7,000 to 10,000 pixels, run every init on every pixel).
+SEARCH_ROWS = 20_000
+
+
+class PixelModel:
+    """Fitted features and centroids: classifies pixel rows.
+
+    Attributes
+    ----------
+    features : PixelFeatures
+        Fitted.
+    centers : ndarray of shape (n_clusters, n_features), float32
+    n_bands : int
+        Bands of the pixels it was fitted on.
+    """
+
+    def __init__(self, features, centers, n_bands):
+        self.features = features
+        self.centers = np.ascontiguousarray(centers, dtype=np.float32)
+        self.n_bands = int(n_bands)
+        self._prepared = Centers(self.centers)
+        self._linear = self._fold()
+
+    def _fold(self):
+        """Scores ``g(x) @ W + w`` whose argmax is the nearest centroid, from the band values directly.
+
+        When every pipeline is ``g(x) @ A + b`` (see
+        :meth:`~kmeans_imagery.segment.features.PixelFeatures.linear_form`), the nearest centroid
+        maximises ``f . c - ||c||^2 / 2 = sum of g(x) @ (A @ c_part) + b . c_part - ||c||^2 / 2``:
+        one small product per pipeline input replaces building the features, which makes
+        classifying a scene several times cheaper. None when the features are not of that form.
+        """
+        forms = self.features.linear_form()
+        if forms is None:
+            return None
+        centers = self.centers.astype(np.float64)
+        offset, weights = 0, {}
+        constant = -0.5 * (centers**2).sum(axis=1)
+        for columns, unit, A, b in forms:
+            part = centers[:, offset : offset + A.shape[1]]
+            offset += A.shape[1]
+            key = (columns.start, columns.stop, unit)
+            weights[key] = weights.get(key, 0) + A @ part.T
+            constant += part @ b
+        terms = [(slice(start, stop), unit, W.astype(np.float32))
+                 for (start, stop, unit), W in weights.items()]
+        return terms, constant.astype(np.float32)
+
+    def labels(self, rows):
+        """Nearest centroid (int32) of pixel rows (band values, as the reader gives them)."""
+        if self._linear is None:
+            return self.assign(self.features.transform(rows))[0]
+        terms, constant = self._linear
+        score = np.broadcast_to(constant, (len(rows), len(constant))).copy()
+        for columns, unit, W in terms:
+            x = rows[:, columns]
+            product = x @ W
+            if unit:
+                norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+                product /= np.maximum(norm, np.finfo(np.float32).tiny)[:, None]
+            score += product
+        return score.argmax(axis=1).astype(np.int32)
+
+    @property
+    def n_clusters(self):
+        return len(self.centers)
+
+    def assign(self, X):
+        """Nearest centroid (int32) and squared distance of each feature row of ``X``."""
+        with Workers(blas_threads()) as workers:
+            result = assign(workers, X, row_sq_norms(X), self._prepared)
+        return result["labels"], result["d1"]
+
+    def __getstate__(self):  # sent to dask workers: the prepared centroids are rebuilt there
+        return {"features": self.features, "centers": self.centers, "n_bands": self.n_bands}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+
+def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAULT_N_INIT):
+    """Fit the feature pipeline and K-means on training pixels.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_pixels, n_bands * len(radii))
+        As :func:`~kmeans_imagery.segment.pixels.sample_pixels` returns them.
+    n_clusters : int
+    features : str or PixelFeatures
+        A pipeline spec, or a fitted pipeline to reuse as it is.
+    random_state : int
+    n_init : int
+
+    Returns
+    -------
+    model : PixelModel
+    inertia : float
+        Of the training pixels, in feature space.
+    """
+    if isinstance(features, str):
+        features = PixelFeatures(features).fit(rows)
+    X = features.transform(rows)
+    init = "k-means++"
+    if n_init > 1 and len(X) > SEARCH_ROWS:
+        # The runs compete on a subsample; only the best one goes on over every training pixel.
+        subsample = X[np.random.default_rng(random_state).choice(len(X), SEARCH_ROWS, replace=False)]
+        init = make_kmeans(n_clusters, algorithm="full", random_state=random_state,
+                           n_init=n_init).fit(subsample).cluster_centers_
+        n_init = 1
+    kmeans = make_kmeans(n_clusters, algorithm="full", random_state=random_state, n_init=n_init,
+                         init=init).fit(X)
+    return PixelModel(features, kmeans.cluster_centers_, features.n_bands_), float(kmeans.inertia_)
+
+
+def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), thumb_step=None,
+                   thumb_bands=None):
+    """Classify the pixels of rows ``start:stop``.
+
+    Parameters
+    ----------
+    raster : Raster
+    start, stop : int
+    model : PixelModel
+    truth : Raster, optional
+        Single-band ground truth of the same size; 0 = unlabelled.
+    budget_models : sequence of PixelModel
+        Models (sharing ``model``'s features) whose clusters are to be named from the truth of their
+        most central labelled pixel: for each, the strip's per-cluster nearest labelled pixel and
+        its (cluster, class) pair counts are returned.
+    thumb_step : int, optional
+        Also return every ``thumb_step``-th row and column of the bands ``thumb_bands`` (0-based),
+        counting rows from the top of the raster, for the previews.
+    thumb_bands : sequence of int, optional
+
+    Returns
+    -------
+    dict
+        ``labels`` (rows, width) int32, -1 where nodata; ``sums`` (K, n_bands) float64 band sums per
+        cluster; ``counts`` (K,) int64; with ``truth``: ``truth`` (rows, width) and per budget model
+        ``budget`` entries ``(best_distance, best_class, pair_codes, pair_counts)``; with
+        ``thumb_step``: ``thumb`` and ``thumb_valid``.
+    """
+    block = Block(raster, start, stop, model.features.radii)
+    valid = block.valid
+    k, n_bands, width = model.n_clusters, model.n_bands, raster.width
+    labels = np.full(valid.shape, -1, dtype=np.int32)
+    sums = np.zeros((k, n_bands))
+    out = {}
+    if truth is not None:
+        out["truth"] = truth.read(start, stop)[0][:, :, 0]
+    budgets = [_BudgetStats(m.n_clusters) for m in budget_models]
+    # A few image rows at a time: features (and neighbourhood means) of a bounded number of pixels.
+    step = max(1, CHUNK_PIXELS // width)
+    for top in range(start, stop, step):
+        bottom = min(stop, top + step)
+        part = slice(top - start, bottom - start)
+        chunk_valid = valid[part].ravel()
+        # Where every pixel is valid, the chunk is taken whole: no index array, no gathered copy.
+        index = slice(None) if chunk_valid.all() else np.flatnonzero(chunk_valid)
+        pixels = np.asarray(block.rows(top, bottom)[index], dtype=np.float32)
+        chunk_labels = model.labels(pixels)
+        labels[part].reshape(-1)[index] = chunk_labels
+        sums += _sum_by_label(pixels[:, :n_bands], chunk_labels, k)
+        if budgets:
+            classes = out["truth"][part].ravel()[index]
+            labelled = classes > 0
+            X = model.features.transform(pixels[labelled])
+            for stats, budget_model in zip(budgets, budget_models, strict=True):
+                stats.add(*budget_model.assign(X), classes[labelled])
+    out.update(labels=labels, sums=sums,
+               counts=np.bincount(labels.ravel() + 1, minlength=k + 1)[1:].astype(np.int64))
+    if budgets:
+        out["budget"] = [stats.result() for stats in budgets]
+    if thumb_step:
+        first = (-start) % thumb_step
+        values = block.values[start - block.offset : stop - block.offset]
+        out["thumb"] = values[first::thumb_step, ::thumb_step][..., list(thumb_bands)]
+        out["thumb_valid"] = valid[first::thumb_step, ::thumb_step]
+    return out
+
+
+class _BudgetStats:
+    """Per cluster: the nearest labelled pixel's distance and class; (cluster, class) pair counts."""
+
+    def __init__(self, n_clusters):
+        self.best = np.full(n_clusters, np.inf)
+        self.best_class = np.zeros(n_clusters, dtype=np.int64)
+        self.pairs = []
+
+    def add(self, clusters, distances, classes):
+        order = np.lexsort((distances, clusters))
+        first = order[np.r_[True, clusters[order][1:] != clusters[order][:-1]]] if len(order) else order
+        better = distances[first] < self.best[clusters[first]]
+        self.best[clusters[first][better]] = distances[first][better]
+        self.best_class[clusters[first][better]] = classes[first][better]
+        self.pairs.append(clusters.astype(np.int64) << 32 | classes.astype(np.int64))
+
+    def result(self):
+        codes, counts = np.unique(np.concatenate(self.pairs) if self.pairs else np.zeros(0, np.int64),
+                                  return_counts=True)
+        return self.best, self.best_class, codes, counts

@@ -1,0 +1,81 @@
+"""Pixel models in the ``.kmi`` model format.
+
+A pixel model is a ``.kmi`` zip archive like an image model (see :mod:`kmeans_imagery.model_io`),
+with ``"kind": "pixels"`` in its metadata, the feature pipeline's spec and input width under
+``pixel_features``, facts about the bands it was fitted on under ``bands``, and the arrays
+``cluster_centers`` (K x d float32) and ``pixel_features/<branch>/<step>/<name>`` (the fitted
+means, scales and components). Nothing is pickled; :func:`kmeans_imagery.load_model` refuses a
+pixel model with a message pointing to ``kmi segment --model``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KMIError
+from ..model_io import FORMAT_NAME, FORMAT_VERSION, PIXEL_MODEL_KIND, _atomic_zip, read_model_file
+from .classify import PixelModel
+from .features import PixelFeatures
+
+__all__ = ["load_pixel_model", "save_pixel_model"]
+
+_PREFIX = "pixel_features/"
+
+
+def save_pixel_model(model, path, *, bands, training):
+    """Write a :class:`~kmeans_imagery.segment.classify.PixelModel` atomically.
+
+    Parameters
+    ----------
+    model : PixelModel
+    path : path-like
+    bands : dict
+        JSON-able facts about the bands: ``count``, ``numbers``, ``dtype``.
+    training : dict
+        JSON-able facts about the training: scene name, sample size, seed, inertia.
+    """
+    from .. import __version__
+
+    feature_meta, feature_arrays = model.features.get_state()
+    arrays = {"cluster_centers": model.centers}
+    arrays.update({_PREFIX + name: value for name, value in feature_arrays.items()})
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": PIXEL_MODEL_KIND,
+        "pixel_features": feature_meta,
+        "bands": bands,
+        "training": training,
+        "written_by": f"kmeans-imagery {__version__}",
+    }
+    _atomic_zip(Path(path), metadata, arrays)
+
+
+def load_pixel_model(path):
+    """Read a pixel model written by :func:`save_pixel_model`.
+
+    Returns
+    -------
+    model : PixelModel
+    metadata : dict
+
+    Raises
+    ------
+    KMIError
+        When the file is not a pixel model or is corrupt.
+    """
+    metadata, arrays = read_model_file(path)
+    if metadata.get("kind") != PIXEL_MODEL_KIND:
+        raise KMIError(f"{path} is an image model, not a pixel model from kmi segment")
+    centers = arrays.get("cluster_centers")
+    meta = metadata.get("pixel_features")
+    if centers is None or centers.ndim != 2 or centers.dtype.kind != "f" or not isinstance(meta, dict):
+        raise KMIError(f"{path}: the pixel model's arrays are inconsistent (corrupt model file)")
+    try:
+        state = {name[len(_PREFIX):]: value for name, value in arrays.items() if name.startswith(_PREFIX)}
+        features = PixelFeatures.from_state(meta, state)
+    except (KeyError, TypeError, ValueError) as error:
+        raise KMIError(f"{path}: the pixel model's features are unreadable ({error})") from None
+    if features.n_features_ != centers.shape[1]:
+        raise KMIError(f"{path}: centroid width does not match the features (corrupt model file)")
+    return PixelModel(features, np.asarray(centers, dtype=np.float32), features.n_bands_), metadata

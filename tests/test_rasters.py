@@ -1,0 +1,149 @@
+"""Reading rasters strip by strip: GeoTIFF, MATLAB v5 and v7.3, .npy/.npz/Zarr, photos; bands; nodata."""
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from kmeans_imagery.datasets.rasters import open_raster, parse_bands
+from kmeans_imagery.errors import KMIError
+from segment_data import HSI, RASTERS, planted_scene, write_geotiff
+
+rasterio = pytest.importorskip("rasterio")
+
+
+def _read_all(raster):
+    parts = [raster.read(start, stop) for start, stop in raster.strips(target_pixels=64)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def test_geotiff_strips_values_mask_and_georeferencing(tmp_path, monkeypatch):
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 16)
+    cube, truth = planted_scene(height=70)
+    path = write_geotiff(tmp_path / "scene.tif", cube, tiled=True)
+    with open_raster(path) as raster:
+        assert (raster.height, raster.width, raster.n_bands) == (70, 48, 4)
+        assert raster.crs.to_epsg() == 32618 and raster.transform.a == 30
+        strips = raster.strips(target_pixels=64)
+        # 16-row strips; the last 6 rows join the strip before them.
+        assert strips == [(0, 16), (16, 32), (32, 48), (48, 70)]
+        assert all(a[1] == b[0] for a, b in zip(strips, strips[1:], strict=False))
+        values, valid = _read_all(raster)
+    np.testing.assert_array_equal(values, cube)
+    np.testing.assert_array_equal(valid, (cube != 0).all(axis=-1))
+
+
+def test_band_selection_and_nodata_override(tmp_path):
+    cube, _ = planted_scene()
+    cube[10, 10, 1] = 7
+    path = write_geotiff(tmp_path / "scene.tif", cube, nodata=None)
+    with open_raster(path, bands=(2, 4), nodata=7) as raster:
+        values, valid = _read_all(raster)
+    np.testing.assert_array_equal(values, cube[:, :, [1, 3]])
+    assert not valid[10, 10] and valid[20, 20]
+    assert valid[0, 0]  # without the file's nodata, 0 is a value
+
+
+def test_partly_nodata_pixels_are_left_out(tmp_path):
+    cube, _ = planted_scene()
+    cube[20, 20, 2] = 0  # nodata in one band only
+    with open_raster(write_geotiff(tmp_path / "scene.tif", cube)) as raster:
+        _, valid = _read_all(raster)
+    assert not valid[20, 20] and valid[20, 21]
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz", "mat", "mat73", "zarr"])
+def test_array_files(tmp_path, kind):
+    cube, truth = planted_scene()
+    if kind == "npy":
+        path = tmp_path / "cube.npy"
+        np.save(path, cube)
+    elif kind == "npz":
+        path = tmp_path / "cube.npz"
+        np.savez(path, cube=cube, truth=truth)
+    elif kind == "mat":
+        path = tmp_path / "cube.mat"
+        scipy.io.savemat(path, {"cube": cube, "truth": truth})
+    elif kind == "mat73":
+        h5py = pytest.importorskip("h5py")
+        path = tmp_path / "cube.mat"
+        with h5py.File(path, "w", userblock_size=512) as handle:  # as MATLAB writes v7.3 files
+            handle["cube"] = cube.transpose()  # column-major: dimensions reversed in HDF5
+            handle["truth"] = truth.transpose()
+        with open(path, "r+b") as handle:
+            handle.write(b"MATLAB 7.3 MAT-file, written by a test")
+    else:
+        zarr = pytest.importorskip("zarr")
+        path = tmp_path / "cube.zarr"
+        zarr.create_array(str(path), data=cube, chunks=(8, 48, 4))
+    with open_raster(path, nodata=0) as raster:
+        values, valid = _read_all(raster)
+    np.testing.assert_array_equal(values, cube)
+    np.testing.assert_array_equal(valid, (cube != 0).all(axis=-1))
+    if kind in ("npz", "mat", "mat73"):
+        with open_raster(path, ndim=2) as raster:
+            np.testing.assert_array_equal(_read_all(raster)[0][:, :, 0], truth)
+
+
+def test_ambiguous_and_named_variables(tmp_path):
+    cube, _ = planted_scene()
+    path = tmp_path / "two.mat"
+    scipy.io.savemat(path, {"a": cube, "b": cube[:, :, :2]})
+    with pytest.raises(KMIError, match="several 3-D arrays.*--var"):
+        open_raster(path)
+    with open_raster(path, var="b") as raster:
+        assert raster.n_bands == 2
+    with pytest.raises(KMIError, match="--var: two.mat has no array 'c'"):
+        open_raster(path, var="c")
+
+
+def test_photo_is_rgb(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((9, 7), 200, dtype=np.uint8)).save(path)  # a gray photo reads as RGB
+    with open_raster(path) as raster:
+        values, valid = _read_all(raster)
+    assert values.shape == (9, 7, 3) and valid.all() and raster.crs is None
+
+
+def test_float_nan_is_nodata(tmp_path):
+    cube = np.ones((5, 6, 2), dtype=np.float32)
+    cube[1, 2, 0] = np.nan
+    np.save(tmp_path / "c.npy", cube)
+    with open_raster(tmp_path / "c.npy") as raster:
+        _, valid = _read_all(raster)
+    assert valid.sum() == 29 and not valid[1, 2]
+
+
+@pytest.mark.parametrize("text, message", [("1,x", "comma-separated"), ("1,1", "repeat")])
+def test_parse_bands_errors(text, message):
+    with pytest.raises(KMIError, match=message):
+        parse_bands(text)
+    assert parse_bands("3,1") == (3, 1) and parse_bands(None) is None
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a raster")
+    with pytest.raises(KMIError, match="not a raster that GDAL can read"):
+        open_raster(tmp_path / "notes.txt")
+    with pytest.raises(KMIError, match="does not exist"):
+        open_raster(tmp_path / "missing.tif")
+    with pytest.raises(KMIError, match="band 4 is out of range"):
+        open_raster(write_geotiff(tmp_path / "s.tif", planted_scene()[0][:, :, :3]), bands=(4,))
+
+
+def test_shared_landsat_scene_mask():
+    path = RASTERS / "RGB.byte.tif"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with open_raster(path) as raster, rasterio.open(path) as dataset:
+        _, valid = _read_all(raster)
+        np.testing.assert_array_equal(valid, dataset.read_masks().all(axis=0) > 0)
+        assert raster.crs == dataset.crs and raster.transform == dataset.transform
+
+
+def test_shared_salinas_mat():
+    path = HSI / "SalinasA_corrected.mat"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with open_raster(path) as raster:
+        assert (raster.height, raster.width, raster.n_bands) == (83, 86, 204)

@@ -1,0 +1,258 @@
+"""The segmentation library: feature steps, sampling, smoothing, scoring, and whole runs on small rasters."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+from sklearn.metrics.cluster import contingency_matrix
+
+from kmeans_imagery.datasets.rasters import open_raster
+from kmeans_imagery.errors import KMIError
+from kmeans_imagery.metrics import cohen_kappa, contingency_scores
+from kmeans_imagery.segment import segment
+from kmeans_imagery.segment.features import PixelFeatures, neighbourhood_mean, parse_features
+from kmeans_imagery.segment.model import load_pixel_model
+from kmeans_imagery.segment.pixels import sample_pixels
+from kmeans_imagery.segment.smoothing import majority_filter, smooth_strips
+from segment_data import RASTERS, planted_scene, write_geotiff
+
+rasterio = pytest.importorskip("rasterio")
+
+
+def _classes(folder):
+    with rasterio.open(folder / "classes.tif") as dataset:
+        return dataset.read(1)
+
+
+@pytest.fixture
+def small_strips(monkeypatch):
+    """Strips of 16 rows, so that small rasters are processed in several blocks."""
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 16)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 16)
+
+
+@pytest.fixture
+def scene(tmp_path):
+    cube, truth = planted_scene(height=70)
+    path = write_geotiff(tmp_path / "scene.tif", cube, tiled=True)
+    np.save(tmp_path / "truth.npy", truth)
+    return path, cube, truth
+
+
+# -- features ------------------------------------------------------------------------------------
+
+def test_feature_steps(rng):
+    rows = rng.normal(5, 3, (500, 6)).astype(np.float32) * np.arange(1, 7, dtype=np.float32)
+    std = PixelFeatures("std").fit(rows).transform(rows)
+    np.testing.assert_allclose(std.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(std.std(axis=0), 1, atol=1e-3)
+    l2 = PixelFeatures("l2").fit(rows).transform(rows)
+    np.testing.assert_allclose(np.linalg.norm(l2, axis=1), 1, atol=1e-5)
+    pca = PixelFeatures("pca:2").fit(rows).transform(rows)
+    variance = np.linalg.eigvalsh(np.cov(rows.T))[::-1][:2]
+    np.testing.assert_allclose(pca.var(axis=0, ddof=1), variance, rtol=1e-3)
+    both = PixelFeatures("std|l2+pca:3").fit(rows)
+    assert both.transform(rows).shape == (500, 9) and both.n_features_ == 9
+
+
+def test_feature_state_round_trip_and_constant_band(rng):
+    rows = rng.normal(size=(200, 4)).astype(np.float32)
+    rows[:, 2] = 7  # a constant band stays 0 after standardisation instead of dividing by 0
+    features = PixelFeatures("std+pca:3|l2").fit(rows)
+    assert np.isfinite(features.transform(rows)).all()
+    again = PixelFeatures.from_state(*features.get_state())
+    np.testing.assert_array_equal(again.transform(rows), features.transform(rows))
+
+
+@pytest.mark.parametrize("spec, message", [("hog", "unknown step"), ("pca:0", "unknown step"),
+                                           ("std+nbr:1", "must come first")])
+def test_feature_spec_errors(spec, message):
+    with pytest.raises(KMIError, match=message):
+        parse_features(spec)
+
+
+def test_neighbourhood_mean_counts_valid_pixels_only():
+    values = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
+    valid = np.ones((3, 3), dtype=bool)
+    valid[0, 0] = False
+    mean = neighbourhood_mean(values, valid, 1)
+    assert mean[1, 1, 0] == pytest.approx(np.arange(1, 9).mean())
+    assert mean[0, 1, 0] == pytest.approx(np.mean([1, 2, 3, 4, 5]))
+
+
+# -- sampling, smoothing, scoring -----------------------------------------------------------------
+
+def test_sample_is_valid_deterministic_and_spread(scene, small_strips):
+    path, cube, _ = scene
+    with open_raster(path) as raster:
+        first = sample_pixels(raster, 300, random_state=1)
+        again = sample_pixels(raster, 300, random_state=1)
+        other = sample_pixels(raster, 300, random_state=2)
+    assert len(first.rows) == 300 and first.n_valid == int((cube != 0).all(axis=-1).sum())
+    np.testing.assert_array_equal(first.positions, again.positions)
+    assert not np.array_equal(first.positions, other.positions)
+    rows, cols = np.divmod(first.positions, cube.shape[1])
+    assert (cube[rows, cols] != 0).all()
+    np.testing.assert_array_equal(first.rows, cube[rows, cols])
+    assert rows.min() < 15 and rows.max() > 55  # across all strips
+
+
+def test_majority_filter_removes_specks_keeps_nodata():
+    labels = np.zeros((7, 7), dtype=np.int32)
+    labels[3, 3] = 1
+    labels[0, :] = -1
+    smoothed = majority_filter(labels, 1, 2)
+    assert smoothed[3, 3] == 0 and (smoothed[0] == -1).all() and (smoothed[1:] == 0).all()
+
+
+def test_smooth_strips_equals_whole_map(rng):
+    labels = rng.integers(-1, 4, (50, 13)).astype(np.int32)
+    whole = majority_filter(labels, 2, 4)
+    bounds = [(0, 16), (16, 32), (32, 50)]
+    strips = list(smooth_strips(((a, labels[a:b]) for a, b in bounds), 2, 4))
+    assert [start for start, _ in strips] == [0, 16, 32]
+    np.testing.assert_array_equal(np.concatenate([s for _, s in strips]), whole)
+
+
+def test_contingency_scores_match_scikit_learn(rng):
+    y = rng.integers(1, 5, 2000)
+    clusters = np.where(rng.random(2000) < 0.7, y - 1, rng.integers(0, 6, 2000))
+    scores = contingency_scores(contingency_matrix(y, clusters))
+    assert scores["nmi"] == pytest.approx(skm.normalized_mutual_info_score(y, clusters))
+    assert scores["ari"] == pytest.approx(skm.adjusted_rand_score(y, clusters))
+    assert scores["hungarian_accuracy"] == pytest.approx(np.mean(y - 1 == clusters), abs=0.05)
+    assert len(scores["confusion_matrix"][0]) == 5  # 4 classes + the unmatched clusters
+    assert scores["majority_accuracy"] >= scores["hungarian_accuracy"]
+
+
+def test_kappa_matches_scikit_learn(rng):
+    y, p = rng.integers(0, 3, 500), rng.integers(0, 3, 500)
+    p[:300] = y[:300]
+    assert cohen_kappa(skm.confusion_matrix(y, p)) == pytest.approx(skm.cohen_kappa_score(y, p))
+
+
+# -- whole runs ----------------------------------------------------------------------------------
+
+def test_segment_geotiff_outputs(scene, tmp_path, small_strips):
+    path, cube, truth = scene
+    out = tmp_path / "seg"
+    results = segment(path, out, n_clusters=3, truth=tmp_path / "truth.npy", label_budgets=(6,))
+    assert sorted(p.name for p in out.iterdir()) == sorted(results["outputs"])
+    with rasterio.open(path) as src, rasterio.open(out / "classes.tif") as dst:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+        assert dst.nodata == 0 and dst.dtypes[0] == "uint8" and dst.block_shapes[0] == (256, 256)
+        assert dst.compression.name.lower() == "deflate" and dst.colormap(1)[1][3] == 255
+        classes = dst.read(1)
+    invalid = ~(cube != 0).all(axis=-1)
+    np.testing.assert_array_equal(classes == 0, invalid)
+    assert results["test"]["hungarian_accuracy"] == 1.0 and results["test"]["kappa"] == 1.0
+    assert results["label_budget"][0]["accuracy"] == 1.0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["input"]["crs"] == "EPSG:32618" and saved["test"]["nmi"] == pytest.approx(1.0)
+    lines = (out / "signatures.csv").read_text().splitlines()
+    assert lines[0] == "class,pixels,area_m2,mean_band1,mean_band2,mean_band3,mean_band4"
+    counts = [int(line.split(",")[1]) for line in lines[1:]]
+    assert sum(counts) == (~invalid).sum()
+    assert float(lines[1].split(",")[2]) == pytest.approx(counts[0] * 900)
+    assert (out / "preview.png").read_bytes().startswith(b"\x89PNG")
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_strips_do_not_change_the_result(scene, tmp_path, monkeypatch):
+    path, _, _ = scene
+    whole = segment(path, tmp_path / "a", n_clusters=3, features="nbr:1+std|l2", smooth=1)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 16)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 16)
+    monkeypatch.setattr("kmeans_imagery.segment.classify.CHUNK_PIXELS", 100)
+    blocks = segment(path, tmp_path / "b", n_clusters=3, features="nbr:1+std|l2", smooth=1)
+    assert whole["inertia"] == blocks["inertia"]
+    np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
+
+
+def test_model_reuse_and_its_guards(scene, tmp_path):
+    path, cube, _ = scene
+    segment(path, tmp_path / "a", n_clusters=3, random_state=4)
+    segment(path, tmp_path / "b", model=tmp_path / "a" / "model.kmi")
+    np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
+    model, metadata = load_pixel_model(tmp_path / "a" / "model.kmi")
+    assert metadata["kind"] == "pixels" and model.n_clusters == 3 and model.n_bands == 4
+    with pytest.raises(KMIError, match="fitted on 4 bands"):
+        segment(path, tmp_path / "c", model=tmp_path / "a" / "model.kmi", bands=(1, 2))
+    from kmeans_imagery.model_io import load_model
+
+    with pytest.raises(KMIError, match="is a pixel model"):
+        load_model(tmp_path / "a" / "model.kmi")
+
+
+def test_npy_cube_and_photo(tmp_path):
+    cube, _ = planted_scene(collar=0)
+    np.save(tmp_path / "cube.npy", cube)
+    results = segment(tmp_path / "cube.npy", tmp_path / "seg", n_clusters=3)
+    assert results["input"]["crs"] is None
+    assert sum(c["pixels"] for c in results["classes"]) == cube[..., 0].size
+    from PIL import Image
+
+    Image.fromarray((cube[..., :3] // 5).astype(np.uint8)).save(tmp_path / "photo.jpg")
+    results = segment(tmp_path / "photo.jpg", tmp_path / "photo", n_clusters=3)
+    assert len(results["classes"]) == 3 and "area" not in results["classes"][0]
+
+
+def test_errors_before_anything_is_written(scene, tmp_path):
+    path, cube, _ = scene
+    out = tmp_path / "seg"
+    with pytest.raises(KMIError, match="--label-budget needs --truth"):
+        segment(path, out, n_clusters=3, label_budgets=(4,))
+    with pytest.raises(KMIError, match="--k"):
+        segment(path, out)
+    wrong = np.zeros(cube.shape[:2], dtype=np.uint8)
+    np.save(tmp_path / "float.npy", wrong.astype(np.float32))
+    with pytest.raises(KMIError, match="expected integer class numbers"):
+        segment(path, out, n_clusters=3, truth=tmp_path / "float.npy")
+    assert not out.exists()
+
+
+def test_dask_local_classifies_like_this_process(scene, tmp_path, small_strips):
+    pytest.importorskip("distributed")
+    path, _, _ = scene
+    here = segment(path, tmp_path / "a", n_clusters=3, truth=tmp_path / "truth.npy")
+    there = segment(path, tmp_path / "b", n_clusters=3, truth=tmp_path / "truth.npy", dask="local")
+    np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
+    assert here["test"]["confusion_matrix"] == there["test"]["confusion_matrix"]
+
+
+def test_shared_landsat_scene(tmp_path):
+    path = RASTERS / "RGB.byte.tif"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    segment(path, tmp_path / "seg", n_clusters=6, sample=20_000, n_init=2)
+    with rasterio.open(path) as src, rasterio.open(tmp_path / "seg" / "classes.tif") as dst:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+        # Nodata exactly where any band is masked (partly-nodata pixels are left out).
+        np.testing.assert_array_equal(dst.read(1) == 0, ~(src.read_masks().all(axis=0) > 0))
+
+
+def test_large_scene_sampled_from_a_subset_of_strips(tmp_path, monkeypatch):
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 1)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 1)
+    cube, _ = planted_scene(height=40, collar=0)
+    cube[:, :] = np.where(np.arange(40)[:, None, None] < 39, 0, cube)  # only the last row is valid
+    np.save(tmp_path / "cube.npy", cube)
+    with open_raster(tmp_path / "cube.npy", nodata=0) as raster:
+        sample = sample_pixels(raster, 10, random_state=0)  # 16 of the 40 one-row strips
+        rows = np.unique(sample.positions // raster.width)
+        assert len(sample.rows) <= 10 and set(rows) <= {39}
+        everywhere = sample_pixels(raster, 10, random_state=0, min_valid=48)
+    assert everywhere.n_valid == 48 and len(everywhere.rows) == 10
+    assert (everywhere.positions // 48 == 39).all()
+
+
+@pytest.mark.parametrize("spec", ["std+pca:3|l2+std+pca:3", "raw", "nbr:1+l2", "std+l2"])
+def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
+    from kmeans_imagery.segment.classify import fit_pixel_model
+
+    rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)  # 4 bands, and their neighbourhood mean
+    model, _ = fit_pixel_model(rows, 7, features=spec, n_init=1)
+    features = model.features.transform(rows)
+    np.testing.assert_array_equal(model.labels(rows), model.assign(features)[0])
+    assert (model._linear is None) == (spec == "std+l2")
