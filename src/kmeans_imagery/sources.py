@@ -87,6 +87,8 @@ class ImageSource:
 
     random_access = True
     label_names = None
+    #: The file of each image, in order, for sources read from files (None otherwise).
+    paths = None
 
     def __init__(self, color=None, size=None):
         self._color = None if color is None else check_color(color)
@@ -531,6 +533,11 @@ class FolderSource(ImageSource):
         # Later batches are decoded to this size so that every batch has the same shape.
         self._decode_size = self._size or first.shape[1:3]
         self.image_shape = tuple(first.shape[1:])
+
+    @property
+    def paths(self):
+        """The image files in order: image ``i`` was read from ``paths[i]``."""
+        return self.files
 
     def _read(self, start, stop):
         return load_images(self.files[start:stop], color=self._color,
