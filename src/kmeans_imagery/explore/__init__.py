@@ -8,7 +8,7 @@ The entry points are :func:`explore` (``kmi explore``), :func:`organize` (``kmi 
 from ._choose_k import KChoice, choose_k, plot_k_choice
 from ._duplicates import DuplicateGroups, descriptors, find_duplicates, pixel_hashes
 from ._explore import explore
-from ._outliers import outlier_scores
+from ._outliers import OutlierScorer
 
 __all__ = ["DuplicateGroups", "KChoice", "choose_k", "descriptors", "explore", "find_duplicates",
-           "outlier_scores", "pixel_hashes", "plot_k_choice"]
+           "OutlierScorer", "pixel_hashes", "plot_k_choice"]

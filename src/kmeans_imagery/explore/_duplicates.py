@@ -4,7 +4,7 @@
 - **Near-duplicates** (re-encoded, resized, slightly changed copies) have close *descriptors*:
   the image in gray, resized to 16 x 16 (Lanczos), values in [0, 1]. Two images are near
   duplicates when the root-mean-square difference of their descriptors is at most
-  ``threshold`` (default 0.03, i.e. 3% of the full intensity range on average). The search is
+  ``threshold`` (default 0.025, i.e. 2.5% of the full intensity range on average). The search is
   exact: descriptors are projected on their top principal axes, where distances can only
   shrink, every pair within the threshold there is found tile by tile, and each candidate is
   checked on the full descriptor.
@@ -25,7 +25,7 @@ __all__ = ["DESCRIPTOR_SIDE", "DuplicateGroups", "descriptors", "find_duplicates
 #: Side of the square gray descriptor.
 DESCRIPTOR_SIDE = 16
 #: Default RMS descriptor difference (in [0, 1] units) below which two images are near duplicates.
-DEFAULT_THRESHOLD = 0.03
+DEFAULT_THRESHOLD = 0.025
 #: Principal axes the candidate search runs on.
 _SEARCH_DIMS = 32
 
@@ -101,7 +101,7 @@ def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
         From :func:`pixel_hashes`.
     descs : ndarray, shape (n, 256)
         From :func:`descriptors`.
-    threshold : float, default=0.03
+    threshold : float, default=0.025
         Largest RMS descriptor difference of near duplicates; 0 finds exact duplicates only.
 
     Returns

@@ -23,7 +23,7 @@ from ._choose_k import choose_k, plot_k_choice
 from ._duplicates import DEFAULT_THRESHOLD, descriptors, find_duplicates, pixel_hashes
 from ._html import Gallery, write_index
 from ._map import fit_map, grid_picks, plot_map
-from ._outliers import outlier_scores
+from ._outliers import REFERENCE_SIZE, OutlierScorer
 
 __all__ = ["explore", "image_paths"]
 
@@ -160,6 +160,8 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     map_rows = feature_rows(model, fit_images[np.sort(rng.choice(fit_n, min(fit_n, _MAP_SAMPLE),
                                                                  replace=False))])
     projection = fit_map(map_rows, map_method, random_state=random_state)
+    reference = np.sort(rng.choice(fit_n, min(fit_n, REFERENCE_SIZE), replace=False))
+    scorer = OutlierScorer(feature_rows(model, fit_images[reference]), fit_idx[reference])
     del fit_images, map_rows
     timings["fit"] = time.perf_counter() - clock
 
@@ -167,6 +169,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     clusters = np.empty(n, np.int32)
     distance = np.empty(n, np.float32)
     margin = np.empty(n, np.float32)
+    scores = np.empty(n, np.float32)
     xy = np.empty((n, 2), np.float32)
     hashes = np.empty(n, np.uint64)
     descs = None
@@ -176,6 +179,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
             rows = feature_rows(model, batch.images)
             clusters[s], distance[s], margin[s] = _nearest_two(rows, model.cluster_centers_)
             xy[s] = projection.transform(rows)
+            scores[s] = scorer.raw_scores(rows, batch.start)
             hashes[s] = pixel_hashes(batch.images)
             d = descriptors(batch.images)
             if descs is None:
@@ -185,7 +189,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     timings["assign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    scores = outlier_scores(distance, clusters, n_clusters)
+    scores = OutlierScorer.scale(scores)
     dups = find_duplicates(hashes, descs, threshold=duplicate_threshold)
     del descs
     timings["outliers_duplicates"] = time.perf_counter() - clock
@@ -219,7 +223,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
         "n_fit": int(fit_n), "inertia_fit_sample": model.inertia_,
         "cluster_sizes": sizes.tolist(),
         "cluster_labels": None if labels is None else [str(v) for v in model.cluster_labels_],
-        "outliers": {"score": "distance to the nearest centroid / the cluster's median distance",
+        "outliers": {"score": "distance to the 10th-nearest of 2,000 sampled images / its median",
                      "top": [{"path": paths[i], "score": float(scores[i])} for i in top[:20]]},
         "duplicates": {"threshold": duplicate_threshold, "n_groups": dups.n_groups,
                        "n_images": int((dups.group >= 0).sum()), "n_pairs": int(len(dups.pairs)),
