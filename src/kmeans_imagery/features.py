@@ -629,7 +629,7 @@ _STEPS = {
     "pca": PCA,
     "umap": UMAP,
 }
-_NEEDS_SHAPE = ("deskew", "hog")
+_NEEDS_SHAPE = ("deskew", "hog", "onnx")
 _KEEPS_IMAGES = ("raw", "deskew", "l2")
 
 
@@ -802,7 +802,8 @@ def _steps_from_state(metas, prefix, arrays):
 # --------------------------------------------------------------------------------------------
 # Spec parsing
 
-_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:.]+)|([+|()]))")
+# Paths (for onnx:PATH) may hold / ~ and -; + | ( ) stay operators.
+_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:./~\-]+)|([+|()]))")
 
 
 def _valid_names():
@@ -891,6 +892,8 @@ def _int_arg(name, value):
 
 def _build_step(name, args, image_shape, random_state):
     """A step from its spec name and ':' arguments."""
+    if name == "onnx":
+        return _STEPS["onnx"].from_spec(":".join(args), image_shape)
     flags = {arg for arg in args if not arg.isdigit()}
     numbers = [_int_arg(name, arg) for arg in args if arg.isdigit()]
     allowed_flags = {"pca": {"whiten"}}.get(name, set())
@@ -975,3 +978,9 @@ def make_features(spec, image_shape, random_state=None):
     node = _Parser(spec).parse()
     steps, _ = _build(node, image_shape, random_state, is_image=True)
     return FeaturePipeline(steps, spec=_canonical(node))
+
+
+# The onnx step lives in its own module (onnxruntime is optional), which builds on _Step above.
+from .embed import OnnxEmbedding  # noqa: E402
+
+_STEPS["onnx"] = OnnxEmbedding
