@@ -24,8 +24,10 @@ and runs each tool as a whole child process under ``/usr/bin/time -v`` (wall tim
 
 import argparse
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -158,11 +160,17 @@ def timed(command, timeout, memory_cap=None):
     prefix = ["prlimit", f"--as={memory_cap}"] if memory_cap else []
     full = ["/usr/bin/time", "-v", *prefix, *command]
     start = time.perf_counter()
+    # A session of its own, so that a timeout stops the tool itself, not only /usr/bin/time.
+    process = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     try:
-        done = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as expired:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         return {"seconds": time.perf_counter() - start, "rss_mib": None,
-                "status": f"stopped after {timeout} s", "output": str(expired.stdout or "")[-2000:]}
+                "status": f"stopped after {timeout} s", "output": ""}
+    done = subprocess.CompletedProcess(full, process.returncode, stdout, stderr)
     wall = time.perf_counter() - start
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
     clock = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", done.stderr)
