@@ -111,6 +111,25 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     dict
         The content of ``results.json``.
     """
+    from threadpoolctl import threadpool_limits
+
+    from ..engine._kernels import blas_threads
+
+    # Outside the K-means fit, the products are small (a batch against K centroids, a 256-wide
+    # descriptor tile): one BLAS thread each; on a busy 2-core machine BLAS threads made them
+    # several times slower. The fit runs its own workers with the threads BLAS had.
+    fit_threads = blas_threads()
+    with threadpool_limits(1, user_api="blas"):
+        return _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_size,
+                        k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
+                        random_state, force, progress, fit_threads)
+
+
+def _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_size, k_sample,
+             duplicate_threshold, n_outliers, map_method, batch_size, random_state, force,
+             progress, fit_threads):
+    from threadpoolctl import threadpool_limits
+
     from ..datasets.folders import open_progress
     from ..labeling import ClusterClassifier
     from ..metrics import hungarian_accuracy, purity
@@ -156,7 +175,8 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     clock = time.perf_counter()
     model = ClusterClassifier(n_clusters, algorithm="full", features=features,
                               random_state=random_state)
-    model.fit(fit_images, None if labels is None else labels[fit_idx])
+    with threadpool_limits(fit_threads, user_api="blas"):
+        model.fit(fit_images, None if labels is None else labels[fit_idx])
     map_rows = feature_rows(model, fit_images[np.sort(rng.choice(fit_n, min(fit_n, _MAP_SAMPLE),
                                                                  replace=False))])
     projection = fit_map(map_rows, map_method, random_state=random_state)
