@@ -112,18 +112,21 @@ def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
     from scipy.sparse.csgraph import connected_components
 
     n = len(hashes)
-    rows = np.asarray(descs, dtype=np.float32)
+    width = descs.shape[1]
     pairs = [_exact_pairs(hashes)]
     if threshold > 0 and n > 1:
-        radius = threshold * np.sqrt(rows.shape[1])
-        centred = rows - rows.mean(axis=0)
+        radius = threshold * np.sqrt(width)
         # Top axes of a sample's covariance; projections are contractions, so no pair is lost.
-        sample = centred[:: max(1, n // 20000)]
-        _, vecs = np.linalg.eigh(sample.T @ sample)
-        i, j, _ = pairs_within(centred @ vecs[:, -_SEARCH_DIMS:], radius)
-        diff = rows[i] - rows[j]
-        close = np.einsum("ij,ij->i", diff, diff) <= radius**2
-        pairs.append(np.column_stack([i[close], j[close]]))
+        # Rows are widened to float32 a chunk at a time: the descriptors stay float16.
+        sample = descs[:: max(1, n // 20000)].astype(np.float32)
+        mean = sample.mean(axis=0)
+        _, vecs = np.linalg.eigh((sample - mean).T @ (sample - mean))
+        axes = vecs[:, -_SEARCH_DIMS:].astype(np.float32)
+        projected = np.concatenate([(descs[s:s + 8192].astype(np.float32) - mean) @ axes
+                                    for s in range(0, n, 8192)])
+        i, j, _ = pairs_within(projected, radius,
+                               keep=lambda i, j: _rms(descs, i, j) <= threshold)
+        pairs.append(np.column_stack([i, j]))
     pairs = np.unique(np.concatenate(pairs), axis=0)
     group = np.full(n, -1, dtype=np.int64)
     distance = np.full(n, np.nan, dtype=np.float32)
@@ -142,10 +145,15 @@ def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
         head_of = np.empty(len(first), dtype=np.int64)
         head_of[renumber] = linked[first]
         heads = head_of[group[linked]]
-        diff = rows[linked] - rows[heads]
-        distance[linked] = np.sqrt(np.einsum("ij,ij->i", diff, diff) / rows.shape[1])
+        distance[linked] = _rms(descs, linked, heads)
         exact[linked] = hashes[linked] == hashes[heads]
     return DuplicateGroups(group, distance, exact, pairs)
+
+
+def _rms(descs, i, j):
+    """Root-mean-square difference of descriptors ``i`` and ``j`` (pairwise), in float32."""
+    diff = descs[i].astype(np.float32) - descs[j].astype(np.float32)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff) / descs.shape[1])
 
 
 def _exact_pairs(hashes):

@@ -247,8 +247,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_siz
                      "top": [{"path": paths[i], "score": float(scores[i])} for i in top[:20]]},
         "duplicates": {"threshold": duplicate_threshold, "n_groups": dups.n_groups,
                        "n_images": int((dups.group >= 0).sum()), "n_pairs": int(len(dups.pairs)),
-                       "n_exact_copies": int(dups.exact.sum() - min(dups.n_groups,
-                                                                      dups.exact.sum()))},
+                       # Each group's first member is marked exact (it is itself).
+                       "n_exact_copies": int(dups.exact.sum()) - dups.n_groups},
         "map": map_method,
         "files": {name: name for name in OUTPUTS},
     }

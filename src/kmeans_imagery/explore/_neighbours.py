@@ -4,21 +4,24 @@ import numpy as np
 
 __all__ = ["pairs_within", "top_k"]
 
-#: Rows per tile side: a tile of squared distances is 4096 x 4096 float32 (64 MiB).
-_TILE = 4096
+#: Rows per tile side: a tile of squared distances is 2048 x 2048 float32 (16 MiB).
+_TILE = 2048
 
 
 def _sq_norms(rows):
     return np.einsum("ij,ij->i", rows, rows)
 
 
-def pairs_within(rows, radius, *, tile=_TILE):
+def pairs_within(rows, radius, *, keep=None, tile=_TILE):
     """Every pair of rows closer than ``radius`` (Euclidean), each pair once.
 
     Parameters
     ----------
     rows : ndarray of shape (n, d), float32
     radius : float
+    keep : callable or None
+        ``keep(i, j) -> bool array``: a further test applied tile by tile, so that candidates
+        never pile up beyond one tile's worth.
     tile : int
         Rows per tile side.
 
@@ -38,8 +41,11 @@ def pairs_within(rows, radius, *, tile=_TILE):
         for t in range(s, len(rows), tile):
             sq = norms[s:s + tile, None] + norms[None, t:t + tile] - 2 * (a @ rows[t:t + tile].T)
             ii, jj = np.nonzero(sq <= limit)
-            keep = ii + s < jj + t
-            ii, jj = ii[keep], jj[keep]
+            upper = ii + s < jj + t
+            ii, jj = ii[upper], jj[upper]
+            if keep is not None:
+                kept = keep(ii + s, jj + t)
+                ii, jj = ii[kept], jj[kept]
             found_i.append(ii + s)
             found_j.append(jj + t)
             found_d.append(np.sqrt(np.maximum(sq[ii, jj], 0)))
