@@ -108,11 +108,21 @@ def test_existing_outputs_need_force(collection, tmp_path):
 
 
 def test_given_k_skips_the_choice(collection, tmp_path):
-    results = explore(collection["root"] / "photos", tmp_path / "out", k=4, duplicate_threshold=0)
+    results = explore(collection["root"] / "photos", tmp_path / "out", k=4, duplicate_threshold=0,
+                      fit_size=120)
     assert results["k"] == 4 and results["k_choice"] is None
+    assert results["n_fit"] == 120 and sum(results["cluster_sizes"]) == 304
     assert not (tmp_path / "out" / "k_choice.png").exists()
     # Threshold 0: only the exact copy (and the hostile-named copy) form groups.
     assert results["duplicates"]["n_groups"] == 2
+
+
+def test_umap_map(collection, tmp_path):
+    pytest.importorskip("umap")
+    results = explore(collection["root"] / "photos", tmp_path / "out", k=3, map_method="umap")
+    assert results["map"] == "umap" and (tmp_path / "out" / "map.png").stat().st_size > 0
+    with pytest.raises(KMIError, match="map method"):
+        explore(collection["root"] / "photos", tmp_path / "other", k=3, map_method="tsne")
 
 
 def test_choose_k_finds_separated_blobs(rng):

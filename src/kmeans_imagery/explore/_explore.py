@@ -22,7 +22,7 @@ from ..errors import KMIError
 from ._choose_k import choose_k, plot_k_choice
 from ._duplicates import DEFAULT_THRESHOLD, descriptors, find_duplicates, pixel_hashes
 from ._html import Gallery, write_index
-from ._map import fit_map, grid_picks, plot_map
+from ._map import MAP_METHODS, fit_map, grid_picks, plot_map
 from ._outliers import REFERENCE_SIZE, OutlierScorer
 
 __all__ = ["explore", "image_paths"]
@@ -137,7 +137,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_siz
     from ..pipeline import prepare_out_dir, write_json
     from ..sources import open_source
 
-    _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold)
+    _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method)
     out = prepare_out_dir(out_dir)
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not force:
@@ -271,7 +271,9 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_siz
     return results
 
 
-def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold):
+def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method):
+    if map_method not in MAP_METHODS:
+        raise KMIError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}")
     if not (k == "auto" or (isinstance(k, int | np.integer) and k >= 1)):
         raise KMIError(f"k must be 'auto' or a positive integer, got {k!r}")
     for name, value, low in (("fit_size", fit_size, 2), ("k_sample", k_sample, 10),
