@@ -140,7 +140,7 @@ def _features_option():
     presets = "; ".join(f"{name} = {spec} ({text})" for name, (spec, text) in FEATURE_PRESETS.items())
     return click.option(
         "--features", default="raw", show_default=True,
-        help="Feature pipeline before K-means: steps joined with + (deskew, l2, hog[:cell], "
+        help="Feature pipeline before K-means: steps joined with + (deskew, l2, hog[:cell], onnx:PATH, "
              "pca[:n], umap[:n]), side by side with |, or a preset: " + presets + ".",
     )
 
