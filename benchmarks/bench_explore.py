@@ -230,7 +230,7 @@ def _clustimage_child(folder, out, dim):
                                      "labels": [int(v) for v in results["labels"]]}))
 
 
-def compare(work, timeout, sizes, kmi_features=("raw",)):
+def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=True):
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -248,10 +248,11 @@ def compare(work, timeout, sizes, kmi_features=("raw",)):
         runs = [(f"kmi explore --features {spec}", run_kmi,
                  (folder, work / f"kmi-{name}-{spec}", timeout, "--features", spec), {})
                 for spec in kmi_features]
-        runs += [("clustimage defaults", run_clustimage, (folder, work / f"ci-{name}.json", timeout),
-                  {}),
-                 (f"clustimage dim={own[0]}x{own[1]}", run_clustimage,
-                  (folder, work / f"ci-own-{name}.json", timeout), {"dim": own})]
+        if clustimage:
+            runs += [("clustimage defaults", run_clustimage,
+                      (folder, work / f"ci-{name}.json", timeout), {}),
+                     (f"clustimage dim={own[0]}x{own[1]}", run_clustimage,
+                      (folder, work / f"ci-own-{name}.json", timeout), {"dim": own})]
         for peer, run, run_args, run_kwargs in runs:
             result = run(*run_args, **run_kwargs)
             result.update({"folder": name, "peer": peer})
@@ -353,6 +354,7 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per tool run.")
     parser.add_argument("--folders", default="digits,mnist-test,mnist-train")
     parser.add_argument("--kmi-features", default="raw,l2", help="kmi explore --features runs.")
+    parser.add_argument("--no-clustimage", action="store_true", help="compare: kmi runs only.")
     parser.add_argument("--dim", help="(child only) clustimage image size HxW")
     parser.add_argument("--out", type=Path, help="JSON file for the results.")
     args = parser.parse_args(argv)
@@ -365,7 +367,7 @@ def main(argv=None):
     for name in args.experiments:
         if name == "compare":
             results[name] = compare(args.work_dir, args.timeout, args.folders.split(","),
-                                    args.kmi_features.split(","))
+                                    args.kmi_features.split(","), not args.no_clustimage)
         else:
             results[name] = EXPERIMENTS[name](args.work_dir, args.timeout)
         print(json.dumps({name: results[name]}, default=str)[:3000], flush=True)

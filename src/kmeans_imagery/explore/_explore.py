@@ -47,6 +47,25 @@ def image_paths(source):
     return [f"{source.name}#{i}" for i in range(source.n_images)]
 
 
+def take(source, indices, batch_size):
+    """The images at sorted ``indices``; from a folder, only the wanted files are decoded.
+
+    A source's ``take`` reads whole blocks around the wanted images, right for chunked arrays;
+    a folder decodes file by file, so it is read by runs of consecutive wanted files (a 20%
+    sample of 100,000 files would otherwise decode all of them).
+    """
+    if source.paths is None or len(indices) == 0:
+        return source.take(indices, batch_size=batch_size)
+    starts = np.r_[0, np.flatnonzero(np.diff(indices) != 1) + 1]
+    ends = np.r_[starts[1:], len(indices)]
+    out = np.empty((len(indices), *source.image_shape), np.uint8)
+    for a, b in zip(starts, ends, strict=True):
+        for s in range(a, b, batch_size):
+            e = min(s + batch_size, b)
+            out[s:e] = source.read(indices[s], indices[e - 1] + 1)
+    return out
+
+
 def feature_rows(model, images):
     """The rows the model clusters: scaled pixels, through its feature pipeline if any."""
     from ..preprocessing import flatten_scale
@@ -150,7 +169,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_siz
     rng = np.random.default_rng(random_state)
     fit_n = max(2, min(n, fit_size, _FIT_BYTES // row_bytes))
     fit_idx = np.sort(rng.choice(n, fit_n, replace=False))
-    fit_images = source.take(fit_idx, batch_size=batch_size)
+    fit_images = take(source, fit_idx, batch_size)
     labels = source.labels
     timings["read_sample"] = time.perf_counter() - clock
 
@@ -224,7 +243,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, fit_siz
     map_picks = grid_picks(xy)
     wanted = np.unique(np.concatenate([top, map_picks, *[np.concatenate(p) for p in picks],
                                        *group_members]).astype(np.int64))
-    images = dict(zip(wanted.tolist(), source.take(wanted, batch_size=batch_size), strict=True))
+    images = dict(zip(wanted.tolist(), take(source, wanted, batch_size), strict=True))
 
     def stack(indices):
         return np.stack([images[i] for i in indices]) if len(indices) else np.zeros(0)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
-from ._explore import feature_rows, image_paths
+from ._explore import feature_rows, image_paths, take
 from ._neighbours import top_k
 
 __all__ = ["find_similar", "plot_similar"]
@@ -82,7 +82,7 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_siz
     if sheet is not None:
         from ..plots import save_png
 
-        matches = source.take(np.unique(index))
+        matches = take(source, np.unique(index), batch_size)
         lookup = {int(j): image for j, image in zip(np.unique(index), matches, strict=True)}
         stacked = np.stack([[lookup[int(j)] for j in row] for row in index])
         save_png(plot_similar(query_images, stacked, [Path(q).name for q in queries], dist), sheet)
