@@ -34,6 +34,11 @@ COMMANDS = {
                                              "for a person to label."),
     "segment": ("segment", "segment", "Cluster the pixels of a raster (GeoTIFF, hyperspectral "
                                       "cube, photo) into a georeferenced class map."),
+    "explore": ("explore", "explore", "Explore an unlabelled collection: choose K, galleries, "
+                                      "outliers, duplicates, a 2-D map."),
+    "organize": ("explore", "organize", "Sort the image files of DATA into a folder per cluster "
+                                        "of MODEL."),
+    "similar": ("explore", "similar", "The images of DATA nearest to each query image."),
     "convert": ("data", "convert", "Write DATA as a chunked Zarr store DEST for streaming and "
                                    "Dask fits."),
 }

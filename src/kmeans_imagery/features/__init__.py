@@ -34,6 +34,7 @@ from ._spec import FEATURE_PRESETS
 _LAZY = {
     "HOG": "._hog",
     "UMAP": "._umap",
+    "OnnxEmbedding": "._onnx",
     "PCA": "._steps",
     "Concat": "._steps",
     "Deskew": "._steps",

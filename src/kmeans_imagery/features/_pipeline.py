@@ -8,6 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import KMIError
 from ._hog import HOG
+from ._onnx import OnnxEmbedding
 from ._spec import FEATURE_PRESETS, KEEPS_IMAGES, NEEDS_SHAPE, Parser, canonical, int_arg
 from ._steps import PCA, Concat, Deskew, Identity, L2Normalize, _check_rows, _check_shape
 from ._umap import UMAP, _umap_missing
@@ -21,6 +22,7 @@ _STEPS = {
     "hog": HOG,
     "pca": PCA,
     "umap": UMAP,
+    "onnx": OnnxEmbedding,
 }
 
 class FeaturePipeline(TransformerMixin, BaseEstimator):
@@ -192,6 +194,8 @@ def _steps_from_state(metas, prefix, arrays):
 
 def _build_step(name, args, image_shape, random_state):
     """A step from its spec name and ':' arguments."""
+    if name == "onnx":
+        return _STEPS["onnx"].from_spec(":".join(args), image_shape)
     flags = {arg for arg in args if not arg.isdigit()}
     numbers = [int_arg(name, arg) for arg in args if arg.isdigit()]
     allowed_flags = {"pca": {"whiten"}}.get(name, set())

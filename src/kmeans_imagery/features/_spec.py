@@ -10,9 +10,9 @@ import re
 from ..errors import KMIError
 
 #: The step names a spec may use, in the order the help lists them.
-STEP_NAMES = ("raw", "deskew", "l2", "hog", "pca", "umap")
+STEP_NAMES = ("raw", "deskew", "l2", "hog", "pca", "umap", "onnx")
 #: Steps that need images (an ``image_shape``), and those whose output is still an image.
-NEEDS_SHAPE = ("deskew", "hog")
+NEEDS_SHAPE = ("deskew", "hog", "onnx")
 KEEPS_IMAGES = ("raw", "deskew", "l2")
 
 #: Named pipelines: name -> (spec, one-line help). A spec that is only one of these names means
@@ -38,7 +38,8 @@ FEATURE_PRESETS = {
 }
 
 
-_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:.]+)|([+|()]))")
+# Paths (for onnx:PATH) may hold / ~ and -; + | ( ) stay operators.
+_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:./~\-]+)|([+|()]))")
 
 
 def _valid_names():

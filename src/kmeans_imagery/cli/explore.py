@@ -1,0 +1,122 @@
+"""``kmi explore``, ``organize`` and ``similar``: an unlabelled collection browsed and sorted."""
+
+import sys
+
+import click
+
+from ._common import FORCE, consoles, data_options, loading_progress
+
+
+def _parse_k(_ctx, _param, value):
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'auto' or a whole number, got {value!r}") from None
+
+
+def _parse_k_range(_ctx, _param, value):
+    low, _, high = value.partition("-")
+    try:
+        return int(low), int(high)
+    except ValueError:
+        raise click.BadParameter(f"expected MIN-MAX such as 2-50, got {value!r}") from None
+
+
+@click.command()
+@click.argument("data")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for index.html, the CSV files, results.json, model.kmi and figures.")
+@FORCE
+@click.option("--k", default="auto", show_default=True, callback=_parse_k,
+              help="Number of clusters, or auto: the elbow of the sum of squares over --k-range.")
+@click.option("--k-range", default="2-50", show_default=True, callback=_parse_k_range,
+              help="Range of K that --k auto considers, MIN-MAX.")
+@click.option("--map", "map_method", type=click.Choice(["pca", "umap"]), default="pca",
+              show_default=True, help="2-D map: principal axes, or UMAP (the umap extra).")
+@click.option("--duplicate-threshold", default=0.025, show_default=True, type=click.FloatRange(0),
+              help="Largest RMS difference of 16x16 gray descriptors of near duplicates (0: exact "
+                   "copies only).")
+@click.option("--fit-size", default=20000, show_default=True, type=click.IntRange(2),
+              help="Most images the clustering is fitted on (all images are then assigned).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--features", default="raw", show_default=True,
+              help="Feature pipeline before K-means (see kmi fit --help), e.g. onnx:model.onnx.")
+@data_options
+def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, seed,
+            features, data_dir, color, size, skip_bad):
+    """Explore DATA without labels: choose K, galleries, outliers, duplicates, a 2-D map.
+
+    Writes OUT/index.html (opens offline), clusters.csv, outliers.csv, duplicates.csv,
+    results.json and model.kmi (usable with kmi predict).
+    """
+    from ..explore import explore as run_explore
+
+    console, err = consoles(False)
+    results = run_explore(data, out, k=k, k_range=k_range, features=features, color=color,
+                          size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
+                          duplicate_threshold=duplicate_threshold, map_method=map_method,
+                          random_state=seed, force=force, progress=loading_progress(err))
+    console.print(f"{results['n_images']:,} images, K={results['k']}, "
+                  f"{results['duplicates']['n_groups']:,} duplicate groups; wrote {out}/index.html")
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--into", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder to sort into, one sub-folder per cluster (named by label if any).")
+@click.option("--mode", type=click.Choice(["link", "copy", "move"]), default="link",
+              show_default=True, help="Hard-link, copy or move the files.")
+@click.option("--dry-run", is_flag=True, help="Print the manifest CSV and touch nothing.")
+def organize(model_path, data, into, mode, dry_run):
+    """Sort the image files of DATA into a folder per cluster of MODEL; never overwrites.
+
+    Writes INTO/manifest.csv (old and new place of every file); an interrupted run finishes
+    when run again.
+    """
+    from ..explore import organize as run_organize
+
+    console, err = consoles(dry_run)
+    done = run_organize(model_path, data, into, mode=mode, dry_run=dry_run,
+                        progress=loading_progress(err))
+    if dry_run:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, ["old_path", "new_path", "cluster", "label"])
+        writer.writeheader()
+        writer.writerows(done["rows"])
+        return
+    console.print(f"{mode}: {done['done']} files, {done['already']} already in place; "
+                  f"manifest {done['manifest']}")
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.argument("queries", nargs=-1, required=True)
+@click.option("--top", default=8, show_default=True, type=click.IntRange(1),
+              help="Matches per query.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              help="CSV file to write (default: stdout).")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=str),
+              help="Also draw a contact sheet PNG: each query, then its matches.")
+@FORCE
+def similar(model_path, data, queries, top, out, sheet, force):
+    """The images of DATA nearest to each QUERY image, in MODEL's space."""
+    from ..explore import find_similar
+    from ..outputs import check_new_output
+
+    for path in (out, sheet):
+        if path is not None:
+            check_new_output(path, force)
+    _, err = consoles(out is None)
+    rows = find_similar(model_path, data, list(queries), top=top, out=out, sheet=sheet,
+                        progress=loading_progress(err))
+    if out is None:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, ["query", "rank", "path", "distance"])
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,166 @@
+"""Exact and near-duplicate images: a pixel hash and a small perceptual descriptor.
+
+- **Exact duplicates** have the same decoded pixels: equal BLAKE2b digests of the pixel bytes.
+- **Near-duplicates** (re-encoded, resized, slightly changed copies) have close *descriptors*:
+  the image in gray, resized to 16 x 16 (Lanczos), values in [0, 1]. Two images are near
+  duplicates when the root-mean-square difference of their descriptors is at most
+  ``threshold`` (default 0.025, i.e. 2.5% of the full intensity range on average). The search is
+  exact: descriptors are projected on their top principal axes, where distances can only
+  shrink, every pair within the threshold there is found tile by tile, and each candidate is
+  checked on the full descriptor.
+
+Pairs become groups by connected components; a group's first member is its earliest image, and
+each member's distance is to that first member.
+"""
+
+import hashlib
+
+import numpy as np
+
+from ..datasets.convert import resize_images
+from ._neighbours import pairs_within
+
+__all__ = ["DESCRIPTOR_SIDE", "DuplicateGroups", "descriptors", "find_duplicates", "pixel_hashes"]
+
+#: Side of the square gray descriptor.
+DESCRIPTOR_SIDE = 16
+#: Default RMS descriptor difference (in [0, 1] units) below which two images are near duplicates.
+DEFAULT_THRESHOLD = 0.025
+#: Principal axes the candidate search runs on.
+_SEARCH_DIMS = 32
+
+
+def pixel_hashes(images):
+    """A 64-bit BLAKE2b digest of each image's pixels (shape and bytes).
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W[, 3])
+
+    Returns
+    -------
+    hashes : ndarray of uint64, shape (n,)
+    """
+    shape = repr(images.shape[1:]).encode()
+    return np.array([int.from_bytes(hashlib.blake2b(shape + image.tobytes(), digest_size=8).digest(),
+                                    "little") for image in images], dtype=np.uint64)
+
+
+def descriptors(images):
+    """The perceptual descriptor of each image: gray, 16 x 16, in [0, 1].
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W[, 3])
+
+    Returns
+    -------
+    ndarray of float16, shape (n, 256)
+        float16 keeps 100,000 descriptors in 51 MB; its 3-digit precision is far below the
+        threshold.
+    """
+    gray = images if images.ndim == 3 else np.round(images.mean(axis=3)).astype(np.uint8)
+    small = resize_images(np.ascontiguousarray(gray), (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE))
+    return (small.reshape(len(images), -1) / np.float32(255)).astype(np.float16)
+
+
+class DuplicateGroups:
+    """Groups of duplicate images.
+
+    Attributes
+    ----------
+    group : ndarray of int64, shape (n,)
+        Group number of each image (0, 1, ... in order of their first member), -1 when unique.
+    distance : ndarray of float32, shape (n,)
+        RMS descriptor difference to the group's first member (0 for exact copies); NaN when
+        unique.
+    exact : ndarray of bool, shape (n,)
+        Whether the image has the same pixels as its group's first member.
+    pairs : ndarray of int64, shape (m, 2)
+        Every pair found within the threshold (before grouping), ``i < j``.
+    """
+
+    def __init__(self, group, distance, exact, pairs):
+        self.group, self.distance, self.exact, self.pairs = group, distance, exact, pairs
+
+    @property
+    def n_groups(self):
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    def members(self, g):
+        """Indices of group ``g``, first member first."""
+        return np.flatnonzero(self.group == g)
+
+
+def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
+    """Group exact and near-duplicate images.
+
+    Parameters
+    ----------
+    hashes : ndarray of uint64, shape (n,)
+        From :func:`pixel_hashes`.
+    descs : ndarray, shape (n, 256)
+        From :func:`descriptors`.
+    threshold : float, default=0.025
+        Largest RMS descriptor difference of near duplicates; 0 finds exact duplicates only.
+
+    Returns
+    -------
+    DuplicateGroups
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(hashes)
+    width = descs.shape[1]
+    pairs = [_exact_pairs(hashes)]
+    if threshold > 0 and n > 1:
+        radius = threshold * np.sqrt(width)
+        # Top axes of a sample's covariance; projections are contractions, so no pair is lost.
+        # Rows are widened to float32 a chunk at a time: the descriptors stay float16.
+        sample = descs[:: max(1, n // 20000)].astype(np.float32)
+        mean = sample.mean(axis=0)
+        _, vecs = np.linalg.eigh((sample - mean).T @ (sample - mean))
+        axes = vecs[:, -_SEARCH_DIMS:].astype(np.float32)
+        projected = np.concatenate([(descs[s:s + 8192].astype(np.float32) - mean) @ axes
+                                    for s in range(0, n, 8192)])
+        i, j, _ = pairs_within(projected, radius,
+                               keep=lambda i, j: _rms(descs, i, j) <= threshold)
+        pairs.append(np.column_stack([i, j]))
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    group = np.full(n, -1, dtype=np.int64)
+    distance = np.full(n, np.nan, dtype=np.float32)
+    exact = np.zeros(n, dtype=bool)
+    if len(pairs):
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, component = connected_components(graph, directed=False)
+        sizes = np.bincount(component)
+        linked = np.flatnonzero(sizes[component] > 1)
+        # Number the groups by their first member: np.unique returns first occurrences sorted.
+        _, first, inverse = np.unique(component[linked], return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        renumber = np.empty_like(order)
+        renumber[order] = np.arange(len(order))
+        group[linked] = renumber[inverse.ravel()]
+        head_of = np.empty(len(first), dtype=np.int64)
+        head_of[renumber] = linked[first]
+        heads = head_of[group[linked]]
+        distance[linked] = _rms(descs, linked, heads)
+        exact[linked] = hashes[linked] == hashes[heads]
+    return DuplicateGroups(group, distance, exact, pairs)
+
+
+def _rms(descs, i, j):
+    """Root-mean-square difference of descriptors ``i`` and ``j`` (pairwise), in float32."""
+    diff = descs[i].astype(np.float32) - descs[j].astype(np.float32)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff) / descs.shape[1])
+
+
+def _exact_pairs(hashes):
+    """Pairs (first, other) of equal hashes: each copy linked to its first occurrence."""
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes = hashes[order]
+    starts = np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]]
+    head = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
+    copies = ~starts
+    return np.column_stack([head[copies], order[copies]]).astype(np.int64)

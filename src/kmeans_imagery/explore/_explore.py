@@ -1,0 +1,405 @@
+"""``kmi explore``: choose K, cluster, and write galleries, outliers, duplicates and a map.
+
+:func:`explore` reads the collection twice at most, in bounded memory:
+
+1. a seeded random sample of at most ``fit_size`` images (and at most 256 MiB of float32 rows)
+   is read; K is chosen on ``k_sample`` of them (:func:`choose_k`), then a
+   :class:`~kmeans_imagery.ClusterClassifier` (full Lloyd, the ``features`` pipeline) is fitted
+   on the whole sample, and the 2-D map is fitted on up to 5,000 of its rows;
+2. one pass over every image, batch by batch, gives each image its cluster, distance, margin,
+   map position, pixel hash and duplicate descriptor: a few hundred bytes per image kept;
+3. outlier scores and duplicate groups are computed from those, the images the galleries show
+   are read back by index, and every output is written atomically.
+"""
+
+import csv
+import time
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import KMIError
+from ._choose_k import choose_k, plot_k_choice
+from ._duplicates import DEFAULT_THRESHOLD, descriptors, find_duplicates, pixel_hashes
+from ._html import Gallery, write_index
+from ._map import MAP_METHODS, fit_map, grid_picks, plot_map
+from ._outliers import REFERENCE_SIZE, OutlierScorer
+
+__all__ = ["explore", "image_paths"]
+
+#: Memory allowed for the fitting sample's float32 rows.
+_FIT_BYTES = 256 * 2**20
+#: Images shown per row of a cluster's gallery (central, random, borderline).
+_PER_ROW = 12
+#: Sample rows the map is fitted on.
+_MAP_SAMPLE = 5000
+#: Duplicate groups shown in the page.
+_GROUPS_SHOWN = 100
+OUTPUTS = ("index.html", "clusters.csv", "outliers.csv", "duplicates.csv", "results.json",
+           "model.kmi", "k_choice.png", "map.png", "sizes.png")
+
+
+def image_paths(source):
+    """The name of every image of a source: its file for folders, ``NAME#i`` otherwise."""
+    paths = getattr(source, "paths", None)
+    if paths is not None:
+        return [str(p) for p in paths]
+    return [f"{source.name}#{i}" for i in range(source.n_images)]
+
+
+def feature_rows(model, images):
+    """The rows the model clusters: scaled pixels, through its feature pipeline if any."""
+    from ..preprocessing import flatten_scale
+
+    rows = flatten_scale(images)
+    return rows if model.features_ is None else model.features_.transform(rows)
+
+
+def _nearest_two(rows, centers):
+    """Nearest centroid, its distance, and the gap to the second nearest (inf for K=1)."""
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    dist = euclidean_distances(rows, centers)
+    clusters = dist.argmin(axis=1)
+    nearest = dist[np.arange(len(dist)), clusters]
+    if dist.shape[1] < 2:
+        return clusters, nearest, np.full(len(rows), np.inf)
+    return clusters, nearest, np.partition(dist, 1, axis=1)[:, 1] - nearest
+
+
+def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=None, size=None,
+            data_dir=None, skip_bad=False, fit_size=20000, k_sample=2000,
+            duplicate_threshold=DEFAULT_THRESHOLD,
+            n_outliers=100, map_method="pca", batch_size=4096, random_state=0, force=False,
+            progress=None):
+    """Explore an image collection and write the results into ``out_dir``.
+
+    Parameters
+    ----------
+    data : str or path-like
+        Anything :func:`~kmeans_imagery.sources.open_source` accepts (an image folder, a Zarr
+        store, IDX files, ``.npy``, a dataset name).
+    out_dir : path-like
+        Folder for ``index.html``, ``clusters.csv``, ``outliers.csv``, ``duplicates.csv``,
+        ``results.json``, ``model.kmi`` and the figures.
+    k : "auto" or int
+        Number of clusters, or "auto" to choose it by :func:`choose_k`.
+    k_range : (int, int)
+        Range of K for ``k="auto"``.
+    features : str
+        Feature pipeline spec (see :mod:`kmeans_imagery.features`).
+    color, size, data_dir
+        As for :func:`~kmeans_imagery.sources.open_source`.
+    fit_size : int
+        Most images the clustering is fitted on (fewer when their rows would pass 256 MiB).
+    k_sample : int
+        Images the K criterion is computed on.
+    duplicate_threshold : float
+        RMS descriptor difference of near duplicates (see :mod:`._duplicates`); 0: exact only.
+    n_outliers : int
+        Images listed in ``outliers.csv`` and shown, highest score first.
+    map_method : {"pca", "umap"}
+    batch_size : int
+        Images read and processed at once.
+    random_state : int
+    force : bool
+        Replace earlier outputs in ``out_dir``.
+    progress : callable or None
+        ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from ..engine._kernels import blas_threads
+
+    # Outside the K-means fit, the products are small (a batch against K centroids, a 256-wide
+    # descriptor tile): one BLAS thread each; on a busy 2-core machine BLAS threads made them
+    # several times slower. The fit runs its own workers with the threads BLAS had.
+    fit_threads = blas_threads()
+    with threadpool_limits(1, user_api="blas"):
+        return _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
+                        k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
+                        random_state, force, progress, fit_threads)
+
+
+def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
+             k_sample,
+             duplicate_threshold, n_outliers, map_method, batch_size, random_state, force,
+             progress, fit_threads):
+    from threadpoolctl import threadpool_limits
+
+    from ..datasets import open_source
+    from ..labeling import ClusterClassifier
+    from ..metrics import hungarian_accuracy, purity
+    from ..model_io import save_model
+    from ..outputs import prepare_out_dir, write_json
+    from ..progress import open_progress
+
+    _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method)
+    out = prepare_out_dir(out_dir)
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not force:
+        raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
+    timings = {}
+    clock = time.perf_counter()
+    source = open_source(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
+    n = source.n_images
+    row_bytes = 4 * int(np.prod(source.image_shape))
+    rng = np.random.default_rng(random_state)
+    fit_n = max(2, min(n, fit_size, _FIT_BYTES // row_bytes))
+    fit_idx = np.sort(rng.choice(n, fit_n, replace=False))
+    fit_images = source.take(fit_idx, batch_size=batch_size).images
+    labels = source.labels
+    timings["read_sample"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    choice = None
+    if k == "auto":
+        from ..features import make_features
+        from ..preprocessing import flatten_scale
+
+        pick = np.sort(rng.choice(fit_n, min(fit_n, k_sample), replace=False))
+        rows = flatten_scale(fit_images[pick])
+        if features not in (None, "raw"):
+            rows = make_features(features, source.image_shape, random_state).fit_transform(rows)
+        choice = choose_k(rows, k_range, sample_size=k_sample, random_state=random_state)
+        n_clusters = choice.k
+    else:
+        n_clusters = int(k)
+    if n_clusters > fit_n:
+        raise KMIError(f"k={n_clusters} is more than the {fit_n} images to cluster")
+    timings["choose_k"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    model = ClusterClassifier(n_clusters, algorithm="full", features=features,
+                              random_state=random_state)
+    with threadpool_limits(fit_threads, user_api="blas"):
+        model.fit(fit_images, None if labels is None else labels[fit_idx])
+    map_rows = feature_rows(model, fit_images[np.sort(rng.choice(fit_n, min(fit_n, _MAP_SAMPLE),
+                                                                 replace=False))])
+    projection = fit_map(map_rows, map_method, random_state=random_state)
+    reference = np.sort(rng.choice(fit_n, min(fit_n, REFERENCE_SIZE), replace=False))
+    scorer = OutlierScorer(feature_rows(model, fit_images[reference]), fit_idx[reference])
+    del fit_images, map_rows
+    timings["fit"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    clusters = np.empty(n, np.int32)
+    distance = np.empty(n, np.float32)
+    margin = np.empty(n, np.float32)
+    scores = np.empty(n, np.float32)
+    xy = np.empty((n, 2), np.float32)
+    hashes = np.empty(n, np.uint64)
+    descs = None
+    with open_progress(progress, n, "assigning every image") as bar:
+        for batch in source.iter_batches(batch_size):
+            s = slice(batch.start, batch.start + len(batch.images))
+            rows = feature_rows(model, batch.images)
+            clusters[s], distance[s], margin[s] = _nearest_two(rows, model.cluster_centers_)
+            xy[s] = projection.transform(rows)
+            scores[s] = scorer.raw_scores(rows, batch.start)
+            hashes[s] = pixel_hashes(batch.images)
+            d = descriptors(batch.images)
+            if descs is None:
+                descs = np.empty((n, d.shape[1]), d.dtype)
+            descs[s] = d
+            bar.advance(len(batch.images))
+    timings["assign"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    scores = OutlierScorer.scale(scores)
+    dups = find_duplicates(hashes, descs, threshold=duplicate_threshold)
+    del descs
+    timings["outliers_duplicates"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    paths = image_paths(source)
+    sizes = np.bincount(clusters, minlength=n_clusters)
+    top = np.argsort(-scores, kind="stable")[:n_outliers]
+    picks = _cluster_picks(clusters, distance, margin, n_clusters, rng)
+    shown_groups = np.arange(min(dups.n_groups, _GROUPS_SHOWN))
+    group_members = [dups.members(g) for g in shown_groups]
+    map_picks = grid_picks(xy)
+    wanted = np.unique(np.concatenate([top, map_picks, *[np.concatenate(p) for p in picks],
+                                       *group_members]).astype(np.int64))
+    images = dict(zip(wanted.tolist(), source.take(wanted, batch_size=batch_size).images, strict=True))
+
+    def stack(indices):
+        return np.stack([images[i] for i in indices]) if len(indices) else np.zeros(0)
+
+    figures = _figures(out, choice, sizes, xy, clusters, xy[map_picks], stack(map_picks),
+                       map_method)
+    _write_csvs(out, paths, clusters, distance, margin, scores, dups, top)
+    save_model(model, out / "model.kmi", force=True,
+               training={"dataset": source.name, "n_samples": int(fit_n),
+                         "labelled": labels is not None},
+               label_names=source.label_names)
+    results = {
+        "dataset": source.name, "n_images": n, "image_shape": list(source.image_shape),
+        "features": features, "k": n_clusters, "seed": random_state,
+        "k_choice": None if choice is None else choice.to_json(),
+        "n_fit": int(fit_n), "inertia_fit_sample": model.inertia_,
+        "cluster_sizes": sizes.tolist(),
+        "cluster_labels": None if labels is None else [str(v) for v in model.cluster_labels_],
+        "outliers": {"score": "distance to the 10th-nearest of 2,000 sampled images / its median",
+                     "top": [{"path": paths[i], "score": float(scores[i])} for i in top[:20]]},
+        "duplicates": {"threshold": duplicate_threshold, "n_groups": dups.n_groups,
+                       "n_images": int((dups.group >= 0).sum()), "n_pairs": int(len(dups.pairs)),
+                       # Each group's first member is marked exact (it is itself).
+                       "n_exact_copies": int(dups.exact.sum()) - dups.n_groups},
+        "map": map_method,
+        "files": {name: name for name in OUTPUTS},
+    }
+    if labels is not None:
+        results["accuracy"] = {"majority": purity(labels, clusters),
+                               "hungarian": hungarian_accuracy(labels, clusters)}
+    timings["outputs"] = time.perf_counter() - clock
+    results["seconds"] = timings
+    label_mix = _label_mix(labels, clusters, n_clusters)
+    write_index(out / "index.html", title=f"Exploring {source.name}",
+                facts=_facts(results, choice),
+                figures=[(f"The K criterion: {choice.reason}." if choice else "", figures[0]),
+                         ("Images per cluster.", figures[1]),
+                         (f"Every image on a 2-D map ({map_method}), with thumbnails.", figures[2])]
+                if choice else [("Images per cluster.", figures[1]),
+                                (f"Every image on a 2-D map ({map_method}).", figures[2])],
+                sections=_sections(paths, picks, stack, sizes, label_mix, model, labels,
+                                   top, scores, group_members, dups, distance, margin))
+    write_json(results, out / "results.json")
+    return results
+
+
+def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method):
+    if map_method not in MAP_METHODS:
+        raise KMIError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}")
+    if not (k == "auto" or (isinstance(k, int | np.integer) and k >= 1)):
+        raise KMIError(f"k must be 'auto' or a positive integer, got {k!r}")
+    for name, value, low in (("fit_size", fit_size, 2), ("k_sample", k_sample, 10),
+                             ("n_outliers", n_outliers, 0), ("batch_size", batch_size, 1)):
+        if not isinstance(value, int | np.integer) or value < low:
+            raise KMIError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not threshold >= 0:
+        raise KMIError(f"duplicate_threshold must be >= 0, got {threshold!r}")
+
+
+def _cluster_picks(clusters, distance, margin, n_clusters, rng):
+    """Per cluster: its most central members, a random sample, and its borderline members."""
+    order = np.argsort(clusters, kind="stable")
+    bounds = np.searchsorted(clusters[order], np.arange(n_clusters + 1))
+    picks = []
+    for c in range(n_clusters):
+        members = order[bounds[c]:bounds[c + 1]]
+        central = members[np.argsort(distance[members], kind="stable")[:_PER_ROW]]
+        sample = np.sort(rng.choice(members, min(len(members), _PER_ROW), replace=False))
+        border = members[np.argsort(margin[members], kind="stable")[:_PER_ROW]]
+        picks.append((central, sample, border))
+    return picks
+
+
+def _label_mix(labels, clusters, n_clusters):
+    """Per cluster, its labels and counts, most frequent first (None without labels)."""
+    if labels is None:
+        return None
+    classes, codes = np.unique(labels, return_inverse=True)
+    table = np.zeros((n_clusters, len(classes)), np.int64)
+    np.add.at(table, (clusters, codes.ravel()), 1)
+    return [[(str(classes[j]), int(row[j])) for j in np.argsort(-row, kind="stable") if row[j]]
+            for row in table]
+
+
+def _figures(out, choice, sizes, xy, clusters, thumb_xy, thumbs, map_method):
+    from ..plots import save_png
+
+    k_png = None
+    if choice is not None:
+        k_png = save_png(plot_k_choice(choice), out / "k_choice.png", dpi=90)
+    sizes_png = save_png(_plot_sizes(sizes), out / "sizes.png", dpi=90)
+    map_png = save_png(plot_map(xy, clusters, thumb_xy, thumbs, method=map_method),
+                       out / "map.png", dpi=90)
+    return k_png, sizes_png, map_png
+
+
+def _plot_sizes(sizes, ax=None):
+    """Bar chart of the number of images per cluster."""
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(8, 2.8), layout="constrained").add_subplot()
+    ax.bar(np.arange(len(sizes)), sizes, color="C0")
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("images")
+    ax.set_title("cluster sizes")
+    ax.grid(True, axis="y", alpha=0.3)
+    return ax
+
+
+def _write_csvs(out, paths, clusters, distance, margin, scores, dups, top):
+    with atomic_write(out / "clusters.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "cluster", "distance", "margin", "outlier_score",
+                         "duplicate_group"])
+        for i, path in enumerate(paths):
+            writer.writerow([path, int(clusters[i]), f"{distance[i]:.6g}", f"{margin[i]:.6g}",
+                             f"{scores[i]:.6g}", "" if dups.group[i] < 0 else int(dups.group[i])])
+    with atomic_write(out / "outliers.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "score"])
+        writer.writerows([paths[i], f"{scores[i]:.6g}"] for i in top)
+    with atomic_write(out / "duplicates.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "path", "distance", "exact"])
+        for g in range(dups.n_groups):
+            for i in dups.members(g):
+                writer.writerow([g, paths[i], f"{dups.distance[i]:.6g}", int(dups.exact[i])])
+
+
+def _facts(results, choice):
+    facts = {"images": f"{results['n_images']:,} of {'x'.join(map(str, results['image_shape']))}",
+             "features": results["features"],
+             "clusters": f"K={results['k']}" + (" (chosen)" if choice else " (given)"),
+             "outliers": "score = " + results["outliers"]["score"],
+             "duplicates": f"{results['duplicates']['n_groups']:,} groups, "
+                           f"{results['duplicates']['n_images']:,} images",
+             "files": "clusters.csv, outliers.csv, duplicates.csv, results.json, model.kmi"}
+    if choice is not None:
+        facts["why this K"] = choice.reason
+    if "accuracy" in results:
+        facts["accuracy against the folder labels"] = (
+            f"majority {results['accuracy']['majority']:.3f}, "
+            f"one-to-one {results['accuracy']['hungarian']:.3f}")
+    return facts
+
+
+def _sections(paths, picks, stack, sizes, label_mix, model, labels, top, scores, group_members,
+              dups, distance, margin):
+    def tips(indices, extra):
+        return [f"{paths[i]} ({extra(i)})" for i in indices]
+
+    clusters = []
+    for c, (central, sample, border) in enumerate(picks):
+        note = ""
+        if label_mix is not None:
+            total = max(1, sizes[c])
+            note = "labels: " + ", ".join(f"{name} {count / total:.0%}"
+                                          for name, count in label_mix[c][:5])
+        name = f" \u2014 {model.cluster_labels_[c]}" if labels is not None else ""
+        clusters.append(Gallery(f"c{c}", f"cluster {c}{name}: {sizes[c]:,} images", [
+            ("most central", stack(central), tips(central, lambda i: f"distance {distance[i]:.3g}")),
+            ("random", stack(sample), tips(sample, lambda i: f"distance {distance[i]:.3g}")),
+            ("borderline", stack(border), tips(border, lambda i: f"margin {margin[i]:.3g}")),
+        ], note=note))
+    outliers = Gallery("outliers", f"the {len(top)} highest outlier scores", [
+        (f"{r + 1}-{min(r + _PER_ROW, len(top))}", stack(top[r:r + _PER_ROW]),
+         tips(top[r:r + _PER_ROW], lambda i: f"score {scores[i]:.3g}"))
+        for r in range(0, len(top), _PER_ROW)], open=True)
+    groups = Gallery("duplicates", f"{dups.n_groups:,} duplicate groups "
+                                   f"(first {len(group_members)} shown)", [
+        (f"group {g}", stack(members[:_PER_ROW]),
+         tips(members[:_PER_ROW], lambda i: "exact copy" if dups.exact[i]
+              else f"distance {dups.distance[i]:.3g}"))
+        for g, members in enumerate(group_members)], open=True)
+    return [("Clusters", clusters), ("Outliers", [outliers]), ("Duplicates", [groups])]

@@ -1,0 +1,116 @@
+"""A 2-D map of the collection: every image placed by its features, thumbnails on a grid.
+
+``method="pca"`` places images on the top two principal axes of a sample's feature rows (a
+linear projection: cheap for any number of images, but digits that differ in shape overlap).
+``method="umap"`` runs the project's ``pca:50+umap:2`` feature pipeline fitted on a sample
+(umap-learn, the ``umap`` extra): UMAP separates groups far better, and images outside the
+sample are placed among their nearest sample images as the ``umap`` feature step does.
+"""
+
+import numpy as np
+
+from ..errors import KMIError
+
+__all__ = ["MAP_METHODS", "fit_map", "grid_picks", "plot_map"]
+
+MAP_METHODS = ("pca", "umap")
+#: Sample rows the UMAP map is fitted on (its cost grows faster than linearly).
+_UMAP_SAMPLE = 5000
+
+
+def fit_map(rows, method="pca", *, random_state=None):
+    """A fitted 2-D projection of feature rows (``transform(rows) -> (n, 2)``).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n, d), float32
+        A sample of the collection's feature rows.
+    method : {"pca", "umap"}
+    random_state : int or None
+
+    Returns
+    -------
+    FeaturePipeline
+        Fitted; its ``transform`` maps rows of width d to (n, 2) float32.
+    """
+    from ..features import make_features
+
+    if method not in MAP_METHODS:
+        raise KMIError(f"map method must be one of {', '.join(MAP_METHODS)}, got {method!r}")
+    if method == "pca":
+        spec = "pca:2"
+    else:
+        spec = f"pca:{min(50, *rows.shape)}+umap:2"
+        if len(rows) > _UMAP_SAMPLE:
+            pick = np.random.default_rng(random_state).choice(len(rows), _UMAP_SAMPLE, replace=False)
+            rows = rows[np.sort(pick)]
+    # Feature rows carry no image shape; the map steps (pca, umap) need none.
+    return make_features(spec, (rows.shape[1], 1), random_state).fit(rows)
+
+
+def grid_picks(xy, n_side=9):
+    """One image per cell of an ``n_side`` x ``n_side`` grid over the map: the nearest to the
+    cell's centre among those inside it.
+
+    Parameters
+    ----------
+    xy : ndarray of shape (n, 2)
+    n_side : int
+
+    Returns
+    -------
+    indices : ndarray of int64
+        Sorted image indices (at most ``n_side ** 2``).
+    """
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    step = np.maximum((hi - lo) / n_side, np.finfo(np.float32).eps)
+    cell = np.minimum(((xy - lo) / step).astype(np.int64), n_side - 1)
+    cell_id = cell[:, 0] * n_side + cell[:, 1]
+    centre_dist = np.linalg.norm((xy - lo) / step - (cell + 0.5), axis=1)
+    order = np.lexsort((centre_dist, cell_id))
+    first = np.r_[True, cell_id[order][1:] != cell_id[order][:-1]]
+    return np.sort(order[first])
+
+
+def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, ax=None):
+    """Draw every image as a dot coloured by cluster, with thumbnails placed on top.
+
+    Parameters
+    ----------
+    xy : ndarray of shape (n, 2)
+    clusters : ndarray of int, shape (n,)
+    thumb_xy : ndarray of shape (m, 2)
+        Where the thumbnails go.
+    thumbs : ndarray of uint8, shape (m, H, W[, 3])
+    method : str
+        Axis naming ("pca" or "umap").
+    max_points : int
+        Dots drawn at most (an even sample of the images beyond that).
+    ax : matplotlib Axes or None
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(9, 9), layout="constrained").add_subplot()
+    shown = slice(None, None, max(1, len(xy) // max_points))
+    ax.scatter(xy[shown, 0], xy[shown, 1], c=clusters[shown], cmap="tab20", s=3, alpha=0.5,
+               linewidths=0)
+    span = (xy.max(axis=0) - xy.min(axis=0)).max()
+    half = span / 50
+    gray = thumbs.ndim == 3
+    for (x, y), image in zip(thumb_xy, thumbs, strict=True):
+        ax.imshow(image, cmap="gray" if gray else None, vmin=0, vmax=255,
+                  extent=(x - half, x + half, y - half, y + half), zorder=3, interpolation="nearest")
+    lo, hi = xy.min(axis=0) - 2 * half, xy.max(axis=0) + 2 * half
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("auto")
+    name = "UMAP" if method == "umap" else "principal axis"
+    ax.set_xlabel(f"{name} 1")
+    ax.set_ylabel(f"{name} 2")
+    ax.set_title(f"map of {len(xy):,} images ({method.upper()}), coloured by cluster")
+    return ax

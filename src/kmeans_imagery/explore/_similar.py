@@ -1,0 +1,113 @@
+"""``kmi similar``: the images of a collection nearest to each query image.
+
+Nearness is the Euclidean distance in the model's space (its scaled pixels, or its feature
+pipeline's output: with ``onnx:`` features, a pretrained network's embedding). The collection
+is read batch by batch and only the best ``top`` matches per query are kept, so its size does
+not matter.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import KMIError
+from ._explore import feature_rows, image_paths
+from ._neighbours import top_k
+
+__all__ = ["find_similar", "plot_similar"]
+
+CSV_COLUMNS = ("query", "rank", "path", "distance")
+
+
+def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_size=1024,
+                 progress=None):
+    """The ``top`` nearest images in ``data`` to each query image.
+
+    Parameters
+    ----------
+    model : ClusterClassifier or path-like
+        A fitted model (or ``.kmi`` file) whose space defines nearness.
+    data : str or path-like
+        Anything :func:`~kmeans_imagery.sources.open_source` accepts.
+    queries : sequence of path-like
+        Image files; read at the model's colour mode and size.
+    top : int
+        Matches per query.
+    out : path-like or None
+        CSV file to write (query, rank, path, distance).
+    sheet : path-like or None
+        PNG contact sheet to write: one row per query, the query then its matches.
+    batch_size : int
+    progress : callable or None
+
+    Returns
+    -------
+    list of dict
+        One per (query, rank): query, rank (1 = nearest), path, distance.
+    """
+    from ..datasets import load_images, open_source
+    from ..model_io import load_model
+    from ..predict import model_color, model_size
+    from ..progress import open_progress
+
+    if not isinstance(top, int | np.integer) or top < 1:
+        raise KMIError(f"top must be a positive integer, got {top!r}")
+    if not queries:
+        raise KMIError("give at least one query image")
+    if not hasattr(model, "cluster_centers_"):
+        model = load_model(model)
+    color, size = model_color(model), model_size(model)
+    query_images = load_images([Path(q) for q in queries], color=color, size=size).images
+    query_rows = feature_rows(model, query_images)
+    source = open_source(data, color=color, size=size)
+    best = None
+    with open_progress(progress, source.n_images, "searching") as bar:
+        for batch in source.iter_batches(batch_size):
+            best = top_k(query_rows, feature_rows(model, batch.images), top, offset=batch.start,
+                         best=best)
+            bar.advance(len(batch.images))
+    dist, index = best
+    paths = image_paths(source)
+    rows = [{"query": str(q), "rank": r + 1, "path": paths[index[i, r]],
+             "distance": float(dist[i, r])}
+            for i, q in enumerate(queries) for r in range(index.shape[1])]
+    if out is not None:
+        with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    if sheet is not None:
+        from ..plots import save_png
+
+        matches = source.take(np.unique(index), batch_size=batch_size).images
+        lookup = {int(j): image for j, image in zip(np.unique(index), matches, strict=True)}
+        stacked = np.stack([[lookup[int(j)] for j in row] for row in index])
+        save_png(plot_similar(query_images, stacked, [Path(q).name for q in queries], dist), sheet)
+    return rows
+
+
+def plot_similar(query_images, match_images, query_names, distances, ax=None):
+    """A contact sheet: one row per query, the query image then its matches.
+
+    Parameters
+    ----------
+    query_images : ndarray of shape (q, H, W[, 3])
+    match_images : ndarray of shape (q, m, H, W[, 3])
+    query_names : sequence of str
+    distances : ndarray of shape (q, m)
+    ax : matplotlib Axes or None
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    from ..plots import _montage_plot
+
+    n_cols = 1 + match_images.shape[1]
+    cells = np.concatenate([query_images[:, None], match_images], axis=1)
+    titles = []
+    for name, row in zip(query_names, distances, strict=True):
+        titles += [str(name)] + [f"{d:.3g}" for d in row]
+    return _montage_plot(cells.reshape(-1, *cells.shape[2:]), titles, n_cols, ax)

@@ -1,0 +1,183 @@
+"""The ``onnx:PATH`` feature step: image embeddings from any network exported to ONNX.
+
+A pretrained network (a ResNet, a CLIP or DINO image encoder, ...) exported to ONNX turns
+photos into feature vectors where K-means groups by content rather than by pixel colours. The
+step runs it with onnxruntime (the ``embed`` extra) on batches of images:
+
+- **input size and channels** come from the network's first input, which must be
+  ``(batch, C, H, W)`` with C = 1 or 3 and fixed H and W (NCHW, as exported by PyTorch);
+  images are converted to C channels and resized to H x W (Lanczos);
+- **normalisation**: pixels are scaled to [0, 1], then ``(x - mean) / std`` per channel, with
+  ``mean`` and ``std`` read from the ONNX file's metadata properties ``kmi.mean`` and
+  ``kmi.std`` (comma-separated, one value or one per channel), or given to :class:`OnnxEmbedding`
+  (ImageNet networks: mean 0.485,0.456,0.406, std 0.229,0.224,0.225); default 0 and 1;
+- **output**: the output named by the metadata property ``kmi.output`` or the ``output``
+  parameter, else the first; flattened to one row per image.
+
+The model file stores the network's path and SHA-256 checksum, never the network itself or a
+pickled session; loading the model and applying it checks that the file is still the same.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KMIError
+from ._steps import _check_shape, _Step
+
+__all__ = ["OnnxEmbedding"]
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise KMIError(f"cannot read ONNX model {path}: {error.strerror or error}") from None
+    return digest.hexdigest()
+
+
+def _floats(text, what):
+    try:
+        return [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise KMIError(f"ONNX {what} must be comma-separated numbers, got {text!r}") from None
+
+
+class OnnxEmbedding(_Step):
+    """Rows of images -> the embedding an ONNX network computes for them.
+
+    Parameters
+    ----------
+    path : str
+        The ``.onnx`` file.
+    image_shape : tuple of int
+        (H, W) or (H, W, 3) of the images whose flattened rows are passed in.
+    mean, std : str or None
+        Comma-separated per-channel normalisation; None reads the file's ``kmi.mean`` /
+        ``kmi.std`` metadata, else 0 and 1.
+    output : str or None
+        Output to use; None reads ``kmi.output``, else the first output.
+    batch_size : int, default=64
+        Images per network call.
+
+    Attributes
+    ----------
+    sha256_ : str
+        Checksum of the file when fitted; a different file is refused.
+    n_features_out_ : int
+    """
+
+    def __init__(self, path, image_shape, mean=None, std=None, output=None, batch_size=64):
+        self.path = path
+        self.image_shape = image_shape
+        self.mean = mean
+        self.std = std
+        self.output = output
+        self.batch_size = batch_size
+
+    def _expected_width(self):
+        return int(np.prod(_check_shape(self.image_shape)))
+
+    def _session(self):
+        """The onnxruntime session and its input facts, opened once per process."""
+        if getattr(self, "_cache", None) is not None:
+            return self._cache
+        try:
+            import onnxruntime
+        except ImportError:
+            raise KMIError("the onnx feature step needs onnxruntime: pip install "
+                           "'kmeans-imagery[embed]'") from None
+        path = Path(self.path)
+        if not path.is_file():
+            raise KMIError(f"ONNX model {path} does not exist")
+        checksum = _sha256(path)
+        expected = getattr(self, "sha256_", None)
+        if expected is not None and checksum != expected:
+            raise KMIError(f"ONNX model {path} has changed since the model was fitted (SHA-256 "
+                           f"{checksum[:12]}..., expected {expected[:12]}...)")
+        try:
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise KMIError(f"cannot load ONNX model {path}: {error}") from None
+        first = session.get_inputs()[0]
+        shape = first.shape
+        if len(shape) != 4 or shape[1] not in (1, 3) or not all(
+                isinstance(s, int) for s in shape[2:]):
+            raise KMIError(f"ONNX model {path}: its input {first.name!r} has shape {shape}; "
+                           f"expected (batch, 1 or 3, H, W) with fixed H and W")
+        meta = session.get_modelmeta().custom_metadata_map
+        channels = shape[1]
+        mean = _floats(self.mean if self.mean is not None else meta.get("kmi.mean", "0"), "mean")
+        std = _floats(self.std if self.std is not None else meta.get("kmi.std", "1"), "std")
+        if len(mean) not in (1, channels) or len(std) not in (1, channels) or min(std) <= 0:
+            raise KMIError(f"ONNX model {path}: mean and std need 1 or {channels} values and a "
+                           f"positive std, got mean {mean}, std {std}")
+        names = [o.name for o in session.get_outputs()]
+        output = self.output or meta.get("kmi.output") or names[0]
+        if output not in names:
+            raise KMIError(f"ONNX model {path} has no output {output!r}; it has {names}")
+        self._cache = (session, first.name, output, channels, tuple(shape[2:]),
+                       np.array(mean, np.float32).reshape(1, -1, 1, 1),
+                       np.array(std, np.float32).reshape(1, -1, 1, 1), checksum)
+        return self._cache
+
+    def _fit(self, X):
+        if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
+            raise KMIError(f"onnx batch_size must be a positive integer, got {self.batch_size!r}")
+        self._cache = None
+        self.sha256_ = None
+        self.sha256_ = self._session()[-1]
+        self.n_features_out_ = self._embed(X[:1]).shape[1]
+
+    def _transform(self, X):
+        return self._embed(X)
+
+    def _embed(self, X):
+        from .datasets.convert import resize_images
+
+        session, name, output, channels, size, mean, std, _ = self._session()
+        shape = _check_shape(self.image_shape)
+        out = []
+        for s in range(0, len(X), self.batch_size):
+            images = X[s:s + self.batch_size].reshape(-1, *shape)
+            if tuple(shape[:2]) != size:
+                as_bytes = np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
+                images = resize_images(as_bytes, size).astype(np.float32) / 255
+            images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+            if images.shape[1] != channels:
+                images = (np.repeat(images, 3, axis=1) if channels == 3
+                          else images.mean(axis=1, keepdims=True))
+            batch = ((images - mean) / std).astype(np.float32)
+            result = session.run([output], {name: batch})[0]
+            out.append(np.asarray(result, np.float32).reshape(len(batch), -1))
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def _state(self):
+        meta, arrays = super()._state()
+        meta["sha256"] = self.sha256_
+        meta["n_features_out"] = int(self.n_features_out_)
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        step = super()._from_state(meta, arrays)
+        step.sha256_ = meta["sha256"]
+        step.n_features_out_ = int(meta["n_features_out"])
+        return step
+
+    def __getstate__(self):
+        # An onnxruntime session cannot be copied; it is reopened where it is needed.
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
+    @classmethod
+    def from_spec(cls, argument, image_shape):
+        """The step for ``onnx:PATH`` (PATH made absolute, so the model works from any folder)."""
+        if not argument:
+            raise KMIError("'onnx' needs a path: onnx:PATH/TO/MODEL.onnx")
+        return cls(str(Path(argument).expanduser().resolve()), image_shape)

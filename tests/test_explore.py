@@ -1,0 +1,199 @@
+"""kmi explore: K choice, outputs, outliers, duplicates, the map and the page."""
+
+import csv
+import json
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explore_data import write_digits_folder
+from kmeans_imagery import KMIError, load_model
+from kmeans_imagery.cli import main
+from kmeans_imagery.explore import (
+    choose_k,
+    descriptors,
+    explore,
+    find_duplicates,
+    pixel_hashes,
+)
+from kmeans_imagery.explore._explore import OUTPUTS
+from kmeans_imagery.explore._neighbours import pairs_within, top_k
+
+HOSTILE = "<img src=x onerror=alert(1)>.png"
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """300 digits in class folders, plus an exact copy, a JPEG copy, noise and a hostile name."""
+    root = tmp_path_factory.mktemp("collection")
+    files = write_digits_folder(root / "photos", 30)
+    extra = root / "photos" / "9"
+    shutil.copy(files[0], extra / "copy-of-first.png")
+    Image.open(files[40]).save(extra / "jpeg-of-41st.jpg", quality=90)
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    Image.fromarray(noise).save(extra / "noise.png")
+    shutil.copy(files[100], extra / HOSTILE)
+    out = root / "out"
+    results = explore(root / "photos", out, k_range=(2, 20), random_state=0)
+    with open(out / "clusters.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"root": root, "files": files, "out": out, "results": results, "rows": rows}
+
+
+def _row(collection, name):
+    return next(r for r in collection["rows"] if r["path"].endswith(name))
+
+
+def test_every_output_is_written_and_describes_every_image(collection):
+    out, rows, results = collection["out"], collection["rows"], collection["results"]
+    assert all((out / name).is_file() for name in OUTPUTS)
+    assert len(rows) == results["n_images"] == 304
+    assert list(rows[0]) == ["path", "cluster", "distance", "margin", "outlier_score",
+                             "duplicate_group"]
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    choice = results["k_choice"]
+    assert 2 <= results["k"] <= 20 and choice["k"] == results["k"] and choice["reason"]
+    assert sum(results["cluster_sizes"]) == 304
+    assert 0 < results["accuracy"]["hungarian"] <= results["accuracy"]["majority"] <= 1
+
+
+def test_the_saved_model_predicts_the_clusters_in_the_csv(collection):
+    from kmeans_imagery.datasets import load_images
+
+    model = load_model(collection["out"] / "model.kmi")
+    rows = collection["rows"][:50]
+    images = load_images([r["path"] for r in rows], color="gray").images
+    assert model.predict_cluster(images).tolist() == [int(r["cluster"]) for r in rows]
+
+
+def test_planted_copies_are_grouped_with_their_originals(collection):
+    files = collection["files"]
+    first, copy = _row(collection, files[0].name), _row(collection, "copy-of-first.png")
+    original, near = _row(collection, files[40].name), _row(collection, "jpeg-of-41st.jpg")
+    assert first["duplicate_group"] == copy["duplicate_group"] != ""
+    assert original["duplicate_group"] == near["duplicate_group"] != ""
+    assert first["duplicate_group"] != original["duplicate_group"]
+    with open(collection["out"] / "duplicates.csv", encoding="utf-8") as handle:
+        listed = list(csv.DictReader(handle))
+    exact = {r["path"].rsplit("/", 1)[-1]: r["exact"] for r in listed}
+    assert exact["copy-of-first.png"] == "1" and exact["jpeg-of-41st.jpg"] == "0"
+    assert len({r["group"] for r in listed}) == collection["results"]["duplicates"]["n_groups"]
+
+
+def test_noise_is_the_top_outlier(collection):
+    with open(collection["out"] / "outliers.csv", encoding="utf-8") as handle:
+        first = next(csv.DictReader(handle))
+    assert first["path"].endswith("noise.png")
+    scores = np.array([float(r["outlier_score"]) for r in collection["rows"]])
+    assert np.median(scores) == pytest.approx(1, abs=0.05)
+
+
+def test_page_is_self_contained_escaped_and_bounded(collection):
+    page = (collection["out"] / "index.html").read_text("utf-8")
+    assert HOSTILE not in page and "&lt;img src=x" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    # One sprite per gallery, not one image per thumbnail.
+    k = collection["results"]["k"]
+    assert page.count("data:image/png") == 3 + k + 2
+    assert page.count('class="t"') <= 36 * k + 100 + 12 * 100
+
+
+def test_existing_outputs_need_force(collection, tmp_path):
+    with pytest.raises(KMIError, match="--force"):
+        explore(collection["root"] / "photos", collection["out"], k=3)
+
+
+def test_given_k_skips_the_choice(collection, tmp_path):
+    results = explore(collection["root"] / "photos", tmp_path / "out", k=4, duplicate_threshold=0,
+                      fit_size=120)
+    assert results["k"] == 4 and results["k_choice"] is None
+    assert results["n_fit"] == 120 and sum(results["cluster_sizes"]) == 304
+    assert not (tmp_path / "out" / "k_choice.png").exists()
+    # Threshold 0: only the exact copy (and the hostile-named copy) form groups.
+    assert results["duplicates"]["n_groups"] == 2
+
+
+def test_umap_map(collection, tmp_path):
+    pytest.importorskip("umap")
+    results = explore(collection["root"] / "photos", tmp_path / "out", k=3, map_method="umap")
+    assert results["map"] == "umap" and (tmp_path / "out" / "map.png").stat().st_size > 0
+    with pytest.raises(KMIError, match="map method"):
+        explore(collection["root"] / "photos", tmp_path / "other", k=3, map_method="tsne")
+
+
+def test_choose_k_finds_separated_blobs(rng):
+    centres = rng.normal(scale=10, size=(6, 20))
+    rows = np.concatenate([c + rng.normal(size=(150, 20)) for c in centres])
+    choice = choose_k(rows, (2, 30), random_state=0)
+    assert choice.k == 6
+    assert choice.wss[0] > choice.wss[-1] and len(choice.ks) == 29
+    with pytest.raises(KMIError, match="k_range"):
+        choose_k(rows, (5, 6))
+
+
+def test_duplicates_exact_and_near(rng):
+    images = rng.integers(0, 256, (50, 20, 20), dtype=np.uint8)
+    images[10] = images[3]
+    images[20] = np.clip(images[7].astype(int) + 2, 0, 255)  # a slight change
+    groups = find_duplicates(pixel_hashes(images), descriptors(images))
+    assert groups.n_groups == 2
+    assert groups.group[3] == groups.group[10] and groups.exact[10] and groups.distance[10] == 0
+    assert groups.group[7] == groups.group[20] and not groups.exact[20]
+    assert 0 < groups.distance[20] < 0.025
+    assert (groups.group >= 0).sum() == 4
+    assert find_duplicates(pixel_hashes(images), descriptors(images), threshold=0).n_groups == 1
+
+
+def test_tiled_searches_equal_brute_force(rng):
+    rows = rng.random((300, 8)).astype(np.float32)
+    full = np.sqrt(((rows[:, None] - rows[None]) ** 2).sum(-1))
+    i, j, d = pairs_within(rows, 0.5, tile=64)
+    expected = np.argwhere(np.triu(full <= 0.5, 1))
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [tuple(p) for p in expected.tolist()]
+    np.testing.assert_allclose(d, full[i, j], atol=1e-5)
+    best = None
+    for s in range(0, 300, 70):
+        best = top_k(rows[:5], rows[s:s + 70], 4, offset=s, best=best)
+    np.testing.assert_array_equal(best[1], np.argsort(full[:5], axis=1)[:, :4])
+
+
+def test_cli_explore_and_its_errors(collection, tmp_path, capsys):
+    assert main(["explore", str(collection["root"] / "photos"), "--out", str(tmp_path / "o"),
+                 "--k", "3", "--map", "pca"]) == 0
+    assert "K=3" in capsys.readouterr().out
+    assert main(["explore", "x", "--out", str(tmp_path / "o"), "--k-range", "2to9"]) == 2
+    assert "MIN-MAX" in capsys.readouterr().err
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_page_loads_in_chromium_without_errors(collection, tmp_path):
+    probe = tmp_path / "probe.html"
+    script = ("<script>window.addEventListener('load', function () {"
+              "var broken = Array.prototype.filter.call(document.images, function (i) {"
+              "return !(i.complete && i.naturalWidth > 0); });"
+              "document.body.dataset.broken = String(broken.length);"
+              "document.body.dataset.images = String(document.images.length);"
+              "document.body.dataset.loadMs = String(performance.now()); });</script>")
+    page = (collection["out"] / "index.html").read_text("utf-8")
+    probe.write_text(page.replace("</body>", script + "</body>"), "utf-8")
+    # Open every gallery so that its sprite is decoded too.
+    probe.write_text(probe.read_text("utf-8").replace("<details ", "<details open "), "utf-8")
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+               "--dump-dom", probe.as_uri()]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert time.perf_counter() - start < 30
+    assert 'data-broken="0"' in done.stdout and 'data-images="3"' in done.stdout
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []

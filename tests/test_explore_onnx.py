@@ -1,0 +1,84 @@
+"""The onnx:PATH feature step, on tiny networks the tests build with onnx's helper API."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from kmeans_imagery import ClusterClassifier, KMIError, load_model, save_model  # noqa: E402
+from kmeans_imagery.features import make_features  # noqa: E402
+
+
+def _network(path, weight, *, channels=1, side=8, meta=None):
+    """(batch, C, side, side) -> Flatten -> MatMul(weight) -> (batch, d), written to ``path``."""
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", weight.shape[1]])],
+        initializer=[numpy_helper.from_array(weight.astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in (meta or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def weight(rng):
+    return rng.normal(size=(64, 5)).astype(np.float32)
+
+
+def test_embedding_equals_the_network_with_the_files_normalisation(tmp_path, weight, digits_rows):
+    rows = digits_rows[0][:200]
+    path = _network(tmp_path / "net.onnx", weight, meta={"kmi.mean": "0.5", "kmi.std": "0.25"})
+    pipeline = make_features(f"onnx:{path}", (8, 8))
+    step = pipeline.steps[0]
+    step.batch_size = 7  # several network calls, one result
+    out = pipeline.fit_transform(rows)
+    np.testing.assert_allclose(out, ((rows - 0.5) / 0.25) @ weight, rtol=1e-4, atol=1e-4)
+    assert pipeline.n_features_out_ == 5
+
+
+def test_images_are_resized_and_given_the_networks_channels(tmp_path, rng):
+    weight = rng.normal(size=(3 * 4 * 4, 2)).astype(np.float32)
+    path = _network(tmp_path / "rgb.onnx", weight, channels=3, side=4)
+    levels = np.array([0.2, 0.6, 1.0], np.float32)
+    gray = np.broadcast_to(levels[:, None, None], (3, 8, 8))  # flat images stay flat when resized
+    out = make_features(f"onnx:{path}", (8, 8)).fit_transform(gray.reshape(3, -1))
+    expected = np.broadcast_to(levels[:, None], (3, 3 * 4 * 4))
+    np.testing.assert_allclose(out, expected @ weight, atol=1e-4)
+
+
+def test_model_file_keeps_path_and_checksum_not_the_network(tmp_path, weight, digits_rows):
+    X, y = digits_rows
+    path = _network(tmp_path / "net.onnx", weight)
+    images = X[:300].reshape(-1, 8, 8)
+    model = ClusterClassifier(4, features=f"onnx:{path}", random_state=0).fit(images, y[:300])
+    save_model(model, tmp_path / "m.kmi")
+    loaded = load_model(tmp_path / "m.kmi")
+    np.testing.assert_array_equal(loaded.predict(images), model.predict(images))
+    state = loaded.features_.steps[0]
+    assert state.path == str(path.resolve()) and len(state.sha256_) == 64
+    # A different network under the same name is refused, not silently used.
+    _network(path, weight * 2)
+    with pytest.raises(KMIError, match="changed since the model was fitted"):
+        load_model(tmp_path / "m.kmi").predict(images)
+
+
+def test_bad_networks_and_options_are_clear_errors(tmp_path, weight, digits_rows):
+    rows = digits_rows[0][:10]
+    with pytest.raises(KMIError, match="does not exist"):
+        make_features(f"onnx:{tmp_path}/missing.onnx", (8, 8)).fit(rows)
+    path = _network(tmp_path / "net.onnx", weight, meta={"kmi.std": "0"})
+    with pytest.raises(KMIError, match="positive std"):
+        make_features(f"onnx:{path}", (8, 8)).fit(rows)
+    path = _network(tmp_path / "out.onnx", weight, meta={"kmi.output": "nope"})
+    with pytest.raises(KMIError, match="no output 'nope'"):
+        make_features(f"onnx:{path}", (8, 8)).fit(rows)

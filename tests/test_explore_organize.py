@@ -1,0 +1,144 @@
+"""kmi organize: folders per cluster, manifest, dry run, and never a lost or overwritten file."""
+
+import csv
+import hashlib
+import os
+
+import pytest
+
+from explore_data import write_digits_folder
+from kmeans_imagery import ClusterClassifier, KMIError, save_model
+from kmeans_imagery.cli import main
+from kmeans_imagery.datasets import load_images
+from kmeans_imagery.explore import _organize, organize
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """60 digits in two sub-folders (two files share a name) and an unlabelled K=3 model."""
+    data = tmp_path / "data"
+    files = write_digits_folder(data / "a", 20, classes=(0, 1, 6), flat=True)
+    (data / "b").mkdir()
+    twin = data / "b" / files[0].name
+    twin.write_bytes(files[5].read_bytes())  # same name, other content
+    files = sorted([*files, twin])
+    images = load_images(files, color="gray").images
+    model = ClusterClassifier(3, random_state=0).fit(images, None)
+    save_model(model, tmp_path / "m.kmi")
+    return {"data": data, "files": files, "model": tmp_path / "m.kmi",
+            "digests": sorted(_digest(f) for f in files), "into": tmp_path / "sorted"}
+
+
+def _placed(into):
+    return sorted(p for p in into.rglob("*") if p.is_file() and p.suffix == ".png")
+
+
+def _manifest(path):
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_link_mode_makes_a_folder_per_cluster_and_a_manifest(setup):
+    done = organize(setup["model"], setup["data"], setup["into"], mode="link")
+    placed = _placed(setup["into"])
+    assert len(placed) == 61 and done["done"] == 61
+    assert {p.parent.name for p in placed} <= {"cluster-0", "cluster-1", "cluster-2"}
+    assert sorted(_digest(p) for p in placed) == setup["digests"]
+    assert all(f.exists() for f in setup["files"])  # links leave the originals
+    rows = _manifest(done["manifest"])
+    assert len(rows) == 61 and {r["new_path"] for r in rows} == {str(p) for p in placed}
+    assert all(os.path.samefile(r["old_path"], r["new_path"]) for r in rows)
+    assert not (setup["into"] / _organize.PLAN_NAME).exists()
+
+
+def test_dry_run_touches_nothing(setup):
+    done = organize(setup["model"], setup["data"], setup["into"], mode="move", dry_run=True)
+    assert len(done["rows"]) == 61 and done["manifest"] is None
+    assert not setup["into"].exists() and all(f.exists() for f in setup["files"])
+
+
+def test_collisions_never_overwrite(setup):
+    """An existing read-only file at a target name, and two sources with one name."""
+    plan = organize(setup["model"], setup["data"], setup["into"], dry_run=True)["rows"]
+    target = next(r["new_path"] for r in plan if r["old_path"] == str(setup["files"][0]))
+    target = setup["into"] / os.path.relpath(target, setup["into"].resolve())
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"someone else's file")
+    target.chmod(0o444)
+    done = organize(setup["model"], setup["data"], setup["into"], mode="copy")
+    assert target.read_bytes() == b"someone else's file"
+    placed = _placed(setup["into"])
+    assert len(placed) == 62  # 61 copies + the file that was there
+    assert sorted(_digest(p) for p in placed if p != target) == setup["digests"]
+    names = {r["new_path"].rsplit("/", 1)[-1] for r in _manifest(done["manifest"])}
+    stem = setup["files"][0].stem
+    assert f"{stem}-1.png" in names  # the taken name got a suffix
+    assert all(f.exists() for f in setup["files"])  # copies leave the originals
+
+
+def test_interrupted_move_finishes_when_run_again(setup, monkeypatch):
+    real = _organize._apply
+    calls = []
+
+    def interrupted(old, new, mode):
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        calls.append(old)
+        return real(old, new, mode)
+
+    monkeypatch.setattr(_organize, "_apply", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert (setup["into"] / _organize.PLAN_NAME).exists()
+    monkeypatch.setattr(_organize, "_apply", real)
+    with pytest.raises(KMIError, match="--mode move"):
+        organize(setup["model"], setup["data"], setup["into"], mode="copy")
+    done = organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert done["resumed"] and done["already"] == 10 and done["done"] == 51
+    assert sorted(_digest(p) for p in _placed(setup["into"])) == setup["digests"]
+    assert not any(f.exists() for f in setup["files"])
+    assert len(_manifest(done["manifest"])) == 61
+
+
+def test_a_failing_target_stops_without_losing_the_file(setup, monkeypatch):
+    """A target that refuses writes (read-only folder, full disk): the file stays where it was."""
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_organize.os, "link", refuse)
+    with pytest.raises(KMIError, match="Permission denied.*run again"):
+        organize(setup["model"], setup["data"], setup["into"], mode="move")
+    monkeypatch.undo()
+    assert all(f.exists() for f in setup["files"])
+    done = organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert done["done"] == 61 and sorted(_digest(p) for p in _placed(setup["into"])) == \
+        setup["digests"]
+
+
+def test_unwritable_destination_is_refused_before_any_file_moves(setup):
+    setup["into"].write_text("a file, not a folder")
+    with pytest.raises(KMIError, match="cannot write"):
+        organize(setup["model"], setup["data"], setup["into"] / "x", mode="move")
+    assert all(f.exists() for f in setup["files"])
+
+
+def test_labelled_model_names_the_folders(tmp_path):
+    files = write_digits_folder(tmp_path / "data", 15, classes=(0, 1))
+    images = load_images(files, color="gray").images
+    labels = [f.parent.name for f in files]
+    save_model(ClusterClassifier(2, random_state=0).fit(images, labels), tmp_path / "m.kmi")
+    organize(tmp_path / "m.kmi", tmp_path / "data", tmp_path / "out", mode="copy")
+    assert {p.parent.name for p in _placed(tmp_path / "out")} == {"0", "1"}
+
+
+def test_cli_organize(setup, capsys):
+    assert main(["organize", str(setup["model"]), str(setup["data"]), "--into",
+                 str(setup["into"]), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("\n") == 62
+    assert main(["organize", str(setup["model"]), str(setup["data"]), "--into",
+                 str(setup["into"]), "--mode", "copy"]) == 0
+    assert "copy: 61 files" in capsys.readouterr().out

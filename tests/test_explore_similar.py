@@ -1,0 +1,40 @@
+"""kmi similar: nearest images to queries, CSV and contact sheet."""
+
+import csv
+
+from explore_data import write_digits_folder
+from kmeans_imagery import ClusterClassifier, save_model
+from kmeans_imagery.cli import main
+from kmeans_imagery.datasets import load_images
+from kmeans_imagery.explore import find_similar
+
+
+def test_each_query_finds_itself_first_then_its_class(tmp_path):
+    files = write_digits_folder(tmp_path / "data", 20, classes=(0, 1, 7))
+    images = load_images(files, color="gray").images
+    save_model(ClusterClassifier(3, random_state=0).fit(images, None), tmp_path / "m.kmi")
+    queries = [files[3], files[25]]
+    rows = find_similar(tmp_path / "m.kmi", tmp_path / "data", queries, top=4,
+                        out=tmp_path / "s.csv", sheet=tmp_path / "s.png", batch_size=7)
+    assert len(rows) == 8
+    for query in queries:
+        mine = [r for r in rows if r["query"] == str(query)]
+        assert [r["rank"] for r in mine] == [1, 2, 3, 4]
+        assert mine[0]["path"] == str(query) and mine[0]["distance"] < 1e-5
+        assert all(r["path"].split("/")[-2] == query.parent.name for r in mine)
+        assert all(a["distance"] <= b["distance"] for a, b in zip(mine, mine[1:], strict=False))
+    with open(tmp_path / "s.csv", encoding="utf-8") as handle:
+        assert len(list(csv.DictReader(handle))) == 8
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_similar_prints_csv(tmp_path, capsys):
+    files = write_digits_folder(tmp_path / "data", 10, classes=(2, 3))
+    images = load_images(files, color="gray").images
+    save_model(ClusterClassifier(2, random_state=0).fit(images, None), tmp_path / "m.kmi")
+    assert main(["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"), str(files[0]),
+                 "--top", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].strip() == "query,rank,path,distance" and len(lines) == 3
+    assert main(["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"),
+                 str(tmp_path / "missing.png")]) == 2
