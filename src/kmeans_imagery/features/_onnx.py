@@ -137,7 +137,7 @@ class OnnxEmbedding(_Step):
         return self._embed(X)
 
     def _embed(self, X):
-        from .datasets.convert import resize_images
+        from ..datasets.convert import resize_images
 
         session, name, output, channels, size, mean, std, _ = self._session()
         shape = _check_shape(self.image_shape)
