@@ -27,7 +27,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from kmeans_imagery.datasets import open_source
+    from kmeans_imagery.datasets import convert_to_zarr, open_source
     from kmeans_imagery.engine.dask import connect
     from kmeans_imagery.fit import FitSpec, fit
 
