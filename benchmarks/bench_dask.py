@@ -2,7 +2,8 @@
 
 MNIST train (60,000 x 784, float32 in [0, 1]) becomes a dask array of ``--chunk`` rows, persisted
 on a fresh ``LocalCluster`` of ``--workers`` single-threaded worker processes for each fit before its
-clock starts. Alternately, ``--repeats`` times (dask-ml ``--daskml-repeats`` times):
+clock starts, the workers having imported both engines. Alternately, ``--repeats`` times (dask-ml
+``--daskml-repeats`` times):
 
 - ``kmi``: ``kmeans_imagery.KMeans(n_clusters=K, random_state=seed).fit(X)``, which runs on Dask by
   itself (:class:`kmeans_imagery.engine.dask.DaskKMeans`);
@@ -89,9 +90,16 @@ def cluster_with(X, n_workers, chunk):
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         client.wait_for_workers(n_workers)
+        client.run(_import_engines)  # as on a running cluster: no fit pays the workers' imports
         lazy = client.persist(da.from_array(X, chunks=(chunk, X.shape[1])))
         lazy.sum().compute()  # every chunk on its worker before the clock starts
         yield lazy
+
+
+def _import_engines():
+    import dask_ml.cluster  # noqa: F401
+
+    import kmeans_imagery.engine.dask  # noqa: F401
 
 
 def main(argv=None):
