@@ -256,3 +256,14 @@ def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
     features = model.features.transform(rows)
     np.testing.assert_array_equal(model.labels(rows), model.assign(features)[0])
     assert (model._linear is None) == (spec == "std+l2")
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_more_than_255_classes_are_uint16(tmp_path, rng):
+    cube = rng.integers(0, 60000, (30, 40, 2), dtype=np.uint16)
+    np.save(tmp_path / "cube.npy", cube)
+    segment(tmp_path / "cube.npy", tmp_path / "seg", n_clusters=300, features="raw", n_init=1)
+    with rasterio.open(tmp_path / "seg" / "classes.tif") as dataset:
+        classes = dataset.read(1)
+        assert dataset.dtypes[0] == "uint16" and dataset.colormap(1)[300][3] == 255
+    assert classes.min() >= 1 and classes.max() <= 300

@@ -56,6 +56,8 @@ def parse_bands(text):
 class Raster:
     """A raster opened for reading: its size, georeferencing, bands and nodata.
 
+    The readers below (GDAL, arrays) subclass it with their ``_read(start, stop)``.
+
     Attributes
     ----------
     path : Path
@@ -140,9 +142,6 @@ class Raster:
         if values.dtype.kind == "f":
             valid &= np.isfinite(values).all(axis=-1)
         return values, valid
-
-    def _read(self, start, stop):
-        raise NotImplementedError
 
 
 def _as_dtype(value, dtype):
