@@ -33,6 +33,8 @@ _FIT_BYTES = 256 * 2**20
 _PER_ROW = 12
 #: Sample rows the map is fitted on.
 _MAP_SAMPLE = 5000
+#: Largest gap between wanted files that a folder read spans rather than splits.
+_GAP = 16
 #: Duplicate groups shown in the page.
 _GROUPS_SHOWN = 100
 OUTPUTS = ("index.html", "clusters.csv", "outliers.csv", "duplicates.csv", "results.json",
@@ -56,13 +58,15 @@ def take(source, indices, batch_size):
     """
     if source.paths is None or len(indices) == 0:
         return source.take(indices, batch_size=batch_size)
-    starts = np.r_[0, np.flatnonzero(np.diff(indices) != 1) + 1]
+    # Runs closer than _GAP files are read as one range: a few unwanted decodes cost less than
+    # a call per run.
+    starts = np.r_[0, np.flatnonzero(np.diff(indices) > _GAP) + 1]
     ends = np.r_[starts[1:], len(indices)]
     out = np.empty((len(indices), *source.image_shape), np.uint8)
     for a, b in zip(starts, ends, strict=True):
         for s in range(a, b, batch_size):
             e = min(s + batch_size, b)
-            out[s:e] = source.read(indices[s], indices[e - 1] + 1)
+            out[s:e] = source.read(indices[s], indices[e - 1] + 1)[indices[s:e] - indices[s]]
     return out
 
 
