@@ -197,3 +197,15 @@ def test_page_loads_in_chromium_without_errors(collection, tmp_path):
     assert time.perf_counter() - start < 30
     assert 'data-broken="0"' in done.stdout and 'data-images="3"' in done.stdout
     assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+
+
+def test_folder_take_reads_the_wanted_files(collection):
+    from kmeans_imagery.explore._explore import take
+    from kmeans_imagery.sources import open_source
+
+    source = open_source(collection["root"] / "photos")
+    rng = np.random.default_rng(1)
+    for n in (1, 40, 304):
+        indices = np.sort(rng.choice(304, n, replace=False))
+        for batch_size in (5, 4096):
+            np.testing.assert_array_equal(take(source, indices, batch_size), source.take(indices))

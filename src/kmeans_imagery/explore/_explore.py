@@ -64,9 +64,12 @@ def take(source, indices, batch_size):
     ends = np.r_[starts[1:], len(indices)]
     out = np.empty((len(indices), *source.image_shape), np.uint8)
     for a, b in zip(starts, ends, strict=True):
-        for s in range(a, b, batch_size):
-            e = min(s + batch_size, b)
+        s = a
+        while s < b:
+            # At most batch_size files decoded per read, wanted or not.
+            e = min(b, int(np.searchsorted(indices, indices[s] + batch_size)))
             out[s:e] = source.read(indices[s], indices[e - 1] + 1)[indices[s:e] - indices[s]]
+            s = e
     return out
 
 
