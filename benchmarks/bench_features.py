@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from kmeans_imagery.pipeline import write_json
 
 from kmeans_imagery.datasets import load_dataset
 from kmeans_imagery.engine import make_kmeans
 from kmeans_imagery.features import UMAP, make_features
 from kmeans_imagery.labeling import majority_vote
 from kmeans_imagery.metrics import hungarian_accuracy
+from kmeans_imagery.outputs import write_json
 from kmeans_imagery.preprocessing import flatten_scale
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

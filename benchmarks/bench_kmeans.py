@@ -172,7 +172,7 @@ def _child(peer, n_clusters, seed, npy_path, queue):
 
 def _sweep_child(engine, seed, paths, queue):
     """The tutorial's sweep as ``kmi sweep`` runs it: ``pipeline.run_sweep`` over SWEEP_KS."""
-    from kmeans_imagery.pipeline import run_sweep
+    from kmeans_imagery.experiment import run_sweep
 
     X, y, X_test, y_test = (np.load(path) for path in paths)
     t0 = time.perf_counter()
@@ -310,7 +310,7 @@ def print_table(summary, ratio_rows, data_mib):
 
 def main(argv=None):
     # Imported here, not at the top: spawned fit processes import this module and must not pay for it.
-    from kmeans_imagery.pipeline import write_json
+    from kmeans_imagery.outputs import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))

@@ -77,7 +77,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     Parameters
     ----------
     data : str or path-like
-        Anything :func:`~kmeans_imagery.sources.open_source` accepts (an image folder, a Zarr
+        Anything :func:`~kmeans_imagery.datasets.open_source` accepts (an image folder, a Zarr
         store, IDX files, ``.npy``, a dataset name).
     out_dir : path-like
         Folder for ``index.html``, ``clusters.csv``, ``outliers.csv``, ``duplicates.csv``,
@@ -89,7 +89,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
     features : str
         Feature pipeline spec (see :mod:`kmeans_imagery.features`).
     color, size, data_dir
-        As for :func:`~kmeans_imagery.sources.open_source`.
+        As for :func:`~kmeans_imagery.datasets.open_source`.
     fit_size : int
         Most images the clustering is fitted on (fewer when their rows would pass 256 MiB).
     k_sample : int

@@ -99,13 +99,22 @@ def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, 
     shown = slice(None, None, max(1, len(xy) // max_points))
     ax.scatter(xy[shown, 0], xy[shown, 1], c=clusters[shown], cmap="tab20", s=3, alpha=0.5,
                linewidths=0)
-    span = (xy.max(axis=0) - xy.min(axis=0)).max()
-    half = span / 50
-    gray = thumbs.ndim == 3
-    for (x, y), image in zip(thumb_xy, thumbs, strict=True):
-        ax.imshow(image, cmap="gray" if gray else None, vmin=0, vmax=255,
-                  extent=(x - half, x + half, y - half, y + half), zorder=3, interpolation="nearest")
-    lo, hi = xy.min(axis=0) - 2 * half, xy.max(axis=0) + 2 * half
+    span = np.maximum(xy.max(axis=0) - xy.min(axis=0), np.finfo(np.float32).eps)
+    lo, hi = xy.min(axis=0) - span / 25, xy.max(axis=0) + span / 25
+    # All thumbnails pasted into one transparent canvas drawn by a single imshow: one image
+    # artist to composite instead of one per thumbnail.
+    side, cell = 900, 36
+    canvas = np.zeros((side, side, 4), np.float32)
+    rgb = thumbs[..., None].repeat(3, axis=-1) if thumbs.ndim == 3 else thumbs
+    rows = (np.arange(cell) * thumbs.shape[1] // cell)[:, None]
+    cols = (np.arange(cell) * thumbs.shape[2] // cell)[None, :]
+    for (x, y), image in zip(thumb_xy, rgb, strict=True):
+        left = int((x - lo[0]) / (hi[0] - lo[0]) * side) - cell // 2
+        top = int((hi[1] - y) / (hi[1] - lo[1]) * side) - cell // 2
+        left, top = min(max(left, 0), side - cell), min(max(top, 0), side - cell)
+        canvas[top:top + cell, left:left + cell, :3] = image[rows, cols] / 255
+        canvas[top:top + cell, left:left + cell, 3] = 1
+    ax.imshow(canvas, extent=(lo[0], hi[0], lo[1], hi[1]), zorder=3, interpolation="nearest")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_aspect("auto")

@@ -109,7 +109,6 @@ def _plan(model, data, into, batch_size, progress):
     from ..model_io import load_model
     from ..predict import model_color, model_size
     from ..progress import open_progress
-    from ..streaming import stream_predict
 
     if not hasattr(model, "cluster_centers_"):
         model = load_model(model)
@@ -120,9 +119,11 @@ def _plan(model, data, into, batch_size, progress):
     taken = set()
     rows = []
     with open_progress(progress, source.n_images, "predicting") as bar:
-        for start, clusters, labels in stream_predict(model, source, batch_size=batch_size):
-            for offset, (cluster, label) in enumerate(zip(clusters, labels, strict=True)):
-                old = Path(source.paths[start + offset]).resolve()
+        for batch in source.iter_batches(batch_size):
+            clusters = model.predict_cluster(batch.images)
+            labels = model.cluster_labels_[clusters]
+            for path, cluster, label in zip(batch.paths, clusters, labels, strict=True):
+                old = Path(path).resolve()
                 new = _free_name(into.resolve() / folders[int(cluster)] / old.name, taken)
                 taken.add(new)
                 rows.append({"old_path": str(old), "new_path": str(new), "cluster": int(cluster),

@@ -30,7 +30,7 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_siz
     model : ClusterClassifier or path-like
         A fitted model (or ``.kmi`` file) whose space defines nearness.
     data : str or path-like
-        Anything :func:`~kmeans_imagery.sources.open_source` accepts.
+        Anything :func:`~kmeans_imagery.datasets.open_source` accepts.
     queries : sequence of path-like
         Image files; read at the model's colour mode and size.
     top : int

@@ -199,7 +199,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     shown = composite_bands(raster.n_bands)
     strips = raster.strips()
     if dask:
-        from ..engine.dask_engine import connect
+        from ..engine.dask import connect
 
         client = stack.enter_context(connect(dask))
         spec = raster.open_args
