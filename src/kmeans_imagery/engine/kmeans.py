@@ -1,9 +1,11 @@
-"""The project's own K-means estimators: scikit-learn compatible, numpy + BLAS, float32 kept.
+"""The project's own K-means estimators: drop-ins for scikit-learn's, numpy + BLAS, float32 kept.
 
 :class:`KMeans` runs exact (over-relaxed) Lloyd iterations; :class:`MiniBatchKMeans` runs
 scikit-learn's mini-batch updates, then a few Lloyd iterations over all rows. Both seed with
 greedy k-means++ and finish with one exact pass over all rows, so ``labels_ == predict(X)`` and
-``inertia_`` is exact for the final centroids.
+``inertia_`` is exact for the final centroids. Both take scikit-learn's parameters, methods and
+attributes with the same meaning, ``sample_weight`` wherever scikit-learn takes it, and sparse
+(CSR/CSC) rows, which stay sparse: see :mod:`._kernels`.
 
 Where the speed comes from:
 
