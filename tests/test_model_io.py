@@ -65,7 +65,7 @@ def test_no_paths_of_the_fitting_machine_inside(fitted, tmp_path):
 def test_existing_model_needs_force(fitted, tmp_path):
     path = save_model(fitted, tmp_path / "m.kmi")
     before = path.read_bytes()
-    with pytest.raises(KMIError, match="already exists; use --force"):
+    with pytest.raises(KMIError, match="already exists; use force=True"):
         save_model(fitted, path)
     assert path.read_bytes() == before
     save_model(fitted, path, force=True)

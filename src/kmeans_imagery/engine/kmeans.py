@@ -198,6 +198,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         if self._init_array is not None:
             return self._init_array.copy()
         n = X.shape[0]
+        if self.init == "random":
+            # Any rows, drawn from all of them: the same draws as DaskKMeans makes from its chunks.
+            p = None if sample_weight is None else sample_weight / sample_weight.sum(dtype=np.float64)
+            return dense_rows(X, np.sort(rng.choice(n, self.n_clusters, replace=False, p=p)))
         if rows is None and n_rows < n:
             rows = np.sort(rng.choice(n, n_rows, replace=False))
         if rows is not None:
@@ -210,9 +214,6 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             centers = check_array(self.init(X, self.n_clusters, random_state=state), dtype=X.dtype, order="C")
             self._check_center_shape(X, centers)
             return centers.copy()
-        if self.init == "random":
-            p = None if sample_weight is None else sample_weight / sample_weight.sum(dtype=np.float64)
-            return dense_rows(X, np.sort(rng.choice(n, self.n_clusters, replace=False, p=p)))
         return kmeans_plusplus(X, x_sq, self.n_clusters, rng, sample_weight=sample_weight)
 
     def _abs_tol(self, X, x_sq):
