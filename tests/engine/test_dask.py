@@ -249,3 +249,9 @@ def test_engine_dask_on_numpy_input_and_through_make_kmeans(rows):
         make_kmeans(8, algorithm="minibatch", engine="dask")
     with pytest.raises(KMIError, match="engine must be"):
         KMeans(n_clusters=2, engine="spark").fit(X)
+
+
+def test_public_kmeans_on_dask_names_its_output_features(rows):
+    X, init = rows
+    model = KMeans(8, init=init).fit(da.from_array(X, chunks=700))
+    assert list(model.get_feature_names_out()) == [f"kmeans{i}" for i in range(8)]

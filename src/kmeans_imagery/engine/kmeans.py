@@ -585,6 +585,7 @@ default='k-means++'
         ).fit(X, sample_weight=sample_weight)
         self.cluster_centers_, self.labels_ = model.cluster_centers_, model.labels_
         self.inertia_, self.n_iter_, self.n_features_in_ = model.inertia_, model.n_iter_, model.n_features_in_
+        self._n_features_out = self.n_clusters
         return self
 
     def _subspace_fit(self, workers, X, x_sq, space, rng, tol, sample_weight=None):
