@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KMIError
-from .preprocessing import flatten_scale
+from .preprocessing import flatten_scale, image_rows
 
 __all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "fit"]
 
@@ -257,12 +257,6 @@ def _fit_passes(source, spec, mode, client, progress, weights):
     return seen.classifier(spec, centers, inertia, n_iter, features), bool(seen.votes), timings
 
 
-def image_rows(features, images):
-    """Float rows of a batch of uint8 images: scaled pixels, through ``features`` when given."""
-    rows = flatten_scale(images)
-    return rows if features is None else features.transform(rows)
-
-
 class _SourceRows:
     """A source's images as blocks of rows, for :func:`~kmeans_imagery.engine.stream.stream_kmeans`."""
 
@@ -358,38 +352,34 @@ class _Tally:
 
 def _dask_passes(source, to_rows, start, client, tally, max_iter, weights):
     """Lloyd passes on Dask from ``start``, then one pass that tallies every chunk."""
+    import dask
     import dask.array as da
-    from dask import delayed
 
     from .datasets import FolderSource
-    from .engine.dask import DaskKMeans, _Runner
+    from .engine.dask import DaskKMeans
 
     if isinstance(source, FolderSource) and source.skips_bad:
         source, kept = _without_bad(source, client)
         weights = None if weights is None else weights[kept]
     images = source.to_dask(READ_SIZE)
-    rows = images.map_blocks(_block_rows, to_rows, dtype=start.dtype, drop_axis=list(
-        range(2, images.ndim)), chunks=(images.chunks[0], (start.shape[1],)))
+    rows = images.map_blocks(to_rows, dtype=start.dtype, drop_axis=list(range(2, images.ndim)),
+                             chunks=(images.chunks[0], (start.shape[1],)))
     weight_chunks = None if weights is None else da.from_array(weights, chunks=(images.chunks[0],))
     kmeans = DaskKMeans(len(start), init=start, n_init=1, max_iter=max_iter,
                         client=client).fit(rows, sample_weight=weight_chunks)
-    centers, inertia, n_iter = kmeans.cluster_centers_, kmeans.inertia_, kmeans.n_iter_
-    runner = _Runner(client, 600.0, 2)
+    # The tally pass: each chunk's images, its rows' nearest centres (the lazy labels_) and labels.
     labels = source.labels
     parts = []
-    for block, (s, e) in zip(images.to_delayed().ravel(), _bounds(images.chunks[0]), strict=True):
-        batch_labels = None if labels is None else labels[s:e]
-        weight = None if weights is None else weights[s:e]
-        parts.append(delayed(_tally_block)(block, batch_labels, weight, to_rows, centers, tally))
-    tallies = runner.compute(delayed(list)(parts), "naming the clusters")
+    for block, assigned, (s, e) in zip(images.to_delayed().ravel(),
+                                       kmeans.labels_.to_delayed().ravel(),
+                                       _bounds(images.chunks[0]), strict=True):
+        parts.append(dask.delayed(_tally_block)(
+            block, assigned, None if labels is None else labels[s:e],
+            None if weights is None else weights[s:e], tally))
     seen = tally()
-    for part in tallies:
+    for part in dask.compute(*parts, scheduler=client or "threads"):
         seen.merge(part)
-    return centers, inertia, n_iter, seen
-
-
-def _block_rows(block, to_rows):
-    return to_rows(block)
+    return kmeans.cluster_centers_, kmeans.inertia_, kmeans.n_iter_, seen
 
 
 def _bounds(chunks):
@@ -397,13 +387,11 @@ def _bounds(chunks):
     return zip((ends - np.asarray(chunks)).tolist(), ends.tolist(), strict=True)
 
 
-def _tally_block(block, labels, weight, to_rows, centers, tally):
-    """One chunk's tally, on a worker: nearest centroids of its rows, votes and pixel sums."""
+def _tally_block(images, clusters, labels, weight, tally):
+    """One chunk's tally, on a worker: votes and pixel sums of its images by nearest centre."""
     from .datasets import Batch
-    from .engine.dask import _chunk_labels
 
-    rows = to_rows(block)
-    return tally().add(Batch(0, block, labels), _chunk_labels(rows, centers), weight)
+    return tally().add(Batch(0, images, labels), clusters, weight)
 
 
 def _without_bad(source, client):

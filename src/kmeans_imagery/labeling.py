@@ -100,16 +100,11 @@ def cluster_sums(rows, clusters, n_clusters, sample_weight=None):
     -------
     sums : ndarray of shape (n_clusters, n_features), float32
     """
-    from scipy.sparse import csr_matrix
+    from .engine._kernels import _dense_sum_by_label
 
-    # A sparse cluster-membership matrix turns the per-cluster sums into one matrix product.
-    weights = np.ones(len(rows), dtype=np.float32) if sample_weight is None else sample_weight
-    membership = csr_matrix(
-        (np.asarray(weights, dtype=np.float32), (clusters, np.arange(len(rows)))),
-        shape=(n_clusters, len(rows)),
-    )
-    return np.asarray(membership @ rows, dtype=np.float32)
-
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+    return np.asarray(_dense_sum_by_label(np.asarray(rows, dtype=np.float32), clusters, n_clusters,
+                                          weights), dtype=np.float32)
 
 def cluster_means(rows, clusters, n_clusters, sample_weight=None):
     """(Weighted) mean row of each cluster (zeros for an empty cluster), float32; as

@@ -4,7 +4,7 @@ import numpy as np
 
 from .errors import KMIError
 
-__all__ = ["flatten_scale"]
+__all__ = ["flatten_scale", "image_rows"]
 
 
 def flatten_scale(images, *, scale=255.0):
@@ -28,3 +28,19 @@ def flatten_scale(images, *, scale=255.0):
         raise KMIError(f"expected a stack of images, got an array of shape {images.shape}")
     rows = images.reshape(len(images), -1)
     return np.multiply(rows, np.float32(1.0 / scale), dtype=np.float32)
+
+
+def image_rows(features, images):
+    """The rows a model clusters: scaled pixels, through a fitted feature pipeline when given.
+
+    Parameters
+    ----------
+    features : FeaturePipeline or None
+    images : ndarray of shape (n_samples, H, W[, C])
+
+    Returns
+    -------
+    rows : ndarray of shape (n_samples, n_features), float32
+    """
+    rows = flatten_scale(images)
+    return rows if features is None else features.transform(rows)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
+from ..preprocessing import image_rows
 from ._choose_k import choose_k, plot_k_choice
 from ._duplicates import DEFAULT_THRESHOLD, descriptors, find_duplicates, pixel_hashes
 from ._html import Gallery, write_index
@@ -45,14 +46,6 @@ def image_paths(source):
     if paths is not None:
         return [str(p) for p in paths]
     return [f"{source.name}#{i}" for i in range(source.n_images)]
-
-
-def feature_rows(model, images):
-    """The rows the model clusters: scaled pixels, through its feature pipeline if any."""
-    from ..preprocessing import flatten_scale
-
-    rows = flatten_scale(images)
-    return rows if model.features_ is None else model.features_.transform(rows)
 
 
 def _nearest_two(rows, centers):
@@ -179,11 +172,11 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                               random_state=random_state)
     with threadpool_limits(fit_threads, user_api="blas"):
         model.fit(fit_images, None if labels is None else labels[fit_idx])
-    map_rows = feature_rows(model, fit_images[np.sort(rng.choice(fit_n, min(fit_n, _MAP_SAMPLE),
+    map_rows = image_rows(model.features_, fit_images[np.sort(rng.choice(fit_n, min(fit_n, _MAP_SAMPLE),
                                                                  replace=False))])
     projection = fit_map(map_rows, map_method, random_state=random_state)
     reference = np.sort(rng.choice(fit_n, min(fit_n, REFERENCE_SIZE), replace=False))
-    scorer = OutlierScorer(feature_rows(model, fit_images[reference]), fit_idx[reference])
+    scorer = OutlierScorer(image_rows(model.features_, fit_images[reference]), fit_idx[reference])
     del fit_images, map_rows
     timings["fit"] = time.perf_counter() - clock
 
@@ -198,7 +191,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     with open_progress(progress, n, "assigning every image") as bar:
         for batch in source.iter_batches(batch_size):
             s = slice(batch.start, batch.start + len(batch.images))
-            rows = feature_rows(model, batch.images)
+            rows = image_rows(model.features_, batch.images)
             clusters[s], distance[s], margin[s] = _nearest_two(rows, model.cluster_centers_)
             xy[s] = projection.transform(rows)
             scores[s] = scorer.raw_scores(rows, batch.start)

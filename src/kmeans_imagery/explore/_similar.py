@@ -13,7 +13,8 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
-from ._explore import feature_rows, image_paths
+from ..preprocessing import image_rows
+from ._explore import image_paths
 from ._neighbours import top_k
 
 __all__ = ["find_similar", "plot_similar"]
@@ -60,12 +61,12 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_siz
         model = load_model(model)
     color, size = model_color(model), model_size(model)
     query_images = load_images([Path(q) for q in queries], color=color, size=size).images
-    query_rows = feature_rows(model, query_images)
+    query_rows = image_rows(model.features_, query_images)
     source = open_source(data, color=color, size=size)
     best = None
     with open_progress(progress, source.n_images, "searching") as bar:
         for batch in source.iter_batches(batch_size):
-            best = top_k(query_rows, feature_rows(model, batch.images), top, offset=batch.start,
+            best = top_k(query_rows, image_rows(model.features_, batch.images), top, offset=batch.start,
                          best=best)
             bar.advance(len(batch.images))
     dist, index = best
