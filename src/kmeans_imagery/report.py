@@ -7,7 +7,6 @@ external reference. Every string taken from the results is HTML-escaped, since d
 paths come from user folders.
 """
 
-import base64
 import html
 import math
 import numbers
@@ -15,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .atomic import atomic_write
+from .display import png_data_uri
 from .errors import KMIError
 
 __all__ = ["FIGURE_NAMES", "write_report"]
@@ -168,7 +168,7 @@ def _png_data_uri(name, png_path):
         raise KMIError(f"cannot read figure {name!r} from {png_path}: {exc.strerror}") from exc
     if not data.startswith(_PNG_SIGNATURE):
         raise KMIError(f"figure {name!r} at {png_path} is not a PNG file")
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return png_data_uri(data)
 
 
 def _esc(value):
