@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from kmeans_imagery.features import DEFAULT_PIXEL_FEATURES
 from kmeans_imagery.segment import segment
-from kmeans_imagery.segment.features import DEFAULT_FEATURES
 
 HSI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hsi"
 CANDIDATES = ["raw", "std", "l2", "l2+std", "std+pca:10", "l2+std+pca:10", "nbr:1+std",
-              DEFAULT_FEATURES]
+              DEFAULT_PIXEL_FEATURES]
 
 
 def scenes(folder):

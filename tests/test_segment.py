@@ -1,4 +1,5 @@
-"""The segmentation library: feature steps, sampling, smoothing, scoring, and whole runs on small rasters."""
+"""The segmentation library: neighbourhood means, sampling, smoothing, scoring, and whole runs on small
+rasters."""
 
 import json
 
@@ -11,10 +12,9 @@ from kmeans_imagery.datasets.rasters import open_raster
 from kmeans_imagery.errors import KMIError
 from kmeans_imagery.metrics import cohen_kappa, contingency_scores
 from kmeans_imagery.segment import segment
-from kmeans_imagery.segment.features import PixelFeatures, neighbourhood_mean, parse_features
-from kmeans_imagery.segment.model import load_pixel_model
-from kmeans_imagery.segment.pixels import sample_pixels
-from kmeans_imagery.segment.smoothing import majority_filter, smooth_strips
+from kmeans_imagery.segment._model import load_pixel_model
+from kmeans_imagery.segment._pixels import neighbourhood_mean, sample_pixels
+from kmeans_imagery.segment._smoothing import majority_filter, smooth_strips
 from segment_data import RASTERS, planted_scene, write_geotiff
 
 rasterio = pytest.importorskip("rasterio")
@@ -40,37 +40,7 @@ def scene(tmp_path):
     return path, cube, truth
 
 
-# -- features ------------------------------------------------------------------------------------
-
-def test_feature_steps(rng):
-    rows = rng.normal(5, 3, (500, 6)).astype(np.float32) * np.arange(1, 7, dtype=np.float32)
-    std = PixelFeatures("std").fit(rows).transform(rows)
-    np.testing.assert_allclose(std.mean(axis=0), 0, atol=1e-4)
-    np.testing.assert_allclose(std.std(axis=0), 1, atol=1e-3)
-    l2 = PixelFeatures("l2").fit(rows).transform(rows)
-    np.testing.assert_allclose(np.linalg.norm(l2, axis=1), 1, atol=1e-5)
-    pca = PixelFeatures("pca:2").fit(rows).transform(rows)
-    variance = np.linalg.eigvalsh(np.cov(rows.T))[::-1][:2]
-    np.testing.assert_allclose(pca.var(axis=0, ddof=1), variance, rtol=1e-3)
-    both = PixelFeatures("std|l2+pca:3").fit(rows)
-    assert both.transform(rows).shape == (500, 9) and both.n_features_ == 9
-
-
-def test_feature_state_round_trip_and_constant_band(rng):
-    rows = rng.normal(size=(200, 4)).astype(np.float32)
-    rows[:, 2] = 7  # a constant band stays 0 after standardisation instead of dividing by 0
-    features = PixelFeatures("std+pca:3|l2").fit(rows)
-    assert np.isfinite(features.transform(rows)).all()
-    again = PixelFeatures.from_state(*features.get_state())
-    np.testing.assert_array_equal(again.transform(rows), features.transform(rows))
-
-
-@pytest.mark.parametrize("spec, message", [("hog", "unknown step"), ("pca:0", "unknown step"),
-                                           ("std+nbr:1", "must come first")])
-def test_feature_spec_errors(spec, message):
-    with pytest.raises(KMIError, match=message):
-        parse_features(spec)
-
+# -- pixels ------------------------------------------------------------------------------------
 
 def test_neighbourhood_mean_counts_valid_pixels_only():
     values = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
@@ -164,7 +134,7 @@ def test_strips_do_not_change_the_result(scene, tmp_path, monkeypatch):
     whole = segment(path, tmp_path / "a", n_clusters=3, features="nbr:1+std|l2", smooth=1)
     monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 16)
     monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 16)
-    monkeypatch.setattr("kmeans_imagery.segment.classify.CHUNK_PIXELS", 100)
+    monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 100)
     blocks = segment(path, tmp_path / "b", n_clusters=3, features="nbr:1+std|l2", smooth=1)
     assert whole["inertia"] == blocks["inertia"]
     np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
@@ -249,7 +219,7 @@ def test_large_scene_sampled_from_a_subset_of_strips(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["std+pca:3|l2+std+pca:3", "raw", "nbr:1+l2", "std+l2"])
 def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
-    from kmeans_imagery.segment.classify import fit_pixel_model
+    from kmeans_imagery.segment._classify import fit_pixel_model
 
     rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)  # 4 bands, and their neighbourhood mean
     model, _ = fit_pixel_model(rows, 7, features=spec, n_init=1)

@@ -31,7 +31,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "save_model"]
 
 FORMAT_NAME = "kmeans-imagery-model"
 FORMAT_VERSION = 1
-#: ``kind`` in the metadata of pixel models written by ``kmi segment`` (kmeans_imagery.segment.model);
+#: ``kind`` in the metadata of pixel models written by ``kmi segment`` (kmeans_imagery.segment);
 #: image models have no ``kind``.
 PIXEL_MODEL_KIND = "pixels"
 METADATA_MEMBER = "kmi-model.json"

@@ -3,6 +3,7 @@
 import click
 
 from ..errors import KMIError
+from ..features import DEFAULT_PIXEL_FEATURES
 from ._common import consoles, metrics_table, parse_ks_option
 
 
@@ -20,7 +21,7 @@ from ._common import consoles, metrics_table, parse_ks_option
               help="Training pixels, drawn across the whole scene.")
 @click.option("--features", default=None,
               help="Pixel features: steps raw, std, l2, pca[:n], nbr[:r] joined with + and | "
-                   "[default: l2+std|nbr:1+std].")
+                   f"[default: {DEFAULT_PIXEL_FEATURES}].")
 @click.option("--smooth", default=0, show_default=True, type=click.IntRange(0, 15),
               help="Majority filter radius of the class map (0: none).")
 @click.option("--truth", type=click.Path(path_type=str),
@@ -41,14 +42,13 @@ def segment(raster, n_clusters, out, force, bands, nodata, var, sample, features
     """
     from ..datasets.rasters import parse_bands
     from ..segment import segment as segment_raster
-    from ..segment.features import DEFAULT_FEATURES
 
     console, err = consoles(False)
     if model_path is not None and (n_clusters is not None or features is not None):
         raise KMIError("--model sets K and the features: drop --k and --features")
     results = segment_raster(
         raster, out, n_clusters=n_clusters, force=force, bands=parse_bands(bands), nodata=nodata, var=var,
-        sample=sample, features=features or DEFAULT_FEATURES, smooth=smooth, truth=truth,
+        sample=sample, features=features or DEFAULT_PIXEL_FEATURES, smooth=smooth, truth=truth,
         label_budgets=label_budgets, model=model_path, random_state=seed, dask=dask_address,
         log=err.print,
     )

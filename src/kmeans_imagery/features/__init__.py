@@ -22,14 +22,20 @@ A fitted pipeline is stored without pickle: :meth:`FeaturePipeline.get_state` re
 A fitted pipeline is stored without pickle: :meth:`FeaturePipeline.get_state` returns a JSON-able
 dict and a dict of numpy arrays, and :meth:`FeaturePipeline.from_state` rebuilds it.
 
+The pixels of a raster (``kmi segment``) use the same language through
+:func:`make_pixel_features`, with the steps that make sense for a spectrum (``raw``, ``std``,
+``l2``, ``pca``, ``umap``) and the spatial step ``nbr[:r]`` (each band's mean over the pixel's
+neighbourhood); its default is :data:`DEFAULT_PIXEL_FEATURES`.
+
 One concern per module: ``_spec`` (the language and presets; no numpy, so the CLI's help stays
-fast), ``_steps`` (pixel steps and the step base class), ``_hog``, ``_umap``, ``_pipeline`` (the
-pipeline, its saved state and :func:`make_features`). The steps load on first use.
+fast), ``_steps`` (row steps and the step base class), ``_pixels`` (the neighbourhood step and the
+linear form of a pixel pipeline), ``_hog``, ``_umap``, ``_pipeline`` (the pipeline, its saved state,
+:func:`make_features` and :func:`make_pixel_features`). The steps load on first use.
 """
 
 from importlib import import_module
 
-from ._spec import FEATURE_PRESETS
+from ._spec import DEFAULT_PIXEL_FEATURES, FEATURE_PRESETS
 
 _LAZY = {
     "HOG": "._hog",
@@ -40,11 +46,14 @@ _LAZY = {
     "Deskew": "._steps",
     "Identity": "._steps",
     "L2Normalize": "._steps",
+    "Standardize": "._steps",
+    "Neighbourhood": "._pixels",
     "FeaturePipeline": "._pipeline",
     "make_features": "._pipeline",
+    "make_pixel_features": "._pipeline",
 }
 
-__all__ = ["FEATURE_PRESETS", *_LAZY]
+__all__ = ["DEFAULT_PIXEL_FEATURES", "FEATURE_PRESETS", *_LAZY]
 
 
 def __getattr__(name):

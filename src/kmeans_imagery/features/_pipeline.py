@@ -9,8 +9,18 @@ from sklearn.utils.validation import check_is_fitted
 from ..errors import KMIError
 from ._hog import HOG
 from ._onnx import OnnxEmbedding
-from ._spec import FEATURE_PRESETS, KEEPS_IMAGES, NEEDS_SHAPE, Parser, canonical, int_arg
-from ._steps import PCA, Concat, Deskew, Identity, L2Normalize, _check_rows, _check_shape
+from ._pixels import Neighbourhood
+from ._spec import (
+    DEFAULT_PIXEL_FEATURES,
+    FEATURE_PRESETS,
+    KEEPS_IMAGES,
+    NEEDS_SHAPE,
+    PIXEL_ONLY,
+    Parser,
+    canonical,
+    int_arg,
+)
+from ._steps import PCA, Concat, Deskew, Identity, L2Normalize, Standardize, _check_rows, _check_shape
 from ._umap import UMAP, _umap_missing
 
 _STATE_FORMAT = 1
@@ -19,11 +29,15 @@ _STEPS = {
     "raw": Identity,
     "deskew": Deskew,
     "l2": L2Normalize,
+    "std": Standardize,
     "hog": HOG,
     "pca": PCA,
     "umap": UMAP,
     "onnx": OnnxEmbedding,
+    "nbr": Neighbourhood,
 }
+#: Components of a bare ``pca`` step of a pixel pipeline: spectra have tens to hundreds of bands.
+PIXEL_PCA = 10
 
 class FeaturePipeline(TransformerMixin, BaseEstimator):
     """A chain of feature steps, fitted on training rows and applied to any later rows.
@@ -199,7 +213,7 @@ def _build_step(name, args, image_shape, random_state):
     flags = {arg for arg in args if not arg.isdigit()}
     numbers = [int_arg(name, arg) for arg in args if arg.isdigit()]
     allowed_flags = {"pca": {"whiten"}}.get(name, set())
-    if flags - allowed_flags or len(numbers) > (0 if name in ("raw", "deskew", "l2") else 1):
+    if flags - allowed_flags or len(numbers) > (0 if name in ("raw", "deskew", "l2", "std") else 1):
         extra = sorted(flags - allowed_flags) or args
         raise KMIError(f"'{':'.join([name, *args])}': {name} does not take {':'.join(extra)!r}")
     if name == "hog":
@@ -218,10 +232,18 @@ def _build_step(name, args, image_shape, random_state):
     return _STEPS[name]()
 
 
-def _build(node, image_shape, random_state, is_image):
-    """Turn a parse node into a list of steps; returns (steps, output is still an image)."""
+def _build(node, image_shape, random_state, is_image, radii=None):
+    """Turn a parse node into a list of steps; returns (steps, output is still an image).
+
+    For pixel pipelines ``radii`` are those of the input rows (see :class:`Neighbourhood`), and
+    ``is_image`` says that the rows are still the input.
+    """
     if node[0] == "step":
         _, name, args = node
+        if radii is not None:
+            return _pixel_steps(name, args, random_state, is_image, radii), False
+        if name in PIXEL_ONLY:
+            raise KMIError(f"'{name}' needs the pixels of a raster: it is a step of kmi segment's --features")
         if name in NEEDS_SHAPE and not is_image:
             raise KMIError(f"'{name}' needs image rows; put it before any step that leaves pixels")
         return [_build_step(name, args, image_shape, random_state)], is_image and (
@@ -230,11 +252,11 @@ def _build(node, image_shape, random_state, is_image):
     if node[0] == "seq":
         steps = []
         for item in node[1]:
-            more, is_image = _build(item, image_shape, random_state, is_image)
+            more, is_image = _build(item, image_shape, random_state, is_image, radii)
             steps += more
         return steps, is_image
     branches = [
-        FeaturePipeline(_build(item, image_shape, random_state, is_image)[0]) for item in node[1]
+        FeaturePipeline(_build(item, image_shape, random_state, is_image, radii)[0]) for item in node[1]
     ]
     return [Concat(branches)], False
 
@@ -273,3 +295,73 @@ def make_features(spec, image_shape, random_state=None):
     steps, _ = _build(node, image_shape, random_state, is_image=True)
     return FeaturePipeline(steps, spec=canonical(node))
 
+
+def make_pixel_features(spec=DEFAULT_PIXEL_FEATURES, random_state=None):
+    """Build an unfitted feature pipeline for the pixels of a raster from a spec string.
+
+    The language is :func:`make_features`'s, with the steps that make sense for a pixel's
+    spectrum: ``raw``, ``std`` (per-band standardisation), ``l2`` (unit-length spectra: the
+    spectral angle), ``pca[:n]`` (default 10 components), ``umap[:n]``, and ``nbr[:r]``, the mean
+    of every band over the pixel's (2r+1) x (2r+1) neighbourhood (default r = 1; first in its
+    pipeline). Image presets do not apply. The pipeline reads rows of the band values followed by
+    one neighbourhood mean per radius of its ``nbr`` steps, in increasing order.
+
+    Parameters
+    ----------
+    spec : str, default=DEFAULT_PIXEL_FEATURES
+    random_state : int or None
+        Seed for the randomised steps (PCA's solver, UMAP).
+
+    Returns
+    -------
+    FeaturePipeline
+        Unfitted; ``spec`` holds the canonical spec.
+
+    Raises
+    ------
+    KMIError
+        For a spec that does not parse, names an unknown or image-only step, or puts ``nbr``
+        after another step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pipeline = make_pixel_features("l2+std | nbr:1+std")
+    >>> pipeline.spec
+    'l2+std|nbr:1+std'
+    >>> rows = np.random.default_rng(0).random((100, 2 * 4))  # 4 bands, then their 3 x 3 means
+    >>> pipeline.fit_transform(rows).shape
+    (100, 8)
+    """
+    if not isinstance(spec, str):
+        raise KMIError(f"feature spec must be a string, got {spec!r}")
+    node = Parser(spec).parse()
+    radii = tuple(sorted({0} | {_nbr_radius(args) for args in _nbr_args(node)}))
+    steps, _ = _build(node, None, random_state, is_image=True, radii=radii)
+    return FeaturePipeline(steps, spec=canonical(node))
+
+
+def _nbr_args(node):
+    if node[0] == "step":
+        return [node[2]] if node[1] == "nbr" else []
+    return [args for item in node[1] for args in _nbr_args(item)]
+
+
+def _nbr_radius(args):
+    if len(args) > 1:
+        raise KMIError(f"'nbr:{':'.join(args)}': nbr takes one radius")
+    return int_arg("nbr", args[0]) if args else 1
+
+
+def _pixel_steps(name, args, random_state, at_input, radii):
+    """The steps of one spec step in a pixel pipeline; at the input, the pipeline's columns first."""
+    if name in NEEDS_SHAPE:
+        raise KMIError(f"'{name}' needs images; the pixels of a raster take raw, std, l2, pca, umap, nbr")
+    if name == "nbr":
+        if not at_input:
+            raise KMIError("'nbr' averages the band values: it must come first in its pipeline")
+        return [Neighbourhood(_nbr_radius(args), radii)]
+    if name == "pca" and not any(arg.isdigit() for arg in args):
+        args = [*args, str(PIXEL_PCA)]
+    pick = [Neighbourhood(0, radii)] if at_input and len(radii) > 1 else []
+    return pick + [_build_step(name, args, None, random_state)]

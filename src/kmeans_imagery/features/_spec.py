@@ -10,9 +10,16 @@ import re
 from ..errors import KMIError
 
 #: The step names a spec may use, in the order the help lists them.
-STEP_NAMES = ("raw", "deskew", "l2", "hog", "pca", "umap", "onnx")
+STEP_NAMES = ("raw", "deskew", "l2", "std", "hog", "pca", "umap", "onnx", "nbr")
 #: Steps that need images (an ``image_shape``), and those whose output is still an image.
 NEEDS_SHAPE = ("deskew", "hog", "onnx")
+#: Steps that only pixels of a raster have (``kmi segment``): the neighbourhood of each pixel.
+PIXEL_ONLY = ("nbr",)
+#: The default pixel pipeline of ``kmi segment``, chosen with benchmarks/bench_segment_accuracy.py
+#: (docs/guide/rasters.md): the standardised spectral shape (unit-length spectra) beside the
+#: standardised mean spectrum of the pixel's 3 x 3 neighbourhood; the only pipeline measured that
+#: beats plain K-means on all three hyperspectral scenes.
+DEFAULT_PIXEL_FEATURES = "l2+std|nbr:1+std"
 KEEPS_IMAGES = ("raw", "deskew", "l2")
 
 #: Named pipelines: name -> (spec, one-line help). A spec that is only one of these names means

@@ -1,5 +1,6 @@
-"""The feature steps that work on pixels: identity, L2 normalisation, deskewing, PCA, and the
-concatenation of branches; the base class every step shares (fit on rows, state without pickle).
+"""The feature steps that work on rows: identity, L2 normalisation, per-feature standardisation,
+deskewing, PCA, and the concatenation of branches; the base class every step shares (fit on rows,
+state without pickle).
 """
 
 import numpy as np
@@ -148,6 +149,41 @@ class L2Normalize(_Step):
     def _transform(self, X):
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+
+
+class Standardize(_Step):
+    """Centre each feature and divide it by its standard deviation on the training rows ("std").
+
+    Per-band standardisation of a raster's pixels: bright, high-variance bands no longer outweigh
+    the others. A constant feature carries no information and becomes 0 rather than a division by 0.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features_in_,), float32
+    scale_ : ndarray of shape (n_features_in_,), float32
+        1 / standard deviation (0 for a constant feature).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 10.0], [3.0, 10.0]])
+    >>> Standardize().fit_transform(X)
+    array([[-1.,  0.],
+           [ 1.,  0.]], dtype=float32)
+    """
+
+    _ARRAYS = ("mean_", "scale_")
+
+    def _fit(self, X):
+        std = X.std(axis=0, dtype=np.float64)
+        self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.scale_ = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0).astype(np.float32)
+
+    def _array_shapes(self):
+        return {"mean_": (self.n_features_in_,), "scale_": (self.n_features_in_,)}
+
+    def _transform(self, X):
+        return (X - self.mean_) * self.scale_
 
 
 class Deskew(_Step):

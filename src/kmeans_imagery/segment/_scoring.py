@@ -50,7 +50,7 @@ def budget_accuracy(parts, n_clusters):
     Parameters
     ----------
     parts : list of (best_distance, best_class, pair_codes, pair_counts)
-        Per strip, as :func:`~kmeans_imagery.segment.classify.classify_strip` returns them.
+        Per strip, as :func:`~._classify.classify_strip` returns them.
     n_clusters : int
 
     Returns

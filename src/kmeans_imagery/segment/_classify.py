@@ -11,8 +11,9 @@ import numpy as np
 
 from ..engine import make_kmeans
 from ..engine._kernels import Centers, Workers, _sum_by_label, assign, blas_threads, row_sq_norms
-from .features import PixelFeatures
-from .pixels import Block
+from ..features import make_pixel_features
+from ..features._pixels import input_radii, linear_form
+from ._pixels import Block
 
 __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 
@@ -32,8 +33,8 @@ class PixelModel:
 
     Attributes
     ----------
-    features : PixelFeatures
-        Fitted.
+    features : FeaturePipeline
+        Fitted pixel features (:func:`~kmeans_imagery.features.make_pixel_features`).
     centers : ndarray of shape (n_clusters, n_features), float32
     n_bands : int
         Bands of the pixels it was fitted on.
@@ -43,6 +44,7 @@ class PixelModel:
         self.features = features
         self.centers = np.ascontiguousarray(centers, dtype=np.float32)
         self.n_bands = int(n_bands)
+        self.radii = input_radii(features)
         self._prepared = Centers(self.centers)
         self._linear = self._fold()
 
@@ -50,12 +52,12 @@ class PixelModel:
         """Scores ``g(x) @ W + w`` whose argmax is the nearest centroid, from the band values directly.
 
         When every pipeline is ``g(x) @ A + b`` (see
-        :meth:`~kmeans_imagery.segment.features.PixelFeatures.linear_form`), the nearest centroid
+        :func:`~kmeans_imagery.features._pixels.linear_form`), the nearest centroid
         maximises ``f . c - ||c||^2 / 2 = sum of g(x) @ (A @ c_part) + b . c_part - ||c||^2 / 2``:
         one small product per pipeline input replaces building the features, which makes
         classifying a scene several times cheaper. None when the features are not of that form.
         """
-        forms = self.features.linear_form()
+        forms = linear_form(self.features)
         if forms is None:
             return None
         centers = self.centers.astype(np.float64)
@@ -109,9 +111,9 @@ def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAUL
     Parameters
     ----------
     rows : ndarray of shape (n_pixels, n_bands * len(radii))
-        As :func:`~kmeans_imagery.segment.pixels.sample_pixels` returns them.
+        As :func:`~._pixels.sample_pixels` returns them.
     n_clusters : int
-    features : str or PixelFeatures
+    features : str or FeaturePipeline
         A pipeline spec, or a fitted pipeline to reuse as it is.
     random_state : int
     n_init : int
@@ -123,8 +125,10 @@ def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAUL
         Of the training pixels, in feature space.
     """
     if isinstance(features, str):
-        features = PixelFeatures(features).fit(rows)
-    X = features.transform(rows)
+        features = make_pixel_features(features, random_state=random_state)
+        X = features.fit_transform(rows)
+    else:
+        X = features.transform(rows)
     init = "k-means++"
     if n_init > 1 and len(X) > SEARCH_ROWS:
         # The runs compete on a subsample; only the best one goes on over every training pixel.
@@ -134,7 +138,8 @@ def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAUL
         n_init = 1
     kmeans = make_kmeans(n_clusters, algorithm="full", random_state=random_state, n_init=n_init,
                          init=init).fit(X)
-    return PixelModel(features, kmeans.cluster_centers_, features.n_bands_), float(kmeans.inertia_)
+    n_bands = features.n_features_in_ // len(input_radii(features))
+    return PixelModel(features, kmeans.cluster_centers_, n_bands), float(kmeans.inertia_)
 
 
 def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), thumb_step=None,
@@ -165,7 +170,7 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         ``budget`` entries ``(best_distance, best_class, pair_codes, pair_counts)``; with
         ``thumb_step``: ``thumb`` and ``thumb_valid``.
     """
-    block = Block(raster, start, stop, model.features.radii)
+    block = Block(raster, start, stop, model.radii)
     valid = block.valid
     k, n_bands, width = model.n_clusters, model.n_bands, raster.width
     labels = np.full(valid.shape, -1, dtype=np.int32)

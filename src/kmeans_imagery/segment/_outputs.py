@@ -15,7 +15,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
-from .plots import plot_class_areas, plot_class_map, plot_composite, plot_spectra, stretch
+from ._plots import plot_class_areas, plot_class_map, plot_composite, plot_spectra, stretch
 
 __all__ = ["OUTPUT_NAMES", "ClassMapWriter", "composite_bands", "composite_image", "write_preview",
            "write_report_page", "write_signatures"]

@@ -11,10 +11,11 @@ import numpy as np
 from ..datasets.rasters import open_raster
 from ..engine._kernels import blas_threads
 from ..errors import KMIError
-from .classify import DEFAULT_N_INIT, classify_strip, fit_pixel_model
-from .features import DEFAULT_FEATURES
-from .model import load_pixel_model, save_pixel_model
-from .outputs import (
+from ..features import DEFAULT_PIXEL_FEATURES, make_pixel_features
+from ..features._pixels import input_radii
+from ._classify import DEFAULT_N_INIT, classify_strip, fit_pixel_model
+from ._model import load_pixel_model, save_pixel_model
+from ._outputs import (
     OUTPUT_NAMES,
     ClassMapWriter,
     composite_bands,
@@ -23,10 +24,10 @@ from .outputs import (
     write_report_page,
     write_signatures,
 )
-from .pixels import DEFAULT_SAMPLE, sample_pixels
-from .plots import class_colours
-from .scoring import TruthCounts, budget_accuracy
-from .smoothing import smooth_strips
+from ._pixels import DEFAULT_SAMPLE, sample_pixels
+from ._plots import class_colours
+from ._scoring import TruthCounts, budget_accuracy
+from ._smoothing import smooth_strips
 
 __all__ = ["segment"]
 
@@ -35,11 +36,11 @@ PREVIEW_SIDE = 1000
 
 
 def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodata=None, var=None,
-            sample=DEFAULT_SAMPLE, features=DEFAULT_FEATURES, smooth=0, truth=None, label_budgets=(),
+            sample=DEFAULT_SAMPLE, features=DEFAULT_PIXEL_FEATURES, smooth=0, truth=None, label_budgets=(),
             model=None, random_state=0, n_init=DEFAULT_N_INIT, dask=None, log=None):
     """Cluster the pixels of a raster and write the class map and its companions into ``out``.
 
-    Training pixels are sampled across the scene (:func:`~.pixels.sample_pixels`), the feature
+    Training pixels are sampled across the scene (:func:`~._pixels.sample_pixels`), the feature
     pipeline and K-means are fitted on them (or ``model`` is reused), then every pixel is
     classified strip by strip (in this process, or on a dask cluster), optionally majority-filtered,
     and written. Everything is checked before the first file is written: on a user error nothing is.
@@ -64,7 +65,7 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
     sample : int
         Training pixels.
     features : str
-        Pixel feature pipeline (see :mod:`~kmeans_imagery.segment.features`).
+        Pixel feature pipeline (see :func:`~kmeans_imagery.features.make_pixel_features`).
     smooth : int
         Radius of the majority filter of the class map; 0 = none.
     truth : path-like, optional
@@ -108,7 +109,8 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
             raise KMIError("--k: give the number of classes (at least 1), or --model")
         if k > 65535:
             raise KMIError(f"--k: at most 65535 classes fit in classes.tif, got {k}")
-        radii = pixel_model.features.radii if pixel_model is not None else _radii(features)
+        # The spec is parsed here, before anything is read or written: a bad one is a user error.
+        radii = pixel_model.radii if pixel_model is not None else input_radii(make_pixel_features(features))
         drawn = sample_pixels(raster, sample, radii=radii, random_state=random_state,
                               min_valid=max((k, *label_budgets)))
         for option, size in [("--k", k)] + [("--label-budget", b) for b in label_budgets]:
@@ -163,12 +165,6 @@ def _check_truth(truth, raster):
                        f"class numbers")
     if truth.dtype.kind not in "iu":
         raise KMIError(f"--truth: {truth.name} holds {truth.dtype} values; expected integer class numbers")
-
-
-def _radii(spec):
-    from .features import PixelFeatures
-
-    return PixelFeatures(spec).radii
 
 
 class _Pass:

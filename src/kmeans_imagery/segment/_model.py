@@ -1,11 +1,12 @@
 """Pixel models in the ``.kmi`` model format.
 
 A pixel model is a ``.kmi`` zip archive like an image model (see :mod:`kmeans_imagery.model_io`),
-with ``"kind": "pixels"`` in its metadata, the feature pipeline's spec and input width under
-``pixel_features``, facts about the bands it was fitted on under ``bands``, and the arrays
-``cluster_centers`` (K x d float32) and ``pixel_features/<branch>/<step>/<name>`` (the fitted
-means, scales and components). Nothing is pickled; :func:`kmeans_imagery.load_model` refuses a
-pixel model with a message pointing to ``kmi segment --model``.
+with ``"kind": "pixels"`` in its metadata, the fitted pixel feature pipeline stored as image models
+store theirs (its state under ``features`` and its arrays under ``features/``, see
+:meth:`kmeans_imagery.features.FeaturePipeline.get_state`), facts about the bands it was fitted on
+under ``bands``, and the centroids ``cluster_centers`` (K x d float32). Nothing is pickled;
+:func:`kmeans_imagery.load_model` refuses a pixel model with a message pointing to
+``kmi segment --model``.
 """
 
 from pathlib import Path
@@ -13,17 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KMIError
-from ..model_io import FORMAT_NAME, FORMAT_VERSION, PIXEL_MODEL_KIND, _atomic_zip, read_model_file
-from .classify import PixelModel
-from .features import PixelFeatures
+from ..features import FeaturePipeline
+from ..features._pixels import input_radii
+from ..model_io import (
+    FEATURE_PREFIX,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PIXEL_MODEL_KIND,
+    _atomic_zip,
+    read_model_file,
+)
+from ._classify import PixelModel
 
 __all__ = ["load_pixel_model", "save_pixel_model"]
 
-_PREFIX = "pixel_features/"
-
-
 def save_pixel_model(model, path, *, bands, training):
-    """Write a :class:`~kmeans_imagery.segment.classify.PixelModel` atomically.
+    """Write a :class:`~._classify.PixelModel` atomically.
 
     Parameters
     ----------
@@ -38,12 +44,12 @@ def save_pixel_model(model, path, *, bands, training):
 
     feature_meta, feature_arrays = model.features.get_state()
     arrays = {"cluster_centers": model.centers}
-    arrays.update({_PREFIX + name: value for name, value in feature_arrays.items()})
+    arrays.update({FEATURE_PREFIX + name: value for name, value in feature_arrays.items()})
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "kind": PIXEL_MODEL_KIND,
-        "pixel_features": feature_meta,
+        "features": feature_meta,
         "bands": bands,
         "training": training,
         "written_by": f"kmeans-imagery {__version__}",
@@ -68,14 +74,18 @@ def load_pixel_model(path):
     if metadata.get("kind") != PIXEL_MODEL_KIND:
         raise KMIError(f"{path} is an image model, not a pixel model from kmi segment")
     centers = arrays.get("cluster_centers")
-    meta = metadata.get("pixel_features")
+    meta = metadata.get("features")
     if centers is None or centers.ndim != 2 or centers.dtype.kind != "f" or not isinstance(meta, dict):
         raise KMIError(f"{path}: the pixel model's arrays are inconsistent (corrupt model file)")
     try:
-        state = {name[len(_PREFIX):]: value for name, value in arrays.items() if name.startswith(_PREFIX)}
-        features = PixelFeatures.from_state(meta, state)
-    except (KeyError, TypeError, ValueError) as error:
+        state = {name[len(FEATURE_PREFIX):]: value for name, value in arrays.items()
+                 if name.startswith(FEATURE_PREFIX)}
+        features = FeaturePipeline.from_state(meta, state)
+        n_bands = features.n_features_in_ // len(input_radii(features))
+    except KMIError as error:
         raise KMIError(f"{path}: the pixel model's features are unreadable ({error})") from None
-    if features.n_features_ != centers.shape[1]:
+    except (KeyError, TypeError, ValueError) as error:
+        raise KMIError(f"{path}: the pixel model's features are unreadable ({error!r})") from None
+    if features.n_features_out_ != centers.shape[1]:
         raise KMIError(f"{path}: centroid width does not match the features (corrupt model file)")
-    return PixelModel(features, np.asarray(centers, dtype=np.float32), features.n_bands_), metadata
+    return PixelModel(features, np.asarray(centers, dtype=np.float32), n_bands), metadata

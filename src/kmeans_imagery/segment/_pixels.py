@@ -1,13 +1,17 @@
-"""Pixels as rows: a strip of a raster as feature-ready rows, and training pixels sampled across a scene."""
+"""Pixels as rows: a strip of a raster as feature-ready rows, and training pixels sampled across a scene.
+
+The rows are what a pixel feature pipeline (:func:`kmeans_imagery.features.make_pixel_features`)
+reads: the band values, then for each radius of its ``nbr`` steps their neighbourhood mean, which
+needs the strip around the pixel and its nodata mask and so is computed here.
+"""
 
 import math
 
 import numpy as np
 
 from ..errors import KMIError
-from .features import neighbourhood_mean
 
-__all__ = ["DEFAULT_SAMPLE", "Block", "Sample", "sample_pixels"]
+__all__ = ["DEFAULT_SAMPLE", "Block", "Sample", "neighbourhood_mean", "sample_pixels"]
 
 #: Training pixels drawn by default: K-means centroids of a few dozen classes in a few hundred bands
 #: settle long before that (the HSI scenes of the benchmarks, 7,000 to 10,000 pixels, are used whole).
@@ -16,6 +20,29 @@ DEFAULT_SAMPLE = 100_000
 #: subset of its strips.
 _READ_PER_SAMPLE = 16
 _MIN_STRIPS = 16
+
+
+def neighbourhood_mean(values, valid, radius):
+    """Mean of each band over each pixel's (2r+1)^2 neighbourhood, counting valid pixels only.
+
+    Parameters
+    ----------
+    values : ndarray of shape (rows, cols, bands)
+    valid : ndarray of bool, shape (rows, cols)
+    radius : int
+
+    Returns
+    -------
+    ndarray of shape (rows, cols, bands), float32
+        Pixels with no valid neighbour get 0 (they are invalid themselves).
+    """
+    from scipy.ndimage import uniform_filter
+
+    size = (2 * radius + 1, 2 * radius + 1)
+    weight = uniform_filter(valid.astype(np.float32), size=size, mode="constant")
+    total = uniform_filter(np.where(valid[..., None], values, 0).astype(np.float32),
+                           size=(*size, 1), mode="constant")
+    return total / np.maximum(weight, 1e-12)[..., None]
 
 
 class Block:
@@ -72,7 +99,7 @@ class Block:
 
 
 def _mean_at(values, valid, r, c, radius):
-    """:func:`~.features.neighbourhood_mean` at the pixels (r, c) only (gathering their neighbours)."""
+    """:func:`neighbourhood_mean` at the pixels (r, c) only (gathering their neighbours)."""
     total = np.zeros((len(r), values.shape[2]), dtype=np.float32)
     count = np.zeros(len(r), dtype=np.float32)
     for dr in range(-radius, radius + 1):
