@@ -65,7 +65,7 @@ def main():
                 for seed in seeds:
                     out = tmp / "out"
                     results = segment(cube, out, n_clusters=n_classes, truth=truth, features=spec,
-                                      label_budgets=(4 * n_classes,), random_state=seed, force=True)
+                                      label_budgets=(4 * n_classes,), random_state=seed, force=True).results
                     plain.append(results["test"]["hungarian_accuracy"])
                     budget.append(results["label_budget"][0]["accuracy"])
                 print(f"| {name} | `{spec}` | {summary(plain)} | {summary(budget)} |", flush=True)

@@ -107,7 +107,8 @@ def test_kappa_matches_scikit_learn(rng):
 def test_segment_geotiff_outputs(scene, tmp_path, small_strips):
     path, cube, truth = scene
     out = tmp_path / "seg"
-    results = segment(path, out, n_clusters=3, truth=tmp_path / "truth.npy", label_budgets=(6,))
+    result = segment(path, out, n_clusters=3, truth=tmp_path / "truth.npy", label_budgets=(6,))
+    results = result.results
     assert sorted(p.name for p in out.iterdir()) == sorted(results["outputs"])
     with rasterio.open(path) as src, rasterio.open(out / "classes.tif") as dst:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
@@ -127,15 +128,28 @@ def test_segment_geotiff_outputs(scene, tmp_path, small_strips):
     assert float(lines[1].split(",")[2]) == pytest.approx(counts[0] * 900)
     assert (out / "preview.png").read_bytes().startswith(b"\x89PNG")
     assert "data:image/png;base64" in (out / "report.html").read_text()
+    means = np.array([[float(v) for v in line.split(",")[3:]] for line in lines[1:]])
+    np.testing.assert_allclose(result.signatures, means, rtol=1e-5)
+
+
+def test_segmentation_result_displays(scene, tmp_path):
+    path, _, _ = scene
+    result = segment(path, tmp_path / "seg", n_clusters=3, truth=tmp_path / "truth.npy", label_budgets=(6,))
+    assert result.paths["classes.tif"] == tmp_path / "seg" / "classes.tif" and result.accuracy == 1.0
+    pixels = result.results["input"]["valid_pixels"]
+    assert repr(result) == (f"Segmentation(dataset='scene.tif', n_clusters=3, pixels={pixels}, accuracy=1, "
+                            f"out='{tmp_path / 'seg'}')")
+    html = result._repr_html_()
+    assert "<table>" in html and html.count("<img") == 2 and "6 labels" in html and "classify_write s" in html
 
 
 def test_strips_do_not_change_the_result(scene, tmp_path, monkeypatch):
     path, _, _ = scene
-    whole = segment(path, tmp_path / "a", n_clusters=3, features="nbr:1+std|l2", smooth=1)
+    whole = segment(path, tmp_path / "a", n_clusters=3, features="nbr:1+std|l2", smooth=1).results
     monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 16)
     monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 16)
     monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 100)
-    blocks = segment(path, tmp_path / "b", n_clusters=3, features="nbr:1+std|l2", smooth=1)
+    blocks = segment(path, tmp_path / "b", n_clusters=3, features="nbr:1+std|l2", smooth=1).results
     assert whole["inertia"] == blocks["inertia"]
     np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
 
@@ -158,13 +172,13 @@ def test_model_reuse_and_its_guards(scene, tmp_path):
 def test_npy_cube_and_photo(tmp_path):
     cube, _ = planted_scene(collar=0)
     np.save(tmp_path / "cube.npy", cube)
-    results = segment(tmp_path / "cube.npy", tmp_path / "seg", n_clusters=3)
+    results = segment(tmp_path / "cube.npy", tmp_path / "seg", n_clusters=3).results
     assert results["input"]["crs"] is None
     assert sum(c["pixels"] for c in results["classes"]) == cube[..., 0].size
     from PIL import Image
 
     Image.fromarray((cube[..., :3] // 5).astype(np.uint8)).save(tmp_path / "photo.jpg")
-    results = segment(tmp_path / "photo.jpg", tmp_path / "photo", n_clusters=3)
+    results = segment(tmp_path / "photo.jpg", tmp_path / "photo", n_clusters=3).results
     assert len(results["classes"]) == 3 and "area" not in results["classes"][0]
 
 
@@ -185,8 +199,8 @@ def test_errors_before_anything_is_written(scene, tmp_path):
 def test_dask_local_classifies_like_this_process(scene, tmp_path, small_strips):
     pytest.importorskip("distributed")
     path, _, _ = scene
-    here = segment(path, tmp_path / "a", n_clusters=3, truth=tmp_path / "truth.npy")
-    there = segment(path, tmp_path / "b", n_clusters=3, truth=tmp_path / "truth.npy", dask="local")
+    here = segment(path, tmp_path / "a", n_clusters=3, truth=tmp_path / "truth.npy").results
+    there = segment(path, tmp_path / "b", n_clusters=3, truth=tmp_path / "truth.npy", dask="local").results
     np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
     assert here["test"]["confusion_matrix"] == there["test"]["confusion_matrix"]
 

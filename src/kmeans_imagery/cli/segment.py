@@ -51,7 +51,7 @@ def segment(raster, n_clusters, out, force, bands, nodata, var, sample, features
         sample=sample, features=features or DEFAULT_PIXEL_FEATURES, smooth=smooth, truth=truth,
         label_budgets=label_budgets, model=model_path, random_state=seed, dask=dask_address,
         log=err.print,
-    )
+    ).results
     if "test" in results:
         console.print(metrics_table("scores against the truth", results["test"]["metrics"]))
         for row in results["label_budget"]:

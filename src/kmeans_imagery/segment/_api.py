@@ -26,6 +26,7 @@ from ._outputs import (
 )
 from ._pixels import DEFAULT_SAMPLE, sample_pixels
 from ._plots import class_colours
+from ._result import Segmentation
 from ._scoring import TruthCounts, budget_accuracy
 from ._smoothing import smooth_strips
 
@@ -84,8 +85,37 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
 
     Returns
     -------
-    dict
-        The content of results.json.
+    Segmentation
+        The content of results.json, the output paths and the class signatures.
+
+    Raises
+    ------
+    KMIError
+        For a file that is not a raster, a band out of range, an all-nodata raster, a truth of
+        another size, K larger than the number of valid pixels, an existing output without
+        ``force``, a bad feature spec: before any file is written.
+
+    Examples
+    --------
+    A tiny georeferenced scene of two fields, clustered into two classes:
+
+    >>> import tempfile, numpy as np, rasterio
+    >>> from pathlib import Path
+    >>> from affine import Affine
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     scene, seg = Path(folder) / "scene.tif", Path(folder) / "seg"
+    ...     bands = np.full((3, 16, 16), 20, dtype=np.uint8)
+    ...     bands[:, :, 8:] = [[[200]], [[90]], [[30]]]  # the right half is another field
+    ...     with rasterio.open(scene, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint8",
+    ...                        crs="EPSG:32618", transform=Affine(30, 0, 0, 0, -30, 0)) as dst:
+    ...         dst.write(bands)
+    ...     result = segment(scene, seg, n_clusters=2, n_init=1)
+    ...     with rasterio.open(result.paths["classes.tif"]) as classes:
+    ...         crs, counts = classes.crs.to_string(), np.bincount(classes.read(1).ravel())
+    >>> result  # doctest: +ELLIPSIS
+    Segmentation(dataset='scene.tif', n_clusters=2, pixels=256, out=...)
+    >>> crs, counts.tolist()
+    ('EPSG:32618', [0, 128, 128])
     """
     log = log or (lambda *_: None)
     timings = {}
@@ -139,13 +169,14 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
                                stack)
         timings["classify_write_seconds"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        results = _write_rest(raster, raster_path, out, pixel_model, model_meta, passed, colours, drawn,
-                              inertia, label_budgets, budget_models,
-                              dict(k=k, features=pixel_model.features.spec, sample=sample, smooth=smooth,
-                                   seed=random_state, n_init=n_init, dask=dask,
-                                   truth=None if truth is None else str(truth),
-                                   model=None if model is None else str(model)), timings, clock)
-    return results
+        results, means = _write_rest(raster, raster_path, out, pixel_model, model_meta, passed, colours,
+                                     drawn, inertia, label_budgets, budget_models,
+                                     dict(k=k, features=pixel_model.features.spec, sample=sample,
+                                          smooth=smooth, seed=random_state, n_init=n_init, dask=dask,
+                                          truth=None if truth is None else str(truth),
+                                          model=None if model is None else str(model)), timings, clock)
+    return Segmentation(results=results, out=out, paths={name: out / name for name in OUTPUT_NAMES},
+                        n_clusters=k, signatures=means, colours=colours)
 
 
 def _check_out(out, force):
@@ -311,7 +342,7 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
     write_report_page(results, out / "report.html", composite=composite,
                       classes=passed.classes, colours=colours, means=means, counts=passed.counts,
                       confusion=confusion, class_names=names, pixel_area=pixel_area, area_unit=area_unit)
-    return results
+    return results, means
 
 
 def _pixel_area(raster):
