@@ -40,7 +40,30 @@ STRIP_ALIGN = 256
 
 
 def parse_bands(text):
-    """``"1,2,4"`` -> ``(1, 2, 4)``: 1-based band numbers, as GDAL counts them; None or "" -> None."""
+    """Band numbers from the text of ``--bands``: 1-based, as GDAL counts them.
+
+    Parameters
+    ----------
+    text : str or None
+        Comma-separated numbers.
+
+    Returns
+    -------
+    tuple of int or None
+        None for None or an empty text (all bands).
+
+    Raises
+    ------
+    KMIError
+        For a text that is not comma-separated numbers, or a number given twice.
+
+    Examples
+    --------
+    >>> parse_bands("1,2,4")
+    (1, 2, 4)
+    >>> parse_bands("") is None
+    True
+    """
     if text is None or not str(text).strip():
         return None
     try:
@@ -78,6 +101,21 @@ class Raster:
         The file's own nodata value, for the record (GDAL's masks apply it).
     block_height : int
         Rows per block of the file; strips are whole blocks.
+
+    Examples
+    --------
+    A (rows, cols, bands) array with a nodata pixel, read strip by strip:
+
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     cube = np.arange(24, dtype=np.uint16).reshape(4, 3, 2)
+    ...     np.save(Path(folder) / "cube.npy", cube)
+    ...     with open_raster(Path(folder) / "cube.npy", nodata=0) as raster:
+    ...         size = (raster.height, raster.width, raster.n_bands)
+    ...         values, valid = raster.read(*raster.strips()[0])
+    >>> size, values.shape, int(valid.sum())
+    ((4, 3, 2), (4, 3, 2), 11)
     """
 
     def __init__(self, path, height, width, bands, dtype, *, crs=None, transform=None, nodata=None,
@@ -233,6 +271,25 @@ def open_raster(path, *, bands=None, nodata=None, var=None, ndim=3):
     KMIError
         When the file is missing or not a raster, a band is out of range, or the array to read is
         ambiguous.
+
+    Examples
+    --------
+    A two-band GeoTIFF whose nodata value marks one pixel; the second band only:
+
+    >>> import tempfile, numpy as np, rasterio
+    >>> from pathlib import Path
+    >>> from affine import Affine
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "scene.tif"
+    ...     with rasterio.open(path, "w", driver="GTiff", width=4, height=3, count=2, dtype="uint8",
+    ...                        nodata=0, crs="EPSG:32618", transform=Affine(30, 0, 0, 0, -30, 0)) as dst:
+    ...         dst.write(np.full((2, 3, 4), 7, dtype=np.uint8))
+    ...         dst.write(np.zeros((1, 1), dtype=np.uint8), 2, window=((0, 1), (0, 1)))
+    ...     with open_raster(path, bands=[2]) as raster:
+    ...         values, valid = raster.read(0, raster.height)
+    ...         crs = raster.crs.to_string()
+    >>> crs, values.shape, int(valid.sum())
+    ('EPSG:32618', (3, 4, 1), 11)
     """
     raster = _open(Path(path), bands, nodata, var, ndim)
     # What reopens it elsewhere (a dask worker): the file and the same choices.

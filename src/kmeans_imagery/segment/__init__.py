@@ -12,5 +12,6 @@ filter), ``_scoring`` (truth scores), ``_outputs`` and ``_plots`` (files and fig
 """
 
 from ._api import segment
+from ._result import Segmentation
 
-__all__ = ["segment"]
+__all__ = ["Segmentation", "segment"]
