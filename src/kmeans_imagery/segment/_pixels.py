@@ -40,9 +40,13 @@ def neighbourhood_mean(values, valid, radius):
 
     size = (2 * radius + 1, 2 * radius + 1)
     weight = uniform_filter(valid.astype(np.float32), size=size, mode="constant")
-    total = uniform_filter(np.where(valid[..., None], values, 0).astype(np.float32),
-                           size=(*size, 1), mode="constant")
-    return total / np.maximum(weight, 1e-12)[..., None]
+    # One float32 copy of the values, filtered and divided in place: this runs on every pixel of a
+    # scene, and most strips have no nodata to zero.
+    total = (values.astype(np.float32) if valid.all()
+             else np.where(valid[..., None], values, 0).astype(np.float32))
+    uniform_filter(total, size=(*size, 1), mode="constant", output=total)
+    total /= np.maximum(weight, 1e-12)[..., None]
+    return total
 
 
 class Block:
