@@ -360,7 +360,7 @@ def label_budget_curve(X_fit, y_fit, X_test, y_test, budgets, *, algorithm="mini
     engine : str or None, default=None
         See :class:`~kmeans_imagery.ClusterClassifier`.
     random_state : int, default=0
-        Seed of every fit.
+        Seed of the fits not taken from ``models``.
     models : dict of int to ClusterClassifier, optional
         Already fitted models (same rows and seed) to reuse instead of refitting.
     on_fitted : callable, optional
