@@ -30,7 +30,7 @@ def model_color(model):
     Parameters
     ----------
     model : ClusterClassifier
-        A fitted model.
+        A fitted model, or one read by :func:`~kmeans_imagery.load_model`.
 
     Returns
     -------
@@ -39,16 +39,15 @@ def model_color(model):
 
     Examples
     --------
-    Open new images in the colour and size of the model they will be predicted with:
+    New images are opened in the colour and size of the model they will be predicted with:
 
+    >>> import numpy as np
     >>> from kmeans_imagery import ClusterClassifier
-    >>> from kmeans_imagery.datasets import load_dataset
     >>> from kmeans_imagery.predict import model_color, model_size
-    >>> digits = load_dataset("digits")
-    >>> model = ClusterClassifier(n_clusters=10, algorithm="full", random_state=0)
-    >>> model = model.fit(digits.train_images, digits.train_labels)
+    >>> photos = np.random.default_rng(0).integers(0, 256, size=(20, 4, 4, 3), dtype=np.uint8)
+    >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(photos, None)
     >>> model_color(model), model_size(model)
-    ('gray', (8, 8))
+    ('rgb', (4, 4))
     """
     shape = model.image_shape_
     return "rgb" if shape is not None and len(shape) == 3 else "gray"
@@ -74,13 +73,18 @@ def model_size(model):
 
     Examples
     --------
+    A model fitted on images knows their size; one fitted on feature rows does not:
+
+    >>> import numpy as np
     >>> from kmeans_imagery import ClusterClassifier
-    >>> from kmeans_imagery.datasets import load_dataset
     >>> from kmeans_imagery.predict import model_size
-    >>> digits = load_dataset("digits")
-    >>> model = ClusterClassifier(n_clusters=10, algorithm="full", random_state=0)
-    >>> model_size(model.fit(digits.train_images, digits.train_labels))
-    (8, 8)
+    >>> scans = np.zeros((6, 28, 20), dtype=np.uint8)
+    >>> model_size(ClusterClassifier(n_clusters=1).fit(scans, None))
+    (28, 20)
+    >>> model_size(ClusterClassifier(n_clusters=1).fit(scans.reshape(6, -1), None))
+    Traceback (most recent call last):
+        ...
+    kmeans_imagery.errors.KMIError: this model was fitted on feature rows, not images; it cannot read images
     """
     if model.image_shape_ is None:
         raise KMIError("this model was fitted on feature rows, not images; it cannot read images")
@@ -150,11 +154,9 @@ def check_model_shape(model, source):
     --------
     >>> import numpy as np
     >>> from kmeans_imagery import ClusterClassifier
-    >>> from kmeans_imagery.datasets import ArraySource, load_dataset
+    >>> from kmeans_imagery.datasets import ArraySource
     >>> from kmeans_imagery.predict import check_model_shape
-    >>> digits = load_dataset("digits")
-    >>> model = ClusterClassifier(n_clusters=10, algorithm="full", random_state=0)
-    >>> model = model.fit(digits.train_images, digits.train_labels)
+    >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(np.zeros((4, 8, 8), np.uint8), None)
     >>> scans = np.zeros((2, 16, 16), dtype=np.uint8)
     >>> check_model_shape(model, ArraySource(scans, name="scans"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -253,17 +255,26 @@ def predict_source(model, source, *, batch_size=PREDICT_BATCH):
 
     Examples
     --------
-    >>> from kmeans_imagery import ClusterClassifier
-    >>> from kmeans_imagery.datasets import load_dataset, open_source
-    >>> from kmeans_imagery.predict import predict_source
+    Classify a folder of scanned digits with a model of the bundled ones (``kmi predict``):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from kmeans_imagery import ClusterClassifier, load_dataset
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.predict import model_size, predict_source
     >>> digits = load_dataset("digits")
-    >>> model = ClusterClassifier(n_clusters=36, algorithm="full", random_state=0)
+    >>> model = ClusterClassifier(36, algorithm="full", random_state=0)
     >>> model = model.fit(digits.train_images, digits.train_labels)
-    >>> rows = list(predict_source(model, open_source("digits", split="test"), batch_size=100))
-    >>> len(rows)
-    360
-    >>> {name: round(value, 2) if isinstance(value, float) else value for name, value in rows[0].items()}
-    {'path': 'bundled#test:0', 'cluster': 11, 'label': 7, 'distance': 1.32, 'margin': 0.35}
+    >>> with tempfile.TemporaryDirectory() as scans:
+    ...     for i, image in enumerate(digits.test_images[:4]):
+    ...         Image.fromarray(image).save(Path(scans, f"scan{i}.png"))
+    ...     for row in predict_source(model, open_source(scans, size=model_size(model))):
+    ...         print(Path(row["path"]).name, row["label"], f"{row['margin']:.2f}")
+    scan0.png 7 0.35
+    scan1.png 6 0.06
+    scan2.png 3 0.10
+    scan3.png 7 0.91
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise KMIError(f"batch_size must be a positive integer, got {batch_size!r}")
