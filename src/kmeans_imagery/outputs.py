@@ -1,8 +1,8 @@
 """What the commands write: output folders, JSON, the figures and report of a run or an evaluation,
 and drawings of a model's clusters.
 
-Every file is written to a temporary file and renamed (:mod:`.atomic`), so an interrupted command
-never leaves a half-written output.
+Every file is written to a temporary file and renamed (:mod:`~kmeans_imagery.atomic`), so an
+interrupted command never leaves a half-written output.
 """
 
 import json
