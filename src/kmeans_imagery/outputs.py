@@ -181,19 +181,29 @@ def write_outputs(experiment, out_dir):
 
     Examples
     --------
-    What ``kmi run digits --ks 10 --out DIR`` writes:
+    What ``kmi run scans/ --ks 3,6 --out results/`` writes, for a folder of labelled scans (one
+    sub-folder per class; a fifth of the images is held out as the test set):
 
     >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
     >>> from kmeans_imagery.datasets import load_dataset
     >>> from kmeans_imagery.experiment import run_experiment
     >>> from kmeans_imagery.outputs import write_outputs
-    >>> experiment = run_experiment(load_dataset("digits"), ks=(10,), algorithm="full",
-    ...                             stability_seeds=0)
+    >>> digits = load_dataset("digits")
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     written = write_outputs(experiment, tmp)
+    ...     for label, name in enumerate(["zero", "one", "two"]):
+    ...         Path(tmp, "scans", name).mkdir(parents=True)
+    ...         for i, image in enumerate(digits.train_images[digits.train_labels == label][:20]):
+    ...             Image.fromarray(image).save(Path(tmp, "scans", name, f"{i}.png"))
+    ...     experiment = run_experiment(load_dataset(Path(tmp, "scans")), ks=(3, 6), algorithm="full",
+    ...                                 stability_seeds=0)
+    ...     written = write_outputs(experiment, Path(tmp, "results"))
     ...     sorted(path.name for path in written.values())  # doctest: +NORMALIZE_WHITESPACE
     ['centroids.png', 'confusion.png', 'inertia.png', 'report.html', 'results.json',
      'samples.png', 'scores.png']
+    >>> experiment.results["test"]["class_names"], experiment.results["n_test"]
+    (['one', 'two', 'zero'], 12)
     """
     from . import plots
     from .report import write_report
