@@ -307,7 +307,7 @@ def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minib
 
     Examples
     --------
-    At K = 10 the seed alone moves the held-out accuracy of the digits by several points:
+    At K = 10 the seed alone moves the held-out accuracy of the digits by a few points:
 
     >>> from kmeans_imagery.datasets import load_dataset
     >>> from kmeans_imagery.experiment import init_stability

@@ -92,7 +92,7 @@ def check_new_output(path, force):
     ...     check_new_output(tmp, force=False)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    kmeans_imagery.errors.KMIError: /... already exists; use force=True to replace it
+    kmeans_imagery.errors.KMIError: ... already exists; use force=True to replace it
     """
     path = Path(path)
     if force or not path.exists() or (path.is_dir() and not any(path.iterdir())):
