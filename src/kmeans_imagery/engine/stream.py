@@ -41,6 +41,7 @@ class StreamResult(NamedTuple):
     Attributes
     ----------
     centers : ndarray of shape (n_clusters, n_features)
+        The centroids the last exact pass assigned every row to.
     inertia : float
         Exact sum of squared distances of all rows to their nearest centroid in ``centers``.
     n_iter : int
@@ -51,6 +52,12 @@ class StreamResult(NamedTuple):
         Wall time of each exact pass.
     observed : object or None
         The accumulator of the last pass (see ``observe``).
+
+    Examples
+    --------
+    >>> from kmeans_imagery.engine.stream import StreamResult
+    >>> StreamResult._fields
+    ('centers', 'inertia', 'n_iter', 'history', 'pass_seconds', 'observed')
     """
 
     centers: object
@@ -95,6 +102,39 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     Returns
     -------
     StreamResult
+        The centroids, their exact inertia and the history of the passes.
+
+    Raises
+    ------
+    KMIError
+        For a parameter out of range, or fewer rows than centroids.
+
+    Examples
+    --------
+    A reader of blocks, here slices of an array standing in for files read one at a time:
+
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.engine.kmeans import KMeans
+    >>> from kmeans_imagery.engine.stream import stream_kmeans
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> class Blocks:
+    ...     n_rows = len(X)
+    ...     def blocks(self):  # every block in order: rows, weights, what observe sees
+    ...         for s in range(0, len(X), 500):
+    ...             yield X[s:s + 500], None, s
+    ...     def shuffled(self, batch_size, rng):  # mini-batches in a random order
+    ...         order = rng.permutation(len(X))
+    ...         for s in range(0, len(X), batch_size):
+    ...             yield X[np.sort(order[s:s + batch_size])], None
+    >>> sample = X[::4]
+    >>> start = KMeans(10, random_state=0).fit(sample).cluster_centers_
+    >>> result = stream_kmeans(Blocks(), start, sample=sample, batch_size=256, random_state=0)
+    >>> result.centers.shape, len(result.history) == result.n_iter
+    ((10, 64), True)
+    >>> in_memory = KMeans(10, random_state=0).fit(X).inertia_  # all rows at once, for comparison
+    >>> bool(result.inertia < 1.01 * in_memory)
+    True
     """
     _check_params(reader, len(start), minibatch_passes, max_iter, batch_size, tol)
     rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
