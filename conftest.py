@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from _pytest.doctest import DoctestItem
 
+pytest_plugins = ["pytester"]  # tests/test_docstrings.py runs this set-up on a package it writes
+
 SRC = Path(__file__).resolve().parent / "src"
 _IMPORT = re.compile(r"^\s*(?:import|from)\s+(\w+)", re.MULTILINE)
 

@@ -10,12 +10,14 @@ import importlib
 import inspect
 import pkgutil
 import warnings
+from pathlib import Path
 
 import pytest
 from numpydoc.docscrape import NumpyDocString
 
 import kmeans_imagery
 
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "kmeans_imagery"
 EXCLUDED = ("kmeans_imagery.cli",)
 
@@ -97,3 +99,17 @@ def test_public_callables_have_numpydoc_examples(module_name):
 def test_module_docstring_lists_where_lazy_names_live():
     for name, home in kmeans_imagery._LAZY.items():
         assert f"{name}" in kmeans_imagery.__doc__ and home.lstrip(".") in kmeans_imagery.__doc__
+
+
+def test_only_doctests_are_collected_under_src_and_missing_extras_skip(pytester):
+    pytester.makeconftest((ROOT / "conftest.py").read_text())
+    package = pytester.path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "test_helpers.py").write_text(
+        "def test_not_a_doctest():\n    assert False\n\n\n"
+        "def needs_extra():\n    \"\"\"\n    >>> import no_such_extra_package\n    \"\"\"\n\n\n"
+        "def runs():\n    \"\"\"\n    >>> 1 + 1\n    2\n    \"\"\"\n")
+    result = pytester.runpytest("--doctest-modules", "src", "-rs")
+    result.assert_outcomes(passed=1, skipped=1, deselected=1)
+    result.stdout.fnmatch_lines(["*needs no_such_extra_package, from an extra*"])

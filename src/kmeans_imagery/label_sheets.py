@@ -61,12 +61,12 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
     >>> from kmeans_imagery.label_sheets import write_label_sheet
     >>> source = open_source("digits")
     >>> digits = source.read_all()
-    >>> model = ClusterClassifier(n_clusters=10, random_state=0).fit(digits.images, digits.labels)
+    >>> model = ClusterClassifier(n_clusters=4, random_state=0).fit(digits.images, digits.labels)
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     written = write_label_sheet(model, source, Path(folder) / "sheet", per_cluster=3)
     ...     rows = written["csv"].read_text().splitlines()
-    >>> sorted(written), len(rows), rows[0]
-    (['csv', 'sheet-001'], 31, 'index,path,cluster,distance,label')
+    >>> sorted(written), len(rows), rows[0]  # a header, then 3 images for each of 4 clusters
+    (['csv', 'sheet-001'], 13, 'index,path,cluster,distance,label')
     """
     from . import plots
 
