@@ -48,6 +48,7 @@ def documented_names(doc):
 
 
 def signature_names(obj):
+    """The parameters a docstring must document (``*args``/``**kwargs`` by their bare names)."""
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):  # a builtin without a signature
@@ -87,12 +88,19 @@ def test_public_callables_have_numpydoc_examples(module_name):
             problems.append(f"{name}: the Examples section has no doctest")
         in_signature = signature_names(obj)
         documented = documented_names(doc)
-        if in_signature is not None and documented:
-            unknown = [p for p in documented if p not in in_signature]
-            if unknown:
-                problems.append(f"{name}: documents parameters not in its signature: {unknown}")
-            elif documented != sorted(documented, key=in_signature.index):
-                problems.append(f"{name}: parameters not in the signature's order: {documented}")
+        if in_signature is None:
+            continue
+        unknown = [p for p in documented if p not in in_signature]
+        # Records (named tuples, dataclasses) document their fields as Attributes instead.
+        undocumented = [] if doc["Attributes"] and not documented else \
+            [p for p in in_signature if p not in documented]
+        if unknown:
+            problems.append(f"{name}: documents parameters not in its signature: {unknown}")
+        if undocumented:
+            problems.append(f"{name}: leaves parameters undocumented: {undocumented}")
+        if not unknown and not undocumented and \
+                documented != sorted(documented, key=in_signature.index):
+            problems.append(f"{name}: parameters not in the signature's order: {documented}")
     assert not problems, f"{module_name}:\n  " + "\n  ".join(problems)
 
 

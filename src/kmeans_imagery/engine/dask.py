@@ -19,9 +19,9 @@ float tolerance):
 On narrow rows steps 2 and 3 are skipped: Lloyd passes run in full space from the seeds.
 Every pass is :func:`._passes.lloyd_passes` over per-chunk :func:`._passes.block_stats` (the
 project's fused kernel on the workers) merged in a fixed fan-in tree, so the result does not
-depend on the number of workers, and stops by the engine's :ref:`stopping rule
-<stopping-rule>`. Integer images (uint8, (n, H, W[, C])) become float32 rows scaled by 1/255 on
-the workers, so a cluster holds one byte per pixel.
+depend on the number of workers, and stops by the engine's stopping rule (``tol`` as in
+:class:`~kmeans_imagery.engine.kmeans.KMeans`). Integer images (uint8, (n, H, W[, C])) become
+float32 rows scaled by 1/255 on the workers, so a cluster holds one byte per pixel.
 
 A worker dying mid-fit is survived by dask: the lost chunks are recomputed from their source
 (a Zarr store, say) and the lost tasks rerun. If the cluster cannot finish a pass (too many
@@ -80,7 +80,7 @@ default='k-means++'
     max_iter : int, default=300
         Most Lloyd passes over all rows (subspace ones, and full-space ones with ``tol=0``).
     tol : float, default=1e-4
-        The engine's :ref:`stopping rule <stopping-rule>`, as in ``KMeans``.
+        The engine's stopping rule, as ``tol`` of ``KMeans``.
     verbose : int, default=0
         As in ``KMeans`` (accepted for the shared interface; passes run on the workers).
     random_state : int, RandomState instance or None, default=None

@@ -470,7 +470,7 @@ default='k-means++'
         plus any full-space ones.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
 
     See Also
@@ -748,7 +748,7 @@ default='k-means++'
         Mini-batch steps.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
 
     See Also

@@ -8,10 +8,10 @@ k-means++ search and subspace path, on a sample) and a reader of row blocks, the
    that sorted data, class folders say, does not drag the centroids class by class).
 2. **Exact Lloyd passes.** The engine's one Lloyd loop (:func:`._passes.lloyd_passes`), each
    pass the merged :func:`._passes.block_stats` of every block, with the engine's stopping rule
-   (:ref:`stopping-rule`; the rows' variance that scales ``tol`` is estimated on the starting
-   sample) and, like the in-memory engine over all rows, a pass gaining under 0.005% of the
-   inertia ends the fit. The returned centroids are those the last pass assigned every row to,
-   so the inertia is exact for them.
+   (``tol`` as in :class:`~kmeans_imagery.engine.kmeans.KMeans`; the rows' variance that scales
+   it is estimated on the starting sample) and, like the in-memory engine over all rows, a pass
+   gaining under 0.005% of the inertia ends the fit. The returned centroids are those the last
+   pass assigned every row to, so the inertia is exact for them.
 
 The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
 ``(rows, weight, batch)``: float rows, their sample weights or None, and whatever the caller wants
@@ -88,8 +88,8 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     batch_size : int, default=4096
         Rows per mini-batch step.
     tol : float, default=1e-4
-        The engine's :ref:`stopping rule <stopping-rule>`; 0 runs to a fixed point or
-        ``max_iter`` passes.
+        The engine's stopping rule, as ``tol`` of :class:`~kmeans_imagery.engine.kmeans.KMeans`;
+        0 runs to a fixed point or ``max_iter`` passes.
     random_state : int, RandomState or None
         Seed of the mini-batch steps and the block order.
     progress : callable or None

@@ -39,7 +39,7 @@ class UMAP(_Step):
 
     Attributes
     ----------
-    train_X_ : ndarray of shape (n_train, n_features_in_), float32
+    train_X_ : ndarray of shape (n_train, ``n_features_in_``), float32
         The training rows.
     embedding_ : ndarray of shape (n_train, n_components), float32
         Their embedding.
