@@ -470,10 +470,11 @@ def read_label_sheet(path, source):
 
     Returns
     -------
-    indices : ndarray of int64
+    indices : ndarray of int64, shape (n_labelled,)
         Sorted positions of the labelled images in ``source``.
-    labels : ndarray
-        Integers when every filled label is an integer, else strings.
+    labels : ndarray of shape (n_labelled,)
+        Their labels, in the same order: integers when every filled label is an integer, else
+        strings.
 
     Raises
     ------

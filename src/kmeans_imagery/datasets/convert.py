@@ -219,8 +219,8 @@ def to_uint8_images(array, source):
 
     Parameters
     ----------
-    array : ndarray
-        Images as read from a file.
+    array : ndarray of shape (n, H, W), (n, H, W, 1) or (n, H, W, 3)
+        Images as read from a file, of any numeric dtype.
     source : str
         Named in error messages (the file, and the array's key).
 
@@ -284,7 +284,7 @@ def check_labels(labels, n_images, source):
 
     Parameters
     ----------
-    labels : ndarray
+    labels : ndarray of shape (n_images,)
         Labels as read from a file.
     n_images : int
         How many images they label.
