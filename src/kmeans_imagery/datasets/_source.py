@@ -56,6 +56,13 @@ class ImageSource:
     """What every source offers; subclasses set the attributes and implement ``_read_batch``
     (or, front-to-back sources, ``iter_batches`` with ``random_access = False``).
 
+    Parameters
+    ----------
+    color : {"gray", "rgb"} or None
+        Convert every image to this colour mode; None keeps the stored one.
+    size : None, "HxW", int or (H, W)
+        Resize every image to this size; None keeps the stored size.
+
     Attributes
     ----------
     name : str
