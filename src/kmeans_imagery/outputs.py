@@ -209,7 +209,7 @@ def evaluation_outputs(model, source, results, out_dir):
     source : ImageSource
         The images scored (the first nine are drawn).
     results : dict
-        From :func:`kmeans_imagery.predict.evaluate`.
+        The ``results`` of :func:`kmeans_imagery.predict.evaluate`'s Evaluation.
     out_dir : path-like
 
     Returns

@@ -5,21 +5,68 @@ once; :func:`evaluate` scores labelled sources with every metric of :mod:`kmeans
 """
 
 import csv
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from .datasets.folders import IMAGE_SUFFIXES
+from .display import figure_html, html_table, result_html, result_repr
 from .errors import KMIError
 from .metrics import clustering_scores, confusion
 
-__all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "check_model_shape", "evaluate", "model_color",
+__all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "Evaluation", "check_model_shape", "evaluate", "model_color",
            "model_size", "nearest_two", "open_inputs", "predict_source", "score_clusters",
            "write_predictions"]
 
 CSV_COLUMNS = ("path", "cluster", "label", "distance", "margin")
 PREDICT_BATCH = 1024
+
+
+@dataclass(repr=False)
+class Evaluation:
+    """A model's scores on labelled images: what :func:`evaluate` returns.
+
+    In Jupyter it shows its scores table and the confusion matrix as a thumbnail
+    (:func:`~kmeans_imagery.outputs.evaluation_outputs` saves the full-size figures).
+
+    Attributes
+    ----------
+    results : dict
+        JSON-able: dataset, split ("train", "test", or "all" for a whole collection or several
+        splits), n_images, accuracy, metrics (see
+        :func:`~kmeans_imagery.metrics.clustering_scores`), confusion_matrix (list of lists of
+        shape (n_classes, n_classes), true class by row) and class_names.
+
+    Examples
+    --------
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> train = open_source("digits", split="train").take(range(500))
+    >>> model = ClusterClassifier(n_clusters=30, random_state=0).fit(train.images, train.labels)
+    >>> evaluation = evaluate(model, open_source("digits", split="test"))
+    >>> evaluation  # doctest: +ELLIPSIS
+    Evaluation(dataset='digits', split='test', n_images=360, accuracy=0.9...)
+    >>> "<table>" in evaluation._repr_html_()
+    True
+    """
+
+    results: dict
+
+    def __repr__(self):
+        return result_repr("Evaluation", {name: self.results[name]
+                                          for name in ("dataset", "split", "n_images", "accuracy")})
+
+    def _repr_html_(self):
+        from .plots import plot_confusion
+
+        results = self.results
+        table = html_table({"images": results["n_images"], **results["metrics"]})
+        confusion_figure = figure_html(plot_confusion(np.array(results["confusion_matrix"]),
+                                                      results["class_names"]), alt="confusion matrix")
+        return result_html(f"Evaluation on {results['dataset']} ({results['split']})", table,
+                           [confusion_figure])
 
 
 def model_color(model):
@@ -156,10 +203,9 @@ def evaluate(model, sources, *, batch_size=PREDICT_BATCH):
 
     Returns
     -------
-    dict
-        dataset, split ("train", "test", or "all" for a whole collection or several splits),
-        n_images, accuracy, metrics (see :func:`~kmeans_imagery.metrics.clustering_scores`),
-        confusion_matrix, class_names.
+    Evaluation
+        Its ``results`` hold dataset, split, n_images, accuracy, metrics, confusion_matrix and
+        class_names.
     """
     sources = list(sources) if isinstance(sources, list | tuple) else [sources]
     labels, clusters = [], []
@@ -177,7 +223,7 @@ def evaluate(model, sources, *, batch_size=PREDICT_BATCH):
     split = first.split if len(splits) == 1 and first.split is not None else "all"
     results = score_clusters(model, np.concatenate(labels), np.concatenate(clusters), first.name,
                              label_names)
-    return {"dataset": first.name, "split": split, **results}
+    return Evaluation({"dataset": first.name, "split": split, **results})
 
 
 def _plain(value):
