@@ -11,7 +11,7 @@ from kmeans_imagery.experiment import Experiment, Sweep, run_experiment, run_swe
 from kmeans_imagery.predict import Evaluation, evaluate
 
 # A notebook should stay light: a result's inline figures are thumbnails, not full images.
-MAX_HTML_BYTES = 200 * 1024
+MAX_HTML_BYTES = 100 * 1024
 HOSTILE = "<script>alert(1)</script>"
 
 
