@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .display import figure_html, html_table, result_html, result_repr
 from .engine import sharing
 from .errors import KMIError
 from .labeling import ClusterClassifier, central_samples, cluster_means, name_from_examples
@@ -23,6 +24,7 @@ from .preprocessing import flatten_scale
 __all__ = [
     "DEFAULT_KS",
     "Experiment",
+    "Sweep",
     "init_stability",
     "label_budget_curve",
     "library_versions",
@@ -34,11 +36,81 @@ __all__ = [
 DEFAULT_KS = (10, 16, 36, 64, 144, 256)
 # The tutorial draws the centroids of a K=36 model as a 6x6 grid.
 CENTROID_FIGURE_K = 36
+# The sweep's columns a rich display shows (results.json keeps them all).
+_SWEEP_COLUMNS = ("k", "inertia", "homogeneity", "accuracy", "test_accuracy", "fit_seconds")
 
 
-@dataclass
+def _sweep_table(rows):
+    shown = [name for name in _SWEEP_COLUMNS if any(row.get(name) is not None for row in rows)]
+    return html_table(rows, shown)
+
+
+def _sweep_figures(rows):
+    """The inertia and score curves of a sweep, as thumbnails."""
+    from . import plots
+
+    ks = [row["k"] for row in rows]
+    test_accuracy = [row.get("test_accuracy") for row in rows]
+    return [
+        figure_html(plots.plot_inertia(ks, [row["inertia"] for row in rows]), alt="inertia against K"),
+        figure_html(plots.plot_scores(
+            ks, [row["homogeneity"] for row in rows], [row["accuracy"] for row in rows],
+            test_accuracy=None if all(value is None for value in test_accuracy) else test_accuracy,
+        ), alt="scores against K"),
+    ]
+
+
+@dataclass(repr=False)
+class Sweep:
+    """One fitted classifier per K and its scores: what :func:`run_sweep` returns.
+
+    In Jupyter it shows its K table and the inertia and score curves.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One row per K, in the order fitted (see :func:`run_sweep`).
+    models : dict of int to ClusterClassifier
+        The fitted model for each K.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> sweep = run_sweep(X[:500] / 16, y[:500], [10, 20], random_state=0)
+    >>> sweep  # doctest: +ELLIPSIS
+    Sweep(ks=[10, 20], best_k=20, accuracy=0...)
+    >>> sorted(sweep.models)
+    [10, 20]
+    """
+
+    rows: list
+    models: dict = field(default_factory=dict)
+
+    def _best(self):
+        """The row of highest test accuracy, or of training accuracy without a test set."""
+        tested = all(row.get("test_accuracy") is not None for row in self.rows)
+        key = "test_accuracy" if tested else "accuracy"
+        return max(self.rows, key=lambda row: row[key]), key
+
+    def __repr__(self):
+        best, key = self._best()
+        return result_repr("Sweep", {"ks": [row["k"] for row in self.rows], "best_k": best["k"],
+                                     key: best[key]})
+
+    def _repr_html_(self):
+        best, key = self._best()
+        note = f"highest {key.replace('_', ' ')}: {best[key]:.4f} at K={best['k']}"
+        return result_html("K sweep", _sweep_table(self.rows), _sweep_figures(self.rows), note=note)
+
+
+@dataclass(repr=False)
 class Experiment:
-    """What one run of the tutorial produced.
+    """What one run of the tutorial produced: what :func:`run_experiment` returns.
+
+    In Jupyter it shows its K table, the inertia and score curves, the centroids and the test
+    confusion matrix as thumbnails (:func:`~kmeans_imagery.outputs.write_outputs` saves them in
+    full size).
 
     Attributes
     ----------
@@ -73,6 +145,8 @@ class Experiment:
     (36, 0.89)
     >>> experiment.centroid_images.shape, experiment.sample_images.shape
     ((36, 64), (9, 8, 8))
+    >>> experiment  # in Jupyter, the K table and the figures  # doctest: +ELLIPSIS
+    Experiment(dataset='digits', n_train=1437, n_test=360, ks=[10, 36], test_k=36, test_accuracy=0.89...)
     """
 
     results: dict
@@ -82,6 +156,33 @@ class Experiment:
     label_names: tuple | None = None
     centroid_images: np.ndarray | None = None
     centroid_labels: np.ndarray | None = None
+
+    def __repr__(self):
+        results = self.results
+        return result_repr("Experiment", {
+            "dataset": results["dataset"], "n_train": results["n_train"], "n_test": results["n_test"],
+            "ks": [row["k"] for row in results["sweep"]], "test_k": results["test"]["k"],
+            "test_accuracy": results["test"]["accuracy"],
+        })
+
+    def _repr_html_(self):
+        from . import plots
+
+        results = self.results
+        test = results["test"]
+        images = _sweep_figures(results["sweep"])
+        if self.centroid_images is not None:
+            images.append(figure_html(plots.plot_centroids(
+                self.centroid_images, tuple(results["image_shape"]), self.centroid_labels,
+                label_names=self.label_names,
+            ), alt="centroids"))
+        images.append(figure_html(plots.plot_confusion(np.array(test["confusion_matrix"]),
+                                                       test["class_names"]), alt="test confusion matrix"))
+        fitted_on = "the test images (transductive)" if results["transductive"] else "the training images"
+        note = (f"{results['n_train']:,} training and {results['n_test']:,} test images, fitted on "
+                f"{fitted_on}; test accuracy at K={test['k']}: {test['accuracy']:.4f}")
+        return result_html(f"Experiment on {results['dataset']}", _sweep_table(results["sweep"]), images,
+                           note=note)
 
 
 def parse_ks(text):
@@ -207,11 +308,10 @@ def run_sweep(
 
     Returns
     -------
-    rows : list of dict
-        One row per K: k, inertia, homogeneity, completeness, v_measure, accuracy, test_accuracy,
-        fit_seconds, and hungarian_accuracy / test_hungarian_accuracy where K = number of classes.
-    models : dict of int to ClusterClassifier
-        The fitted model of each K.
+    Sweep
+        ``rows``: one dict per K: k, inertia, homogeneity, completeness, v_measure, accuracy,
+        test_accuracy, fit_seconds, and hungarian_accuracy / test_hungarian_accuracy where K = number
+        of classes; ``models``: dict of int to ClusterClassifier, the fitted model of each K.
 
     Raises
     ------
@@ -225,12 +325,14 @@ def run_sweep(
     >>> from kmeans_imagery.preprocessing import flatten_scale
     >>> digits = load_dataset("digits")
     >>> X, X_test = flatten_scale(digits.train_images), flatten_scale(digits.test_images)
-    >>> rows, models = run_sweep(X, digits.train_labels, (10, 36), X_test=X_test,
-    ...                          y_test=digits.test_labels, algorithm="full")
-    >>> for row in rows:
+    >>> sweep = run_sweep(X, digits.train_labels, (10, 36), X_test=X_test,
+    ...                   y_test=digits.test_labels, algorithm="full")
+    >>> for row in sweep.rows:
     ...     print(row["k"], f"{row['accuracy']:.2f}", f"{row['test_accuracy']:.2f}")
     10 0.74 0.71
     36 0.92 0.89
+    >>> sorted(sweep.models)
+    [10, 36]
     """
     _check_ks(ks, len(X_fit))
     n_classes = len(np.unique(y_fit))
@@ -267,7 +369,7 @@ def run_sweep(
             models[k] = model
             if on_fitted is not None:
                 on_fitted(row)
-    return rows, models
+    return Sweep(rows, models)
 
 
 def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minibatch",
@@ -525,11 +627,11 @@ def run_experiment(
     # Every fit below shares the row norms and principal axes of X_fit.
     with sharing(X_fit):
         # The tutorial's first look: K = number of classes, predicted vs true labels of the fit set.
-        first_rows, first_models = run_sweep(
+        first_sweep = run_sweep(
             X_fit, y_fit, [n_classes], X_test=X_test, y_test=y_test, random_state=random_state,
             n_init=n_init, **common,
         )
-        first = first_models[n_classes]
+        first = first_sweep.models[n_classes]
         first_predictions = {
             "predicted": _jsonable(first.cluster_labels_[first.labels_[:20]]),
             "true": _jsonable(y_fit[:20]),
@@ -537,15 +639,16 @@ def run_experiment(
         say(f"K={n_classes}: first 20 predicted {first_predictions['predicted']}")
         say(f"K={n_classes}: first 20 true      {first_predictions['true']}")
 
-        rows, models = run_sweep(
+        sweep = run_sweep(
             X_fit, y_fit, [k for k in ks if k != n_classes], X_test=X_test, y_test=y_test,
             random_state=random_state, on_fitted=on_fitted, **common,
         )
+        rows, models = sweep.rows, sweep.models
         if n_classes in ks:
-            rows.extend(first_rows)
-            models.update(first_models)
+            rows.extend(first_sweep.rows)
+            models.update(first_sweep.models)
             if on_fitted is not None:
-                on_fitted(first_rows[0])
+                on_fitted(first_sweep.rows[0])
         rows.sort(key=lambda row: row["k"])
 
         stability = init_stability(

@@ -404,7 +404,7 @@ def evaluation_outputs(model, source, results, out_dir):
     source : ImageSource
         The images scored (the first nine are drawn).
     results : dict
-        From :func:`kmeans_imagery.predict.evaluate`.
+        The ``results`` of :func:`kmeans_imagery.predict.evaluate`'s Evaluation.
     out_dir : path-like
         The results folder; created if needed. Files already there are replaced.
 
@@ -427,7 +427,7 @@ def evaluation_outputs(model, source, results, out_dir):
     >>> model = model.fit(digits.train_images, digits.train_labels)
     >>> test = open_source("digits", split="test")
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     written = evaluation_outputs(model, test, evaluate(model, test), tmp)
+    ...     written = evaluation_outputs(model, test, evaluate(model, test).results, tmp)
     ...     sorted(path.name for path in written.values())
     ['centroids.png', 'confusion.png', 'report.html', 'results.json', 'samples.png']
     """

@@ -5,16 +5,18 @@ once; :func:`evaluate` scores labelled sources with every metric of :mod:`kmeans
 """
 
 import csv
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from .datasets.folders import IMAGE_SUFFIXES
+from .display import figure_html, html_table, result_html, result_repr
 from .errors import KMIError
 from .metrics import clustering_scores, confusion
 
-__all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "check_model_shape", "display_names", "evaluate",
+__all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "Evaluation", "check_model_shape", "display_names", "evaluate",
            "model_color", "model_size", "nearest_two", "open_inputs", "predict_source",
            "score_clusters", "write_predictions"]
 
@@ -22,6 +24,51 @@ __all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "check_model_shape", "display_names",
 CSV_COLUMNS = ("path", "cluster", "label", "distance", "margin")
 #: Images decoded and predicted at once by default.
 PREDICT_BATCH = 1024
+
+
+@dataclass(repr=False)
+class Evaluation:
+    """A model's scores on labelled images: what :func:`evaluate` returns.
+
+    In Jupyter it shows its scores table and the confusion matrix as a thumbnail
+    (:func:`~kmeans_imagery.outputs.evaluation_outputs` saves the full-size figures).
+
+    Attributes
+    ----------
+    results : dict
+        JSON-able: dataset, split ("train", "test", or "all" for a whole collection or several
+        splits), n_images, accuracy, metrics (see
+        :func:`~kmeans_imagery.metrics.clustering_scores`), confusion_matrix (list of lists of
+        shape (n_classes, n_classes), true class by row) and class_names.
+
+    Examples
+    --------
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> train = open_source("digits", split="train").take(range(500))
+    >>> model = ClusterClassifier(n_clusters=30, random_state=0).fit(train.images, train.labels)
+    >>> evaluation = evaluate(model, open_source("digits", split="test"))
+    >>> evaluation  # doctest: +ELLIPSIS
+    Evaluation(dataset='digits', split='test', n_images=360, accuracy=0.9...)
+    >>> sorted(evaluation.results)  # doctest: +NORMALIZE_WHITESPACE
+    ['accuracy', 'class_names', 'confusion_matrix', 'dataset', 'metrics', 'n_images', 'split']
+    """
+
+    results: dict
+
+    def __repr__(self):
+        return result_repr("Evaluation", {name: self.results[name]
+                                          for name in ("dataset", "split", "n_images", "accuracy")})
+
+    def _repr_html_(self):
+        from .plots import plot_confusion
+
+        results = self.results
+        table = html_table({"images": results["n_images"], **results["metrics"]})
+        confusion_figure = figure_html(plot_confusion(np.array(results["confusion_matrix"]),
+                                                      results["class_names"]), alt="confusion matrix")
+        return result_html(f"Evaluation on {results['dataset']} ({results['split']})", table,
+                           [confusion_figure])
 
 
 def model_color(model):
@@ -311,10 +358,10 @@ def evaluate(model, sources, *, batch_size=PREDICT_BATCH):
 
     Returns
     -------
-    dict
-        Keys dataset, split ("train", "test", or "all" for a whole collection or several
-        splits), n_images, accuracy, metrics (see
-        :func:`~kmeans_imagery.metrics.clustering_scores`), confusion_matrix, class_names.
+    Evaluation
+        Its ``results`` dict holds dataset, split ("train", "test", or "all" for a whole collection
+        or several splits), n_images, accuracy, metrics (see
+        :func:`~kmeans_imagery.metrics.clustering_scores`), confusion_matrix and class_names.
 
     Raises
     ------
@@ -329,7 +376,7 @@ def evaluate(model, sources, *, batch_size=PREDICT_BATCH):
     >>> digits = load_dataset("digits")
     >>> model = ClusterClassifier(n_clusters=36, algorithm="full", random_state=0)
     >>> model = model.fit(digits.train_images, digits.train_labels)
-    >>> results = evaluate(model, open_source("digits", split="test"))
+    >>> results = evaluate(model, open_source("digits", split="test")).results
     >>> results["split"], results["n_images"], round(results["accuracy"], 2)
     ('test', 360, 0.89)
     >>> len(results["confusion_matrix"]), results["class_names"][:3]
@@ -351,7 +398,7 @@ def evaluate(model, sources, *, batch_size=PREDICT_BATCH):
     split = first.split if len(splits) == 1 and first.split is not None else "all"
     results = score_clusters(model, np.concatenate(labels), np.concatenate(clusters), first.name,
                              label_names)
-    return {"dataset": first.name, "split": split, **results}
+    return Evaluation({"dataset": first.name, "split": split, **results})
 
 
 def _plain(value):
