@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
-import pooch
 
 from .idx import IDX_FILES
 
@@ -87,8 +86,11 @@ REMOTE_DATASETS = {
     ),
 }
 
-# The downloader pooch uses; tests substitute it (a callable ``(url, output_file, pooch)``).
-default_downloader = pooch.HTTPDownloader(timeout=(10, 60))  # (connect, read) seconds
+# The downloader pooch uses; tests substitute it (a callable ``(url, output_file, pooch)``). None:
+# pooch's HTTP downloader, made on first use. pooch is imported only to download: importing it
+# pulls in tqdm.auto, which warns in every notebook without ipywidgets.
+default_downloader = None
+_TIMEOUT = (10, 60)  # (connect, read) seconds
 
 
 def cache_dir():
@@ -108,7 +110,7 @@ def cache_dir():
     ...     print(cache_dir())
     /data/kmi-cache
     """
-    return Path(_registry().path)
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("kmeans-imagery"))
 
 
 def _registry():
@@ -116,10 +118,11 @@ def _registry():
 
     Built on each call, not at import, so that a change of ``KMI_CACHE_DIR`` is honoured.
     """
+    import pooch
+
     return pooch.create(
-        path=platformdirs.user_cache_dir("kmeans-imagery"),
+        path=cache_dir(),
         base_url=REMOTE_DATASETS["mnist"].mirrors[0],
-        env=CACHE_ENV,
         registry={
             f"{name}/{fname}": f"md5:{md5}"
             for name, spec in REMOTE_DATASETS.items()
@@ -167,8 +170,11 @@ def download(name):
     ...     print(download("mnist") == Path(cache) / "mnist")
     True
     """
+    import pooch
+
     spec = REMOTE_DATASETS[name]
     registry = _registry()
+    downloader = default_downloader or pooch.HTTPDownloader(timeout=_TIMEOUT)
     # pooch logs every attempt on stderr; a failure is reported once, as one line, by the caller.
     pooch.get_logger().setLevel("WARNING")
     for fname in IDX_FILES:
@@ -178,7 +184,7 @@ def download(name):
         for i, mirror in enumerate(spec.mirrors):
             registry.urls[key] = mirror + fname
             try:
-                registry.fetch(key, downloader=default_downloader)
+                registry.fetch(key, downloader=downloader)
                 break
             except Exception as exc:
                 # Network, HTTP and hash errors come in many types (requests, OSError, pooch's
