@@ -3,15 +3,15 @@
 A ``.npy`` file holds images only. A ``.npz`` file holds named arrays; the images are found under
 the first of these keys that exists, and the labels and test split beside them:
 
-===============  ===============  ==============  =============
-train images     train labels     test images     test labels
-===============  ===============  ==============  =============
-train_images     train_labels     test_images     test_labels
-x_train          y_train          x_test          y_test
-images           labels
-X / x            y
+================  ===============  ==============  =============
+train images      train labels     test images     test labels
+================  ===============  ==============  =============
+train_images      train_labels     test_images     test_labels
+x_train           y_train          x_test          y_test
+images            labels
+X / x             y
 arr_0 (only key)
-===============  ===============  ==============  =============
+================  ===============  ==============  =============
 
 :func:`open_array_file` is the one reader: a ``.npy`` file of uint8 images becomes an
 :class:`NpySource` read by plain positioned reads (a 784 MB file is never resident whole); other

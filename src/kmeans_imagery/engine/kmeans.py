@@ -470,7 +470,7 @@ default='k-means++'
         plus any full-space ones.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
     """
 
@@ -715,7 +715,7 @@ default='k-means++'
     n_steps_ : int
         Mini-batch steps.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
     """
 

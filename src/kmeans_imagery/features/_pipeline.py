@@ -65,7 +65,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_features_out_), float32
+        Xt : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         Xt = _check_rows(X)
         self.n_features_in_ = Xt.shape[1]
@@ -79,11 +79,11 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like of shape (n_samples, ``n_features_in_``)
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_features_out_), float32
+        Xt : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "n_features_in_")
         Xt = _check_rows(X, self.n_features_in_)

@@ -80,7 +80,7 @@ class _Step(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like of shape (n_samples, ``n_features_in_``)
 
         Returns
         -------
@@ -254,8 +254,8 @@ class PCA(_Step):
 
     Attributes
     ----------
-    mean_ : ndarray of shape (n_features_in_,), float32
-    components_ : ndarray of shape (n_components, n_features_in_), float32
+    mean_ : ndarray of shape (``n_features_in_``,), float32
+    components_ : ndarray of shape (n_components, ``n_features_in_``), float32
     scale_ : ndarray of shape (n_components,), float32
         What each projected coordinate is divided by: the components' standard deviations when
         whitening, else ones.

@@ -36,7 +36,7 @@ class UMAP(_Step):
 
     Attributes
     ----------
-    train_X_ : ndarray of shape (n_train, n_features_in_), float32
+    train_X_ : ndarray of shape (n_train, ``n_features_in_``), float32
     embedding_ : ndarray of shape (n_train, n_components), float32
     umap_ : umap.UMAP
         The fitted umap-learn object; only present on a step fitted in this process (not on one
