@@ -1,0 +1,193 @@
+"""Sphinx configuration of the kmeans-imagery documentation site (``make docs``).
+
+Two parts of the site are generated here at every build, into git-ignored paths:
+
+- ``reference/api/<module>.rst``: one page per public module (see :func:`public_modules`), each
+  public object documented once, on the page of the shallowest public module that exports it;
+- ``examples``: a link to the repository's ``examples/`` folder, so that every notebook there is a
+  page of the site, executed at build time in its own folder (relative paths work as from a clone).
+"""
+
+import importlib
+import os
+import pkgutil
+import re
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT / "src"))  # build from a clone even when the package is not installed
+# Notebooks and autodoc draw figures without a display; the notebook kernels inherit this.
+os.environ["MPLBACKEND"] = "Agg"
+
+import kmeans_imagery  # noqa: E402
+
+project = "kmeans-imagery"
+author = "the kmeans-imagery developers"
+copyright = "the kmeans-imagery developers"
+release = version = kmeans_imagery.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "numpydoc",
+    "sphinx_click",
+    "myst_nb",
+]
+
+exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints"]
+html_theme = "furo"
+html_title = f"kmeans-imagery {release}"
+html_static_path = []
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3  # [text](page.md#a-heading) links work for H1-H3
+
+# numpydoc renders the docstrings; autodoc's own member lists document the methods (numpydoc's
+# autosummary tables would need stub pages of their own).
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+autodoc_default_options = {"members": True, "member-order": "bysource"}
+autodoc_typehints = "none"  # the docstrings give the types, with shapes
+
+intersphinx_mapping = {}  # no network at build time: references to other projects stay plain text
+
+# Notebooks: executed at every build in their own folder; a cell error fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 300
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+
+
+# -- The API reference --------------------------------------------------------------------------
+
+#: Documented by the CLI reference (sphinx-click) instead.
+CLI_PACKAGE = "kmeans_imagery.cli"
+
+
+def public_modules():
+    """The package and every module below it with no name part starting with "_", CLI excluded."""
+    names = ["kmeans_imagery"]
+    for info in pkgutil.walk_packages(kmeans_imagery.__path__, "kmeans_imagery."):
+        parts = info.name.split(".")
+        if any(part.startswith("_") for part in parts):
+            continue
+        if info.name == CLI_PACKAGE or info.name.startswith(CLI_PACKAGE + "."):
+            continue
+        names.append(info.name)
+    return sorted(names, key=lambda name: (name.count("."), name))
+
+
+def _directive(obj):
+    if isinstance(obj, type):
+        return "autoclass"
+    if callable(obj):
+        return "autofunction"
+    return "autodata"
+
+
+def api_pages():
+    """Page text per public module: its docstring, then the objects its ``__all__`` names.
+
+    A module without ``__all__`` has no public names. An object re-exported by a deeper module
+    (the same function or class, or the same constant under the same name) is documented on the
+    shallowest module's page, where users import it from, and listed with a link on the others.
+    """
+    home = {}
+    pages = {}
+    for name in public_modules():
+        module = importlib.import_module(name)
+        entries, elsewhere = [], []
+        for attr in getattr(module, "__all__", ()):
+            obj = getattr(module, attr)
+            key = id(obj) if callable(obj) else (id(obj), attr)
+            if key in home:
+                elsewhere.append(f"{home[key]}.{attr}")
+                continue
+            home[key] = name
+            entries.append(f".. {_directive(obj)}:: {attr}")
+        lines = [name, "=" * len(name), "", f".. automodule:: {name}", "   :no-members:", "",
+                 f".. currentmodule:: {name}", ""]
+        for entry in entries:
+            lines += [entry, ""]
+        if elsewhere:
+            lines += ["Also importable from here, documented where they are defined for users:", ""]
+            lines += [f"- :py:obj:`{target}`" for target in elsewhere]
+            lines.append("")
+        pages[name] = "\n".join(lines)
+    return pages
+
+
+def _write_if_changed(path, text):
+    # Unchanged pages keep their time stamps, so an incremental build re-reads only what changed.
+    if not path.exists() or path.read_text("utf-8") != text:
+        path.write_text(text, "utf-8")
+
+
+def generate_api(app):
+    folder = DOCS / "reference" / "api"
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = api_pages()
+    for stale in folder.glob("*.rst"):
+        if stale.stem not in pages:
+            stale.unlink()
+    for name, text in pages.items():
+        _write_if_changed(folder / f"{name}.rst", text)
+
+
+def link_examples():
+    """``docs/examples`` -> ``../examples``: the notebooks run where they are, as from a clone.
+
+    Returns the exclude patterns of everything in ``examples/`` that is not a notebook (data,
+    outputs), which is not a page.
+    """
+    link = DOCS / "examples"
+    if not link.is_symlink():
+        link.symlink_to(Path("..") / "examples", target_is_directory=True)
+    return [f"examples/{path.relative_to(ROOT / 'examples').as_posix()}"
+            for path in sorted((ROOT / "examples").rglob("*"))
+            if path.is_file() and path.suffix != ".ipynb"]
+
+
+exclude_patterns += link_examples()
+
+
+def skip_foreign_members(app, what, name, obj, skip, options):
+    """Document only what this project defines, not methods a base class brings in.
+
+    scikit-learn's metadata-routing methods (``set_fit_request``, ...) are attached to every
+    estimator class and would otherwise show up, with docstrings that link into scikit-learn's site.
+    """
+    module = getattr(obj, "__module__", None)
+    if what == "class" and isinstance(module, str) and not module.startswith("kmeans_imagery"):
+        return True
+    return None
+
+
+# -- The CLI reference ----------------------------------------------------------------------------
+
+# Characters that start inline markup in reST; click's help texts are plain text for a terminal.
+_INLINE_MARKUP = re.compile(r"([\\*`|])|(?<=\w)(_)(?!\w)")
+# What sphinx-click itself writes around the help texts, kept as markup.
+_SPHINX_CLICK_PREFIXES = ("**Required** ", "| ")
+
+
+def escape_click_help(app, ctx, lines):
+    """Show the commands' help texts as written (``*.kmi``, ``l2|hog``), not as reST markup."""
+    for index, line in enumerate(lines):
+        body = line.lstrip(" ")
+        if body.startswith(".. ") or re.match(r":[\w-]+:", body):
+            continue  # sphinx-click's directives and fields (:default:, :options:)
+        indent = line[:len(line) - len(body)]
+        prefix = next((p for p in _SPHINX_CLICK_PREFIXES if body.startswith(p)), "")
+        text = _INLINE_MARKUP.sub(lambda m: "\\" + m.group(0), body[len(prefix):])
+        lines[index] = indent + prefix + text
+
+
+def setup(app):
+    for event in ("description", "options", "arguments", "epilog"):
+        app.connect(f"sphinx-click-process-{event}", escape_click_help)
+    app.connect("builder-inited", generate_api)
+    app.connect("autodoc-skip-member", skip_foreign_members)
