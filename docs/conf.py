@@ -9,6 +9,7 @@ Two parts of the site are generated here at every build, into git-ignored paths:
 """
 
 import importlib
+import inspect
 import os
 import pkgutil
 import re
@@ -18,8 +19,14 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT / "src"))  # build from a clone even when the package is not installed
-# Notebooks and autodoc draw figures without a display; the notebook kernels inherit this.
-os.environ["MPLBACKEND"] = "Agg"
+# No display anywhere. The notebooks' kernels inherit this environment and draw with the inline
+# backend, which puts each figure into the cell's outputs (a kernel started with MPLBACKEND=Agg,
+# as the test suite sets it, would show none); this process, whose imports autodoc runs, uses Agg.
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
 
 import kmeans_imagery  # noqa: E402
 
@@ -113,7 +120,7 @@ def api_pages():
         for entry in entries:
             lines += [entry, ""]
         if elsewhere:
-            lines += ["Also importable from here, documented where they are defined for users:", ""]
+            lines += ["Also exported here (documented where users import them from):", ""]
             lines += [f"- :py:obj:`{target}`" for target in elsewhere]
             lines.append("")
         pages[name] = "\n".join(lines)
@@ -166,6 +173,13 @@ def skip_foreign_members(app, what, name, obj, skip, options):
     return None
 
 
+def drop_type_docstrings(app, what, name, obj, options, lines):
+    """A constant's documentation is its ``#:`` comment, never its type's docstring (str's, dict's)."""
+    type_doc = type(obj).__doc__
+    if what == "data" and type_doc and "\n".join(lines).strip() == inspect.cleandoc(type_doc):
+        lines.clear()
+
+
 # -- The CLI reference ----------------------------------------------------------------------------
 
 # Characters that start inline markup in reST; click's help texts are plain text for a terminal.
@@ -191,3 +205,4 @@ def setup(app):
         app.connect(f"sphinx-click-process-{event}", escape_click_help)
     app.connect("builder-inited", generate_api)
     app.connect("autodoc-skip-member", skip_foreign_members)
+    app.connect("autodoc-process-docstring", drop_type_docstrings, priority=100)  # before numpydoc

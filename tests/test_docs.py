@@ -72,8 +72,9 @@ def broken_links(site, pages):
             parsed[path] = _parse(path)
         return parsed[path]
 
+    root = site.resolve()
     broken = []
-    for source in pages:
+    for source in (path.resolve() for path in pages):
         for link in page(source).links:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc:  # http(s), mailto, data: never fetched
@@ -81,11 +82,11 @@ def broken_links(site, pages):
             target = (source.parent / unquote(parts.path)).resolve() if parts.path else source
             if target.is_dir():
                 target = target / "index.html"
-            if not target.is_file() or site.resolve() not in target.parents:
-                broken.append(f"{source.relative_to(site)}: {link}")
+            if not target.is_file() or root not in target.parents:
+                broken.append(f"{source.relative_to(root)}: {link}")
             elif (parts.fragment and target.suffix == ".html"
                   and unquote(parts.fragment) not in page(target).ids):
-                broken.append(f"{source.relative_to(site)}: {link} (no such id)")
+                broken.append(f"{source.relative_to(root)}: {link} (no such id)")
     return broken
 
 
@@ -97,6 +98,9 @@ def test_the_site_has_every_part(site):
         assert (site / f"{page}.html").is_file(), page
     notebooks = sorted(path.stem for path in (DOCS.parent / "examples").glob("*.ipynb"))
     assert sorted(path.stem for path in (site / "examples").glob("*.html")) == notebooks
+    # The notebooks are stored without outputs: outputs on their pages come from the build's run.
+    assert [name for name in notebooks
+            if 'class="cell_output' not in (site / "examples" / f"{name}.html").read_text("utf-8")] == []
 
 
 def test_every_command_and_option_is_in_the_cli_reference(site):
