@@ -1,6 +1,5 @@
 """Fixtures shared by the whole test suite."""
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -17,20 +16,6 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory, monkeypatch):
-    """Keep tests off the user's cache and data folders, and off the network."""
-    from kmeans_imagery.datasets import registry
-
-    def no_network(url, output_file, pooch):
-        raise OSError(f"tests never download ({url})")
-
-    monkeypatch.setattr(registry, "default_downloader", no_network)
-    monkeypatch.delenv("KMI_DATA_DIR", raising=False)
-    monkeypatch.setenv("KMI_CACHE_DIR", str(tmp_path_factory.mktemp("kmi-cache")))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")
@@ -95,5 +80,3 @@ def load_in_chromium(tmp_path):
 def pytest_report_header(config):
     return f"MNIST folder: {MNIST_DIR} ({'present' if MNIST_DIR.is_dir() else 'absent'})"
 
-
-os.environ.setdefault("MPLBACKEND", "Agg")

@@ -7,7 +7,6 @@ external reference. Every string taken from the results is HTML-escaped, since d
 paths come from user folders.
 """
 
-import base64
 import html
 import math
 import numbers
@@ -15,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .atomic import atomic_write
+from .display import png_data_uri
 from .errors import KMIError
 
 __all__ = ["FIGURE_NAMES", "write_report"]
@@ -99,6 +99,26 @@ def write_report(results, figures, path, *, title=None):
     ------
     KMIError
         If a figure file is missing or is not a PNG.
+
+    Examples
+    --------
+    A report of a two-K sweep with its inertia figure, embedded in the page so that the page can
+    be mailed alone:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.plots import plot_inertia, save_png
+    >>> from kmeans_imagery.report import write_report
+    >>> results = {"dataset": "scans", "n_train": 120,
+    ...            "sweep": [{"k": 4, "inertia": 812.5, "accuracy": 0.61},
+    ...                      {"k": 8, "inertia": 530.25, "accuracy": 0.78}]}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     figure = save_png(plot_inertia([4, 8], [812.5, 530.25]), Path(tmp, "inertia.png"))
+    ...     page = write_report(results, {"inertia": figure}, Path(tmp, "report.html")).read_text()
+    >>> "<title>K-means on scans</title>" in page, "<td>0.780</td>" in page
+    (True, True)
+    >>> page.count('<img src="data:image/png;base64,')
+    1
     """
     path = Path(path)
     images = {name: _png_data_uri(name, figures[name]) for name in _ordered(figures)}
@@ -168,7 +188,7 @@ def _png_data_uri(name, png_path):
         raise KMIError(f"cannot read figure {name!r} from {png_path}: {exc.strerror}") from exc
     if not data.startswith(_PNG_SIGNATURE):
         raise KMIError(f"figure {name!r} at {png_path} is not a PNG file")
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return png_data_uri(data)
 
 
 def _esc(value):

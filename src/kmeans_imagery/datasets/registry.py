@@ -16,7 +16,12 @@ import pooch
 
 from .idx import IDX_FILES
 
+__all__ = ["CACHE_ENV", "DATA_ENV", "REMOTE_DATASETS", "DownloadError", "RemoteDataset", "cache_dir",
+           "data_env_dir", "download"]
+
+#: The environment variable naming the cache folder.
 CACHE_ENV = "KMI_CACHE_DIR"
+#: The environment variable naming a folder of dataset files, looked in after ``data_dir``.
 DATA_ENV = "KMI_DATA_DIR"
 
 @dataclass(frozen=True)
@@ -31,6 +36,13 @@ class RemoteDataset:
         Base URLs (ending with ``/``), tried in order.
     label_names : tuple of str or None
         Display names of the integer labels 0..C-1.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.registry import REMOTE_DATASETS
+    >>> fashion = REMOTE_DATASETS["fashion-mnist"]
+    >>> len(fashion.md5), fashion.label_names[:3]
+    (4, ('T-shirt/top', 'Trouser', 'Pullover'))
     """
 
     md5: tuple[str, str, str, str]
@@ -38,6 +50,7 @@ class RemoteDataset:
     label_names: tuple[str, ...] | None = None
 
 
+#: The downloadable datasets by name.
 REMOTE_DATASETS = {
     "mnist": RemoteDataset(
         md5=(
@@ -85,6 +98,15 @@ def cache_dir():
     -------
     folder : Path
         ``$KMI_CACHE_DIR`` when set, else ``platformdirs.user_cache_dir("kmeans-imagery")``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> from kmeans_imagery.datasets import cache_dir
+    >>> with mock.patch.dict(os.environ, {"KMI_CACHE_DIR": "/data/kmi-cache"}):
+    ...     print(cache_dir())
+    /data/kmi-cache
     """
     return Path(_registry().path)
 
@@ -127,6 +149,23 @@ def download(name):
     DownloadError
         When a file cannot be fetched from any mirror (no network, a missing file on the server,
         an MD5 mismatch), with the last mirror's reason. The caller turns it into a KMIError.
+
+    Examples
+    --------
+    Files already in the cache are not fetched again:
+
+    >>> import os
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from unittest import mock
+    >>> from kmeans_imagery.datasets.idx import IDX_FILES
+    >>> from kmeans_imagery.datasets.registry import download
+    >>> with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"KMI_CACHE_DIR": cache}):
+    ...     (Path(cache) / "mnist").mkdir()
+    ...     for fname in IDX_FILES:
+    ...         (Path(cache) / "mnist" / fname).touch()
+    ...     print(download("mnist") == Path(cache) / "mnist")
+    True
     """
     spec = REMOTE_DATASETS[name]
     registry = _registry()
@@ -150,7 +189,17 @@ def download(name):
 
 
 class DownloadError(OSError):
-    """A file could not be downloaded from any mirror; the message is one short line."""
+    """A file could not be downloaded from any mirror; the message is one short line.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.registry import DownloadError
+    >>> try:
+    ...     raise DownloadError("https://example.org/t10k-images-idx3-ubyte.gz: timed out")
+    ... except OSError as error:
+    ...     print(error)
+    https://example.org/t10k-images-idx3-ubyte.gz: timed out
+    """
 
 
 def _reason(exc):
@@ -170,7 +219,25 @@ def _reason(exc):
 
 
 def data_env_dir():
-    """The folder named by ``KMI_DATA_DIR``, or None when unset or empty."""
+    """The folder named by ``KMI_DATA_DIR``, or None when unset or empty.
+
+    Returns
+    -------
+    Path or None
+        The folder, not checked.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> from kmeans_imagery.datasets.registry import data_env_dir
+    >>> with mock.patch.dict(os.environ, {"KMI_DATA_DIR": "../shared/data/mnist"}):
+    ...     print(data_env_dir())
+    ../shared/data/mnist
+    >>> with mock.patch.dict(os.environ, {"KMI_DATA_DIR": " "}):
+    ...     print(data_env_dir())
+    None
+    """
     value = os.environ.get(DATA_ENV, "").strip()
     return Path(value) if value else None
 

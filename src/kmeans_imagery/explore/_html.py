@@ -9,13 +9,14 @@ whatever the number of images, so 100,000 images cost no more to open than 1,000
 external reference; every string from the data (paths, labels) is HTML-escaped.
 """
 
-import base64
+
 import io
 
 import numpy as np
 
 from ..atomic import atomic_write
 from ..datasets.convert import resize_images
+from ..display import png_data_uri
 from ..report import _CSS, _esc, _png_data_uri
 
 __all__ = ["Gallery", "write_index"]
@@ -73,7 +74,7 @@ def _sprite(images):
                                                                         *images.shape[3:])
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(strip)).save(buffer, format="PNG", optimize=False)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_uri(buffer.getvalue())
 
 
 def _gallery_html(gallery, styles):
