@@ -18,7 +18,10 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-sys.path.insert(0, str(ROOT / "src"))  # build from a clone even when the package is not installed
+# The API pages and the notebooks' kernels (which inherit PYTHONPATH) use this checkout's package,
+# installed or not, so that they document the same code.
+sys.path.insert(0, str(ROOT / "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
 # No display anywhere. The notebooks' kernels inherit this environment and draw with the inline
 # backend, which puts each figure into the cell's outputs (a kernel started with MPLBACKEND=Agg,
 # as the test suite sets it, would show none); this process, whose imports autodoc runs, uses Agg.
