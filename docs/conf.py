@@ -2,7 +2,7 @@
 
 Two parts of the site are generated here at every build, into git-ignored paths:
 
-- ``reference/api/<module>.rst``: one page per public module (see :func:`public_modules`), each
+- ``reference/api/<module>.rst``: one page per public module (``public_api.py``), each
   public object documented once, on the page of the shallowest public module that exports it;
 - ``examples``: a link to the repository's ``examples/`` folder, so that every notebook there is a
   page of the site, executed at build time in its own folder (relative paths work as from a clone).
@@ -11,7 +11,6 @@ Two parts of the site are generated here at every build, into git-ignored paths:
 import importlib
 import inspect
 import os
-import pkgutil
 import re
 import sys
 from pathlib import Path
@@ -32,6 +31,9 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 import kmeans_imagery  # noqa: E402
+
+sys.path.insert(0, str(DOCS))
+from public_api import public_modules  # noqa: E402
 
 project = "kmeans-imagery"
 author = "the kmeans-imagery developers"
@@ -72,23 +74,6 @@ nb_merge_streams = True
 
 
 # -- The API reference --------------------------------------------------------------------------
-
-#: Documented by the CLI reference (sphinx-click) instead.
-CLI_PACKAGE = "kmeans_imagery.cli"
-
-
-def public_modules():
-    """The package and every module below it with no name part starting with "_", CLI excluded."""
-    names = ["kmeans_imagery"]
-    for info in pkgutil.walk_packages(kmeans_imagery.__path__, "kmeans_imagery."):
-        parts = info.name.split(".")
-        if any(part.startswith("_") for part in parts):
-            continue
-        if info.name == CLI_PACKAGE or info.name.startswith(CLI_PACKAGE + "."):
-            continue
-        names.append(info.name)
-    return sorted(names, key=lambda name: (name.count("."), name))
-
 
 def _directive(obj):
     if isinstance(obj, type):
