@@ -84,14 +84,22 @@ def _directive(obj):
 
 
 def api_pages():
-    """Page text per public module: its docstring, then the objects its ``__all__`` names.
+    """Page text per public module, and the other names of the documented objects.
 
-    A module without ``__all__`` has no public names. An object re-exported by a deeper module
-    (the same function or class, or the same constant under the same name) is documented on the
-    shallowest module's page, where users import it from, and listed with a link on the others.
+    A page holds the module's docstring, then the objects its ``__all__`` names (none without
+    ``__all__``). An object re-exported by a deeper module (the same function or class, or the
+    same constant under the same name) is documented on the shallowest module's page, where users
+    import it from, and listed with a link on the others.
+
+    Returns
+    -------
+    pages : dict of str to str
+        Module name -> reST text.
+    aliases : dict of str to str
+        Every other dotted name of a documented object (where a deeper module re-exports it, where
+        a private module defines it) -> the name it is documented under.
     """
-    home = {}
-    pages = {}
+    home, pages, aliases = {}, {}, {}
     for name in public_modules():
         module = importlib.import_module(name)
         entries, elsewhere = [], []
@@ -99,9 +107,13 @@ def api_pages():
             obj = getattr(module, attr)
             key = id(obj) if callable(obj) else (id(obj), attr)
             if key in home:
-                elsewhere.append(f"{home[key]}.{attr}")
+                elsewhere.append(home[key])
+                aliases[f"{name}.{attr}"] = home[key]
                 continue
-            home[key] = name
+            home[key] = f"{name}.{attr}"
+            defined = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+            if callable(obj) and defined != home[key]:
+                aliases.setdefault(defined, home[key])
             entries.append(f".. {_directive(obj)}:: {attr}")
         lines = [name, "=" * len(name), "", f".. automodule:: {name}", "   :no-members:", "",
                  f".. currentmodule:: {name}", ""]
@@ -112,7 +124,11 @@ def api_pages():
             lines += [f"- :py:obj:`{target}`" for target in elsewhere]
             lines.append("")
         pages[name] = "\n".join(lines)
-    return pages
+    return pages, aliases
+
+
+#: Filled at every build by :func:`generate_api`; read by :func:`resolve_alias`.
+ALIASES = {}
 
 
 def _write_if_changed(path, text):
@@ -124,7 +140,9 @@ def _write_if_changed(path, text):
 def generate_api(app):
     folder = DOCS / "reference" / "api"
     folder.mkdir(parents=True, exist_ok=True)
-    pages = api_pages()
+    pages, aliases = api_pages()
+    ALIASES.clear()
+    ALIASES.update(aliases)
     for stale in folder.glob("*.rst"):
         if stale.stem not in pages:
             stale.unlink()
@@ -147,6 +165,20 @@ def link_examples():
 
 
 exclude_patterns += link_examples()
+
+
+def resolve_alias(app, env, node, contnode):
+    """A reference to another name of a documented object (``kmeans_imagery.datasets.load_dataset``,
+    ``kmeans_imagery.explore._choose_k.KChoice``) links to where it is documented."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"]
+    module = node.get("py:module")
+    home = ALIASES.get(target) or (module and ALIASES.get(f"{module}.{target}"))
+    if not home:
+        return None
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"], home,
+                                             node, contnode)
 
 
 def skip_foreign_members(app, what, name, obj, skip, options):
@@ -193,4 +225,5 @@ def setup(app):
         app.connect(f"sphinx-click-process-{event}", escape_click_help)
     app.connect("builder-inited", generate_api)
     app.connect("autodoc-skip-member", skip_foreign_members)
+    app.connect("missing-reference", resolve_alias)
     app.connect("autodoc-process-docstring", drop_type_docstrings, priority=100)  # before numpydoc

@@ -141,6 +141,10 @@ def test_every_public_name_is_documented_where_users_import_it(site):
     assert missing == []
     assert {"kmeans_imagery.KMeans", "kmeans_imagery.segment.segment"} <= documented
     assert not {"kmeans_imagery.engine.kmeans.KMeans", "kmeans_imagery.segment.api.segment"} & documented
+    # A reference to another name of an object (reference/api.md names
+    # kmeans_imagery.datasets.load_dataset) links to where it is documented.
+    assert 'href="api/kmeans_imagery.html#kmeans_imagery.load_dataset"' in (
+        site / "reference" / "api.html").read_text("utf-8")
 
 
 def test_internal_links_resolve(site, pages):
