@@ -42,7 +42,6 @@ release = version = kmeans_imagery.__version__
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.intersphinx",
     "numpydoc",
     "sphinx_click",
     "myst_nb",
@@ -62,8 +61,6 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_default_options = {"members": True, "member-order": "bysource"}
 autodoc_typehints = "none"  # the docstrings give the types, with shapes
-
-intersphinx_mapping = {}  # no network at build time: references to other projects stay plain text
 
 # Notebooks: executed at every build in their own folder; a cell error fails the build.
 nb_execution_mode = "force"
