@@ -7,6 +7,7 @@ folder; ``-m "not docs"`` leaves these tests out.
 import importlib
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -159,18 +160,36 @@ def test_the_link_check_finds_broken_links(tmp_path):
         "a.html: b.html#x (no such id)", "a.html: missing.png"]
 
 
-@pytest.mark.browser
-def test_every_page_loads_in_chromium_without_console_messages(site, pages, tmp_path, load_in_chromium):
-    # One browser run: every page in a frame of a probe page, which counts, once all have loaded,
-    # the frames whose document is complete and has a title.
-    frames = "".join(f'<iframe src="{page.as_uri()}"></iframe>' for page in pages)
+def load_in_frames(pages, probe, load_in_chromium):
+    """Load every page in a frame of one probe page, in one browser run.
+
+    Returns the PageLoad and how many frames hold a complete document with a title once all
+    have loaded.
+    """
+    frames = "".join(f'<iframe src="{page.resolve().as_uri()}"></iframe>' for page in pages)
     script = ("<script>window.addEventListener('load', function () {"
               "var ok = Array.prototype.filter.call(document.querySelectorAll('iframe'), function (f) {"
               "var d = f.contentDocument; return d && d.readyState === 'complete' && d.title !== ''; });"
               "document.body.dataset.loaded = String(ok.length); });</script>")
-    probe = tmp_path / "probe.html"
     probe.write_text(f"<!DOCTYPE html><html><head><title>probe</title></head><body>{frames}{script}"
                      "</body></html>", "utf-8")
     done = load_in_chromium(probe, timeout=300)
-    assert f'data-loaded="{len(pages)}"' in done.dom
+    loaded = re.search(r'data-loaded="(\d+)"', done.dom)
+    return done, int(loaded.group(1)) if loaded else 0
+
+
+@pytest.mark.browser
+def test_every_page_loads_in_chromium_without_console_messages(site, pages, tmp_path, load_in_chromium):
+    done, loaded = load_in_frames(pages, tmp_path / "probe.html", load_in_chromium)
+    assert loaded == len(pages)
     assert done.console == []
+
+
+@pytest.mark.browser
+def test_frames_report_their_console_errors(tmp_path, load_in_chromium):
+    good, bad = tmp_path / "good.html", tmp_path / "bad.html"
+    good.write_text("<title>good</title><p>fine</p>")
+    bad.write_text("<title>bad</title><script>undefinedFunction()</script>")
+    done, loaded = load_in_frames([good, bad], tmp_path / "probe.html", load_in_chromium)
+    assert loaded == 2
+    assert len(done.console) == 1 and "undefinedFunction" in done.console[0]
