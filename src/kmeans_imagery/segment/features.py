@@ -175,7 +175,7 @@ class PixelFeatures:
         return forms
 
     def transform(self, rows):
-        """Features of pixel rows, float32 of shape (n_pixels, n_features_)."""
+        """Features of pixel rows, float32 of shape (n_pixels, ``n_features_``)."""
         parts = []
         for steps, ops in zip(self.branches, self._plan, strict=True):
             x = self._input(rows, steps)
