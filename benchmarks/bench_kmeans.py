@@ -176,7 +176,7 @@ def _sweep_child(engine, seed, paths, queue):
 
     X, y, X_test, y_test = (np.load(path) for path in paths)
     t0 = time.perf_counter()
-    rows, models = run_sweep(
+    sweep = run_sweep(
         X, y, SWEEP_KS, X_test=X_test, y_test=y_test, algorithm="minibatch", engine=engine,
         random_state=seed,
     )
@@ -184,8 +184,8 @@ def _sweep_child(engine, seed, paths, queue):
     queue.put(
         {
             "seconds": seconds,
-            "fit_seconds": {row["k"]: row["fit_seconds"] for row in rows},
-            "centers": {k: np.asarray(m.cluster_centers_, dtype=np.float32) for k, m in models.items()},
+            "fit_seconds": {row["k"]: row["fit_seconds"] for row in sweep.rows},
+            "centers": {k: np.asarray(m.cluster_centers_, dtype=np.float32) for k, m in sweep.models.items()},
         }
     )
 

@@ -1,6 +1,8 @@
 """Fixtures shared by the whole test suite."""
 
-import os
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +16,6 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory, monkeypatch):
-    """Keep tests off the user's cache and data folders, and off the network."""
-    from kmeans_imagery.datasets import registry
-
-    def no_network(url, output_file, pooch):
-        raise OSError(f"tests never download ({url})")
-
-    monkeypatch.setattr(registry, "default_downloader", no_network)
-    monkeypatch.delenv("KMI_DATA_DIR", raising=False)
-    monkeypatch.setenv("KMI_CACHE_DIR", str(tmp_path_factory.mktemp("kmi-cache")))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +40,43 @@ def rng():
     return np.random.default_rng(0)
 
 
+@dataclass(frozen=True)
+class PageLoad:
+    """What headless Chromium saw of a page: its DOM after the load event, and its console lines."""
+
+    dom: str
+    #: Chromium logs every console message of the page and of its frames (errors, uncaught
+    #: exceptions) on stderr as ":CONSOLE" lines, with the source page.
+    console: list
+
+
+@pytest.fixture
+def load_in_chromium(tmp_path):
+    """``load(page)``: open an HTML file in headless Chromium (Debian's ``chromium``) -> PageLoad.
+
+    Skips the test where Chromium is not installed. Pages may read the files beside them, and
+    frames of other local files (``--allow-file-access-from-files``); nothing is fetched from
+    the network.
+    """
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+
+    def load(page, timeout=60):
+        command = [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--allow-file-access-from-files",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
+            "--dump-dom", Path(page).resolve().as_uri(),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return PageLoad(done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line])
+
+    return load
+
+
 def pytest_report_header(config):
     return f"MNIST folder: {MNIST_DIR} ({'present' if MNIST_DIR.is_dir() else 'absent'})"
 
-
-os.environ.setdefault("MPLBACKEND", "Agg")

@@ -41,6 +41,7 @@ def test_figure_html_closes_pyplot_figures():
     ax.plot([0, 1])
     tag = display.figure_html(ax, alt="line")
     assert _inline_png(tag).width > 0 and not plt.get_fignums()
+    assert _inline_png(tag).mode == "P"  # a palette image: a quarter of the bytes of RGBA
 
 
 def test_result_html_holds_table_and_images():

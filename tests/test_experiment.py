@@ -81,7 +81,7 @@ def test_sweep_fits_share_one_preparation_of_wide_rows(monkeypatch):
     calls = []
     original = _prepared.principal_axes
     monkeypatch.setattr(_prepared, "principal_axes", lambda *a: calls.append(1) or original(*a))
-    rows, models = run_sweep(X, y, [4, 8, 64], random_state=0)
+    rows = run_sweep(X, y, [4, 8, 64], random_state=0).rows
     assert len(calls) == 1
     assert [row["k"] for row in rows] == [4, 8, 64]
     assert rows[0]["accuracy"] > 0.99

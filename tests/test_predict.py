@@ -139,8 +139,7 @@ def test_rgb_jpeg_folder(tmp_path, capsys):
     model = load_model(model_path)
     assert model.image_shape_ == (8, 8, 3)
     assert model.metadata_["preprocessing"]["color"] == "rgb"
-    results = evaluate(model, open_source(folder, color="rgb"))
-    assert results["accuracy"] > 0.8
+    assert evaluate(model, open_source(folder, color="rgb")).results["accuracy"] > 0.8
     code, out, _ = run_kmi(capsys, "predict", model_path, folder / "digit-3")
     assert code == 0 and out.count("\n") == 1 + (labels[:600] == 3).sum()
 

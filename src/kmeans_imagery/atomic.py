@@ -23,17 +23,37 @@ def atomic_write(path, mode="wb", *, encoding=None, newline=None):
     path : path-like
         The destination; its folder must exist.
     mode : {"wb", "w"}, default="wb"
+        Binary or text.
     encoding, newline : str, optional
         For text mode, as for :func:`open`.
 
     Yields
     ------
     file object
+        Open for writing on the temporary file.
 
     Raises
     ------
     KMIError
         When the temporary file cannot be created (missing or read-only folder).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.atomic import atomic_write
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "labels.csv"
+    ...     with atomic_write(path, "w") as handle:
+    ...         _ = handle.write("path,label")
+    ...     try:
+    ...         with atomic_write(path, "w") as handle:
+    ...             _ = handle.write("half a fil")
+    ...             raise KeyboardInterrupt  # interrupted: the old file stays whole
+    ...     except KeyboardInterrupt:
+    ...         pass
+    ...     print(path.read_text(), [p.name for p in Path(folder).iterdir()])
+    path,label ['labels.csv']
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .display import figure_html, html_table, result_html, result_repr
 from .engine import sharing
 from .errors import KMIError
 from .labeling import ClusterClassifier, central_samples, cluster_means, name_from_examples
@@ -23,6 +24,7 @@ from .preprocessing import flatten_scale
 __all__ = [
     "DEFAULT_KS",
     "Experiment",
+    "Sweep",
     "init_stability",
     "label_budget_curve",
     "library_versions",
@@ -34,11 +36,81 @@ __all__ = [
 DEFAULT_KS = (10, 16, 36, 64, 144, 256)
 # The tutorial draws the centroids of a K=36 model as a 6x6 grid.
 CENTROID_FIGURE_K = 36
+# The sweep's columns a rich display shows (results.json keeps them all).
+_SWEEP_COLUMNS = ("k", "inertia", "homogeneity", "accuracy", "test_accuracy", "fit_seconds")
 
 
-@dataclass
+def _sweep_table(rows):
+    shown = [name for name in _SWEEP_COLUMNS if any(row.get(name) is not None for row in rows)]
+    return html_table(rows, shown)
+
+
+def _sweep_figures(rows):
+    """The inertia and score curves of a sweep, as thumbnails."""
+    from . import plots
+
+    ks = [row["k"] for row in rows]
+    test_accuracy = [row.get("test_accuracy") for row in rows]
+    return [
+        figure_html(plots.plot_inertia(ks, [row["inertia"] for row in rows]), alt="inertia against K"),
+        figure_html(plots.plot_scores(
+            ks, [row["homogeneity"] for row in rows], [row["accuracy"] for row in rows],
+            test_accuracy=None if all(value is None for value in test_accuracy) else test_accuracy,
+        ), alt="scores against K"),
+    ]
+
+
+@dataclass(repr=False)
+class Sweep:
+    """One fitted classifier per K and its scores: what :func:`run_sweep` returns.
+
+    In Jupyter it shows its K table and the inertia and score curves.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One row per K, in the order fitted (see :func:`run_sweep`).
+    models : dict of int to ClusterClassifier
+        The fitted model for each K.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> sweep = run_sweep(X[:500] / 16, y[:500], [10, 20], random_state=0)
+    >>> sweep  # doctest: +ELLIPSIS
+    Sweep(ks=[10, 20], best_k=20, accuracy=0...)
+    >>> sorted(sweep.models)
+    [10, 20]
+    """
+
+    rows: list
+    models: dict = field(default_factory=dict)
+
+    def _best(self):
+        """The row of highest test accuracy, or of training accuracy without a test set."""
+        tested = all(row.get("test_accuracy") is not None for row in self.rows)
+        key = "test_accuracy" if tested else "accuracy"
+        return max(self.rows, key=lambda row: row[key]), key
+
+    def __repr__(self):
+        best, key = self._best()
+        return result_repr("Sweep", {"ks": [row["k"] for row in self.rows], "best_k": best["k"],
+                                     key: best[key]})
+
+    def _repr_html_(self):
+        best, key = self._best()
+        note = f"highest {key.replace('_', ' ')}: {best[key]:.4f} at K={best['k']}"
+        return result_html("K sweep", _sweep_table(self.rows), _sweep_figures(self.rows), note=note)
+
+
+@dataclass(repr=False)
 class Experiment:
-    """What one run of the tutorial produced.
+    """What one run of the tutorial produced: what :func:`run_experiment` returns.
+
+    In Jupyter it shows its K table, the inertia and score curves, the centroids and the test
+    confusion matrix as thumbnails (:func:`~kmeans_imagery.outputs.write_outputs` saves them in
+    full size).
 
     Attributes
     ----------
@@ -55,6 +127,26 @@ class Experiment:
         Centres of the model drawn in the centroid figure (K nearest 36), in pixel space.
     centroid_labels : ndarray of shape (k,) or None
         Their inferred labels.
+
+    See Also
+    --------
+    run_experiment : Makes one.
+    kmeans_imagery.outputs.write_outputs : Saves its figures, ``results.json`` and report.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.experiment import run_experiment
+    >>> experiment = run_experiment(load_dataset("digits"), ks=(10, 36), algorithm="full",
+    ...                             stability_seeds=0)
+    >>> sorted(experiment.models)
+    [10, 36]
+    >>> experiment.results["test"]["k"], round(experiment.results["test"]["accuracy"], 2)
+    (36, 0.89)
+    >>> experiment.centroid_images.shape, experiment.sample_images.shape
+    ((36, 64), (9, 8, 8))
+    >>> experiment  # in Jupyter, the K table and the figures  # doctest: +ELLIPSIS
+    Experiment(dataset='digits', n_train=1437, n_test=360, ks=[10, 36], test_k=36, test_accuracy=0.89...)
     """
 
     results: dict
@@ -65,14 +157,61 @@ class Experiment:
     centroid_images: np.ndarray | None = None
     centroid_labels: np.ndarray | None = None
 
+    def __repr__(self):
+        results = self.results
+        return result_repr("Experiment", {
+            "dataset": results["dataset"], "n_train": results["n_train"], "n_test": results["n_test"],
+            "ks": [row["k"] for row in results["sweep"]], "test_k": results["test"]["k"],
+            "test_accuracy": results["test"]["accuracy"],
+        })
+
+    def _repr_html_(self):
+        from . import plots
+
+        results = self.results
+        test = results["test"]
+        images = _sweep_figures(results["sweep"])
+        if self.centroid_images is not None:
+            images.append(figure_html(plots.plot_centroids(
+                self.centroid_images, tuple(results["image_shape"]), self.centroid_labels,
+                label_names=self.label_names,
+            ), alt="centroids"))
+        images.append(figure_html(plots.plot_confusion(np.array(test["confusion_matrix"]),
+                                                       test["class_names"]), alt="test confusion matrix"))
+        fitted_on = "the test images (transductive)" if results["transductive"] else "the training images"
+        note = (f"{results['n_train']:,} training and {results['n_test']:,} test images, fitted on "
+                f"{fitted_on}; test accuracy at K={test['k']}: {test['accuracy']:.4f}")
+        return result_html(f"Experiment on {results['dataset']}", _sweep_table(results["sweep"]), images,
+                           note=note)
+
 
 def parse_ks(text):
     """Parse a comma-separated list of cluster counts such as ``"10,16,36"``.
+
+    Parameters
+    ----------
+    text : str
+        Positive integers separated by commas; spaces around them are ignored.
+
+    Returns
+    -------
+    tuple of int
+        The counts in the order given, each once.
 
     Raises
     ------
     KMIError
         When an item is not a positive integer or the list is empty.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.experiment import parse_ks
+    >>> parse_ks("10, 16,36,16")
+    (10, 16, 36)
+    >>> parse_ks("10,abc")
+    Traceback (most recent call last):
+        ...
+    kmeans_imagery.errors.KMIError: --ks: 'abc' is not a positive integer (in '10,abc')
     """
     items = [item.strip() for item in str(text).split(",") if item.strip()]
     if not items:
@@ -86,7 +225,20 @@ def parse_ks(text):
 
 
 def library_versions():
-    """Versions of Python and the libraries whose behaviour shapes the results."""
+    """Versions of Python and the libraries whose behaviour shapes the results.
+
+    Returns
+    -------
+    dict of str to str
+        Version of each of python, numpy, scipy, scikit-learn, matplotlib and kmeans-imagery,
+        as recorded in ``results.json``.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.experiment import library_versions
+    >>> sorted(library_versions())
+    ['kmeans-imagery', 'matplotlib', 'numpy', 'python', 'scikit-learn', 'scipy']
+    """
     from importlib.metadata import version
 
     from . import __version__
@@ -138,20 +290,49 @@ def run_sweep(
         Their labels, used to name clusters and to score.
     ks : sequence of int
         Cluster counts.
-    X_test, y_test : ndarray, optional
-        Held-out rows and labels; adds ``test_accuracy`` (and ``test_hungarian_accuracy`` where K
-        equals the number of classes).
-    algorithm, engine, random_state, n_init
+    X_test : ndarray of shape (n_test, n_features), optional
+        Held-out rows; adds ``test_accuracy`` (and ``test_hungarian_accuracy`` where K equals
+        the number of classes).
+    y_test : ndarray of shape (n_test,), optional
+        Their labels.
+    algorithm : {"minibatch", "full"}, default="minibatch"
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    engine : str or None, default=None
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    random_state : int, default=0
+        Seed of every fit.
+    n_init : int or None, default=None
         See :class:`~kmeans_imagery.ClusterClassifier`.
     on_fitted : callable, optional
         Called with each finished row (a dict), e.g. to advance a progress bar.
 
     Returns
     -------
-    rows : list of dict
-        One row per K: k, inertia, homogeneity, completeness, v_measure, accuracy, test_accuracy,
-        fit_seconds, and hungarian_accuracy / test_hungarian_accuracy where K = number of classes.
-    models : dict of int to ClusterClassifier
+    Sweep
+        ``rows``: one dict per K: k, inertia, homogeneity, completeness, v_measure, accuracy,
+        test_accuracy, fit_seconds, and hungarian_accuracy / test_hungarian_accuracy where K = number
+        of classes; ``models``: dict of int to ClusterClassifier, the fitted model of each K.
+
+    Raises
+    ------
+    KMIError
+        When a K exceeds the number of rows.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.experiment import run_sweep
+    >>> from kmeans_imagery.preprocessing import flatten_scale
+    >>> digits = load_dataset("digits")
+    >>> X, X_test = flatten_scale(digits.train_images), flatten_scale(digits.test_images)
+    >>> sweep = run_sweep(X, digits.train_labels, (10, 36), X_test=X_test,
+    ...                   y_test=digits.test_labels, algorithm="full")
+    >>> for row in sweep.rows:
+    ...     print(row["k"], f"{row['accuracy']:.2f}", f"{row['test_accuracy']:.2f}")
+    10 0.74 0.71
+    36 0.92 0.89
+    >>> sorted(sweep.models)
+    [10, 36]
     """
     _check_ks(ks, len(X_fit))
     n_classes = len(np.unique(y_fit))
@@ -188,7 +369,7 @@ def run_sweep(
             models[k] = model
             if on_fitted is not None:
                 on_fitted(row)
-    return rows, models
+    return Sweep(rows, models)
 
 
 def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minibatch",
@@ -200,6 +381,22 @@ def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minib
 
     Parameters
     ----------
+    X_fit : ndarray of shape (n_samples, n_features)
+        Rows the models are fitted on, without labels.
+    X_test : ndarray of shape (n_test, n_features)
+        Held-out rows to score.
+    y_test : ndarray of shape (n_test,)
+        Their labels.
+    n_clusters : int
+        K of every fit.
+    seeds : iterable of int
+        One fit per seed.
+    algorithm : {"minibatch", "full"}, default="minibatch"
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    engine : str or None, default=None
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    n_init : int or None, default=None
+        Inits per seed, the one of lowest inertia kept.
     fitted : dict of int to ClusterClassifier, optional
         Models already fitted on ``X_fit`` with these settings, by seed, reused instead of
         refitting (cluster names play no part here).
@@ -209,6 +406,21 @@ def init_stability(X_fit, X_test, y_test, n_clusters, seeds, *, algorithm="minib
     list of dict
         One per seed: seed, inertia (of the kept run, on the fit rows) and
         test_hungarian_accuracy.
+
+    Examples
+    --------
+    At K = 10 the seed alone moves the held-out accuracy of the digits by a few points:
+
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.experiment import init_stability
+    >>> from kmeans_imagery.preprocessing import flatten_scale
+    >>> digits = load_dataset("digits")
+    >>> X, X_test = flatten_scale(digits.train_images), flatten_scale(digits.test_images)
+    >>> rows = init_stability(X, X_test, digits.test_labels, 10, seeds=[0, 1], algorithm="full")
+    >>> for row in rows:
+    ...     print(row["seed"], round(row["inertia"]), f"{row['test_hungarian_accuracy']:.2f}")
+    0 3644 0.71
+    1 3640 0.68
     """
     rows = []
     with sharing(X_fit):
@@ -235,15 +447,45 @@ def label_budget_curve(X_fit, y_fit, X_test, y_test, budgets, *, algorithm="mini
 
     Parameters
     ----------
-    X_fit, y_fit, X_test, y_test : ndarray
+    X_fit : ndarray of shape (n_samples, n_features)
+        Rows the models are fitted on, without labels.
+    y_fit : ndarray of shape (n_samples,)
+        Their labels; only those of the most central rows are read.
+    X_test : ndarray of shape (n_test, n_features)
+        Held-out rows to score.
+    y_test : ndarray of shape (n_test,)
+        Their labels.
     budgets : sequence of int
+        Numbers of labels (= clusters) to try.
+    algorithm : {"minibatch", "full"}, default="minibatch"
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    engine : str or None, default=None
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    random_state : int, default=0
+        Seed of the fits not taken from ``models``.
     models : dict of int to ClusterClassifier, optional
         Already fitted models (same rows and seed) to reuse instead of refitting.
+    on_fitted : callable, optional
+        Called with each finished row (a dict).
 
     Returns
     -------
     list of dict
         One per budget: labels, test_accuracy.
+
+    Examples
+    --------
+    30 labelled digits out of 1437 name 30 clusters well enough to classify most test digits:
+
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.experiment import label_budget_curve
+    >>> from kmeans_imagery.preprocessing import flatten_scale
+    >>> digits = load_dataset("digits")
+    >>> X, X_test = flatten_scale(digits.train_images), flatten_scale(digits.test_images)
+    >>> rows = label_budget_curve(X, digits.train_labels, X_test, digits.test_labels, (10, 30),
+    ...                           algorithm="full")
+    >>> [(row["labels"], round(row["test_accuracy"], 2)) for row in rows]
+    [(10, 0.71), (30, 0.89)]
     """
     _check_ks(budgets, len(X_fit))
     rows = []
@@ -293,15 +535,23 @@ def run_experiment(
     dataset : kmeans_imagery.datasets.Dataset
         Labelled. Without a test split, 20% of the images are held out (stratified) as one.
     ks : sequence of int, default=DEFAULT_KS
-    algorithm, engine, random_state, n_init
+        Cluster counts of the sweep; the largest K is scored on the test set.
+    algorithm : {"minibatch", "full"}, default="minibatch"
         See :class:`~kmeans_imagery.ClusterClassifier`.
+    engine : str or None, default=None
+        See :class:`~kmeans_imagery.ClusterClassifier`.
+    random_state : int, default=0
+        Seed of every fit (and of the held-out split, when one is made).
     transductive : bool, default=False
-    features : str or None
+        Fit on the test images, as the tutorial did.
+    features : str or None, default=None
         Feature pipeline spec or preset, fitted once on the fit images and applied to both splits.
+    n_init : int or None, default=None
+        See :class:`~kmeans_imagery.ClusterClassifier`.
     stability_seeds : int, default=5
         At K = number of classes, refit with this many seeds (each keeping its best of ``n_init``
         inits by inertia) and report how the test Hungarian accuracy varies; 0 skips it.
-    label_budgets : sequence of int
+    label_budgets : sequence of int, default=()
         Label budgets to simulate (see :func:`label_budget_curve`).
     log : callable, optional
         Receives one human-readable line per step.
@@ -311,6 +561,36 @@ def run_experiment(
     Returns
     -------
     Experiment
+        The results (``results.json``'s content), the fitted models and what the figures draw.
+
+    Raises
+    ------
+    KMIError
+        When the dataset has no labels, or a K exceeds the number of images.
+
+    See Also
+    --------
+    kmeans_imagery.outputs.write_outputs : Saves the figures, ``results.json`` and report.
+
+    Examples
+    --------
+    ``kmi run digits`` from Python, with a shorter sweep:
+
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.experiment import run_experiment
+    >>> experiment = run_experiment(load_dataset("digits"), ks=(10, 36), algorithm="full",
+    ...                             stability_seeds=0, label_budgets=(36,))
+    >>> for row in experiment.results["sweep"]:
+    ...     print(row["k"], f"{row['accuracy']:.2f}", f"{row['test_accuracy']:.2f}")
+    10 0.74 0.71
+    36 0.92 0.89
+    >>> first = experiment.results["first_predictions"]  # K = 10, on the training images
+    >>> for name in ("predicted", "true"):
+    ...     print(first[name][:10])
+    [3, 3, 8, 3, 8, 3, 4, 7, 2, 8]
+    [3, 9, 1, 3, 1, 9, 4, 4, 2, 8]
+    >>> experiment.results["label_budget"]  # doctest: +ELLIPSIS
+    [{'labels': 36, 'test_accuracy': 0.8...}]
     """
     say = log if log is not None else (lambda line: None)
     if dataset.train_labels is None:
@@ -347,11 +627,11 @@ def run_experiment(
     # Every fit below shares the row norms and principal axes of X_fit.
     with sharing(X_fit):
         # The tutorial's first look: K = number of classes, predicted vs true labels of the fit set.
-        first_rows, first_models = run_sweep(
+        first_sweep = run_sweep(
             X_fit, y_fit, [n_classes], X_test=X_test, y_test=y_test, random_state=random_state,
             n_init=n_init, **common,
         )
-        first = first_models[n_classes]
+        first = first_sweep.models[n_classes]
         first_predictions = {
             "predicted": _jsonable(first.cluster_labels_[first.labels_[:20]]),
             "true": _jsonable(y_fit[:20]),
@@ -359,15 +639,16 @@ def run_experiment(
         say(f"K={n_classes}: first 20 predicted {first_predictions['predicted']}")
         say(f"K={n_classes}: first 20 true      {first_predictions['true']}")
 
-        rows, models = run_sweep(
+        sweep = run_sweep(
             X_fit, y_fit, [k for k in ks if k != n_classes], X_test=X_test, y_test=y_test,
             random_state=random_state, on_fitted=on_fitted, **common,
         )
+        rows, models = sweep.rows, sweep.models
         if n_classes in ks:
-            rows.extend(first_rows)
-            models.update(first_models)
+            rows.extend(first_sweep.rows)
+            models.update(first_sweep.models)
             if on_fitted is not None:
-                on_fitted(first_rows[0])
+                on_fitted(first_sweep.rows[0])
         rows.sort(key=lambda row: row["k"])
 
         stability = init_stability(

@@ -28,8 +28,9 @@ import numpy as np
 from .errors import KMIError
 from .preprocessing import flatten_scale, image_rows
 
-__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "fit"]
+__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "fit", "read_label_sheet"]
 
+#: Where :func:`fit` runs: the source read whole, streamed batch by batch, or on Dask.
 MODES = ("memory", "stream", "dask")
 #: Images a feature pipeline (and the starting centroids) are fitted on when the source is not
 #: read whole: enough for PCA and HOG statistics to settle, a few seconds of work.
@@ -62,6 +63,13 @@ class FitSpec:
         Seed of the sample, the features and the clustering.
     labels : path-like or None
         A filled label sheet (CSV) to name the clusters from, instead of the source's labels.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.fit import FitSpec
+    >>> FitSpec(64, features="pixhog", n_init=3)  # doctest: +NORMALIZE_WHITESPACE
+    FitSpec(n_clusters=64, algorithm='minibatch', engine=None, features='pixhog', n_init=3,
+            max_iter=None, random_state=0, labels=None)
     """
 
     n_clusters: int
@@ -89,6 +97,16 @@ class FitResult:
         and ``test_metrics``; with a label sheet ``labels_used``.
     training : dict
         The dataset's name, image count and whether it was labelled (no paths).
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.fit import FitSpec, fit
+    >>> result = fit(open_source("digits"), FitSpec(16))
+    >>> result.training
+    {'dataset': 'digits', 'n_samples': 1437, 'labelled': True}
+    >>> result.model.cluster_centers_.shape, result.metrics["mode"]
+    ((16, 64), 'memory')
     """
 
     model: object
@@ -105,6 +123,7 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     source : ImageSource
         From :func:`~kmeans_imagery.datasets.open_source`.
     spec : FitSpec
+        What to fit.
     mode : {"memory", "stream", "dask"}
         Read the source whole, stream it batch by batch (memory independent of its size), or
         run the passes on a Dask cluster.
@@ -122,11 +141,35 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     Returns
     -------
     FitResult
+        The model (it predicts raw images of the source's shape), its metrics and training facts.
 
     Raises
     ------
     KMIError
         For a bad parameter (named), too few images for K, or data that cannot be read.
+
+    See Also
+    --------
+    kmeans_imagery.model_io.save_model : Writes ``result.model`` with its metrics.
+
+    Examples
+    --------
+    What ``kmi fit digits --k 32 --features l2 --algorithm full`` does, scored on the test split:
+
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.fit import FitSpec, fit
+    >>> train, test = open_source("digits"), open_source("digits", split="test")
+    >>> result = fit(train, FitSpec(32, algorithm="full", features="l2"), test=test)
+    >>> result.model.predict(test.read(0, 8)), test.labels[:8]
+    (array([7, 6, 3, 7, 7, 5, 2, 8]), array([7, 6, 3, 7, 7, 3, 2, 8]))
+    >>> print(f"{result.metrics['test_accuracy']:.2f}")
+    0.95
+
+    The same fit streamed, holding one batch of images at a time:
+
+    >>> streamed = fit(train, FitSpec(32, features="l2"), mode="stream", test=test)
+    >>> sorted(streamed.metrics)  # doctest: +NORMALIZE_WHITESPACE
+    ['fit_seconds', 'inertia', 'mode', 'seconds_per_pass', 'test_accuracy', 'test_metrics']
     """
     if mode not in MODES:
         raise KMIError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -427,16 +470,30 @@ def read_label_sheet(path, source):
 
     Returns
     -------
-    indices : ndarray of int64
+    indices : ndarray of int64, shape (n_labelled,)
         Sorted positions of the labelled images in ``source``.
-    labels : ndarray
-        Integers when every filled label is an integer, else strings.
+    labels : ndarray of shape (n_labelled,)
+        Their labels, in the same order: integers when every filled label is an integer, else
+        strings.
 
     Raises
     ------
     KMIError
         For a missing file or column, an unknown path, a bad or out-of-range index, or no filled
         label at all.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.fit import read_label_sheet
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     sheet = Path(folder) / "labels.csv"
+    ...     _ = sheet.write_text("index,path,cluster,distance,label\\n"
+    ...                          "12,,0,0.5,7\\n40,,1,0.7,\\n3,,2,0.2,1\\n")
+    ...     read_label_sheet(sheet, open_source("digits"))  # the unfilled row is left out
+    (array([ 3, 12]), array([1, 7]))
     """
     from .label_sheets import read_sheet_rows
 

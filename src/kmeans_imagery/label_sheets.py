@@ -18,6 +18,7 @@ from .outputs import atomic_text_file, centroid_images, member_images, prepare_o
 __all__ = ["SHEET_COLUMNS", "read_sheet_rows", "write_label_sheet"]
 
 
+#: The columns of ``labels.csv``.
 SHEET_COLUMNS = ("index", "path", "cluster", "distance", "label")
 
 
@@ -36,13 +37,36 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
     source : ImageSource
         The images to choose from, in the model's size and colour (read in one pass).
     out_dir : path-like
+        The folder to write into (created; an existing folder with files in it is an error).
     per_cluster : int, default=5
+        Images per cluster.
     clusters_per_page : int, default=32
+        Clusters (rows) per contact sheet.
 
     Returns
     -------
     dict of str to Path
         ``"csv"`` and one entry per sheet page.
+
+    See Also
+    --------
+    kmeans_imagery.fit.read_label_sheet : Reads the filled sheet back.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.label_sheets import write_label_sheet
+    >>> source = open_source("digits")
+    >>> digits = source.read_all()
+    >>> model = ClusterClassifier(n_clusters=4, random_state=0).fit(digits.images, digits.labels)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     written = write_label_sheet(model, source, Path(folder) / "sheet", per_cluster=3)
+    ...     rows = written["csv"].read_text().splitlines()
+    >>> sorted(written), len(rows), rows[0]  # a header, then 3 images for each of 4 clusters
+    (['csv', 'sheet-001'], 13, 'index,path,cluster,distance,label')
     """
     from . import plots
 
@@ -71,11 +95,32 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
 def read_sheet_rows(path):
     """The filled rows of a label sheet, as ``(row, label)`` pairs (``row``: the CSV's columns).
 
+    Parameters
+    ----------
+    path : path-like
+        The CSV, with a ``label`` column and an ``index`` or ``path`` column.
+
+    Returns
+    -------
+    list of (dict, str)
+        Each row whose label is filled in, and that label without surrounding spaces.
+
     Raises
     ------
     KMIError
         For a missing or unreadable file, a sheet without ``label`` and ``index`` or ``path``
         columns, or no filled label at all.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.label_sheets import read_sheet_rows
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     sheet = Path(folder) / "labels.csv"
+    ...     _ = sheet.write_text("path,label\\ncats/1.png, cat \\ncats/2.png,\\n")
+    ...     read_sheet_rows(sheet)
+    [({'path': 'cats/1.png', 'label': ' cat '}, 'cat')]
     """
     path = Path(path)
     try:

@@ -20,12 +20,13 @@ from .preprocessing import flatten_scale
 
 __all__ = [
     "ClusterClassifier",
+    "Members",
     "central_samples",
     "cluster_means",
     "cluster_sums",
+    "fitted_classifier",
     "majority_vote",
     "name_clusters",
-    "fitted_classifier",
     "name_from_clusters",
     "name_from_examples",
     "nearest_members",
@@ -42,6 +43,7 @@ def majority_vote(clusters, label_codes, n_clusters, n_classes, sample_weight=No
     label_codes : ndarray of shape (n_samples,)
         Class index of each sample, in ``[0, n_classes)``.
     n_clusters, n_classes : int
+        Number of clusters and of classes.
     sample_weight : ndarray of shape (n_samples,) or None
         Vote of each sample; None gives each one vote.
 
@@ -50,6 +52,16 @@ def majority_vote(clusters, label_codes, n_clusters, n_classes, sample_weight=No
     counts : ndarray of shape (n_clusters, n_classes)
         ``counts[k, c]`` is the number (int) or total weight (float) of samples of class ``c`` in
         cluster ``k``; one ``bincount`` over the combined index, no loop over samples or clusters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import majority_vote
+    >>> clusters = np.array([0, 0, 1, 1, 1])
+    >>> classes = np.array([0, 1, 1, 1, 0])
+    >>> majority_vote(clusters, classes, n_clusters=2, n_classes=2)
+    array([[1, 1],
+           [1, 2]])
     """
     combined = np.asarray(clusters, dtype=np.int64) * n_classes + np.asarray(label_codes)
     counts = np.bincount(combined, weights=sample_weight, minlength=n_clusters * n_classes)
@@ -75,6 +87,18 @@ def name_clusters(counts, centers):
     ------
     KMIError
         When no cluster has any vote, so nothing can be named.
+
+    Examples
+    --------
+    Cluster 0 ties (class 0 wins), cluster 2 has no labelled member and takes the name of the
+    nearest named centroid, cluster 1's:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import name_clusters
+    >>> counts = np.array([[2, 2], [0, 3], [0, 0]])
+    >>> centers = np.array([[0.0, 0.0], [5.0, 5.0], [4.0, 4.0]])
+    >>> name_clusters(counts, centers)
+    array([0, 1, 1])
     """
     names = counts.argmax(axis=1)
     voted = counts.sum(axis=1) > 0
@@ -92,13 +116,28 @@ def cluster_sums(rows, clusters, n_clusters, sample_weight=None):
     Parameters
     ----------
     rows : ndarray of shape (n_samples, n_features)
+        The rows to add up.
     clusters : ndarray of shape (n_samples,)
+        Cluster index of each row, in ``[0, n_clusters)``.
     n_clusters : int
+        Number of clusters.
     sample_weight : ndarray of shape (n_samples,) or None
+        Weight of each row; None weighs every row 1.
 
     Returns
     -------
     sums : ndarray of shape (n_clusters, n_features), float32
+        Zeros for a cluster without rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import cluster_sums
+    >>> rows = np.array([[1.0, 2.0], [3.0, 4.0], [10.0, 10.0]])
+    >>> cluster_sums(rows, np.array([0, 0, 1]), 3)
+    array([[ 4.,  6.],
+           [10., 10.],
+           [ 0.,  0.]], dtype=float32)
     """
     from .engine._kernels import _dense_sum_by_label
 
@@ -107,8 +146,40 @@ def cluster_sums(rows, clusters, n_clusters, sample_weight=None):
                                           weights), dtype=np.float32)
 
 def cluster_means(rows, clusters, n_clusters, sample_weight=None):
-    """(Weighted) mean row of each cluster (zeros for an empty cluster), float32; as
-    :func:`cluster_sums`."""
+    """(Weighted) mean row of each cluster, such as each cluster's mean image.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_samples, n_features)
+        The rows to average.
+    clusters : ndarray of shape (n_samples,)
+        Cluster index of each row, in ``[0, n_clusters)``.
+    n_clusters : int
+        Number of clusters.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Weight of each row; None weighs every row 1.
+
+    Returns
+    -------
+    means : ndarray of shape (n_clusters, n_features), float32
+        Zeros for a cluster without rows.
+
+    See Also
+    --------
+    cluster_sums : The sums these means divide.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import cluster_means
+    >>> rows = np.array([[1.0, 2.0], [3.0, 4.0], [10.0, 10.0]])
+    >>> cluster_means(rows, np.array([0, 0, 1]), 2)
+    array([[ 2.,  3.],
+           [10., 10.]], dtype=float32)
+    >>> cluster_means(rows, np.array([0, 0, 1]), 2, sample_weight=np.array([3.0, 1.0, 1.0]))
+    array([[ 1.5,  2.5],
+           [10. , 10. ]], dtype=float32)
+    """
     counts = np.bincount(clusters, weights=sample_weight, minlength=n_clusters).astype(np.float32)
     sums = cluster_sums(rows, clusters, n_clusters, sample_weight)
     return sums / np.where(counts > 0, counts, 1)[:, None]
@@ -128,11 +199,36 @@ def name_from_examples(model, sample_indices, labels):
     sample_indices : array-like of int, shape (n_labelled,)
         Positions of the labelled samples in the training data.
     labels : array-like of shape (n_labelled,)
+        The label a person gave each of them.
 
     Returns
     -------
-    model
+    model : ClusterClassifier
         The same model with new ``classes_`` and ``cluster_labels_``.
+
+    Raises
+    ------
+    KMIError
+        When an index is out of range, or the counts of indices and labels differ.
+
+    See Also
+    --------
+    central_samples : The most central training sample of each cluster, the ones to label.
+
+    Examples
+    --------
+    Cluster the digits without labels, then label only the most central image of each of
+    30 clusters (30 labels out of 1437 images):
+
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.labeling import ClusterClassifier, central_samples, name_from_examples
+    >>> digits = load_dataset("digits")
+    >>> model = ClusterClassifier(n_clusters=30, algorithm="full", random_state=0)
+    >>> model = model.fit(digits.train_images, None)
+    >>> central = central_samples(model, digits.train_images)
+    >>> model = name_from_examples(model, central, digits.train_labels[central])
+    >>> print(f"{model.score(digits.test_images, digits.test_labels):.2f}")
+    0.89
     """
     sample_indices = np.asarray(sample_indices, dtype=np.int64)
     n_samples = len(model.labels_)
@@ -151,11 +247,30 @@ def name_from_clusters(model, clusters, labels):
     clusters : array-like of int, shape (n_labelled,)
         The cluster of each labelled example (``model.predict_cluster`` of its image).
     labels : array-like of shape (n_labelled,)
+        The label of each example.
 
     Returns
     -------
-    model
+    model : ClusterClassifier
         The same model with new ``classes_`` and ``cluster_labels_``.
+
+    Raises
+    ------
+    KMIError
+        When there are no labels, or the counts of clusters and labels differ.
+
+    Examples
+    --------
+    Name two clusters from three labelled images that were not in the training data:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import ClusterClassifier, name_from_clusters
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+    >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, None)
+    >>> labelled = np.array([[0.5, 0.5], [8.0, 9.0], [9.5, 9.0]])
+    >>> model = name_from_clusters(model, model.predict_cluster(labelled), ["cat", "dog", "dog"])
+    >>> model.predict(np.array([[1.0, 0.0], [10.0, 10.0]]))
+    array(['cat', 'dog'], dtype='<U3')
     """
     clusters = np.asarray(clusters, dtype=np.int64)
     labels = np.asarray(labels)
@@ -176,22 +291,39 @@ def fitted_classifier(centers, classes, cluster_labels, *, image_shape, features
     Parameters
     ----------
     centers : ndarray of shape (n_clusters, n_features)
+        Centroids, in the space the clustering ran in.
     classes : ndarray of shape (n_classes,)
+        The sorted class labels.
     cluster_labels : ndarray of shape (n_clusters,)
-        Values of ``classes``.
+        The class each cluster is named after: values of ``classes``.
     image_shape : tuple or None
+        Shape of one image, (H, W) or (H, W, C); None for a model of feature rows.
     features : FeaturePipeline or None
+        The fitted feature pipeline; None when the centroids are pixels.
     cluster_images : ndarray of shape (n_clusters, n_pixels)
         Mean image of each cluster (``centers`` without features).
     inertia : float or None
+        Inertia of the fit, when known.
     n_iter : int or None
+        Iterations of the fit, when known.
     params : dict or None
-        Constructor parameters to record.
+        Constructor parameters to record; unknown names are ignored.
 
     Returns
     -------
     ClusterClassifier
         Without ``labels_`` (one per training image would grow with the data).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import fitted_classifier
+    >>> centers = np.array([[0.0, 0.0], [1.0, 1.0]])
+    >>> model = fitted_classifier(centers, np.array(["dark", "light"]), np.array(["dark", "light"]),
+    ...                           image_shape=None, features=None, cluster_images=centers,
+    ...                           inertia=None, params={"n_clusters": 2})
+    >>> model.predict(np.array([[0.1, 0.2], [0.9, 0.7]]))
+    array(['dark', 'light'], dtype='<U5')
     """
     known = ClusterClassifier().get_params()
     model = ClusterClassifier(**{k: v for k, v in (params or {}).items() if k in known})
@@ -223,6 +355,20 @@ class Members(NamedTuple):
         Their files, for sources of image files.
     sizes : ndarray of int64, shape (n_clusters,)
         Images nearest each centroid, in the whole source.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.labeling import ClusterClassifier, nearest_members
+    >>> source = open_source("digits")
+    >>> digits = source.read_all()
+    >>> model = ClusterClassifier(n_clusters=10, algorithm="full", random_state=0)
+    >>> model = model.fit(digits.images, digits.labels)
+    >>> members = nearest_members(model, source, per_cluster=4)
+    >>> members.images.shape
+    (10, 4, 8, 8)
+    >>> int(members.sizes.sum()), members.paths is None
+    (1437, True)
     """
 
     indices: list
@@ -243,13 +389,43 @@ def nearest_members(model, source, per_cluster, *, batch_size=4096):
     model : ClusterClassifier
         Fitted, taking the source's images.
     source : ImageSource
+        The images to search, read in batches (for example from
+        :func:`~kmeans_imagery.datasets.open_source`).
     per_cluster : int
         How many members to keep per cluster.
     batch_size : int, default=4096
+        Images read and compared at once.
 
     Returns
     -------
     Members
+        Each cluster's nearest members (their positions, distances, images and files) and the
+        cluster sizes.
+
+    Examples
+    --------
+    The four digits nearest each centroid, which a person would look at to check (or give) the
+    cluster's name; here they show a cluster that mixes 8s and 1s, and one that mixes 3s and 9s:
+
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.labeling import ClusterClassifier, nearest_members
+    >>> source = open_source("digits")
+    >>> digits = source.read_all()
+    >>> model = ClusterClassifier(n_clusters=10, algorithm="full", random_state=0)
+    >>> model = model.fit(digits.images, digits.labels)
+    >>> members = nearest_members(model, source, per_cluster=4)
+    >>> for cluster in range(10):
+    ...     print(model.cluster_labels_[cluster], digits.labels[members.indices[cluster]])
+    4 [4 4 4 4]
+    6 [6 6 6 6]
+    8 [8 8 1 1]
+    0 [0 0 0 0]
+    7 [7 7 7 7]
+    5 [5 5 5 5]
+    1 [1 9 1 1]
+    3 [9 3 9 3]
+    1 [1 1 1 1]
+    2 [2 2 2 2]
     """
     k = len(model.cluster_centers_)
     kept = None  # (cluster, distance, position, image, path) of the candidates so far
@@ -290,13 +466,23 @@ def central_samples(model, X):
     ----------
     model : ClusterClassifier
         Fitted on ``X``.
-    X : array-like
+    X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
         The training rows or images the model was fitted on.
 
     Returns
     -------
     indices : ndarray of shape (n_clusters,)
-        -1 for a cluster without members.
+        Position in ``X`` of each cluster's most central member; -1 for a cluster without members.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import ClusterClassifier, central_samples
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 0.4], [9.0, 9.0], [9.0, 7.0], [9.0, 8.2]])
+    >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, None)
+    >>> central = central_samples(model, X)
+    >>> sorted(central.tolist())
+    [2, 5]
     """
     k = len(model.cluster_centers_)
     best = np.full(k, np.inf)
@@ -363,6 +549,24 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
     ``fit`` and ``predict`` accept either 2-D rows or a stack of images. Integer images are scaled by
     1/255 to [0, 1]; float images are taken as already scaled. So a fitted classifier predicts on raw
     uint8 images directly.
+
+    Examples
+    --------
+    The tutorial in four lines: cluster the training digits into 36 groups, name each group after
+    its most frequent digit, and score on the held-out test digits.
+
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> digits = load_dataset("digits")
+    >>> model = ClusterClassifier(n_clusters=36, algorithm="full", random_state=0)
+    >>> model.fit(digits.train_images, digits.train_labels)
+    ClusterClassifier(algorithm='full', n_clusters=36, random_state=0)
+    >>> model.cluster_labels_[:12]
+    array([4, 3, 6, 0, 5, 8, 8, 2, 4, 1, 7, 7])
+    >>> model.predict(digits.test_images[:8]), digits.test_labels[:8]
+    (array([7, 6, 3, 7, 7, 3, 2, 8]), array([7, 6, 3, 7, 7, 3, 2, 8]))
+    >>> print(f"{model.score(digits.test_images, digits.test_labels):.2f}")
+    0.89
     """
 
     def __init__(
@@ -403,7 +607,17 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        self
+        self : ClusterClassifier
+            The fitted classifier.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_imagery import ClusterClassifier
+        >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+        >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, ["cat", "cat", "dog", "dog"])
+        >>> model.labels_.tolist(), model.cluster_labels_.tolist()
+        ([0, 0, 1, 1], ['cat', 'dog'])
         """
         rows, image_shape = self._rows(X)
         if y is None:
@@ -472,10 +686,21 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+            Rows or images of the kind the model was fitted on.
 
         Returns
         -------
         distances : ndarray of shape (n_samples, n_clusters)
+            In the space the clustering ran in (the features, when the model has any).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_imagery import ClusterClassifier
+        >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+        >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, ["cat", "cat", "dog", "dog"])
+        >>> model.cluster_distances(np.array([[0.0, 0.5]])).round(3)
+        array([[ 0.   , 12.042]])
         """
         check_is_fitted(self)
         rows = self._check_rows(X)
@@ -487,10 +712,21 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+            Rows or images of the kind the model was fitted on.
 
         Returns
         -------
         clusters : ndarray of shape (n_samples,)
+            Cluster indices, in ``[0, n_clusters)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_imagery import ClusterClassifier
+        >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+        >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, ["cat", "cat", "dog", "dog"])
+        >>> model.predict_cluster(np.array([[1.0, 1.0], [8.0, 8.0]]))
+        array([0, 1])
         """
         check_is_fitted(self)
         rows = self._check_rows(X)
@@ -502,10 +738,21 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+            Rows or images of the kind the model was fitted on.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            Values of ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_imagery import ClusterClassifier
+        >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+        >>> model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, ["cat", "cat", "dog", "dog"])
+        >>> model.predict(np.array([[1.0, 1.0], [8.0, 8.0]]))
+        array(['cat', 'dog'], dtype='<U3')
         """
         check_is_fitted(self)
         return self.cluster_labels_[self.predict_cluster(X)]

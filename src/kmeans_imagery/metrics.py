@@ -28,7 +28,9 @@ def inertia(X, centers, labels, *, chunk_size=8192):
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
+        The clustered rows.
     centers : ndarray of shape (n_clusters, n_features)
+        The centroids.
     labels : ndarray of shape (n_samples,)
         Index of the centroid assigned to each sample.
     chunk_size : int, default=8192
@@ -38,6 +40,15 @@ def inertia(X, centers, labels, *, chunk_size=8192):
     -------
     float
         The inertia, accumulated in float64 whatever the input dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.metrics import inertia
+    >>> X = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 0.0]], dtype=np.float32)
+    >>> centers = np.array([[0.0, 1.0], [10.0, 0.0]], dtype=np.float32)
+    >>> inertia(X, centers, np.array([0, 0, 1]))
+    2.0
     """
     total = 0.0
     for start in range(0, len(X), chunk_size):
@@ -57,11 +68,26 @@ def hungarian_accuracy(y_true, clusters):
     Parameters
     ----------
     y_true : array-like of shape (n_samples,)
+        True class of each sample.
     clusters : array-like of shape (n_samples,)
+        Cluster index of each sample.
 
     Returns
     -------
     float
+        Fraction of samples in a cluster matched to their own class, in [0, 1].
+
+    See Also
+    --------
+    purity : Each cluster named after its most frequent class instead (several may share one).
+
+    Examples
+    --------
+    Two clusters split class 1; only one of them can be matched to it:
+
+    >>> from kmeans_imagery.metrics import hungarian_accuracy
+    >>> hungarian_accuracy([0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2])
+    0.6666666666666666
     """
     table = contingency_matrix(y_true, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
@@ -74,11 +100,20 @@ def cohen_kappa(matrix):
     Parameters
     ----------
     matrix : array-like of shape (n_classes, n_classes)
+        ``matrix[i, j]`` counts samples of true class ``i`` predicted as ``j``.
 
     Returns
     -------
     float
         (observed - chance agreement) / (1 - chance agreement); 1 for perfect agreement.
+
+    Examples
+    --------
+    85% agreement where chance alone would give 50%:
+
+    >>> from kmeans_imagery.metrics import cohen_kappa
+    >>> round(cohen_kappa([[45, 5], [10, 40]]), 3)
+    0.7
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     total = matrix.sum()
@@ -105,6 +140,22 @@ def contingency_scores(table):
         ``confusion_matrix`` (rows true class, columns matched class, then a last column for
         unmatched clusters when K exceeds the number of classes) and ``matching`` (the class index
         of each cluster, -1 when unmatched).
+
+    Examples
+    --------
+    Two classes in three clusters, counted (strip by strip, say) without keeping the labels:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.metrics import contingency_scores
+    >>> table = np.array([[40, 0, 10],
+    ...                   [0, 50, 0]])
+    >>> scores = contingency_scores(table)
+    >>> scores["hungarian_accuracy"], scores["majority_accuracy"]
+    (0.9, 1.0)
+    >>> scores["matching"]
+    [0, 1, -1]
+    >>> scores["confusion_matrix"]
+    [[40, 0, 10], [0, 50, 0]]
     """
     table = np.asarray(table, dtype=np.int64)
     n_classes, n_clusters = table.shape
@@ -161,13 +212,59 @@ def _ari(table):
 
 
 def purity(y_true, clusters):
-    """Fraction of samples whose cluster's most frequent class is their own class."""
+    """Fraction of samples whose cluster's most frequent class is their own class.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class of each sample.
+    clusters : array-like of shape (n_samples,)
+        Cluster index of each sample.
+
+    Returns
+    -------
+    float
+        The accuracy of naming each cluster after its majority class, in [0, 1].
+
+    See Also
+    --------
+    hungarian_accuracy : Clusters matched one-to-one to classes instead.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.metrics import purity
+    >>> round(purity([0, 0, 1, 1, 1, 2], [0, 0, 0, 1, 1, 1]), 3)
+    0.667
+    """
     table = contingency_matrix(y_true, clusters)
     return float(table.max(axis=0).sum() / table.sum())
 
 
 def confusion(y_true, y_pred, classes):
-    """Confusion matrix with rows = true class, columns = predicted class, in the order of ``classes``."""
+    """Confusion matrix with rows = true class, columns = predicted class, in the order of ``classes``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class of each sample.
+    y_pred : array-like of shape (n_samples,)
+        Predicted class of each sample.
+    classes : array-like of shape (n_classes,)
+        The classes, in the order of the rows and columns.
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes)
+        ``matrix[i, j]`` counts samples of class ``classes[i]`` predicted as ``classes[j]``.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.metrics import confusion
+    >>> confusion(["cat", "dog", "dog", "owl"], ["cat", "dog", "owl", "owl"], ["cat", "dog", "owl"])
+    array([[1, 0, 0],
+           [0, 1, 1],
+           [0, 0, 1]])
+    """
     return skm.confusion_matrix(y_true, y_pred, labels=classes)
 
 
@@ -191,8 +288,18 @@ def sweep_scores(y_true, clusters, y_pred):
 
     Returns
     -------
-    dict
-        homogeneity, completeness, v_measure and accuracy, as floats.
+    dict of str to float
+        ``homogeneity``, ``completeness``, ``v_measure`` and ``accuracy``.
+
+    Examples
+    --------
+    Three clusters named after their members: class 1 is split in two, so the clustering is
+    homogeneous but not complete.
+
+    >>> from kmeans_imagery.metrics import sweep_scores
+    >>> scores = sweep_scores([0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 1, 1])
+    >>> {name: round(value, 3) for name, value in scores.items()}
+    {'homogeneity': 1.0, 'completeness': 0.579, 'v_measure': 0.734, 'accuracy': 1.0}
     """
     return {**_homogeneity_scores(y_true, clusters), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
 
@@ -211,9 +318,17 @@ def clustering_scores(y_true, clusters, y_pred=None):
 
     Returns
     -------
-    dict
-        homogeneity, completeness, v_measure, nmi, ari, purity, hungarian_accuracy and, with
-        ``y_pred``, accuracy.
+    dict of str to float
+        ``homogeneity``, ``completeness``, ``v_measure``, ``nmi``, ``ari``, ``purity``,
+        ``hungarian_accuracy`` and, with ``y_pred``, ``accuracy``.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.metrics import clustering_scores
+    >>> scores = clustering_scores([0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2])
+    >>> {name: round(value, 3) for name, value in scores.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'homogeneity': 1.0, 'completeness': 0.579, 'v_measure': 0.734, 'nmi': 0.734, 'ari': 0.444,
+     'purity': 1.0, 'hungarian_accuracy': 0.667}
     """
     scores = _homogeneity_scores(y_true, clusters)
     scores.update(

@@ -27,9 +27,12 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import KMIError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "PIXEL_MODEL_KIND", "load_model", "read_model_file",
+           "save_model"]
 
+#: ``format`` in every model file's metadata.
 FORMAT_NAME = "kmeans-imagery-model"
+#: The format version this library writes; files of a newer version are refused.
 FORMAT_VERSION = 1
 #: ``kind`` in the metadata of pixel models written by ``kmi segment`` (kmeans_imagery.segment);
 #: image models have no ``kind``.
@@ -70,6 +73,24 @@ def save_model(model, path, *, force=False, fit_metrics=None, training=None, lab
     ------
     KMIError
         When the file exists without ``force`` or cannot be written.
+
+    See Also
+    --------
+    load_model : Reads the file back.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery import ClusterClassifier, load_dataset, load_model, save_model
+    >>> data = load_dataset("digits")
+    >>> model = ClusterClassifier(n_clusters=16, random_state=0).fit(data.train_images,
+    ...                                                               data.train_labels)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save_model(model, Path(folder) / "digits.kmi", training={"dataset": "digits"})
+    ...     again = load_model(path)
+    >>> path.name, bool((again.predict(data.test_images) == model.predict(data.test_images)).all())
+    ('digits.kmi', True)
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -151,17 +172,36 @@ def read_model_file(path):
     Parameters
     ----------
     path : path-like
+        The model file.
 
     Returns
     -------
     metadata : dict
+        The JSON metadata (format, parameters, preprocessing, metrics, ...).
     arrays : dict of str to ndarray
+        The arrays by name (``cluster_centers``, ``classes``, ...), read without pickle.
 
     Raises
     ------
     KMIError
         When the file is missing, not a model, truncated, from a newer format version, or holds
         anything that would need pickle to load.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery import ClusterClassifier, load_dataset, save_model
+    >>> from kmeans_imagery.model_io import read_model_file
+    >>> data = load_dataset("digits")
+    >>> model = ClusterClassifier(n_clusters=16, random_state=0).fit(data.train_images,
+    ...                                                               data.train_labels)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     metadata, arrays = read_model_file(save_model(model, Path(folder) / "digits.kmi"))
+    >>> metadata["format"], metadata["preprocessing"]
+    ('kmeans-imagery-model', {'image_shape': [8, 8], 'color': 'gray', 'scale': 255.0})
+    >>> {name: array.shape for name, array in arrays.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'cluster_centers': (16, 64), 'classes': (10,), 'cluster_label_codes': (16,)}
     """
     path = Path(path)
     if not path.is_file():
@@ -226,6 +266,7 @@ def load_model(path):
     Parameters
     ----------
     path : path-like
+        A ``.kmi`` file.
 
     Returns
     -------
@@ -238,6 +279,22 @@ def load_model(path):
     ------
     KMIError
         When the file is not a valid model (see :func:`read_model_file`) or its arrays disagree.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery import ClusterClassifier, load_dataset, load_model, save_model
+    >>> data = load_dataset("digits")
+    >>> model = ClusterClassifier(n_clusters=32, random_state=0).fit(data.train_images,
+    ...                                                               data.train_labels)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save_model(model, Path(folder) / "digits.kmi", fit_metrics={"accuracy": 0.9})
+    ...     loaded = load_model(Path(folder) / "digits.kmi")
+    >>> loaded.image_shape_, loaded.metadata_["fit_metrics"]
+    ((8, 8), {'accuracy': 0.9})
+    >>> loaded.predict(data.test_images[:5]), data.test_labels[:5]  # raw uint8 images in
+    (array([7, 6, 9, 7, 9]), array([7, 6, 3, 7, 7]))
     """
     from .labeling import fitted_classifier
 

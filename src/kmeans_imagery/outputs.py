@@ -1,8 +1,8 @@
 """What the commands write: output folders, JSON, the figures and report of a run or an evaluation,
 and drawings of a model's clusters.
 
-Every file is written to a temporary file and renamed (:mod:`.atomic`), so an interrupted command
-never leaves a half-written output.
+Every file is written to a temporary file and renamed (:mod:`~kmeans_imagery.atomic`), so an
+interrupted command never leaves a half-written output.
 """
 
 import json
@@ -19,9 +19,11 @@ from .predict import display_names
 
 __all__ = [
     "atomic_text_file",
+    "centroid_images",
     "check_new_output",
     "draw_model",
     "evaluation_outputs",
+    "member_images",
     "prepare_out_dir",
     "write_json",
     "write_outputs",
@@ -29,17 +31,68 @@ __all__ = [
 
 
 def atomic_text_file(path):
-    """Open ``path`` for writing UTF-8 text that appears only complete (see :func:`atomic_write`)."""
+    """Open ``path`` for writing UTF-8 text that appears only complete.
+
+    Parameters
+    ----------
+    path : path-like
+        The destination; its folder must exist.
+
+    Returns
+    -------
+    context manager
+        Yields a text file; ``path`` is replaced when the block ends without error and left as it
+        was otherwise (see :func:`~kmeans_imagery.atomic.atomic_write`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import atomic_text_file
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp, "labels.csv")
+    ...     with atomic_text_file(path) as handle:
+    ...         _ = handle.write("path,label\\n")
+    ...     try:
+    ...         with atomic_text_file(path) as handle:  # interrupted: the old file stays
+    ...             _ = handle.write("half a row")
+    ...             raise KeyboardInterrupt
+    ...     except KeyboardInterrupt:
+    ...         pass
+    ...     print(path.read_text(), end="")
+    path,label
+    """
     return atomic_write(path, "w", encoding="utf-8", newline="")
 
 
 def check_new_output(path, force):
     """Refuse to replace an existing file, or a folder with files in it, unless ``force`` is set.
 
+    Parameters
+    ----------
+    path : path-like
+        The output about to be written: a file or a folder.
+    force : bool
+        Whether replacing it is allowed (``--force``).
+
     Raises
     ------
     KMIError
         When ``path`` exists (an empty folder does not count) and ``force`` is false.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import check_new_output
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     check_new_output(tmp, force=False)  # an empty folder is fine
+    ...     Path(tmp, "model.kmi").touch()
+    ...     check_new_output(Path(tmp, "model.kmi"), force=True)
+    ...     check_new_output(tmp, force=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    kmeans_imagery.errors.KMIError: ... already exists; use force=True to replace it
     """
     path = Path(path)
     if force or not path.exists() or (path.is_dir() and not any(path.iterdir())):
@@ -48,7 +101,26 @@ def check_new_output(path, force):
 
 
 def write_json(data, path):
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented JSON, atomically.
+
+    Parameters
+    ----------
+    data : object
+        Anything :func:`json.dumps` accepts (plain dicts, lists, numbers and strings).
+    path : path-like
+        The file to write; its folder must exist.
+
+    Examples
+    --------
+    >>> import json
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import write_json
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_json({"k": 36, "accuracy": 0.89}, Path(tmp, "results.json"))
+    ...     json.loads(Path(tmp, "results.json").read_text())
+    {'k': 36, 'accuracy': 0.89}
+    """
     with atomic_text_file(path) as handle:
         handle.write(json.dumps(data, indent=2) + "\n")
 
@@ -56,10 +128,30 @@ def write_json(data, path):
 def prepare_out_dir(out_dir):
     """Create ``out_dir`` if needed and check that it is writable.
 
+    Parameters
+    ----------
+    out_dir : path-like
+        The output folder; missing parent folders are created too.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
     Raises
     ------
     KMIError
         When the folder cannot be created or written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import prepare_out_dir
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = prepare_out_dir(Path(tmp, "runs", "digits"))
+    ...     out.is_dir(), list(out.iterdir())
+    (True, [])
     """
     out = Path(out_dir)
     try:
@@ -77,12 +169,41 @@ def write_outputs(experiment, out_dir):
     Parameters
     ----------
     experiment : Experiment
+        From :func:`~kmeans_imagery.experiment.run_experiment`; its ``results`` gain a
+        ``"figures"`` entry.
     out_dir : path-like
+        The results folder; created if needed. Files already there are replaced.
 
     Returns
     -------
     dict of str to Path
         The written files by name (figure names, ``"results"``, ``"report"``).
+
+    Examples
+    --------
+    What ``kmi run scans/ --ks 3,6 --out results/`` writes, for a folder of labelled scans (one
+    sub-folder per class; a fifth of the images is held out as the test set):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.experiment import run_experiment
+    >>> from kmeans_imagery.outputs import write_outputs
+    >>> digits = load_dataset("digits")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for label, name in enumerate(["zero", "one", "two"]):
+    ...         Path(tmp, "scans", name).mkdir(parents=True)
+    ...         for i, image in enumerate(digits.train_images[digits.train_labels == label][:20]):
+    ...             Image.fromarray(image).save(Path(tmp, "scans", name, f"{i}.png"))
+    ...     experiment = run_experiment(load_dataset(Path(tmp, "scans")), ks=(3, 6), algorithm="full",
+    ...                                 stability_seeds=0)
+    ...     written = write_outputs(experiment, Path(tmp, "results"))
+    ...     sorted(path.name for path in written.values())  # doctest: +NORMALIZE_WHITESPACE
+    ['centroids.png', 'confusion.png', 'inertia.png', 'report.html', 'results.json',
+     'samples.png', 'scores.png']
+    >>> experiment.results["test"]["class_names"], experiment.results["n_test"]
+    (['one', 'two', 'zero'], 12)
     """
     from . import plots
     from .report import write_report
@@ -145,14 +266,63 @@ def write_outputs(experiment, out_dir):
 
 
 def centroid_images(model):
-    """Cluster centres as images (n_clusters, H, W[, C]) in [0, 1], in pixel space even with features."""
+    """Cluster centres as images, in pixel space even with features.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        A fitted model with an ``image_shape_``.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, H, W) or (n_clusters, H, W, C)
+        Each cluster's mean image, in [0, 1].
+
+    Examples
+    --------
+    Clustered on HOG descriptors, the centres are not images, but each cluster's mean image is:
+
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.outputs import centroid_images
+    >>> digits = load_dataset("digits")
+    >>> model = ClusterClassifier(10, features="hog", random_state=0).fit(digits.train_images, None)
+    >>> model.cluster_centers_.shape, centroid_images(model).shape
+    ((10, 36), (10, 8, 8))
+    """
     return np.asarray(model.cluster_images_).reshape((-1, *model.image_shape_))
 
 
 def member_images(members, clusters):
-    """Images of the given clusters' members, (len(clusters), per_cluster, H, W[, C]) in [0, 1].
+    """Images of the given clusters' members, for drawing.
 
-    NaN (drawn blank) where a cluster has fewer members.
+    Parameters
+    ----------
+    members : Members
+        From :func:`~kmeans_imagery.labeling.nearest_members`.
+    clusters : sequence of int
+        The clusters to take.
+
+    Returns
+    -------
+    ndarray of shape (len(clusters), per_cluster, H, W) or (len(clusters), per_cluster, H, W, C)
+        Float32 values in [0, 1]; NaN (drawn blank) where a cluster has fewer members.
+
+    Examples
+    --------
+    Cluster 8 of this model has 27 members, so the last 3 of 30 images are blank:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.labeling import nearest_members
+    >>> from kmeans_imagery.outputs import member_images
+    >>> source = open_source("digits")
+    >>> digits = source.read_all()
+    >>> model = ClusterClassifier(10, algorithm="full", random_state=0).fit(digits.images, digits.labels)
+    >>> images = member_images(nearest_members(model, source, per_cluster=30), [8, 6])
+    >>> images.shape, np.isnan(images[:, :, 0, 0]).sum(axis=1)
+    ((2, 30, 8, 8), array([3, 0]))
     """
     images = members.images[clusters].astype(np.float32) / np.float32(255)
     for row, cluster in enumerate(clusters):
@@ -179,7 +349,31 @@ def draw_model(model, path, *, source=None, per_cluster=8, max_clusters=20):
 
     Returns
     -------
-    Path
+    pathlib.Path
+        The PNG written.
+
+    Raises
+    ------
+    KMIError
+        When the model was fitted on feature rows (it has no images to draw).
+
+    Examples
+    --------
+    What ``kmi show MODEL digits --out clusters.png`` draws: each cluster's centroid and the
+    images nearest it.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.outputs import draw_model
+    >>> source = open_source("digits")
+    >>> model = ClusterClassifier(10, algorithm="full", random_state=0)
+    >>> model = model.fit(source.read_all().images, None)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     png = draw_model(model, Path(tmp, "clusters.png"), source=source, per_cluster=4)
+    ...     png.name, png.read_bytes()[1:4]
+    ('clusters.png', b'PNG')
     """
     from . import plots
 
@@ -206,15 +400,36 @@ def evaluation_outputs(model, source, results, out_dir):
     Parameters
     ----------
     model : ClusterClassifier
+        The model scored.
     source : ImageSource
         The images scored (the first nine are drawn).
     results : dict
-        From :func:`kmeans_imagery.predict.evaluate`.
+        The ``results`` of :func:`kmeans_imagery.predict.evaluate`'s Evaluation.
     out_dir : path-like
+        The results folder; created if needed. Files already there are replaced.
 
     Returns
     -------
     dict of str to Path
+        The written files by name (figure names, ``"results"``, ``"report"``).
+
+    Examples
+    --------
+    What ``kmi evaluate MODEL digits --out DIR`` writes:
+
+    >>> import tempfile
+    >>> from kmeans_imagery import ClusterClassifier, load_dataset
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.outputs import evaluation_outputs
+    >>> from kmeans_imagery.predict import evaluate
+    >>> digits = load_dataset("digits")
+    >>> model = ClusterClassifier(10, algorithm="full", random_state=0)
+    >>> model = model.fit(digits.train_images, digits.train_labels)
+    >>> test = open_source("digits", split="test")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     written = evaluation_outputs(model, test, evaluate(model, test).results, tmp)
+    ...     sorted(path.name for path in written.values())
+    ['centroids.png', 'confusion.png', 'report.html', 'results.json', 'samples.png']
     """
     from . import plots
     from .report import write_report

@@ -50,7 +50,18 @@ def grid_shape(n):
     Returns
     -------
     n_rows, n_cols : int
-        ``n_cols = ceil(sqrt(n))`` and just enough rows: 36 -> (6, 6), 10 -> (3, 4).
+        ``n_cols = ceil(sqrt(n))`` and just enough rows.
+
+    Raises
+    ------
+    KMIError
+        When ``n`` is less than 1.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.plots import grid_shape
+    >>> grid_shape(36), grid_shape(10)
+    ((6, 6), (3, 4))
     """
     if n < 1:
         raise KMIError(f"a grid needs at least one cell, got {n}")
@@ -107,6 +118,23 @@ def image_montage(images, n_cols, *, gap=1, title_gap=0):
         Float64 montage, with a trailing axis of 3 for RGB input. Cell ``i`` (row ``i //
         n_cols``, column ``i % n_cols``) starts at ``(row * (H + gap + title_gap) + gap +
         title_gap, col * (W + gap) + gap)``; padding and unused cells are 1.0 (white).
+
+    Raises
+    ------
+    KMIError
+        When there are no images, or they are not gray or RGB images of uint8 or floats.
+
+    Examples
+    --------
+    Five black 2 x 3 images on three columns: two rows, on a white background.
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.plots import image_montage
+    >>> montage = image_montage(np.zeros((5, 2, 3), dtype=np.uint8), n_cols=3)
+    >>> montage.shape
+    (7, 13)
+    >>> float(montage[0, 0]), float(montage[1, 1])  # padding, then the first image's first pixel
+    (1.0, 0.0)
     """
     images = _as_unit_images(images)
     height, width = _split_shape(images, 1, "images")
@@ -245,6 +273,20 @@ def plot_samples(images, labels=None, *, n=9, label_names=None, ax=None):
     Returns
     -------
     ax : matplotlib.axes.Axes
+        The images as one montage, with one text per title.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.plots import plot_samples
+    >>> digits = load_dataset("digits")
+    >>> ax = plot_samples(digits.train_images, digits.train_labels)
+    >>> type(ax).__name__, [text.get_text() for text in ax.texts][:3]
+    ('Axes', ['Number 3', 'Number 9', 'Number 1'])
+    >>> names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    >>> ax = plot_samples(digits.train_images, digits.train_labels, n=4, label_names=names)
+    >>> [text.get_text() for text in ax.texts]
+    ['three', 'nine', 'one', 'three']
     """
     images = np.asarray(images)[:n]
     if labels is None:
@@ -272,15 +314,31 @@ def plot_centroids(centers, image_shape, cluster_labels=None, *, label_names=Non
     label_names : sequence of str, optional
         Class names indexed by label.
     ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
+        The centres as one montage, with one text per label.
 
     Raises
     ------
     KMIError
         If the centres are not images of ``image_shape`` (e.g. features other than raw pixels).
+
+    Examples
+    --------
+    A model's centroids, titled with the digit each cluster was named after (two are 1s):
+
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> from kmeans_imagery.plots import plot_centroids
+    >>> digits = load_dataset("digits")
+    >>> model = ClusterClassifier(10, algorithm="full", random_state=0)
+    >>> model = model.fit(digits.train_images, digits.train_labels)
+    >>> ax = plot_centroids(model.cluster_images_, model.image_shape_, model.cluster_labels_)
+    >>> [text.get_text() for text in ax.texts]
+    ['4', '6', '8', '0', '7', '5', '1', '3', '1', '2']
     """
     centers = np.asarray(centers, dtype=np.float64)
     image_shape = tuple(int(size) for size in image_shape)
@@ -315,10 +373,36 @@ def plot_cluster_members(center_images, member_images, cluster_labels=None, *, c
     cluster_ids : sequence of int, optional
         Cluster number shown in each row title (default: the row index), for a subset of clusters.
     ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
+        The rows as one montage, with one title per row.
+
+    Raises
+    ------
+    KMIError
+        When ``member_images`` does not hold ``m`` images of the centres' shape per centre.
+
+    Examples
+    --------
+    Three clusters of the digits, each beside its five nearest members:
+
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.labeling import nearest_members
+    >>> from kmeans_imagery.outputs import centroid_images, member_images
+    >>> from kmeans_imagery.plots import plot_cluster_members
+    >>> source = open_source("digits")
+    >>> digits = source.read_all()
+    >>> model = ClusterClassifier(10, algorithm="full", random_state=0).fit(digits.images, digits.labels)
+    >>> members = nearest_members(model, source, per_cluster=5)
+    >>> shown = [0, 1, 2]
+    >>> ax = plot_cluster_members(centroid_images(model)[shown], member_images(members, shown),
+    ...                           model.cluster_labels_[shown], cluster_ids=shown)
+    >>> [text.get_text() for text in ax.texts]
+    ['cluster 0: 4', 'cluster 1: 6', 'cluster 2: 8']
     """
     centers = _as_unit_images(center_images, "center_images")
     members = _as_unit_images(member_images, "member_images")
@@ -377,10 +461,19 @@ def plot_inertia(ks, inertia, ax=None):
     inertia : array-like of shape (n_k,)
         None or NaN entries are left out of the line.
     ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
+        With a logarithmic K axis when K spans a factor of 8 or more.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.plots import plot_inertia
+    >>> ax = plot_inertia([10, 16, 36, 64, 144, 256], [3644, 3300, 2436, 1950, 1420, 1050])
+    >>> ax.get_title(), ax.get_xscale()
+    ('Inertia against K', 'log')
     """
     from matplotlib.ticker import FuncFormatter
 
@@ -407,12 +500,29 @@ def plot_scores(ks, homogeneity, accuracy, test_accuracy=None, ax=None):
     homogeneity, accuracy : array-like of shape (n_k,)
         Scores in [0, 1] on the fitted set; None or NaN entries are left out.
     test_accuracy : array-like of shape (n_k,), optional
+        Accuracy on held-out images.
     ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
         One line per score, labelled for the legend.
+
+    Examples
+    --------
+    The sweep's two figures side by side, each drawn into axes of one figure:
+
+    >>> from matplotlib.figure import Figure
+    >>> from kmeans_imagery.plots import plot_inertia, plot_scores
+    >>> ks = [10, 16, 36, 64]
+    >>> left, right = Figure(figsize=(10, 4)).subplots(1, 2)
+    >>> plot_inertia(ks, [3644, 3300, 2436, 1950], ax=left) is left
+    True
+    >>> ax = plot_scores(ks, [0.72, 0.80, 0.90, 0.93], [0.74, 0.85, 0.92, 0.95],
+    ...                  test_accuracy=[0.71, 0.80, 0.89, 0.90], ax=right)
+    >>> ax.get_title(), [line.get_label() for line in ax.get_lines()]
+    ('Cluster quality against K', ['homogeneity', 'accuracy', 'test accuracy'])
     """
     if ax is None:
         ax = _new_axes((6.0, 4.0))
@@ -440,12 +550,26 @@ def plot_confusion(matrix, class_names, ax=None):
     matrix : array-like of shape (n_classes, n_classes)
         ``matrix[i, j]`` counts samples of class ``i`` predicted as ``j``.
     class_names : sequence of str of length n_classes
+        Names of the classes, in the matrix's order.
     ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
         With one text per cell.
+
+    Raises
+    ------
+    KMIError
+        When the matrix is not square with one row per class name.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.plots import plot_confusion
+    >>> ax = plot_confusion([[5, 1], [0, 4]], ["cat", "dog"])
+    >>> ax.get_title(), [text.get_text() for text in ax.texts]
+    ('Confusion matrix (test set)', ['5', '1', '0', '4'])
     """
     matrix = np.asarray(matrix)
     n = len(class_names)
@@ -480,11 +604,23 @@ def plot_label_budget(labels_used, test_accuracy, ax=None):
     labels_used : array-like of shape (n_budgets,)
         Positive counts; the x axis is logarithmic.
     test_accuracy : array-like of shape (n_budgets,)
+        Accuracy on held-out images with each budget.
     ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
+        With a logarithmic x axis.
+
+    Examples
+    --------
+    Rows of :func:`~kmeans_imagery.experiment.label_budget_curve`, drawn:
+
+    >>> from kmeans_imagery.plots import plot_label_budget
+    >>> ax = plot_label_budget([10, 30, 100], [0.71, 0.89, 0.97])
+    >>> ax.get_title(), ax.get_xlabel()
+    ('Accuracy against label budget', 'labelled images used')
     """
     from matplotlib.ticker import FuncFormatter
 
@@ -510,13 +646,26 @@ def save_png(ax_or_fig, path, *, dpi=120):
     Parameters
     ----------
     ax_or_fig : matplotlib.axes.Axes or matplotlib.figure.Figure
+        What to save: the whole figure of the axes.
     path : str or os.PathLike
         Destination file; its folder must exist.
     dpi : float, default=120
+        Resolution in dots per inch.
 
     Returns
     -------
     path : pathlib.Path
+        The PNG written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.plots import plot_confusion, save_png
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     png = save_png(plot_confusion([[5, 1], [0, 4]], ["cat", "dog"]), Path(tmp, "confusion.png"))
+    ...     png.name, png.read_bytes()[:4]
+    ('confusion.png', b'\x89PNG')
     """
     path = Path(path)
     # An Axes' .figure may be a subfigure, whose .figure is the root; a Figure is its own .figure.

@@ -22,6 +22,22 @@ def flatten_scale(images, *, scale=255.0):
     X : ndarray of shape (n_samples, n_features), float32
         One row per image. Built in a single allocation: the reshape is a view and the
         multiplication writes float32 directly, so no float64 intermediate exists.
+
+    Raises
+    ------
+    KMIError
+        When ``images`` has fewer than two dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.preprocessing import flatten_scale
+    >>> images = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)  # one 2x2 image
+    >>> X = flatten_scale(images)
+    >>> X.shape, X.dtype
+    ((1, 4), dtype('float32'))
+    >>> X.round(3)
+    array([[0. , 1. , 0.2, 0.4]], dtype=float32)
     """
     images = np.asarray(images)
     if images.ndim < 2:
@@ -36,11 +52,26 @@ def image_rows(features, images):
     Parameters
     ----------
     features : FeaturePipeline or None
-    images : ndarray of shape (n_samples, H, W[, C])
+        A fitted feature pipeline (a model's ``features_``), or None for the scaled pixels.
+    images : ndarray of shape (n_samples, H, W) or (n_samples, H, W, C)
+        Images, typically uint8.
 
     Returns
     -------
     rows : ndarray of shape (n_samples, n_features), float32
+        The scaled pixels, or the pipeline's output for them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.features import make_features
+    >>> from kmeans_imagery.preprocessing import image_rows
+    >>> images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
+    >>> image_rows(None, images).shape
+    (20, 64)
+    >>> pca = make_features("pca:5", (8, 8)).fit(image_rows(None, images))
+    >>> image_rows(pca, images).shape
+    (20, 5)
     """
     rows = flatten_scale(images)
     return rows if features is None else features.transform(rows)

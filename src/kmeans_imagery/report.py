@@ -99,6 +99,26 @@ def write_report(results, figures, path, *, title=None):
     ------
     KMIError
         If a figure file is missing or is not a PNG.
+
+    Examples
+    --------
+    A report of a two-K sweep with its inertia figure, embedded in the page so that the page can
+    be mailed alone:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.plots import plot_inertia, save_png
+    >>> from kmeans_imagery.report import write_report
+    >>> results = {"dataset": "scans", "n_train": 120,
+    ...            "sweep": [{"k": 4, "inertia": 812.5, "accuracy": 0.61},
+    ...                      {"k": 8, "inertia": 530.25, "accuracy": 0.78}]}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     figure = save_png(plot_inertia([4, 8], [812.5, 530.25]), Path(tmp, "inertia.png"))
+    ...     page = write_report(results, {"inertia": figure}, Path(tmp, "report.html")).read_text()
+    >>> "<title>K-means on scans</title>" in page, "<td>0.780</td>" in page
+    (True, True)
+    >>> page.count('<img src="data:image/png;base64,')
+    1
     """
     path = Path(path)
     images = {name: _png_data_uri(name, figures[name]) for name in _ordered(figures)}

@@ -3,6 +3,8 @@
 import dataclasses
 import hashlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -440,3 +442,12 @@ def test_download_reasons_are_short():
     assert registry._reason(requests.ConnectionError("long\nstory")) == "no connection (offline?)"
     assert registry._reason(requests.Timeout()) == "timed out"
     assert len(registry._reason(OSError("x" * 500))) == 120
+
+
+def test_reading_a_bundled_dataset_imports_no_downloader():
+    # pooch pulls in tqdm.auto, which warns in every notebook without ipywidgets: only a download
+    # may import it.
+    code = ("import sys; from kmeans_imagery.datasets import load_dataset, cache_dir; load_dataset('digits');"
+            " cache_dir(); print('pooch' in sys.modules, 'tqdm' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -158,7 +158,7 @@ def evaluate(model_path, data, split, json_mode, out, force, data_dir, resize, s
     else:
         test = open_source(data, split="test", **options)
         sources = [first, test] if split == "all" else [test]
-    results = evaluate_model(model, sources)
+    results = evaluate_model(model, sources).results
     for source in sources:
         report_skipped(source, err)
     console.print(metrics_table(

@@ -97,6 +97,26 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
     ------
     KMIError
         For a missing path, an unknown format, a split the data lacks, or unreadable files.
+
+    See Also
+    --------
+    load_dataset : A source read whole, with its test split.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from kmeans_imagery.datasets import open_source
+    >>> digits = open_source("digits", split="test")
+    >>> digits.display_name, digits.n_images, digits.image_shape
+    ('digits-test', 360, (8, 8))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for i in range(3):
+    ...         Image.new("RGB", (40, 30), (80 * i, 0, 0)).save(Path(folder) / f"photo-{i}.jpg")
+    ...     photos = open_source(folder, color="rgb", size="24x32")
+    ...     print(type(photos).__name__, photos.n_images, photos.image_shape, photos.labels)
+    FolderSource 3 (24, 32, 3) None
     """
     if split not in _SPLITS:
         raise KMIError(f"split must be 'train' or 'test', got {split!r}")
@@ -155,6 +175,13 @@ class Dataset:
         other sources.
     train_paths : list of Path or None
         The file of each training image, for image folders.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> data = load_dataset("digits")
+    >>> data.name, data.image_shape, data.train_images.shape, data.test_labels.shape, data.source
+    ('digits', (8, 8), (1437, 8, 8), (360,), 'bundled')
     """
 
     name: str
@@ -200,6 +227,22 @@ def load_dataset(name_or_path, data_dir=None, *, color="gray", size=None, skip_b
     ------
     KMIError
         As :func:`open_source`, and for a test split whose images differ in shape.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import load_dataset
+    >>> digits = load_dataset("digits")
+    >>> digits.train_images.dtype, digits.train_images.shape, digits.test_images.shape
+    (dtype('uint8'), (1437, 8, 8), (360, 8, 8))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "scans.npz"
+    ...     np.savez(path, images=np.zeros((4, 6, 6)), labels=np.array(["a", "b", "a", "b"]))
+    ...     scans = load_dataset(path, size=3)
+    >>> scans.name, scans.train_images.shape, scans.train_labels, scans.test_images
+    ('scans.npz', (4, 3, 3), array(['a', 'b', 'a', 'b'], dtype='<U1'), None)
     """
     options = {"data_dir": data_dir, "color": color, "size": size, "skip_bad": skip_bad}
     train_source = open_source(name_or_path, **options)
@@ -239,6 +282,16 @@ def with_test_split(dataset, fraction=0.2, seed=0):
     ------
     KMIError
         When the dataset has no labels, or too few images per class to split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import Dataset, with_test_split
+    >>> images = np.zeros((10, 4, 4), np.uint8)
+    >>> data = Dataset("tiles", images, np.array([0, 1] * 5), None, None, source="tiles/")
+    >>> split = with_test_split(data, fraction=0.2, seed=0)
+    >>> split.train_images.shape, np.bincount(split.test_labels), split.source
+    ((8, 4, 4), array([1, 1]), 'tiles/ (20% held out as test)')
     """
     from sklearn.model_selection import train_test_split
 

@@ -37,6 +37,13 @@ class Batch(NamedTuple):
         The file of each image, for sources read from image files; None otherwise. With
         ``skip_bad``, unreadable files are absent, so a batch can hold fewer images than the
         range it covers.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import open_source
+    >>> batch = open_source("digits").read_batch(10, 14)
+    >>> batch.start, batch.images.shape, batch.labels, batch.paths
+    (10, (4, 8, 8), array([3, 5, 1, 1]), None)
     """
 
     start: int
@@ -48,6 +55,13 @@ class Batch(NamedTuple):
 class ImageSource:
     """What every source offers; subclasses set the attributes and implement ``_read_batch``
     (or, front-to-back sources, ``iter_batches`` with ``random_access = False``).
+
+    Parameters
+    ----------
+    color : {"gray", "rgb"} or None
+        Convert every image to this colour mode; None keeps the stored one.
+    size : None, "HxW", int or (H, W)
+        Resize every image to this size; None keeps the stored size.
 
     Attributes
     ----------
@@ -70,6 +84,25 @@ class ImageSource:
         unreadable files have been met with ``skip_bad``.
     random_access : bool
         Whether :meth:`read` can fetch any range cheaply (False for gzip streams).
+
+    See Also
+    --------
+    kmeans_imagery.datasets.open_source : Opens any input as a source.
+
+    Examples
+    --------
+    Every input, whatever its format, is read the same way:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import open_source
+    >>> source = open_source("digits", split="test", color="rgb")
+    >>> source
+    ArraySource('digits-test', n_images=360, image_shape=(8, 8, 3))
+    >>> sums = sum(batch.images.sum(axis=0, dtype=np.int64) for batch in source.iter_batches(100))
+    >>> (sums / source.n_images).shape  # the mean image, one batch in memory at a time
+    (8, 8, 3)
+    >>> source.read(0, 5).shape, source.take([3, 200]).labels
+    ((5, 8, 8, 3), array([7, 3]))
     """
 
     random_access = True
@@ -293,13 +326,30 @@ class ArraySource(ImageSource):
     Parameters
     ----------
     images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+        The images (kept, not copied).
     labels : ndarray of shape (n,) or None
+        Their labels.
     name : str
+        The source's name.
     label_names : sequence of str or None
+        Display names of integer labels 0..C-1.
     split : {"train", "test"} or None
+        The split, for a dataset that has two.
     origin : str
+        Where the images came from.
     color, size
         As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Examples
+    --------
+    Any uint8 array can go wherever a source is expected (fitting, predicting, converting):
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import ArraySource
+    >>> images = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    >>> source = ArraySource(images, np.arange(50) % 5, name="tiles", color="gray", size=16)
+    >>> source.image_shape, source.read(0, 10).shape, source.labels[:6]
+    ((16, 16), (10, 16, 16), array([0, 1, 2, 3, 4, 0]))
     """
 
     def __init__(self, images, labels=None, *, name="array", label_names=None, split=None,

@@ -3,15 +3,15 @@
 A ``.npy`` file holds images only. A ``.npz`` file holds named arrays; the images are found under
 the first of these keys that exists, and the labels and test split beside them:
 
-===============  ===============  ==============  =============
-train images     train labels     test images     test labels
-===============  ===============  ==============  =============
-train_images     train_labels     test_images     test_labels
-x_train          y_train          x_test          y_test
-images           labels
-X / x            y
+==================  ===============  ==============  =============
+train images        train labels     test images     test labels
+==================  ===============  ==============  =============
+train_images        train_labels     test_images     test_labels
+x_train             y_train          x_test          y_test
+images              labels
+X / x               y
 arr_0 (only key)
-===============  ===============  ==============  =============
+==================  ===============  ==============  =============
 
 :func:`open_array_file` is the one reader: a ``.npy`` file of uint8 images becomes an
 :class:`NpySource` read by plain positioned reads (a 784 MB file is never resident whole); other
@@ -31,6 +31,8 @@ from ..errors import KMIError
 from ._source import ArraySource, ImageSource, read_stored_images
 from .convert import check_labels, to_uint8_images
 
+__all__ = ["NpySource", "open_array_file"]
+
 _NPZ_KEYS = (
     ("train_images", "train_labels", "test_images", "test_labels"),
     ("x_train", "y_train", "x_test", "y_test"),
@@ -40,7 +42,7 @@ _NPZ_KEYS = (
 )
 
 
-def load_array_file(path):
+def _load_array_file(path):
     """Load and validate a ``.npy`` or ``.npz`` dataset file.
 
     Parameters
@@ -117,7 +119,8 @@ def open_array_file(path, split=None, *, color=None, size=None):
 
     Parameters
     ----------
-    path : Path
+    path : path-like
+        A file ending in ``.npy`` or ``.npz``.
     split : {"train", "test"} or None
         Which split of a ``.npz`` file that holds two; None means "train".
     color, size
@@ -126,13 +129,37 @@ def open_array_file(path, split=None, *, color=None, size=None):
     Returns
     -------
     NpySource or ArraySource
+        An :class:`NpySource` for a ``.npy`` file of uint8 images (read batch by batch), else an
+        :class:`~kmeans_imagery.datasets.ArraySource` holding the validated uint8 images.
+
+    Raises
+    ------
+    KMIError
+        For a corrupt file, an object (pickled) array, unknown keys, bad shapes or values,
+        labels of the wrong length, or a test split the file lacks.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets.arrays import open_array_file
+    >>> images = np.zeros((6, 4, 4), dtype=np.float32)  # floats in [0, 1] are scaled by 255
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "scans.npz"
+    ...     np.savez(path, x_train=images, y_train=np.arange(6) % 2, x_test=images[:2],
+    ...              y_test=np.array([0, 1]))
+    ...     train = open_array_file(path)
+    ...     test = open_array_file(path, "test")
+    >>> train.n_images, train.image_shape, train.labels.tolist(), test.n_images
+    (6, (4, 4), [0, 1, 0, 1, 0, 1], 2)
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
         header = _npy_header(path)
         if header is not None:
             return NpySource(path, *header, color=color, size=size)
-    train_images, train_labels, test_images, test_labels = load_array_file(path)
+    train_images, train_labels, test_images, test_labels = _load_array_file(path)
     two = test_images is not None
     if split == "test":
         if not two:
@@ -153,7 +180,7 @@ def _npy_header(path):
             shape, fortran, dtype = read_header(handle)
             offset = handle.tell()
     except (OSError, ValueError):
-        return None  # load_array_file reports what is wrong with the file
+        return None  # _load_array_file reports what is wrong with the file
     if len(shape) == 4 and shape[-1] == 1:
         shape = shape[:3]
     if dtype != np.uint8 or fortran or not shape or shape[0] == 0 or not (
@@ -165,15 +192,37 @@ def _npy_header(path):
 class NpySource(ImageSource):
     """uint8 images in a ``.npy`` file, read by plain positioned reads.
 
+    Built by :func:`open_array_file` from the file's header; memory of a pass is one batch,
+    whatever the file's size.
+
     Parameters
     ----------
-    path : Path
+    path : path-like
+        The ``.npy`` file.
     offset : int
         Bytes before the first pixel.
     shape : tuple
         (n, H, W) or (n, H, W, 3).
     color, size
         As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets.arrays import open_array_file
+    >>> images = np.arange(5 * 2 * 3, dtype=np.uint8).reshape(5, 2, 3)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     np.save(Path(folder) / "images.npy", images)
+    ...     source = open_array_file(Path(folder) / "images.npy")
+    ...     print(type(source).__name__, source.n_images, source.image_shape)
+    ...     for batch in source.iter_batches(2):
+    ...         print(batch.start, batch.images.shape)
+    NpySource 5 (2, 3)
+    0 (2, 2, 3)
+    2 (2, 2, 3)
+    4 (1, 2, 3)
     """
 
     def __init__(self, path, offset, shape, *, color=None, size=None):

@@ -9,14 +9,44 @@ from PIL import Image
 
 from ..errors import KMIError
 
-COLORS = ("gray", "rgb")
+__all__ = ["RESAMPLE", "check_color", "check_labels", "conform_images", "n_workers", "parse_size",
+           "resize_images", "to_uint8_images"]
+
+_COLORS = ("gray", "rgb")
+#: The resampling filter of every resize (Pillow's Lanczos).
 RESAMPLE = Image.Resampling.LANCZOS
 _RESIZE_CHUNK = 2048  # images per Pillow call: large enough to amortise it, small for threads
 
 
 def check_color(color):
-    """Return ``color`` if it is "gray" or "rgb", else raise KMIError."""
-    if color not in COLORS:
+    """Return ``color`` if it is "gray" or "rgb", else raise KMIError.
+
+    Parameters
+    ----------
+    color : str
+        The colour mode asked for.
+
+    Returns
+    -------
+    str
+        ``color``, unchanged.
+
+    Raises
+    ------
+    KMIError
+        For any other value.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.convert import check_color
+    >>> check_color("rgb")
+    'rgb'
+    >>> check_color("RGB")
+    Traceback (most recent call last):
+    ...
+    kmeans_imagery.errors.KMIError: color must be 'gray' or 'rgb', got 'RGB'
+    """
+    if color not in _COLORS:
         raise KMIError(f"color must be 'gray' or 'rgb', got {color!r}")
     return color
 
@@ -32,6 +62,18 @@ def parse_size(size):
     Returns
     -------
     size : tuple (H, W) of positive ints, or None
+        None when ``size`` is None.
+
+    Raises
+    ------
+    KMIError
+        For anything else, or a size below 1.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import parse_size
+    >>> parse_size("28x32"), parse_size(64), parse_size((8, 8)), parse_size(None)
+    ((28, 32), (64, 64), (8, 8), None)
     """
     if size is None:
         return None
@@ -67,6 +109,18 @@ def conform_images(images, color="gray", size=None):
     Returns
     -------
     images : ndarray of uint8, shape (n, H', W') or (n, H', W', 3)
+        ``images`` itself when nothing changes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets.convert import conform_images
+    >>> rgb = np.full((2, 4, 4, 3), (255, 0, 0), dtype=np.uint8)  # two red images
+    >>> gray = conform_images(rgb, "gray", size=(2, 2))
+    >>> gray.shape, int(gray[0, 0, 0])
+    ((2, 2, 2), 76)
+    >>> conform_images(gray, "rgb").shape
+    (2, 2, 2, 3)
     """
     is_rgb = images.ndim == 4
     if color == "gray" and is_rgb:
@@ -91,11 +145,27 @@ def resize_images(images, size):
     Parameters
     ----------
     images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+        The images.
     size : tuple (h, w)
+        The new size.
 
     Returns
     -------
     resized : ndarray of uint8, shape (n, h, w) or (n, h, w, 3)
+        The resized images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from kmeans_imagery.datasets.convert import RESAMPLE, resize_images
+    >>> images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    >>> small = resize_images(images, (14, 7))
+    >>> small.shape
+    (3, 14, 7)
+    >>> one = np.asarray(Image.fromarray(images[1]).resize((7, 14), RESAMPLE))
+    >>> bool((small[1] == one).all())
+    True
     """
     out = np.empty((len(images), *size, *images.shape[3:]), dtype=np.uint8)
 
@@ -122,7 +192,19 @@ def _resize_stack(images, size):
 
 
 def n_workers():
-    """Threads for decoding and resizing: the cores this process may use (at most 16)."""
+    """Threads for decoding and resizing: the cores this process may use (at most 16).
+
+    Returns
+    -------
+    int
+        Between 1 and 16.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.convert import n_workers
+    >>> 1 <= n_workers() <= 16
+    True
+    """
     if hasattr(os, "sched_getaffinity"):
         return min(16, len(os.sched_getaffinity(0)))
     return min(16, os.cpu_count() or 1)
@@ -137,13 +219,31 @@ def to_uint8_images(array, source):
 
     Parameters
     ----------
-    array : ndarray
+    array : ndarray of shape (n, H, W), (n, H, W, 1) or (n, H, W, 3)
+        Images as read from a file, of any numeric dtype.
     source : str
         Named in error messages (the file, and the array's key).
 
     Returns
     -------
     images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
+        ``array`` itself when it is already uint8.
+
+    Raises
+    ------
+    KMIError
+        For another shape, no images, values out of range, NaN or inf, or another dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets.convert import to_uint8_images
+    >>> to_uint8_images(np.array([[[0.0, 0.5, 1.0]]]), "scans.npy").tolist()  # [0, 1]: scaled
+    [[[0, 128, 255]]]
+    >>> to_uint8_images(np.array([[[-1, 300]]]), "scans.npy")
+    Traceback (most recent call last):
+    ...
+    kmeans_imagery.errors.KMIError: scans.npy: integer pixel values must lie in 0..255, found -1..300
     """
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -184,14 +284,33 @@ def check_labels(labels, n_images, source):
 
     Parameters
     ----------
-    labels : ndarray
+    labels : ndarray of shape (n_images,)
+        Labels as read from a file.
     n_images : int
+        How many images they label.
     source : str
         Named in error messages.
 
     Returns
     -------
     labels : ndarray of shape (n_images,), integer or str dtype
+        ``labels`` itself when already integers or str.
+
+    Raises
+    ------
+    KMIError
+        For labels of another shape or length, fractional or non-finite floats, or another dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets.convert import check_labels
+    >>> check_labels(np.array([1.0, 0.0, 2.0]), 3, "y_train")
+    array([1, 0, 2])
+    >>> check_labels(np.array([1, 0]), 3, "y_train")
+    Traceback (most recent call last):
+    ...
+    kmeans_imagery.errors.KMIError: y_train: 2 labels for 3 images
     """
     if labels.ndim != 1:
         raise KMIError(f"{source}: labels must be one-dimensional, got shape {labels.shape}")

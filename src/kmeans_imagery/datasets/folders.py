@@ -19,8 +19,11 @@ from ..progress import open_progress
 from ._source import Batch, ImageSource, _concat
 from .convert import RESAMPLE, check_color, n_workers, parse_size
 
+__all__ = ["IMAGE_SUFFIXES", "FolderSource", "ImageBatch", "iter_image_files", "load_images"]
+
+#: File extensions read as images (compared in lower case).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-SKIP_KEYS = ("hidden", "non_image", "bad", "unlabelled")
+_SKIP_KEYS = ("hidden", "non_image", "bad", "unlabelled")
 
 
 class ImageBatch(NamedTuple):
@@ -33,6 +36,14 @@ class ImageBatch(NamedTuple):
         The file of each image, in order (bad files skipped are absent).
     skipped : dict of str to int
         ``{"bad": number of unreadable files skipped}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import ImageBatch
+    >>> batch = ImageBatch(np.zeros((1, 2, 2), np.uint8), ["a.png"], {"bad": 0})
+    >>> batch.images.shape, batch.paths, batch.skipped
+    ((1, 2, 2), ['a.png'], {'bad': 0})
     """
 
     images: np.ndarray
@@ -60,6 +71,19 @@ def iter_image_files(paths, skipped=None):
     ------
     KMIError
         When a path does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets import iter_image_files
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in ("b.PNG", "a.jpg", "notes.txt", ".hidden.png", "sub/c.webp"):
+    ...         (Path(folder) / name).parent.mkdir(exist_ok=True)
+    ...         (Path(folder) / name).touch()
+    ...     skipped = {}
+    ...     print([p.name for p in iter_image_files(folder, skipped)], skipped)
+    ['a.jpg', 'b.PNG', 'c.webp'] {'hidden': 1, 'non_image': 1}
     """
     counts = {"hidden": 0, "non_image": 0} if skipped is None else skipped
     counts.setdefault("hidden", 0)
@@ -136,6 +160,21 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
     KMIError
         For an unreadable file (unless ``skip_bad``), images of different sizes without
         ``size``, or when no file could be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from kmeans_imagery.datasets import load_images
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = [Path(folder) / name for name in ("red.png", "broken.png")]
+    ...     Image.new("RGB", (32, 24), (255, 0, 0)).save(files[0])
+    ...     _ = files[1].write_bytes(b"not a PNG")
+    ...     batch = load_images(files, size="12x16", skip_bad=True)
+    >>> batch.images.shape, int(batch.images[0, 0, 0]), [p.name for p in batch.paths], batch.skipped
+    ((1, 12, 16), 76, ['red.png'], {'bad': 1})
     """
     color = check_color(color)
     size = parse_size(size)
@@ -205,7 +244,7 @@ def _convert(image, color):
     return image.convert("L" if color == "gray" else "RGB")
 
 
-def list_image_folder(folder):
+def _list_image_folder(folder):
     """List a folder of images without decoding them: one sub-folder per class, or flat.
 
     A folder whose sub-folders hold images is a class-per-sub-folder folder (like torchvision's
@@ -229,7 +268,7 @@ def list_image_folder(folder):
     KMIError
         For an empty or unreadable folder, or one with no image files.
     """
-    skipped = dict.fromkeys(SKIP_KEYS, 0)
+    skipped = dict.fromkeys(_SKIP_KEYS, 0)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -267,13 +306,38 @@ class FolderSource(ImageSource):
 
     Parameters
     ----------
-    folder : Path
+    folder : path-like
+        The folder: one sub-folder per class, or flat.
     color : {"gray", "rgb"}
+        The colour mode every image is converted to.
     size : None, "HxW", int or (H, W)
+        Resize every image to this size.
     skip_bad : bool
         Skip unreadable files (counted in ``skipped["bad"]`` as they are met) instead of raising.
     files : sequence of path-like or None
         Read these files (and the images in these folders) instead of listing ``folder``.
+
+    Raises
+    ------
+    KMIError
+        For an empty or unreadable folder, one without image files, or when no file can be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from kmeans_imagery.datasets import FolderSource
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name, level in [("cats/1.png", 40), ("cats/2.png", 60), ("dogs/1.png", 200)]:
+    ...         (Path(folder) / name).parent.mkdir(exist_ok=True)
+    ...         Image.new("L", (8, 8), level).save(Path(folder) / name)
+    ...     source = FolderSource(folder, size=4)
+    ...     batch = source.read_batch(0, 3)
+    >>> source.n_images, source.image_shape, source.labels.tolist()
+    (3, (4, 4), ['cats', 'cats', 'dogs'])
+    >>> batch.images[:, 0, 0].tolist(), [p.name for p in batch.paths]
+    ([40, 60, 200], ['1.png', '2.png', '1.png'])
     """
 
     def __init__(self, folder, *, color="gray", size=None, skip_bad=False, files=None):
@@ -282,9 +346,9 @@ class FolderSource(ImageSource):
         self.name = self.path.resolve().name
         self.origin = str(folder)
         if files is None:
-            self.paths, self._labels_cache, self.skipped = list_image_folder(self.path)
+            self.paths, self._labels_cache, self.skipped = _list_image_folder(self.path)
         else:
-            self.skipped = dict.fromkeys(SKIP_KEYS, 0)
+            self.skipped = dict.fromkeys(_SKIP_KEYS, 0)
             self.paths, self._labels_cache = list(iter_image_files(files, self.skipped)), None
             if not self.paths:
                 raise KMIError(f"no image files among {', '.join(map(str, files))}")

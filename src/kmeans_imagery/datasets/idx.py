@@ -22,8 +22,11 @@ from ..progress import open_progress
 from ._source import ArraySource, Batch, ImageSource, check_batch_size, read_stored_images
 from .convert import check_labels, to_uint8_images
 
+__all__ = ["IDX_FILES", "IDX_ROLES", "IdxSource", "find_idx_files", "open_idx", "open_idx_folder",
+           "read_idx", "write_idx"]
+
 # IDX type code -> big-endian numpy dtype, as in the format's description by LeCun et al.
-IDX_DTYPES = {
+_IDX_DTYPES = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -31,7 +34,7 @@ IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-_CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
+_CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in _IDX_DTYPES.items()}
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot expand data by more than about 1032:1, so a gzip stream declaring more values than
@@ -58,6 +61,22 @@ def read_idx(path):
     KMIError
         If the file is missing, has a wrong magic number or type code, is truncated, is longer than
         its header declares, or is not a valid gzip stream.
+
+    See Also
+    --------
+    write_idx : The inverse.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import read_idx, write_idx
+    >>> labels = np.array([5, 0, 4], dtype=np.uint8)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_idx(Path(folder) / "train-labels-idx1-ubyte.gz", labels)
+    ...     read_idx(Path(folder) / "train-labels-idx1-ubyte.gz")
+    array([5, 0, 4], dtype=uint8)
     """
     path = Path(path)
     try:
@@ -82,12 +101,12 @@ def read_idx(path):
 def _read_stream(stream, path, max_size):
     """Parse the header and read the values into one preallocated array (no second copy)."""
     magic = _read_exactly(stream, 4, path, "magic number")
-    if magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES or magic[3] == 0:
+    if magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
         raise KMIError(
             f"{path} is not an IDX file: magic number {magic.hex()} is not 0000<type><ndim> with a "
-            f"known type ({', '.join(f'{c:02x}' for c in IDX_DTYPES)}) and ndim >= 1"
+            f"known type ({', '.join(f'{c:02x}' for c in _IDX_DTYPES)}) and ndim >= 1"
         )
-    dtype, ndim = IDX_DTYPES[magic[2]], magic[3]
+    dtype, ndim = _IDX_DTYPES[magic[2]], magic[3]
     dims = _read_exactly(stream, 4 * ndim, path, "dimensions")
     shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
     n_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
@@ -143,6 +162,25 @@ def write_idx(path, array):
     ------
     KMIError
         If the array has no dimension, a dimension too large for IDX, or a type IDX cannot hold.
+
+    See Also
+    --------
+    read_idx : The inverse.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import read_idx, write_idx
+    >>> images = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "train-images-idx3-ubyte"
+    ...     write_idx(path, images)
+    ...     print(path.stat().st_size, path.read_bytes()[:4].hex())  # 16-byte header + pixels
+    ...     print(bool((read_idx(path) == images).all()))
+    7856 00000803
+    True
     """
     path = Path(path)
     array = _idx_compatible(np.asarray(array), path)
@@ -195,6 +233,7 @@ IDX_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+#: The role of each of :data:`IDX_FILES`, as :func:`find_idx_files` names them.
 IDX_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
 
@@ -210,7 +249,8 @@ def find_idx_files(folder):
 
     Parameters
     ----------
-    folder : Path
+    folder : path-like
+        The folder to look in.
 
     Returns
     -------
@@ -218,6 +258,19 @@ def find_idx_files(folder):
         Maps "train_images", "train_labels", "test_images", "test_labels" to a Path, or None when
         that file is absent. Gzip and uncompressed files, with ``-idx`` or ``.idx`` spellings,
         are accepted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets import find_idx_files
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     (Path(folder) / "train-images.idx3-ubyte").touch()
+    ...     (Path(folder) / "train-labels-idx1-ubyte.gz").touch()
+    ...     files = find_idx_files(folder)
+    >>> {role: path and path.name for role, path in files.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'train_images': 'train-images.idx3-ubyte', 'train_labels': 'train-labels-idx1-ubyte.gz',
+     'test_images': None, 'test_labels': None}
     """
     files = {}
     for role, fname in zip(IDX_ROLES, IDX_FILES, strict=True):
@@ -229,10 +282,41 @@ def find_idx_files(folder):
 def open_idx_folder(folder, split, *, name, origin, label_names=None, color=None, size=None):
     """One split of a folder of IDX files as a source.
 
+    Parameters
+    ----------
+    folder : path-like
+        A folder holding the files of :data:`IDX_FILES` (any spelling :func:`find_idx_files`
+        accepts).
+    split : {"train", "test"}
+        Which pair of files to open.
+    name, origin, label_names, color, size
+        As in :func:`open_idx`.
+
+    Returns
+    -------
+    IdxSource or ArraySource
+        As :func:`open_idx` gives; its ``split`` is None when the folder has no test files.
+
     Raises
     ------
     KMIError
         When the split's images file is missing (or only its labels file is present).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import write_idx
+    >>> from kmeans_imagery.datasets.idx import IDX_FILES, open_idx_folder
+    >>> arrays = [np.zeros((6, 4, 4), np.uint8), np.arange(6) % 3, np.zeros((2, 4, 4), np.uint8),
+    ...           np.array([2, 1])]
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for fname, array in zip(IDX_FILES, arrays):
+    ...         write_idx(Path(folder) / fname, array)
+    ...     test = open_idx_folder(folder, "test", name="tiny", origin=folder)
+    ...     print(test.display_name, test.n_images, test.labels)
+    tiny-test 2 [2 1]
     """
     files = find_idx_files(folder)
     images, labels = files[f"{split}_images"], files[f"{split}_labels"]
@@ -252,10 +336,12 @@ def open_idx(images_path, labels_path=None, *, name=None, split=None, origin=Non
 
     Parameters
     ----------
-    images_path : Path
-    labels_path : Path or None
+    images_path : path-like
+        An IDX file of images, shape (n, H, W) or (n, H, W, 3), raw or gzip-compressed.
+    labels_path : path-like or None
+        Its IDX labels file, shape (n,).
     name, split, origin, label_names
-        The source's attributes (see :class:`~._source.ImageSource`).
+        The source's attributes (see :class:`~kmeans_imagery.datasets.ImageSource`).
     color, size
         As in :func:`~kmeans_imagery.datasets.open_source`.
 
@@ -263,6 +349,25 @@ def open_idx(images_path, labels_path=None, *, name=None, split=None, origin=Non
     -------
     IdxSource or ArraySource
         An :class:`IdxSource` for uint8 images; other value types are read whole and converted.
+
+    Raises
+    ------
+    KMIError
+        For an unreadable or malformed file, or labels that do not match the images.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import open_idx, write_idx
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     images, labels = Path(folder) / "images-idx3-ubyte", Path(folder) / "labels-idx1-ubyte"
+    ...     write_idx(images, np.zeros((5, 28, 28), np.uint8))
+    ...     write_idx(labels, np.array([3, 1, 4, 1, 5], np.uint8))
+    ...     source = open_idx(images, labels)
+    ...     print(type(source).__name__, source.n_images, source.image_shape, source.labels)
+    IdxSource 5 (28, 28) [3 1 4 1 5]
     """
     images_path = Path(images_path)
     attrs = {"name": name or images_path.name, "split": split,
@@ -283,7 +388,7 @@ def open_idx(images_path, labels_path=None, *, name=None, split=None, origin=Non
         return IdxSource(images_path, labels_path, compressed=compressed,
                          label_names=label_names, **attrs)
     images = to_uint8_images(read_idx(images_path), str(images_path))
-    labels = None if labels_path is None else read_idx_labels(labels_path, images_path,
+    labels = None if labels_path is None else _read_idx_labels(labels_path, images_path,
                                                               len(images))
     return ArraySource(images, labels, label_names=label_names, **attrs)
 
@@ -294,15 +399,36 @@ class IdxSource(ImageSource):
     Plain reads (not a memory map) keep a pass over a large file from holding its pages in the
     process: only the batch being read is resident.
 
+    Built by :func:`open_idx` for IDX files of uint8 images.
+
     Parameters
     ----------
-    path : Path
-    labels_path : Path or None
+    path : path-like
+        The IDX images file.
+    labels_path : path-like or None
         IDX labels file, read when the labels are first needed.
     compressed : bool
         Whether ``path`` is gzip-compressed (then only front-to-back reading).
     name, split, origin, label_names, color, size
         As in :func:`open_idx`.
+
+    Raises
+    ------
+    KMIError
+        For a malformed header, or an uncompressed file whose size disagrees with it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import IdxSource, write_idx
+    >>> images = np.arange(4 * 9, dtype=np.uint8).reshape(4, 3, 3)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_idx(Path(folder) / "images-idx3-ubyte.gz", images)
+    ...     source = IdxSource(Path(folder) / "images-idx3-ubyte.gz", compressed=True, name="tiny")
+    ...     print(source.random_access, [b.images.shape for b in source.iter_batches(3)])
+    False [(3, 3, 3), (1, 3, 3)]
     """
 
     def __init__(self, path, labels_path=None, *, compressed, name, split=None, origin="",
@@ -335,7 +461,7 @@ class IdxSource(ImageSource):
     def _load_labels(self):
         if self._labels_path is None:
             return None
-        return read_idx_labels(self._labels_path, self.path, self.n_images)
+        return _read_idx_labels(self._labels_path, self.path, self.n_images)
 
     def _read(self, start, stop):
         return read_stored_images(self.path, self._offset, self._stored_shape, start, stop)
@@ -395,7 +521,7 @@ def _uint8_header(stream, path):
     return shape, 4 + 4 * magic[3]
 
 
-def read_idx_labels(labels_path, images_path, n_images):
+def _read_idx_labels(labels_path, images_path, n_images):
     """Read and check an IDX labels file against its images file; int64 labels (n_images,)."""
     raw = read_idx(labels_path)
     if raw.ndim != 1:

@@ -16,13 +16,34 @@ from ._source import ArraySource
 from .idx import IDX_FILES, IDX_ROLES, find_idx_files, open_idx_folder
 from .registry import REMOTE_DATASETS, DownloadError, cache_dir, data_env_dir, download
 
+__all__ = ["DATASET_NAMES", "is_dataset_name", "open_named"]
+
+#: The datasets known by name.
 DATASET_NAMES = ("mnist", "fashion-mnist", "digits")
-DIGITS_TEST_FRACTION = 0.2
-DIGITS_SEED = 0
+_DIGITS_TEST_FRACTION = 0.2
+_DIGITS_SEED = 0
 
 
 def is_dataset_name(name_or_path):
-    """Whether ``name_or_path`` names a dataset (names win over same-named folders)."""
+    """Whether ``name_or_path`` names a dataset (names win over same-named folders).
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        What a user passed as the data.
+
+    Returns
+    -------
+    bool
+        True for a str in :data:`DATASET_NAMES`, in any case; a path object is never a name.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets.named import is_dataset_name
+    >>> is_dataset_name("MNIST"), is_dataset_name("./mnist"), is_dataset_name(Path("digits"))
+    (True, False, False)
+    """
     return isinstance(name_or_path, str) and name_or_path.lower() in DATASET_NAMES
 
 
@@ -32,7 +53,9 @@ def open_named(name, split, *, data_dir=None, color=None, size=None):
     Parameters
     ----------
     name : {"mnist", "fashion-mnist", "digits"}
+        The dataset, in any case.
     split : {"train", "test"}
+        Which split.
     data_dir : path-like or None
         Folder to look in first for the IDX files.
     color, size
@@ -41,6 +64,21 @@ def open_named(name, split, *, data_dir=None, color=None, size=None):
     Returns
     -------
     ImageSource
+        An :class:`~kmeans_imagery.datasets.ArraySource` for ``digits``, an
+        :class:`~kmeans_imagery.datasets.IdxSource` for the others.
+
+    Raises
+    ------
+    KMIError
+        When the IDX files are found nowhere and cannot be downloaded, saying where it looked.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.named import open_named
+    >>> train = open_named("digits", "train")
+    >>> test = open_named("digits", "test", size=16)
+    >>> train.display_name, train.n_images, test.n_images, test.image_shape, train.origin
+    ('digits-train', 1437, 360, (16, 16), 'bundled')
     """
     name = name.lower()
     if name == "digits":
@@ -102,8 +140,8 @@ def _digits_split(split):
     x_train, x_test, y_train, y_test = train_test_split(
         images,
         digits.target.astype(np.int64),
-        test_size=DIGITS_TEST_FRACTION,
-        random_state=DIGITS_SEED,
+        test_size=_DIGITS_TEST_FRACTION,
+        random_state=_DIGITS_SEED,
         stratify=digits.target,
     )
     return (x_train, y_train) if split == "train" else (x_test, y_test)

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
-import pooch
 
 from .idx import IDX_FILES
 
+__all__ = ["CACHE_ENV", "DATA_ENV", "REMOTE_DATASETS", "DownloadError", "RemoteDataset", "cache_dir",
+           "data_env_dir", "download"]
+
+#: The environment variable naming the cache folder.
 CACHE_ENV = "KMI_CACHE_DIR"
+#: The environment variable naming a folder of dataset files, looked in after ``data_dir``.
 DATA_ENV = "KMI_DATA_DIR"
 
 @dataclass(frozen=True)
@@ -31,6 +35,13 @@ class RemoteDataset:
         Base URLs (ending with ``/``), tried in order.
     label_names : tuple of str or None
         Display names of the integer labels 0..C-1.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.registry import REMOTE_DATASETS
+    >>> fashion = REMOTE_DATASETS["fashion-mnist"]
+    >>> len(fashion.md5), fashion.label_names[:3]
+    (4, ('T-shirt/top', 'Trouser', 'Pullover'))
     """
 
     md5: tuple[str, str, str, str]
@@ -38,6 +49,7 @@ class RemoteDataset:
     label_names: tuple[str, ...] | None = None
 
 
+#: The downloadable datasets by name.
 REMOTE_DATASETS = {
     "mnist": RemoteDataset(
         md5=(
@@ -74,8 +86,11 @@ REMOTE_DATASETS = {
     ),
 }
 
-# The downloader pooch uses; tests substitute it (a callable ``(url, output_file, pooch)``).
-default_downloader = pooch.HTTPDownloader(timeout=(10, 60))  # (connect, read) seconds
+# The downloader pooch uses; tests substitute it (a callable ``(url, output_file, pooch)``). None:
+# pooch's HTTP downloader, made on first use. pooch is imported only to download: importing it
+# pulls in tqdm.auto, which warns in every notebook without ipywidgets.
+default_downloader = None
+_TIMEOUT = (10, 60)  # (connect, read) seconds
 
 
 def cache_dir():
@@ -85,8 +100,17 @@ def cache_dir():
     -------
     folder : Path
         ``$KMI_CACHE_DIR`` when set, else ``platformdirs.user_cache_dir("kmeans-imagery")``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> from kmeans_imagery.datasets import cache_dir
+    >>> with mock.patch.dict(os.environ, {"KMI_CACHE_DIR": "/data/kmi-cache"}):
+    ...     print(cache_dir())
+    /data/kmi-cache
     """
-    return Path(_registry().path)
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("kmeans-imagery"))
 
 
 def _registry():
@@ -94,10 +118,11 @@ def _registry():
 
     Built on each call, not at import, so that a change of ``KMI_CACHE_DIR`` is honoured.
     """
+    import pooch
+
     return pooch.create(
-        path=platformdirs.user_cache_dir("kmeans-imagery"),
+        path=cache_dir(),
         base_url=REMOTE_DATASETS["mnist"].mirrors[0],
-        env=CACHE_ENV,
         registry={
             f"{name}/{fname}": f"md5:{md5}"
             for name, spec in REMOTE_DATASETS.items()
@@ -127,9 +152,29 @@ def download(name):
     DownloadError
         When a file cannot be fetched from any mirror (no network, a missing file on the server,
         an MD5 mismatch), with the last mirror's reason. The caller turns it into a KMIError.
+
+    Examples
+    --------
+    Files already in the cache are not fetched again:
+
+    >>> import os
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from unittest import mock
+    >>> from kmeans_imagery.datasets.idx import IDX_FILES
+    >>> from kmeans_imagery.datasets.registry import download
+    >>> with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"KMI_CACHE_DIR": cache}):
+    ...     (Path(cache) / "mnist").mkdir()
+    ...     for fname in IDX_FILES:
+    ...         (Path(cache) / "mnist" / fname).touch()
+    ...     print(download("mnist") == Path(cache) / "mnist")
+    True
     """
+    import pooch
+
     spec = REMOTE_DATASETS[name]
     registry = _registry()
+    downloader = default_downloader or pooch.HTTPDownloader(timeout=_TIMEOUT)
     # pooch logs every attempt on stderr; a failure is reported once, as one line, by the caller.
     pooch.get_logger().setLevel("WARNING")
     for fname in IDX_FILES:
@@ -139,7 +184,7 @@ def download(name):
         for i, mirror in enumerate(spec.mirrors):
             registry.urls[key] = mirror + fname
             try:
-                registry.fetch(key, downloader=default_downloader)
+                registry.fetch(key, downloader=downloader)
                 break
             except Exception as exc:
                 # Network, HTTP and hash errors come in many types (requests, OSError, pooch's
@@ -150,7 +195,17 @@ def download(name):
 
 
 class DownloadError(OSError):
-    """A file could not be downloaded from any mirror; the message is one short line."""
+    """A file could not be downloaded from any mirror; the message is one short line.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.registry import DownloadError
+    >>> try:
+    ...     raise DownloadError("https://example.org/t10k-images-idx3-ubyte.gz: timed out")
+    ... except OSError as error:
+    ...     print(error)
+    https://example.org/t10k-images-idx3-ubyte.gz: timed out
+    """
 
 
 def _reason(exc):
@@ -170,7 +225,25 @@ def _reason(exc):
 
 
 def data_env_dir():
-    """The folder named by ``KMI_DATA_DIR``, or None when unset or empty."""
+    """The folder named by ``KMI_DATA_DIR``, or None when unset or empty.
+
+    Returns
+    -------
+    Path or None
+        The folder, not checked.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> from kmeans_imagery.datasets.registry import data_env_dir
+    >>> with mock.patch.dict(os.environ, {"KMI_DATA_DIR": "../shared/data/mnist"}):
+    ...     print(data_env_dir())
+    ../shared/data/mnist
+    >>> with mock.patch.dict(os.environ, {"KMI_DATA_DIR": " "}):
+    ...     print(data_env_dir())
+    None
+    """
     value = os.environ.get(DATA_ENV, "").strip()
     return Path(value) if value else None
 

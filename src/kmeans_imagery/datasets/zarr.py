@@ -17,8 +17,10 @@ from ..errors import KMIError
 from ..progress import open_progress
 from ._source import DEFAULT_CHUNK, ImageSource, check_batch_size, dask_modules
 
-ZARR_FORMAT = "kmeans-imagery-images"
-ZARR_FORMAT_VERSION = 1
+__all__ = ["ZarrSource", "convert_to_zarr", "is_zarr_store"]
+
+_FORMAT = "kmeans-imagery-images"
+_FORMAT_VERSION = 1
 
 
 class ZarrSource(ImageSource):
@@ -28,8 +30,29 @@ class ZarrSource(ImageSource):
 
     Parameters
     ----------
-    path : Path
+    path : path-like
         The store (a folder, conventionally ending in ``.zarr``).
+    color, size
+        As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Raises
+    ------
+    KMIError
+        When zarr is not installed (the ``scale`` extra), or ``path`` is not a store that
+        :func:`convert_to_zarr` wrote (or was written by a newer version).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets import ZarrSource, convert_to_zarr, open_source
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = convert_to_zarr(open_source("digits"), Path(folder) / "digits.zarr", chunk_size=500)
+    ...     store = ZarrSource(Path(folder) / "digits.zarr")
+    ...     print(store.name, store.n_images, store.chunk_size, store.labels[:5])
+    ...     print([len(batch.images) for batch in store.iter_batches()])
+    digits-train 1437 500 [3 9 1 3 1]
+    [500, 500, 437]
     """
 
     def __init__(self, path, *, color=None, size=None):
@@ -42,10 +65,10 @@ class ZarrSource(ImageSource):
             images = group["images"]
         except (KeyError, FileNotFoundError, ValueError, TypeError) as exc:
             raise KMIError(f"{path} is not an image store written by kmi convert ({exc})") from None
-        if attrs.get("format") != ZARR_FORMAT:
+        if attrs.get("format") != _FORMAT:
             raise KMIError(f"{path} is not an image store written by kmi convert "
-                           f"(no {ZARR_FORMAT!r} metadata)")
-        if attrs.get("format_version", 0) > ZARR_FORMAT_VERSION:
+                           f"(no {_FORMAT!r} metadata)")
+        if attrs.get("format_version", 0) > _FORMAT_VERSION:
             raise KMIError(f"{path} was written by a newer kmeans-imagery; upgrade to read it")
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise KMIError(f"{path}: images must be uint8 (n, H, W[, 3]), got {images.dtype} "
@@ -121,7 +144,29 @@ def _zarr():
 
 
 def is_zarr_store(path):
-    """Whether a folder is a Zarr store (by name or by its metadata file)."""
+    """Whether a folder is a Zarr store (by name or by its metadata file).
+
+    Parameters
+    ----------
+    path : Path
+        A folder.
+
+    Returns
+    -------
+    bool
+        True when its name ends in ``.zarr`` or it holds ``zarr.json`` (Zarr 3) or ``.zgroup``
+        (Zarr 2).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets import is_zarr_store
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     (Path(folder) / "zarr.json").touch()
+    ...     print(is_zarr_store(Path(folder)), is_zarr_store(Path("scans.zarr")))
+    True True
+    """
     return path.suffix.lower() == ".zarr" or (path / "zarr.json").is_file() or (
         path / ".zgroup"
     ).is_file()
@@ -154,6 +199,25 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
     -------
     ZarrSource
         The new store, opened.
+
+    Raises
+    ------
+    KMIError
+        When zarr is not installed, ``dest`` exists without ``force``, or ``source`` is not a
+        source.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets import ArraySource, convert_to_zarr
+    >>> images = np.zeros((10, 8, 8), np.uint8)
+    >>> source = ArraySource(images, np.array(["cat", "dog"] * 5), name="pets")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = convert_to_zarr(source, Path(folder) / "pets.zarr", chunk_size=4)
+    ...     print(store.n_images, store.image_shape, store.chunk_size, store.labels[:3])
+    10 (8, 8) 4 ['cat' 'dog' 'cat']
     """
     zarr = _zarr()
     chunk_size = check_batch_size(chunk_size)
@@ -184,8 +248,8 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
                     )
                 bar.advance(len(batch.images))
         group.attrs.update({
-            "format": ZARR_FORMAT,
-            "format_version": ZARR_FORMAT_VERSION,
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
             "name": source.display_name,
             "image_shape": list(source.image_shape),
             "n_images": source.n_images,

@@ -25,13 +25,42 @@ def _load_dask_backend():
 
 _backends.register("dask", _load_dask_backend)
 
+#: What :func:`make_kmeans` can run: mini-batch steps, or full Lloyd iterations.
 ALGORITHMS = ("minibatch", "full")
 
 
 def sharing(X):
-    """Context in which fits on ``X`` share their preparation (see :mod:`._prepared`).
+    """Context in which fits on ``X`` share their preparation.
 
+    Fits of :class:`~kmeans_imagery.engine.kmeans.KMeans` and
+    :class:`~kmeans_imagery.engine.kmeans.MiniBatchKMeans` on ``X`` inside the block reuse its
+    row norms and, for wide rows, its principal subspace (computed from a fixed-seed sample, so a
+    property of the data): sharing changes the time of a sweep over K, never its results.
     Imported on first use, so that reading the engine names (the CLI's options) loads no numpy.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        The rows the fits will use (the same object).
+
+    Returns
+    -------
+    context manager
+        The sharing lasts for its block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.engine import sharing
+    >>> from kmeans_imagery.engine.kmeans import KMeans
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> with sharing(X):
+    ...     sweep = {k: KMeans(k, random_state=0).fit(X).inertia_ for k in (4, 8, 16)}
+    >>> sweep[16] < sweep[8] < sweep[4]
+    True
+    >>> bool(sweep[8] == KMeans(8, random_state=0).fit(X).inertia_)  # the same result alone
+    True
     """
     from ._prepared import sharing as shared
 
@@ -63,7 +92,10 @@ def _dask_engine(algorithm, n_clusters, random_state, **params):
     return KMeans(n_clusters=n_clusters, random_state=random_state, engine="dask", **params)
 
 
+#: Engine name -> factory ``(algorithm, n_clusters, random_state, **params)``: the project's own
+#: ``"kmi"``, scikit-learn's for comparison, and ``"dask"`` (full Lloyd over dask arrays).
 ENGINES = {"kmi": _kmi_engine, "sklearn": _sklearn_engine, "dask": _dask_engine}
+#: The engine :func:`make_kmeans` uses when none is named.
 DEFAULT_ENGINE = "kmi"
 
 
@@ -87,6 +119,23 @@ def make_kmeans(n_clusters, *, algorithm="minibatch", engine=None, random_state=
     -------
     estimator
         An unfitted estimator.
+
+    Raises
+    ------
+    KMIError
+        For an unknown engine or algorithm, or the dask engine with ``"minibatch"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.engine import make_kmeans
+    >>> X = np.random.default_rng(0).random((200, 5), dtype=np.float32)
+    >>> ours = make_kmeans(4, algorithm="full", random_state=0)
+    >>> theirs = make_kmeans(4, algorithm="full", engine="sklearn", random_state=0)
+    >>> ours
+    KMeans(n_clusters=4, random_state=0)
+    >>> type(theirs).__module__, ours.fit(X).cluster_centers_.shape
+    ('sklearn.cluster._kmeans', (4, 5))
     """
     engine = DEFAULT_ENGINE if engine is None else engine
     if engine not in ENGINES:

@@ -19,9 +19,9 @@ float tolerance):
 On narrow rows steps 2 and 3 are skipped: Lloyd passes run in full space from the seeds.
 Every pass is :func:`._passes.lloyd_passes` over per-chunk :func:`._passes.block_stats` (the
 project's fused kernel on the workers) merged in a fixed fan-in tree, so the result does not
-depend on the number of workers, and stops by the engine's :ref:`stopping rule
-<stopping-rule>`. Integer images (uint8, (n, H, W[, C])) become float32 rows scaled by 1/255 on
-the workers, so a cluster holds one byte per pixel.
+depend on the number of workers, and stops by the engine's stopping rule (``tol`` as in
+:class:`~kmeans_imagery.engine.kmeans.KMeans`). Integer images (uint8, (n, H, W[, C])) become
+float32 rows scaled by 1/255 on the workers, so a cluster holds one byte per pixel.
 
 A worker dying mid-fit is survived by dask: the lost chunks are recomputed from their source
 (a Zarr store, say) and the lost tasks rerun. If the cluster cannot finish a pass (too many
@@ -70,6 +70,7 @@ class DaskKMeans(_BaseKMeans):
     Parameters
     ----------
     n_clusters : int, default=8
+        Number of clusters K.
     init : {'k-means++', 'random'}, callable or array of shape (n_clusters, n_features), \
 default='k-means++'
         As for ``KMeans``; a callable ``init(sample, n_clusters, seed)`` gets the gathered
@@ -79,10 +80,11 @@ default='k-means++'
     max_iter : int, default=300
         Most Lloyd passes over all rows (subspace ones, and full-space ones with ``tol=0``).
     tol : float, default=1e-4
-        The engine's :ref:`stopping rule <stopping-rule>`, as in ``KMeans``.
+        The engine's stopping rule, as ``tol`` of ``KMeans``.
     verbose : int, default=0
         As in ``KMeans`` (accepted for the shared interface; passes run on the workers).
     random_state : int, RandomState instance or None, default=None
+        Seed of the sampling and of k-means++ (the same rows as ``KMeans`` draws).
     client : distributed.Client or None, default=None
         The cluster to run on; None uses the current default client if there is one, else
         dask's local threaded scheduler.
@@ -103,6 +105,30 @@ default='k-means++'
     n_iter_ : int
         Passes over all rows in the best run (subspace ones, plus any full-space ones).
     n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    See Also
+    --------
+    kmeans_imagery.engine.kmeans.KMeans : The same fit in memory; it runs this on a dask array.
+    connect : A client for a scheduler address, or a local cluster.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from distributed import Client
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery import DaskKMeans, KMeans
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> rows = da.from_array(X, chunks=500)  # 4 chunks, each a task on the workers
+    >>> with Client(processes=False, n_workers=1, dashboard_address=":0") as client:
+    ...     model = DaskKMeans(n_clusters=10, random_state=0, client=client).fit(rows)
+    ...     labels = model.labels_.compute()
+    >>> model.cluster_centers_.shape, labels.shape, f"{model.inertia_:.0f}"
+    ((10, 64), (1797,), '4779')
+    >>> in_memory = KMeans(n_clusters=10, random_state=0).fit(X)  # the same seed, the same fit
+    >>> bool(np.allclose(model.cluster_centers_, in_memory.cluster_centers_, atol=1e-5))
+    True
     """
 
     #: Starts of ``n_init='auto'`` with a 'random' or callable init, as ``KMeans``.
@@ -304,10 +330,31 @@ def predict_dask(X, centers):
     X : dask.array.Array of shape (n_samples, n_features), or integer images
         As in :meth:`DaskKMeans.fit`.
     centers : ndarray of shape (n_clusters, n_features)
+        The centroids.
 
     Returns
     -------
     labels : dask.array.Array of shape (n_samples,), int32
+        One chunk per chunk of ``X``.
+
+    Examples
+    --------
+    Classify the images of a large array with centroids fitted on a sample, on dask's default
+    scheduler (or a cluster's):
+
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from kmeans_imagery import KMeans
+    >>> from kmeans_imagery.engine.dask import predict_dask
+    >>> pixels = np.random.default_rng(0).integers(0, 256, (10_000, 8, 8), dtype=np.uint8)
+    >>> images = da.from_array(pixels, chunks=2_500)  # e.g. da.from_zarr on a large store
+    >>> sample = images[:1000].compute().reshape(1000, 64) / np.float32(255)
+    >>> centers = KMeans(5, random_state=0).fit(sample).cluster_centers_
+    >>> labels = predict_dask(images, centers)
+    >>> labels.shape, labels.chunks, labels.dtype
+    ((10000,), ((2500, 2500, 2500, 2500),), dtype('int32'))
+    >>> bool((labels[:1000].compute() == KMeans(5, random_state=0).fit(sample).labels_).all())
+    True
     """
     X = _check_rows(X)
     centers = np.asarray(centers, dtype=_row_dtype(X.dtype))
@@ -332,6 +379,22 @@ def connect(address, *, n_workers=None, timeout=30.0):
     Yields
     ------
     distributed.Client
+        Not set as dask's default client: pass it on (``DaskKMeans(client=...)``).
+
+    Raises
+    ------
+    KMIError
+        When ``distributed`` is not installed (the ``scale`` extra) or the scheduler cannot be
+        reached within ``timeout``.
+
+    Examples
+    --------
+    >>> from distributed import LocalCluster
+    >>> from kmeans_imagery.engine.dask import connect
+    >>> with LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as cluster:
+    ...     with connect(cluster.scheduler_address) as client:
+    ...         print(len(client.scheduler_info()["workers"]))
+    2
     """
     try:
         from distributed import Client, LocalCluster

@@ -470,8 +470,35 @@ default='k-means++'
         plus any full-space ones.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
+
+    See Also
+    --------
+    MiniBatchKMeans : Faster, slightly higher inertia.
+    kmeans_imagery.engine.dask.DaskKMeans : The same on a dask array, on a cluster.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery import KMeans
+    >>> X = (load_digits().data / 16).astype(np.float32)  # 1,797 images of 8x8 pixels
+    >>> km = KMeans(n_clusters=10, random_state=0).fit(X)
+    >>> km.cluster_centers_.shape, km.cluster_centers_.dtype, f"{km.inertia_:.0f}"
+    ((10, 64), dtype('float32'), '4779')
+    >>> bool((km.labels_ == km.predict(X)).all()), km.transform(X[:3]).shape
+    (True, (3, 10))
+
+    Integer weights count as repeated rows; sparse rows stay sparse:
+
+    >>> weights = np.ones(len(X))
+    >>> weights[:100] = 3
+    >>> KMeans(10, random_state=0).fit(X, sample_weight=weights).n_features_in_
+    64
+    >>> KMeans(10, random_state=0).fit(sp.csr_matrix(X)).cluster_centers_.shape
+    (10, 64)
     """
 
     def __init__(
@@ -674,6 +701,7 @@ class MiniBatchKMeans(_BaseKMeans):
     Parameters
     ----------
     n_clusters : int, default=8
+        Number of clusters K.
     init : {'k-means++', 'random'}, callable or array of shape (n_clusters, n_features), \
 default='k-means++'
         As in :class:`KMeans`; a callable gets the ``init_size`` seeding rows.
@@ -688,6 +716,7 @@ default='k-means++'
         Compute ``labels_`` and ``inertia_`` over all rows at the end of ``fit`` (over the batch
         in ``partial_fit``).
     random_state : int, RandomState instance or None, default=None
+        Seed of the seeding, the batches and the reassignments.
     tol : float, default=0.0
         See above; 0 disables this test.
     max_no_improvement : int or None, default=10
@@ -700,10 +729,13 @@ default='k-means++'
         Seedings tried; the one with the lowest inertia on a validation sample is kept. 'auto'
         is 3 for 'random' and a callable, 1 otherwise.
     reassignment_ratio : float, default=0.01
+        Centroids that got less than this fraction of the largest centroid's weight are moved
+        onto random rows of the batch.
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Centroids, in the dtype of ``X``.
     labels_ : ndarray of shape (n_samples,)
         Equal to ``predict(X)`` after ``fit``; after ``partial_fit``, the labels of that batch.
         Only with ``compute_labels``.
@@ -715,8 +747,31 @@ default='k-means++'
     n_steps_ : int
         Mini-batch steps.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
+
+    See Also
+    --------
+    KMeans : Exact Lloyd iterations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery import MiniBatchKMeans
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> mbk = MiniBatchKMeans(n_clusters=10, batch_size=256, random_state=0).fit(X)
+    >>> mbk.cluster_centers_.shape, f"{mbk.inertia_:.0f}"
+    ((10, 64), '4576')
+
+    Rows that arrive in pieces are clustered step by step with ``partial_fit``:
+
+    >>> online = MiniBatchKMeans(n_clusters=10, random_state=0)
+    >>> for start in range(0, len(X), 300):
+    ...     online = online.partial_fit(X[start:start + 300])
+    >>> online.n_steps_, online.predict(X[:5]).shape
+    (6, (5,))
     """
 
     def __init__(

@@ -8,10 +8,10 @@ k-means++ search and subspace path, on a sample) and a reader of row blocks, the
    that sorted data, class folders say, does not drag the centroids class by class).
 2. **Exact Lloyd passes.** The engine's one Lloyd loop (:func:`._passes.lloyd_passes`), each
    pass the merged :func:`._passes.block_stats` of every block, with the engine's stopping rule
-   (:ref:`stopping-rule`; the rows' variance that scales ``tol`` is estimated on the starting
-   sample) and, like the in-memory engine over all rows, a pass gaining under 0.005% of the
-   inertia ends the fit. The returned centroids are those the last pass assigned every row to,
-   so the inertia is exact for them.
+   (``tol`` as in :class:`~kmeans_imagery.engine.kmeans.KMeans`; the rows' variance that scales
+   it is estimated on the starting sample) and, like the in-memory engine over all rows, a pass
+   gaining under 0.005% of the inertia ends the fit. The returned centroids are those the last
+   pass assigned every row to, so the inertia is exact for them.
 
 The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
 ``(rows, weight, batch)``: float rows, their sample weights or None, and whatever the caller wants
@@ -41,6 +41,7 @@ class StreamResult(NamedTuple):
     Attributes
     ----------
     centers : ndarray of shape (n_clusters, n_features)
+        The centroids the last exact pass assigned every row to.
     inertia : float
         Exact sum of squared distances of all rows to their nearest centroid in ``centers``.
     n_iter : int
@@ -51,6 +52,12 @@ class StreamResult(NamedTuple):
         Wall time of each exact pass.
     observed : object or None
         The accumulator of the last pass (see ``observe``).
+
+    Examples
+    --------
+    >>> from kmeans_imagery.engine.stream import StreamResult
+    >>> StreamResult._fields
+    ('centers', 'inertia', 'n_iter', 'history', 'pass_seconds', 'observed')
     """
 
     centers: object
@@ -81,8 +88,8 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     batch_size : int, default=4096
         Rows per mini-batch step.
     tol : float, default=1e-4
-        The engine's :ref:`stopping rule <stopping-rule>`; 0 runs to a fixed point or
-        ``max_iter`` passes.
+        The engine's stopping rule, as ``tol`` of :class:`~kmeans_imagery.engine.kmeans.KMeans`;
+        0 runs to a fixed point or ``max_iter`` passes.
     random_state : int, RandomState or None
         Seed of the mini-batch steps and the block order.
     progress : callable or None
@@ -95,6 +102,39 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     Returns
     -------
     StreamResult
+        The centroids, their exact inertia and the history of the passes.
+
+    Raises
+    ------
+    KMIError
+        For a parameter out of range, or fewer rows than centroids.
+
+    Examples
+    --------
+    A reader of blocks, here slices of an array standing in for files read one at a time:
+
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.engine.kmeans import KMeans
+    >>> from kmeans_imagery.engine.stream import stream_kmeans
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> class Blocks:
+    ...     n_rows = len(X)
+    ...     def blocks(self):  # every block in order: rows, weights, what observe sees
+    ...         for s in range(0, len(X), 500):
+    ...             yield X[s:s + 500], None, s
+    ...     def shuffled(self, batch_size, rng):  # mini-batches in a random order
+    ...         order = rng.permutation(len(X))
+    ...         for s in range(0, len(X), batch_size):
+    ...             yield X[np.sort(order[s:s + batch_size])], None
+    >>> sample = X[::4]
+    >>> start = KMeans(10, random_state=0).fit(sample).cluster_centers_
+    >>> result = stream_kmeans(Blocks(), start, sample=sample, batch_size=256, random_state=0)
+    >>> result.centers.shape, len(result.history) == result.n_iter
+    ((10, 64), True)
+    >>> in_memory = KMeans(10, random_state=0).fit(X).inertia_  # all rows at once, for comparison
+    >>> bool(result.inertia < 1.01 * in_memory)
+    True
     """
     _check_params(reader, len(start), minibatch_passes, max_iter, batch_size, tol)
     rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))

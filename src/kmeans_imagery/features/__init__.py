@@ -18,8 +18,6 @@ step. Steps that need images (``deskew``, ``hog``) must come before any step tha
 (``hog``, ``pca``, ``umap``, a concatenation).
 
 A fitted pipeline is stored without pickle: :meth:`FeaturePipeline.get_state` returns a JSON-able
-
-A fitted pipeline is stored without pickle: :meth:`FeaturePipeline.get_state` returns a JSON-able
 dict and a dict of numpy arrays, and :meth:`FeaturePipeline.from_state` rebuilds it.
 
 The pixels of a raster (``kmi segment``) use the same language through
@@ -31,6 +29,18 @@ One concern per module: ``_spec`` (the language and presets; no numpy, so the CL
 fast), ``_steps`` (row steps and the step base class), ``_pixels`` (the neighbourhood step and the
 linear form of a pixel pipeline), ``_hog``, ``_umap``, ``_pipeline`` (the pipeline, its saved state,
 :func:`make_features` and :func:`make_pixel_features`). The steps load on first use.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sklearn.datasets import load_digits
+>>> from kmeans_imagery.features import FEATURE_PRESETS, make_features
+>>> sorted(FEATURE_PRESETS)
+['hog', 'l2', 'pixhog', 'raw', 'umap']
+>>> X = (load_digits().data / 16).astype(np.float32)
+>>> features = make_features("deskew+hog:4", (8, 8)).fit(X)
+>>> features.transform(X[:3]).shape
+(3, 36)
 """
 
 from importlib import import_module

@@ -28,6 +28,21 @@ class HOG(_Step):
     block_size : int, default=3
         Side of a square block, in cells; reduced to the number of cells when the image holds
         fewer, so small images still get a descriptor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimage.feature import hog
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.features import HOG
+    >>> images = (load_digits().images / 16).astype(np.float32)  # (1797, 8, 8)
+    >>> step = HOG((8, 8), cell_size=2)
+    >>> descriptors = step.fit_transform(images.reshape(len(images), -1))
+    >>> descriptors.shape  # 2x2 blocks of 3x3 cells of 9 orientations
+    (1797, 324)
+    >>> one = hog(images[0], 9, pixels_per_cell=(2, 2), cells_per_block=(3, 3), block_norm="L2-Hys")
+    >>> bool(np.allclose(descriptors[0], one, atol=1e-5))
+    True
     """
 
     def __init__(self, image_shape, cell_size=7, orientations=9, block_size=3):

@@ -69,6 +69,35 @@ class OnnxEmbedding(_Step):
     sha256_ : str
         Checksum of the file when fitted; a different file is refused.
     n_features_out_ : int
+        Width of the embedding.
+
+    Examples
+    --------
+    A one-node network, written with onnx's helper API, whose embedding of an image is its
+    mean colour (a real one would be a ResNet or a CLIP image encoder exported to ONNX):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import onnx
+    >>> import onnxruntime  # the embed extra: it runs the network
+    >>> from onnx import TensorProto, helper
+    >>> from kmeans_imagery.features import OnnxEmbedding
+    >>> graph = helper.make_graph(
+    ...     [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+    ...      helper.make_node("Flatten", ["pooled"], ["y"])], "mean-colour",
+    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+    ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])])
+    >>> network = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    >>> network.ir_version = 8
+    >>> images = np.zeros((2, 32, 32, 3), np.float32)
+    >>> images[0, ..., 0] = images[1, ..., 2] = 1.0  # one red image, one blue
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     onnx.save(network, str(Path(folder) / "net.onnx"))
+    ...     step = OnnxEmbedding(str(Path(folder) / "net.onnx"), (32, 32, 3))
+    ...     print(step.fit_transform(images.reshape(2, -1)).round(3), step.n_features_out_)
+    [[1. 0. 0.]
+     [0. 0. 1.]] 3
     """
 
     def __init__(self, path, image_shape, mean=None, std=None, output=None, batch_size=64):

@@ -54,7 +54,28 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     n_features_in_ : int
+        Width of the input rows.
     n_features_out_ : int
+        Width of the output rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.features import FeaturePipeline, make_features
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> pipeline = make_features("deskew+l2+pca:16", (8, 8), random_state=0).fit(X)
+    >>> pipeline.n_features_in_, pipeline.n_features_out_
+    (64, 16)
+
+    Stored as plain data and arrays (what the model file holds), then rebuilt:
+
+    >>> meta, arrays = pipeline.get_state()
+    >>> [step["name"] for step in meta["steps"]], sorted(arrays)
+    (['deskew', 'l2', 'pca'], ['2.components_', '2.mean_', '2.scale_'])
+    >>> again = FeaturePipeline.from_state(meta, arrays)
+    >>> bool(np.array_equal(again.transform(X), pipeline.transform(X)))
+    True
     """
 
     def __init__(self, steps, spec=None):
@@ -79,7 +100,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_features_out_), float32
+        Xt : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         Xt = _check_rows(X)
         self.n_features_in_ = Xt.shape[1]
@@ -93,11 +114,11 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like of shape (n_samples, ``n_features_in_``)
 
         Returns
         -------
-        Xt : ndarray of shape (n_samples, n_features_out_), float32
+        Xt : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "n_features_in_")
         Xt = _check_rows(X, self.n_features_in_)
@@ -286,6 +307,22 @@ def make_features(spec, image_shape, random_state=None):
     KMIError
         For a spec that does not parse, names an unknown step, misplaces an image step, or uses
         ``umap`` without umap-learn installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.features import make_features
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> pipeline = make_features("pixhog", (8, 8), random_state=0)
+    >>> pipeline.spec  # the preset, expanded
+    'deskew+(l2|hog:7)+pca:100'
+    >>> make_features("deskew+(l2|hog:4)+pca:30", (8, 8), random_state=0).fit_transform(X).shape
+    (1797, 30)
+    >>> make_features("pca+deskew", (8, 8))
+    Traceback (most recent call last):
+    ...
+    kmeans_imagery.errors.KMIError: 'deskew' needs image rows; put it before any step that leaves pixels
     """
     if not isinstance(spec, str):
         raise KMIError(f"feature spec must be a string, got {spec!r}")

@@ -81,7 +81,7 @@ class _Step(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like of shape (n_samples, ``n_features_in_``)
 
         Returns
         -------
@@ -134,7 +134,15 @@ class _Step(TransformerMixin, BaseEstimator):
 
 
 class Identity(_Step):
-    """The rows unchanged ("raw"), as float32."""
+    """The rows unchanged ("raw"), as float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.features import Identity
+    >>> Identity().fit_transform(np.array([[0.0, 0.5]])).dtype
+    dtype('float32')
+    """
 
     def _transform(self, X):
         return X
@@ -144,6 +152,18 @@ class L2Normalize(_Step):
     """Scale each row to unit Euclidean length, so K-means compares shapes, not ink amounts.
 
     All-zero rows stay zero.
+
+    Examples
+    --------
+    A faint and a bold copy of the same stroke become the same row:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.features import L2Normalize
+    >>> rows = np.array([[0.0, 0.3, 0.4], [0.0, 0.6, 0.8], [0.0, 0.0, 0.0]], dtype=np.float32)
+    >>> L2Normalize().fit_transform(rows)
+    array([[0. , 0.6, 0.8],
+           [0. , 0.6, 0.8],
+           [0. , 0. , 0. ]], dtype=float32)
     """
 
     def _transform(self, X):
@@ -200,6 +220,17 @@ class Deskew(_Step):
     ----------
     image_shape : tuple of int
         (H, W) or (H, W, C) of the images whose flattened rows are passed in.
+
+    Examples
+    --------
+    A vertical bar off to the left moves to the centre:
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.features import Deskew
+    >>> image = np.zeros((5, 5), np.float32)
+    >>> image[:, 1] = 1.0
+    >>> Deskew((5, 5)).fit_transform(image.reshape(1, 25)).reshape(5, 5)[2]
+    array([0., 0., 1., 0., 0.], dtype=float32)
     """
 
     def __init__(self, image_shape):
@@ -290,11 +321,23 @@ class PCA(_Step):
 
     Attributes
     ----------
-    mean_ : ndarray of shape (n_features_in_,), float32
-    components_ : ndarray of shape (n_components, n_features_in_), float32
+    mean_ : ndarray of shape (``n_features_in_``,), float32
+        The training rows' mean.
+    components_ : ndarray of shape (n_components, ``n_features_in_``), float32
+        The principal axes, largest variance first.
     scale_ : ndarray of shape (n_components,), float32
         What each projected coordinate is divided by: the components' standard deviations when
         whitening, else ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from kmeans_imagery.features import PCA
+    >>> X = (load_digits().data / 16).astype(np.float32)
+    >>> pca = PCA(n_components=20, random_state=0).fit(X)
+    >>> pca.transform(X).shape, pca.components_.shape
+    ((1797, 20), (20, 64))
     """
 
     _ARRAYS = ("mean_", "components_", "scale_")
@@ -340,6 +383,18 @@ class Concat(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     branches : list of FeaturePipeline
+        Each applied to the same input rows.
+
+    Examples
+    --------
+    What the spec ``"l2|hog"`` builds: the normalised pixels beside their HOG descriptors.
+
+    >>> import numpy as np
+    >>> from kmeans_imagery.features import HOG, Concat, FeaturePipeline, L2Normalize
+    >>> rows = np.random.default_rng(0).random((10, 64), dtype=np.float32)
+    >>> both = Concat([FeaturePipeline([L2Normalize()]), FeaturePipeline([HOG((8, 8), cell_size=4)])])
+    >>> both.fit_transform(rows).shape  # 64 pixels + 2x2 cells of 9 orientations
+    (10, 100)
     """
 
     def __init__(self, branches):

@@ -29,18 +29,36 @@ class UMAP(_Step):
     Parameters
     ----------
     n_components : int, default=10
+        Dimensions of the embedding.
     n_neighbors : int, default=15
+        Neighbours of UMAP's graph, and of the out-of-sample rule.
     min_dist : float, default=0.0
         0 packs clusters tightly, which suits K-means.
     random_state : int or None
+        Seed; with one, the embedding is deterministic.
 
     Attributes
     ----------
-    train_X_ : ndarray of shape (n_train, n_features_in_), float32
+    train_X_ : ndarray of shape (n_train, ``n_features_in_``), float32
+        The training rows.
     embedding_ : ndarray of shape (n_train, n_components), float32
+        Their embedding.
     umap_ : umap.UMAP
         The fitted umap-learn object; only present on a step fitted in this process (not on one
         rebuilt by ``from_state``), for comparing with umap-learn's own ``transform``.
+
+    Examples
+    --------
+    The ``umap`` preset ends in this step (PCA first, so that the stored training rows are
+    small). Fitting it takes seconds even on small data (umap-learn compiles its code with numba
+    on first use), so this example only builds the pipeline; ``pipeline.fit(rows)`` fits it.
+
+    >>> from kmeans_imagery.features import UMAP, make_features
+    >>> pipeline = make_features("umap", (28, 28), random_state=0)
+    >>> pipeline.spec, pipeline.steps[-1]
+    ('deskew+pca:50+umap:10', UMAP(random_state=0))
+    >>> UMAP(n_components=2, random_state=0).get_params()
+    {'min_dist': 0.0, 'n_components': 2, 'n_neighbors': 15, 'random_state': 0}
     """
 
     _ARRAYS = ("train_X_", "embedding_")
