@@ -171,7 +171,7 @@ def plot_k_choice(choice, ax=None):
     if ax is None:
         from matplotlib.figure import Figure
 
-        ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
+        ax = Figure(figsize=(6, 3.5)).add_subplot()
     ax.plot(choice.ks, choice.wss, marker=".", color="C0", label="within-cluster sum of squares")
     ax.plot([choice.ks[0], choice.ks[-1]], [choice.wss[0], choice.wss[-1]], color="0.6", ls="--",
             label="chord")

@@ -443,7 +443,7 @@ def _plot_sizes(sizes, ax=None):
     if ax is None:
         from matplotlib.figure import Figure
 
-        ax = Figure(figsize=(8, 2.8), layout="constrained").add_subplot()
+        ax = Figure(figsize=(8, 2.8)).add_subplot()
     ax.bar(np.arange(len(sizes)), sizes, color="C0")
     ax.set_xlabel("cluster")
     ax.set_ylabel("images")
