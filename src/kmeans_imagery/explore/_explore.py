@@ -35,7 +35,7 @@ __all__ = ["Exploration", "explore", "image_paths"]
 #: Memory allowed for the float32 rows of a collection fitted in memory.
 _FIT_BYTES = 256 * 2**20
 #: Exact passes of a streamed fit after its start on a sample (each pass reads every image).
-_STREAM_PASSES = 2
+_STREAM_PASSES = 1
 #: Images per row of a cluster's gallery (central, random, borderline).
 _PER_ROW = 12
 #: Sample rows the map is fitted on.
