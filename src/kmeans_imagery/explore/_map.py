@@ -103,7 +103,7 @@ def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, 
     lo, hi = xy.min(axis=0) - span / 25, xy.max(axis=0) + span / 25
     # All thumbnails pasted into one transparent canvas drawn by a single imshow: one image
     # artist to composite instead of one per thumbnail.
-    side, cell = 900, 36
+    side, cell = 600, 24  # about the axes' own size in pixels at dpi 90: no costly downsampling
     # uint8 RGBA: matplotlib composites it without first normalising a float copy.
     canvas = np.zeros((side, side, 4), np.uint8)
     rgb = thumbs[..., None].repeat(3, axis=-1) if thumbs.ndim == 3 else thumbs
