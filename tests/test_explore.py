@@ -140,6 +140,24 @@ def test_umap_map(collection, tmp_path):
         explore(collection["root"] / "photos", tmp_path / "other", k=3, map_method="tsne")
 
 
+def test_outlier_score_finds_blank_and_textured_frames_among_digits():
+    from sklearn.datasets import load_digits
+
+    from kmeans_imagery.explore import OutlierScorer
+
+    images = np.round(load_digits().images[:400] * 255 / 16).astype(np.uint8)
+    yy, xx = np.mgrid[:8, :8]
+    # A mid-gray blank (one vector for any gray level once L2-normalised) and stripes.
+    foreign = np.stack([np.full((8, 8), 96, np.uint8), ((xx % 2) * 255).astype(np.uint8)])
+    images = np.concatenate([images, foreign])
+    reference = np.arange(0, len(images), 2)
+    scorer = OutlierScorer(images[reference], reference)
+    raw = np.concatenate([scorer.raw_scores(images[s:s + 128], s) for s in range(0, 402, 128)])
+    scores = OutlierScorer.scale(raw)
+    assert raw.shape == (402, 2) and np.median(scores) >= 1
+    assert set(np.argsort(-scores)[:2].tolist()) == {400, 401}
+
+
 def test_choose_k_finds_separated_blobs(rng):
     centres = rng.normal(scale=10, size=(6, 20))
     rows = np.concatenate([c + rng.normal(size=(150, 20)) for c in centres])

@@ -57,9 +57,9 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
 
     console, err = consoles(False)
     found = run_explore(data, out, k=k, k_range=k_range, features=features, color=color,
-                          size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
-                          duplicate_threshold=duplicate_threshold, map_method=map_method,
-                          random_state=seed, force=force, progress=loading_progress(err))
+                        size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
+                        duplicate_threshold=duplicate_threshold, map_method=map_method,
+                        random_state=seed, force=force, progress=loading_progress(err))
     console.print(f"{found.results['n_images']:,} images, K={found.k}, "
                   f"{found.results['duplicates']['n_groups']:,} duplicate groups; wrote "
                   f"{found.files['index.html']}")
