@@ -34,6 +34,10 @@ __all__ = ["Exploration", "explore", "image_paths"]
 
 #: Memory allowed for the float32 rows of a collection fitted in memory.
 _FIT_BYTES = 256 * 2**20
+#: K-means starts, the lowest inertia kept (no labels used). One start depends on the order of
+#: the files: on MNIST test in class-folder order, one start at K=13 scored 0.618 one-to-one,
+#: three 0.686 (inertia 2,840 against 2,821).
+_N_INIT = 3
 #: Exact passes of a streamed fit after its start on a sample (each pass reads every image).
 _STREAM_PASSES = 1
 #: Images per row of a cluster's gallery (central, random, borderline).
@@ -286,8 +290,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     timings["choose_k"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    spec = FitSpec(n_clusters, algorithm="full", features=features, random_state=random_state,
-                   max_iter=None if in_memory else _STREAM_PASSES)
+    spec = FitSpec(n_clusters, algorithm="full", features=features, n_init=_N_INIT,
+                   random_state=random_state, max_iter=None if in_memory else _STREAM_PASSES)
     with threadpool_limits(fit_threads, user_api="blas"):
         fitted = fit(data, spec, mode="memory" if in_memory else "stream", progress=progress)
     model = fitted.model
