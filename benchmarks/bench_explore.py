@@ -4,7 +4,8 @@ Every experiment writes its folders of PNG files into ``--work-dir`` (default /t
 and runs each tool as a whole child process under ``/usr/bin/time -v`` (wall time, peak RSS):
 
 - ``compare``: scikit-learn's digits (1,797), MNIST test (10,000) and MNIST train (60,000)
-  written as one PNG per image in class sub-folders. ``kmi explore`` (K chosen by the elbow)
+  written as one PNG per image in class sub-folders. ``kmi explore`` (its defaults: ``l2``
+  features, K chosen by the elbow)
   and clustimage (``Clustimage().fit_transform`` on the file list: its defaults, then with
   ``dim`` set to the images' own size), each bounded by ``--timeout``. Reported: wall seconds,
   peak RSS, the K each picked, and the accuracy at that K (majority naming = purity, and
@@ -287,7 +288,7 @@ def duplicates_experiment(work, timeout):
             "not_planted": sorted(sorted(p) for p in reported - wanted)[:20]}
 
 
-def outliers_experiment(work, timeout, features=("raw", "pixhog")):
+def outliers_experiment(work, timeout, features=("l2", "raw")):
     foreign = set(planted_outliers(work / "outliers"))
     out = {}
     for spec in features:
@@ -353,7 +354,7 @@ def main(argv=None):
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/kmi-explore"))
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per tool run.")
     parser.add_argument("--folders", default="digits,mnist-test,mnist-train")
-    parser.add_argument("--kmi-features", default="raw,l2", help="kmi explore --features runs.")
+    parser.add_argument("--kmi-features", default="l2", help="kmi explore --features runs.")
     parser.add_argument("--no-clustimage", action="store_true", help="compare: kmi runs only.")
     parser.add_argument("--dim", help="(child only) clustimage image size HxW")
     parser.add_argument("--out", type=Path, help="JSON file for the results.")

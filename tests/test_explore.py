@@ -37,10 +37,11 @@ def collection(tmp_path_factory):
     Image.fromarray(noise).save(extra / "noise.png")
     shutil.copy(files[100], extra / HOSTILE)
     out = root / "out"
-    results = explore(root / "photos", out, k_range=(2, 20), random_state=0)
+    found = explore(root / "photos", out, k_range=(2, 20), random_state=0)
     with open(out / "clusters.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return {"root": root, "files": files, "out": out, "results": results, "rows": rows}
+    return {"root": root, "files": files, "out": out, "results": found.results, "rows": rows,
+            "found": found}
 
 
 def _row(collection, name):
@@ -101,27 +102,59 @@ def test_page_is_self_contained_escaped_and_bounded(collection):
     assert page.count('class="t"') <= 36 * k + 100 + 12 * 100
 
 
+def test_result_object_shows_its_table_and_figures(collection):
+    found = collection["found"]
+    assert found.k == found.results["k"] and found.out_dir == collection["out"]
+    assert set(found.files) == set(OUTPUTS) and all(p.is_file() for p in found.files.values())
+    assert found.results["fit"]["mode"] == "memory"
+    assert repr(found).startswith(f"Exploration(n_images=304, k={found.k}, features='l2'")
+    page = found._repr_html_()
+    assert "<table>" in page and page.count("<img") == 3 and "why this K" in page
+    assert "noise.png" in page
+
+
 def test_existing_outputs_need_force(collection, tmp_path):
     with pytest.raises(KMIError, match="--force"):
         explore(collection["root"] / "photos", collection["out"], k=3)
 
 
 def test_given_k_skips_the_choice(collection, tmp_path):
-    results = explore(collection["root"] / "photos", tmp_path / "out", k=4, duplicate_threshold=0,
-                      fit_size=120)
+    found = explore(collection["root"] / "photos", tmp_path / "out", k=4, duplicate_threshold=0,
+                    fit_size=120)
+    results = found.results
     assert results["k"] == 4 and results["k_choice"] is None
-    assert results["n_fit"] == 120 and sum(results["cluster_sizes"]) == 304
-    assert not (tmp_path / "out" / "k_choice.png").exists()
+    # More images than fit_size: the fit streams, and every image is still assigned.
+    assert results["fit"]["mode"] == "stream" and sum(results["cluster_sizes"]) == 304
+    assert not (tmp_path / "out" / "k_choice.png").exists() and "k_choice.png" not in found.files
+    assert found._repr_html_().count("<img") == 2
     # Threshold 0: only the exact copy (and the hostile-named copy) form groups.
     assert results["duplicates"]["n_groups"] == 2
 
 
 def test_umap_map(collection, tmp_path):
     pytest.importorskip("umap")
-    results = explore(collection["root"] / "photos", tmp_path / "out", k=3, map_method="umap")
+    results = explore(collection["root"] / "photos", tmp_path / "out", k=3, map_method="umap").results
     assert results["map"] == "umap" and (tmp_path / "out" / "map.png").stat().st_size > 0
     with pytest.raises(KMIError, match="map method"):
         explore(collection["root"] / "photos", tmp_path / "other", k=3, map_method="tsne")
+
+
+def test_outlier_score_finds_blank_and_textured_frames_among_digits():
+    from sklearn.datasets import load_digits
+
+    from kmeans_imagery.explore import OutlierScorer
+
+    images = np.round(load_digits().images[:400] * 255 / 16).astype(np.uint8)
+    yy, xx = np.mgrid[:8, :8]
+    # A mid-gray blank (one vector for any gray level once L2-normalised) and stripes.
+    foreign = np.stack([np.full((8, 8), 96, np.uint8), ((xx % 2) * 255).astype(np.uint8)])
+    images = np.concatenate([images, foreign])
+    reference = np.arange(0, len(images), 2)
+    scorer = OutlierScorer(images[reference], reference)
+    raw = np.concatenate([scorer.raw_scores(images[s:s + 128], s) for s in range(0, 402, 128)])
+    scores = OutlierScorer.scale(raw)
+    assert raw.shape == (402, 2) and np.median(scores) >= 1
+    assert set(np.argsort(-scores)[:2].tolist()) == {400, 401}
 
 
 def test_choose_k_finds_separated_blobs(rng):

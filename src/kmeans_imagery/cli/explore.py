@@ -38,11 +38,13 @@ def _parse_k_range(_ctx, _param, value):
 @click.option("--duplicate-threshold", default=0.025, show_default=True, type=click.FloatRange(0),
               help="Largest RMS difference of 16x16 gray descriptors of near duplicates (0: exact "
                    "copies only).")
-@click.option("--fit-size", default=20000, show_default=True, type=click.IntRange(2),
-              help="Most images the clustering is fitted on (all images are then assigned).")
+@click.option("--fit-size", default=60000, show_default=True, type=click.IntRange(2),
+              help="Collections of at most this many images (and 256 MiB of rows) are read once "
+                   "and fitted in memory; larger ones are streamed.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-@click.option("--features", default="raw", show_default=True,
-              help="Feature pipeline before K-means (see kmi fit --help), e.g. onnx:model.onnx.")
+@click.option("--features", default="l2", show_default=True,
+              help="Feature pipeline before K-means (see kmi fit --help), e.g. raw or "
+                   "onnx:model.onnx.")
 @data_options
 def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, seed,
             features, data_dir, color, size, skip_bad):
@@ -54,12 +56,13 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
     from ..explore import explore as run_explore
 
     console, err = consoles(False)
-    results = run_explore(data, out, k=k, k_range=k_range, features=features, color=color,
-                          size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
-                          duplicate_threshold=duplicate_threshold, map_method=map_method,
-                          random_state=seed, force=force, progress=loading_progress(err))
-    console.print(f"{results['n_images']:,} images, K={results['k']}, "
-                  f"{results['duplicates']['n_groups']:,} duplicate groups; wrote {out}/index.html")
+    found = run_explore(data, out, k=k, k_range=k_range, features=features, color=color,
+                        size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
+                        duplicate_threshold=duplicate_threshold, map_method=map_method,
+                        random_state=seed, force=force, progress=loading_progress(err))
+    console.print(f"{found.results['n_images']:,} images, K={found.k}, "
+                  f"{found.results['duplicates']['n_groups']:,} duplicate groups; wrote "
+                  f"{found.files['index.html']}")
 
 
 @click.command()

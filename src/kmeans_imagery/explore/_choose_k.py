@@ -43,6 +43,14 @@ class KChoice:
         Rows the curve was computed on.
     reason : str
         One sentence saying why ``k`` was picked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows = np.repeat(np.eye(5), 20, axis=0) + np.random.default_rng(0).normal(0, .05, (100, 5))
+    >>> choice = choose_k(rows, (2, 12), random_state=0)
+    >>> choice.k, choice.ks.shape, choice.to_json()["criterion"]
+    (5, (11,), 'elbow (Kneedle) of the within-cluster sum of squares')
     """
 
     k: int
@@ -89,6 +97,18 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
     Returns
     -------
     KChoice
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centres = [(0, 0), (10, 0), (0, 10), (10, 10)]
+    >>> rows = np.concatenate([c + rng.normal(size=(50, 2)) for c in centres])
+    >>> choice = choose_k(rows, (2, 10), random_state=0)
+    >>> choice.k
+    4
+    >>> print(choice.reason[:42])
+    K=4 is the elbow of the within-cluster sum
     """
     from scipy.cluster.hierarchy import linkage
 
@@ -139,11 +159,19 @@ def plot_k_choice(choice, ax=None):
     Returns
     -------
     ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows = np.repeat(np.eye(3), 10, axis=0) + np.random.default_rng(0).normal(0, .05, (30, 3))
+    >>> ax = plot_k_choice(choose_k(rows, (2, 8), random_state=0))
+    >>> ax.get_xlabel(), ax.get_title()
+    ('K', 'choosing K: elbow of the sum of squares')
     """
     if ax is None:
         from matplotlib.figure import Figure
 
-        ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
+        ax = Figure(figsize=(6, 3.5)).add_subplot()
     ax.plot(choice.ks, choice.wss, marker=".", color="C0", label="within-cluster sum of squares")
     ax.plot([choice.ks[0], choice.ks[-1]], [choice.wss[0], choice.wss[-1]], color="0.6", ls="--",
             label="chord")

@@ -40,6 +40,15 @@ def pixel_hashes(images):
     Returns
     -------
     hashes : ndarray of uint64, shape (n,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.zeros((3, 4, 4), np.uint8)
+    >>> images[2, 0, 0] = 1
+    >>> h = pixel_hashes(images)
+    >>> h.dtype, bool(h[0] == h[1]), bool(h[0] == h[2])
+    (dtype('uint64'), True, False)
     """
     shape = repr(images.shape[1:]).encode()
     return np.array([int.from_bytes(hashlib.blake2b(shape + image.tobytes(), digest_size=8).digest(),
@@ -58,6 +67,13 @@ def descriptors(images):
     ndarray of float16, shape (n, 256)
         float16 keeps 100,000 descriptors in 51 MB; its 3-digit precision is far below the
         threshold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = descriptors(np.full((2, 28, 28), 255, np.uint8))
+    >>> d.shape, d.dtype, float(d.max())
+    ((2, 256), dtype('float16'), 1.0)
     """
     gray = images if images.ndim == 3 else np.round(images.mean(axis=3)).astype(np.uint8)
     small = resize_images(np.ascontiguousarray(gray), (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE))
@@ -78,6 +94,17 @@ class DuplicateGroups:
         Whether the image has the same pixels as its group's first member.
     pairs : ndarray of int64, shape (m, 2)
         Every pair found within the threshold (before grouping), ``i < j``.
+    n_groups : int
+        Number of groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 16, 16), dtype=np.uint8)
+    >>> images[3] = images[1]                       # an exact copy
+    >>> groups = find_duplicates(pixel_hashes(images), descriptors(images))
+    >>> groups.n_groups, groups.group.tolist(), groups.members(0).tolist()
+    (1, [-1, 0, -1, 0], [1, 3])
     """
 
     def __init__(self, group, distance, exact, pairs):
@@ -107,6 +134,18 @@ def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
     Returns
     -------
     DuplicateGroups
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, (5, 16, 16), dtype=np.uint8)
+    >>> images[4] = np.clip(images[2].astype(int) + 2, 0, 255)  # a slightly brighter copy
+    >>> groups = find_duplicates(pixel_hashes(images), descriptors(images))
+    >>> groups.group.tolist(), groups.exact.tolist()
+    ([-1, -1, 0, -1, 0], [False, False, True, False, False])
+    >>> round(float(groups.distance[4]), 3)
+    0.008
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components

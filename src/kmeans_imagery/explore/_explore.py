@@ -1,19 +1,23 @@
 """``kmi explore``: choose K, cluster, and write galleries, outliers, duplicates and a map.
 
-:func:`explore` reads the collection twice at most, in bounded memory:
+:func:`explore` fits through the project's one fit path, :func:`kmeans_imagery.fit.fit`, and
+reads the collection as few times as it can, in bounded memory:
 
-1. a seeded random sample of at most ``fit_size`` images (and at most 256 MiB of float32 rows)
-   is read; K is chosen on ``k_sample`` of them (:func:`choose_k`), then a
-   :class:`~kmeans_imagery.ClusterClassifier` (full Lloyd, the ``features`` pipeline) is fitted
-   on the whole sample, and the 2-D map is fitted on up to 5,000 of its rows;
-2. one pass over every image, batch by batch, gives each image its cluster, distance, margin,
-   map position, pixel hash and duplicate descriptor: a few hundred bytes per image kept;
+1. a collection whose float32 rows fit in 256 MiB (and of at most ``fit_size`` images) is read
+   once and kept: K is chosen on ``k_sample`` of its images (:func:`choose_k`), the model is
+   fitted on all of it in ``"memory"`` mode, and every later step reuses the images in memory;
+2. a larger collection is streamed: K is chosen on a seeded sample, the fit runs in ``"stream"``
+   mode (features and start on a sample, then exact passes over every image), and one more pass,
+   batch by batch, gives every image its cluster, distance, margin, map position, outlier score,
+   pixel hash and duplicate descriptor, a few hundred bytes per image kept;
 3. outlier scores and duplicate groups are computed from those, the images the galleries show
    are read back by index, and every output is written atomically.
 """
 
 import csv
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +30,17 @@ from ._html import Gallery, write_index
 from ._map import MAP_METHODS, fit_map, grid_picks, plot_map
 from ._outliers import REFERENCE_SIZE, OutlierScorer
 
-__all__ = ["explore", "image_paths"]
+__all__ = ["Exploration", "explore", "image_paths"]
 
-#: Memory allowed for the fitting sample's float32 rows.
+#: Memory allowed for the float32 rows of a collection fitted in memory.
 _FIT_BYTES = 256 * 2**20
-#: Images shown per row of a cluster's gallery (central, random, borderline).
+#: K-means starts, the lowest inertia kept (no labels used). One start depends on the order of
+#: the files: on MNIST test in class-folder order, one start at K=13 scored 0.618 one-to-one,
+#: three 0.686 (inertia 2,840 against 2,821).
+_N_INIT = 3
+#: Exact passes of a streamed fit after its start on a sample (each pass reads every image).
+_STREAM_PASSES = 1
+#: Images per row of a cluster's gallery (central, random, borderline).
 _PER_ROW = 12
 #: Sample rows the map is fitted on.
 _MAP_SAMPLE = 5000
@@ -38,6 +48,84 @@ _MAP_SAMPLE = 5000
 _GROUPS_SHOWN = 100
 OUTPUTS = ("index.html", "clusters.csv", "outliers.csv", "duplicates.csv", "results.json",
            "model.kmi", "k_choice.png", "map.png", "sizes.png")
+
+
+@dataclass
+class Exploration:
+    """What :func:`explore` found and wrote; shows its key table and figures in Jupyter.
+
+    Attributes
+    ----------
+    results : dict
+        The content of ``results.json``: K and why, cluster sizes, the top outliers, duplicate
+        counts, timings (and the accuracy against folder labels when there are any).
+    out_dir : Path
+        The folder the outputs are in.
+    files : dict of str to Path
+        Each output's path, by name (``"index.html"``, ``"clusters.csv"``, ``"model.kmi"``, ...).
+    k : int
+        The number of clusters.
+    k_choice : KChoice or None
+        The criterion K was chosen by; None when K was given.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> bars = np.zeros((30, 8, 8), np.uint8)   # 30 images: a vertical bar in one of 3 places
+    >>> for i, image in enumerate(bars):
+    ...     image[:, 3 * (i % 3):3 * (i % 3) + 2] = rng.integers(200, 256, (8, 2))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     np.save(Path(tmp) / "bars.npy", bars)
+    ...     found = explore(Path(tmp) / "bars.npy", Path(tmp) / "out", k=3, features="raw")
+    ...     print(found.k, found.results["cluster_sizes"], found.files["index.html"].name)
+    ...     page = found._repr_html_()
+    3 [10, 10, 10] index.html
+    >>> "<table>" in page and "<img" in page
+    True
+    """
+
+    results: dict
+    out_dir: Path
+    files: dict = field(repr=False)
+    k: int
+    k_choice: object = field(default=None, repr=False)
+
+    def _key_table(self):
+        r = self.results
+        shape = "x".join(map(str, r["image_shape"]))
+        top = r["outliers"]["top"][:5]
+        rows = {"images": f"{r['n_images']:,} of {shape}", "features": r["features"],
+                "K": f"{self.k} ({'chosen' if self.k_choice is not None else 'given'})"}
+        if self.k_choice is not None:
+            rows["why this K"] = self.k_choice.reason
+        rows["top outliers"] = ", ".join(f"{Path(t['path']).name} ({t['score']:.2f})" for t in top)
+        rows["duplicate groups"] = (f"{r['duplicates']['n_groups']:,} groups of "
+                                    f"{r['duplicates']['n_images']:,} images")
+        if "accuracy" in r:
+            rows["accuracy (folder labels)"] = (f"majority {r['accuracy']['majority']:.3f}, "
+                                                f"one-to-one {r['accuracy']['hungarian']:.3f}")
+        rows["seconds"] = ", ".join(f"{name} {value:.2f}" for name, value in r["seconds"].items())
+        return rows
+
+    def __repr__(self):
+        from ..display import result_repr
+
+        return result_repr("Exploration", {
+            "n_images": self.results["n_images"], "k": self.k,
+            "features": self.results["features"],
+            "duplicate_groups": self.results["duplicates"]["n_groups"],
+            "out_dir": str(self.out_dir)})
+
+    def _repr_html_(self):
+        from ..display import html_table, image_html, result_html
+
+        images = [image_html(self.files[name], alt=name)
+                  for name in ("k_choice.png", "map.png", "sizes.png") if name in self.files]
+        return result_html(f"Exploring {self.results['dataset']}", html_table(self._key_table()),
+                           images, note=f"outputs in {self.out_dir}")
 
 
 def image_paths(source):
@@ -60,8 +148,8 @@ def _nearest_two(rows, centers):
     return clusters, nearest, np.partition(dist, 1, axis=1)[:, 1] - nearest
 
 
-def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=None, size=None,
-            data_dir=None, skip_bad=False, fit_size=20000, k_sample=2000,
+def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=None, size=None,
+            data_dir=None, skip_bad=False, fit_size=60000, k_sample=2000,
             duplicate_threshold=DEFAULT_THRESHOLD,
             n_outliers=100, map_method="pca", batch_size=4096, random_state=0, force=False,
             progress=None):
@@ -79,16 +167,18 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
         Number of clusters, or "auto" to choose it by :func:`choose_k`.
     k_range : (int, int)
         Range of K for ``k="auto"``.
-    features : str
-        Feature pipeline spec (see :mod:`kmeans_imagery.features`).
-    color, size, data_dir
+    features : str, default="l2"
+        Feature pipeline spec (see :mod:`kmeans_imagery.features`); the default, shear-corrected
+        L2-normalised pixels, clusters shapes rather than ink.
+    color, size, data_dir, skip_bad
         As for :func:`~kmeans_imagery.datasets.open_source`.
     fit_size : int
-        Most images the clustering is fitted on (fewer when their rows would pass 256 MiB).
+        Collections of at most this many images (whose float32 rows fit in 256 MiB) are read
+        once and fitted in memory; larger ones are streamed.
     k_sample : int
         Images the K criterion is computed on.
     duplicate_threshold : float
-        RMS descriptor difference of near duplicates (see :mod:`._duplicates`); 0: exact only.
+        RMS descriptor difference of near duplicates (see :func:`find_duplicates`); 0: exact only.
     n_outliers : int
         Images listed in ``outliers.csv`` and shown, highest score first.
     map_method : {"pca", "umap"}
@@ -102,8 +192,29 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="raw", color=N
 
     Returns
     -------
-    dict
-        The content of ``results.json``.
+    Exploration
+        ``results`` is the content of ``results.json``.
+
+    Raises
+    ------
+    KMIError
+        For a bad parameter (named), earlier outputs without ``force``, or unreadable data.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> rng = np.random.default_rng(0)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for i in range(40):
+    ...         image = np.zeros((8, 8), np.uint8)
+    ...         image[(i % 4) * 2:(i % 4) * 2 + 2] = rng.integers(200, 256, (2, 8))
+    ...         Image.fromarray(image).save(Path(tmp) / f"{i:02d}.png")
+    ...     found = explore(tmp, Path(tmp) / "out", k_range=(2, 8), features="raw")
+    ...     print(found.k, sorted(p.name for p in found.out_dir.iterdir())[:4])
+    4 ['clusters.csv', 'duplicates.csv', 'index.html', 'k_choice.png']
     """
     from threadpoolctl import threadpool_limits
 
@@ -125,8 +236,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
              progress, fit_threads):
     from threadpoolctl import threadpool_limits
 
-    from ..datasets import open_source
-    from ..labeling import ClusterClassifier
+    from ..datasets import ArraySource, open_source
+    from ..fit import FitSpec, fit
     from ..metrics import hungarian_accuracy, purity
     from ..model_io import save_model
     from ..outputs import prepare_out_dir, write_json
@@ -140,14 +251,25 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     timings = {}
     clock = time.perf_counter()
     source = open_source(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
-    n = source.n_images
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
-    fit_n = max(2, min(n, fit_size, _FIT_BYTES // row_bytes))
-    fit_idx = np.sort(rng.choice(n, fit_n, replace=False))
-    fit_images = source.take(fit_idx, batch_size=batch_size).images
-    labels = source.labels
-    timings["read_sample"] = time.perf_counter() - clock
+    in_memory = source.n_images <= fit_size and source.n_images * row_bytes <= _FIT_BYTES
+    if in_memory:
+        # Read once: the fit, the pass over every image and the galleries use these images.
+        whole = source.read_all(batch_size=batch_size, progress=progress)
+        paths = [str(p) for p in whole.paths] if whole.paths is not None else image_paths(source)
+        data = ArraySource(whole.images, whole.labels, name=source.name,
+                           label_names=source.label_names)
+        sample_idx = np.arange(data.n_images)
+        sample = whole.images
+        del whole
+    else:
+        data, paths = source, image_paths(source)
+        sample_idx = np.sort(rng.choice(source.n_images, min(source.n_images, _MAP_SAMPLE),
+                                        replace=False))
+        sample = source.take(sample_idx, batch_size=batch_size).images
+    n, labels = data.n_images, data.labels
+    timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     choice = None
@@ -155,46 +277,47 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         from ..features import make_features
         from ..preprocessing import flatten_scale
 
-        pick = np.sort(rng.choice(fit_n, min(fit_n, k_sample), replace=False))
-        rows = flatten_scale(fit_images[pick])
+        pick = np.sort(rng.choice(len(sample), min(len(sample), k_sample), replace=False))
+        rows = flatten_scale(sample[pick])
         if features not in (None, "raw"):
             rows = make_features(features, source.image_shape, random_state).fit_transform(rows)
         choice = choose_k(rows, k_range, sample_size=k_sample, random_state=random_state)
         n_clusters = choice.k
     else:
         n_clusters = int(k)
-    if n_clusters > fit_n:
-        raise KMIError(f"k={n_clusters} is more than the {fit_n} images to cluster")
+    if n_clusters > n:
+        raise KMIError(f"k={n_clusters} is more than the {n} images to cluster")
     timings["choose_k"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    model = ClusterClassifier(n_clusters, algorithm="full", features=features,
-                              random_state=random_state)
+    spec = FitSpec(n_clusters, algorithm="full", features=features, n_init=_N_INIT,
+                   random_state=random_state, max_iter=None if in_memory else _STREAM_PASSES)
     with threadpool_limits(fit_threads, user_api="blas"):
-        model.fit(fit_images, None if labels is None else labels[fit_idx])
-    map_rows = image_rows(model.features_, fit_images[np.sort(rng.choice(fit_n, min(fit_n, _MAP_SAMPLE),
-                                                                 replace=False))])
-    projection = fit_map(map_rows, map_method, random_state=random_state)
-    reference = np.sort(rng.choice(fit_n, min(fit_n, REFERENCE_SIZE), replace=False))
-    scorer = OutlierScorer(image_rows(model.features_, fit_images[reference]), fit_idx[reference])
-    del fit_images, map_rows
+        fitted = fit(data, spec, mode="memory" if in_memory else "stream", progress=progress)
+    model = fitted.model
     timings["fit"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    map_rows = image_rows(model.features_, sample[np.sort(
+        rng.choice(len(sample), min(len(sample), _MAP_SAMPLE), replace=False))])
+    projection = fit_map(map_rows, map_method, random_state=random_state)
+    reference = np.sort(rng.choice(len(sample), min(len(sample), REFERENCE_SIZE), replace=False))
+    scorer = OutlierScorer(sample[reference], sample_idx[reference])
+    del sample, map_rows
     clusters = np.empty(n, np.int32)
     distance = np.empty(n, np.float32)
     margin = np.empty(n, np.float32)
-    scores = np.empty(n, np.float32)
+    raw_scores = np.empty((n, 2), np.float32)
     xy = np.empty((n, 2), np.float32)
     hashes = np.empty(n, np.uint64)
     descs = None
     with open_progress(progress, n, "assigning every image") as bar:
-        for batch in source.iter_batches(batch_size):
+        for batch in data.iter_batches(batch_size):
             s = slice(batch.start, batch.start + len(batch.images))
             rows = image_rows(model.features_, batch.images)
             clusters[s], distance[s], margin[s] = _nearest_two(rows, model.cluster_centers_)
             xy[s] = projection.transform(rows)
-            scores[s] = scorer.raw_scores(rows, batch.start)
+            raw_scores[s] = scorer.raw_scores(batch.images, batch.start)
             hashes[s] = pixel_hashes(batch.images)
             d = descriptors(batch.images)
             if descs is None:
@@ -204,13 +327,12 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     timings["assign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    scores = OutlierScorer.scale(scores)
+    scores = OutlierScorer.scale(raw_scores)
     dups = find_duplicates(hashes, descs, threshold=duplicate_threshold)
-    del descs
+    del descs, raw_scores
     timings["outliers_duplicates"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    paths = image_paths(source)
     sizes = np.bincount(clusters, minlength=n_clusters)
     top = np.argsort(-scores, kind="stable")[:n_outliers]
     picks = _cluster_picks(clusters, distance, margin, n_clusters, rng)
@@ -219,26 +341,29 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     map_picks = grid_picks(xy)
     wanted = np.unique(np.concatenate([top, map_picks, *[np.concatenate(p) for p in picks],
                                        *group_members]).astype(np.int64))
-    images = dict(zip(wanted.tolist(), source.take(wanted, batch_size=batch_size).images, strict=True))
+    images = dict(zip(wanted.tolist(), data.take(wanted, batch_size=batch_size).images, strict=True))
 
     def stack(indices):
         return np.stack([images[i] for i in indices]) if len(indices) else np.zeros(0)
 
+    timings["galleries"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     figures = _figures(out, choice, sizes, xy, clusters, xy[map_picks], stack(map_picks),
                        map_method)
+    timings["figures"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     _write_csvs(out, paths, clusters, distance, margin, scores, dups, top)
-    save_model(model, out / "model.kmi", force=True,
-               training={"dataset": source.name, "n_samples": int(fit_n),
-                         "labelled": labels is not None},
+    save_model(model, out / "model.kmi", force=True, training=fitted.training,
                label_names=source.label_names)
     results = {
         "dataset": source.name, "n_images": n, "image_shape": list(source.image_shape),
         "features": features, "k": n_clusters, "seed": random_state,
         "k_choice": None if choice is None else choice.to_json(),
-        "n_fit": int(fit_n), "inertia_fit_sample": model.inertia_,
+        "fit": {"mode": fitted.metrics["mode"], "inertia": fitted.metrics["inertia"]},
         "cluster_sizes": sizes.tolist(),
         "cluster_labels": None if labels is None else [str(v) for v in model.cluster_labels_],
-        "outliers": {"score": "distance to the 10th-nearest of 2,000 sampled images / its median",
+        "outliers": {"score": "distance to the 10th-nearest of 2,000 sampled images, in gray "
+                              "pixels and in their HOG, each over its median; the larger",
                      "top": [{"path": paths[i], "score": float(scores[i])} for i in top[:20]]},
         "duplicates": {"threshold": duplicate_threshold, "n_groups": dups.n_groups,
                        "n_images": int((dups.group >= 0).sum()), "n_pairs": int(len(dups.pairs)),
@@ -250,7 +375,6 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     if labels is not None:
         results["accuracy"] = {"majority": purity(labels, clusters),
                                "hungarian": hungarian_accuracy(labels, clusters)}
-    timings["outputs"] = time.perf_counter() - clock
     results["seconds"] = timings
     label_mix = _label_mix(labels, clusters, n_clusters)
     write_index(out / "index.html", title=f"Exploring {source.name}",
@@ -262,8 +386,10 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                                 (f"Every image on a 2-D map ({map_method}).", figures[2])],
                 sections=_sections(paths, picks, stack, sizes, label_mix, model, labels,
                                    top, scores, group_members, dups, distance, margin))
+    timings["files_page"] = time.perf_counter() - clock
     write_json(results, out / "results.json")
-    return results
+    files = {name: out / name for name in OUTPUTS if choice is not None or name != "k_choice.png"}
+    return Exploration(results, out, files, n_clusters, choice)
 
 
 def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method):
@@ -321,7 +447,7 @@ def _plot_sizes(sizes, ax=None):
     if ax is None:
         from matplotlib.figure import Figure
 
-        ax = Figure(figsize=(8, 2.8), layout="constrained").add_subplot()
+        ax = Figure(figsize=(8, 2.8)).add_subplot()
     ax.bar(np.arange(len(sizes)), sizes, color="C0")
     ax.set_xlabel("cluster")
     ax.set_ylabel("images")

@@ -95,7 +95,7 @@ def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, 
     if ax is None:
         from matplotlib.figure import Figure
 
-        ax = Figure(figsize=(9, 9), layout="constrained").add_subplot()
+        ax = Figure(figsize=(9, 9)).add_subplot()
     shown = slice(None, None, max(1, len(xy) // max_points))
     ax.scatter(xy[shown, 0], xy[shown, 1], c=clusters[shown], cmap="tab20", s=3, alpha=0.5,
                linewidths=0)
@@ -103,8 +103,9 @@ def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, 
     lo, hi = xy.min(axis=0) - span / 25, xy.max(axis=0) + span / 25
     # All thumbnails pasted into one transparent canvas drawn by a single imshow: one image
     # artist to composite instead of one per thumbnail.
-    side, cell = 900, 36
-    canvas = np.zeros((side, side, 4), np.float32)
+    side, cell = 600, 24  # about the axes' own size in pixels at dpi 90: no costly downsampling
+    # uint8 RGBA: matplotlib composites it without first normalising a float copy.
+    canvas = np.zeros((side, side, 4), np.uint8)
     rgb = thumbs[..., None].repeat(3, axis=-1) if thumbs.ndim == 3 else thumbs
     rows = (np.arange(cell) * thumbs.shape[1] // cell)[:, None]
     cols = (np.arange(cell) * thumbs.shape[2] // cell)[None, :]
@@ -112,8 +113,8 @@ def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, 
         left = int((x - lo[0]) / (hi[0] - lo[0]) * side) - cell // 2
         top = int((hi[1] - y) / (hi[1] - lo[1]) * side) - cell // 2
         left, top = min(max(left, 0), side - cell), min(max(top, 0), side - cell)
-        canvas[top:top + cell, left:left + cell, :3] = image[rows, cols] / 255
-        canvas[top:top + cell, left:left + cell, 3] = 1
+        canvas[top:top + cell, left:left + cell, :3] = image[rows, cols]
+        canvas[top:top + cell, left:left + cell, 3] = 255
     ax.imshow(canvas, extent=(lo[0], hi[0], lo[1], hi[1]), zorder=3, interpolation="nearest")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])

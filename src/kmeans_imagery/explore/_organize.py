@@ -68,6 +68,33 @@ def organize(model, data, into, *, mode="link", dry_run=False, batch_size=1024, 
         path, None for a dry run), ``done`` (files linked, copied or moved by this run),
         ``already`` (found in place from an interrupted run), ``resumed`` (whether a plan was
         finished).
+
+    Raises
+    ------
+    KMIError
+        For a bad ``mode``, a destination that refuses writes, or unreadable data.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> images = np.zeros((6, 8, 8), np.uint8)
+    >>> images[:3, :, :4] = 255                     # three bright on the left,
+    >>> images[3:, :, 4:] = 255                     # three bright on the right
+    >>> images[:, 0, 0] = np.arange(6)              # no two alike
+    >>> model = ClusterClassifier(2, random_state=0).fit(images, None)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     (Path(tmp) / "photos").mkdir()
+    ...     for i, image in enumerate(images):
+    ...         Image.fromarray(image).save(Path(tmp) / "photos" / f"{i}.png")
+    ...     done = organize(model, Path(tmp) / "photos", Path(tmp) / "sorted", mode="copy")
+    ...     print(done["done"], sorted(p.name for p in (Path(tmp) / "sorted").iterdir()))
+    ...     print([(Path(r["old_path"]).name, r["cluster"]) for r in done["rows"]][:4])
+    6 ['cluster-0', 'cluster-1', 'manifest.csv']
+    [('0.png', 0), ('1.png', 0), ('2.png', 0), ('3.png', 1)]
     """
     if mode not in MODES:
         raise KMIError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -47,6 +47,29 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_siz
     -------
     list of dict
         One per (query, rank): query, rank (1 = nearest), path, distance.
+
+    Raises
+    ------
+    KMIError
+        For a bad ``top``, no query, or an unreadable image.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> images = np.zeros((5, 8, 8), np.uint8)
+    >>> for i, image in enumerate(images):
+    ...     image[:, i:i + 3] = 255                 # a bar moving right
+    >>> model = ClusterClassifier(2, random_state=0).fit(images, None)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for i, image in enumerate(images):
+    ...         Image.fromarray(image).save(Path(tmp) / f"bar{i}.png")
+    ...     rows = find_similar(model, tmp, [Path(tmp) / "bar1.png"], top=3)
+    >>> [(r["rank"], Path(r["path"]).name, round(r["distance"], 2)) for r in rows]
+    [(1, 'bar1.png', 0.0), (2, 'bar0.png', 4.0), (3, 'bar2.png', 4.0)]
     """
     from ..datasets import load_images, open_source
     from ..model_io import load_model
