@@ -179,8 +179,8 @@ class Standardize(_Step):
 
     Attributes
     ----------
-    mean_ : ndarray of shape (n_features_in_,), float32
-    scale_ : ndarray of shape (n_features_in_,), float32
+    mean_ : ndarray of shape (``n_features_in_``,), float32
+    scale_ : ndarray of shape (``n_features_in_``,), float32
         1 / standard deviation (0 for a constant feature).
 
     Examples
