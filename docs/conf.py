@@ -2,7 +2,7 @@
 
 Two parts of the site are generated here at every build, into git-ignored paths:
 
-- ``reference/api/<module>.rst``: one page per public module (``public_api.py``), each
+- ``reference/api/<module>.rst``: one page per public module (``kmeans_imagery._public_api``), each
   public object documented once, on the page of the shallowest public module that exports it;
 - ``examples``: a link to the repository's ``examples/`` folder, so that every notebook there is a
   page of the site, executed at build time in its own folder (relative paths work as from a clone).
@@ -31,9 +31,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 import kmeans_imagery  # noqa: E402
-
-sys.path.insert(0, str(DOCS))
-from public_api import public_modules  # noqa: E402
+from kmeans_imagery._public_api import public_modules  # noqa: E402
 
 project = "kmeans-imagery"
 author = "the kmeans-imagery developers"

@@ -5,7 +5,6 @@ folder; ``-m "not docs"`` leaves these tests out.
 """
 
 import importlib
-import importlib.util
 import os
 import re
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+
+from kmeans_imagery._public_api import public_modules
 
 pytestmark = pytest.mark.docs
 
@@ -123,16 +124,9 @@ def test_every_command_and_option_is_in_the_cli_reference(site):
     assert missing == []
 
 
-def _public_modules():
-    spec = importlib.util.spec_from_file_location("public_api", DOCS / "public_api.py")
-    public_api = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(public_api)
-    return public_api.public_modules()
-
-
 def test_every_public_name_is_documented_where_users_import_it(site):
     # Sphinx's own duplicate-object warnings (errors here) ensure that nothing is documented twice.
-    modules = _public_modules()
+    modules = public_modules()
     api = site / "reference" / "api"
     assert sorted(page.stem for page in api.glob("*.html")) == sorted(modules)
     documented = set().union(*(_parse(page).ids for page in api.glob("*.html")))

@@ -8,7 +8,6 @@ parametrised by module, so ``-k datasets`` checks one area.
 
 import importlib
 import inspect
-import pkgutil
 import warnings
 from pathlib import Path
 
@@ -16,23 +15,9 @@ import pytest
 from numpydoc.docscrape import NumpyDocString
 
 import kmeans_imagery
+from kmeans_imagery._public_api import CLI_PACKAGE, PACKAGE, public_modules
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "kmeans_imagery"
-EXCLUDED = ("kmeans_imagery.cli",)
-
-
-def public_modules(package=PACKAGE):
-    """Dotted names of the public modules, importing only packages (to list what they hold)."""
-    names = [package]
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        name = f"{package}.{info.name}"
-        if info.name.startswith("_") or name in EXCLUDED:
-            continue
-        names.extend(public_modules(name) if info.ispkg else [name])
-    return names
-
-
 MODULES = public_modules()
 
 
@@ -58,7 +43,7 @@ def signature_names(obj):
 
 def test_walk_finds_the_package_and_skips_private_and_cli_modules():
     assert PACKAGE in MODULES and "kmeans_imagery.engine.kmeans" in MODULES
-    assert not [name for name in MODULES if "._" in name or name.startswith(EXCLUDED)]
+    assert not [name for name in MODULES if "._" in name or name.startswith(CLI_PACKAGE)]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

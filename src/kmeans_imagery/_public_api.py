@@ -1,4 +1,4 @@
-"""The public API of kmeans_imagery: one definition for the documentation site and its tests.
+"""The public API of kmeans_imagery: one definition for the documentation site and the docstring tests.
 
 Public modules are ``kmeans_imagery`` and every module or package below it whose dotted name has
 no part starting with ``_``, except ``kmeans_imagery.cli`` and below (the command-line reference
@@ -8,6 +8,8 @@ Importing this file has no side effects.
 
 import importlib
 import pkgutil
+
+__all__ = ["CLI_PACKAGE", "PACKAGE", "public_modules"]
 
 PACKAGE = "kmeans_imagery"
 #: Documented by the CLI reference (sphinx-click) instead.
