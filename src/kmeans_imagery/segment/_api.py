@@ -175,8 +175,7 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
                                           smooth=smooth, seed=random_state, n_init=n_init, dask=dask,
                                           truth=None if truth is None else str(truth),
                                           model=None if model is None else str(model)), timings, clock)
-    return Segmentation(results=results, out=out, paths={name: out / name for name in OUTPUT_NAMES},
-                        n_clusters=k, signatures=means, colours=colours)
+    return Segmentation(results=results, out=out, signatures=means, colours=colours)
 
 
 def _check_out(out, force):

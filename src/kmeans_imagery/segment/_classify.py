@@ -37,14 +37,14 @@ class PixelModel:
         Fitted pixel features (:func:`~kmeans_imagery.features.make_pixel_features`).
     centers : ndarray of shape (n_clusters, n_features), float32
     n_bands : int
-        Bands of the pixels it was fitted on.
+        Bands of the pixels it was fitted on (the features read them once per radius).
     """
 
-    def __init__(self, features, centers, n_bands):
+    def __init__(self, features, centers):
         self.features = features
         self.centers = np.ascontiguousarray(centers, dtype=np.float32)
-        self.n_bands = int(n_bands)
         self.radii = input_radii(features)
+        self.n_bands = features.n_features_in_ // len(self.radii)
         self._prepared = Centers(self.centers)
         self._linear = self._fold()
 
@@ -99,7 +99,7 @@ class PixelModel:
         return result["labels"], result["d1"]
 
     def __getstate__(self):  # sent to dask workers: the prepared centroids are rebuilt there
-        return {"features": self.features, "centers": self.centers, "n_bands": self.n_bands}
+        return {"features": self.features, "centers": self.centers}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -138,8 +138,7 @@ def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAUL
         n_init = 1
     kmeans = make_kmeans(n_clusters, algorithm="full", random_state=random_state, n_init=n_init,
                          init=init).fit(X)
-    n_bands = features.n_features_in_ // len(input_radii(features))
-    return PixelModel(features, kmeans.cluster_centers_, n_bands), float(kmeans.inertia_)
+    return PixelModel(features, kmeans.cluster_centers_), float(kmeans.inertia_)
 
 
 def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), thumb_step=None,

@@ -11,11 +11,8 @@ under ``bands``, and the centroids ``cluster_centers`` (K x d float32). Nothing 
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import KMIError
 from ..features import FeaturePipeline
-from ..features._pixels import input_radii
 from ..model_io import (
     FEATURE_PREFIX,
     FORMAT_NAME,
@@ -81,11 +78,10 @@ def load_pixel_model(path):
         state = {name[len(FEATURE_PREFIX):]: value for name, value in arrays.items()
                  if name.startswith(FEATURE_PREFIX)}
         features = FeaturePipeline.from_state(meta, state)
-        n_bands = features.n_features_in_ // len(input_radii(features))
     except KMIError as error:
         raise KMIError(f"{path}: the pixel model's features are unreadable ({error})") from None
     except (KeyError, TypeError, ValueError) as error:
         raise KMIError(f"{path}: the pixel model's features are unreadable ({error!r})") from None
     if features.n_features_out_ != centers.shape[1]:
         raise KMIError(f"{path}: centroid width does not match the features (corrupt model file)")
-    return PixelModel(features, np.asarray(centers, dtype=np.float32), n_bands), metadata
+    return PixelModel(features, centers), metadata

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..display import figure_html, html_table, image_html, result_html, result_repr
+from ._outputs import OUTPUT_NAMES
 
 __all__ = ["Segmentation"]
 
@@ -52,10 +53,18 @@ class Segmentation:
 
     results: dict
     out: Path
-    paths: dict
-    n_clusters: int
     signatures: np.ndarray
     colours: np.ndarray
+
+    @property
+    def n_clusters(self):
+        """K, the number of classes."""
+        return len(self.signatures)
+
+    @property
+    def paths(self):
+        """Each output file by name."""
+        return {name: self.out / name for name in OUTPUT_NAMES}
 
     @property
     def accuracy(self):
