@@ -17,7 +17,7 @@ from .errors import KMIError
 from .metrics import clustering_scores, confusion
 
 __all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "Evaluation", "check_model_shape", "display_names", "evaluate",
-           "model_color", "model_size", "nearest_two", "open_inputs", "predict_source",
+           "model_color", "model_size", "nearest_and_margin", "nearest_two", "open_inputs", "predict_source",
            "score_clusters", "write_predictions"]
 
 #: Columns of the predictions CSV, in order (see :func:`write_predictions`).
@@ -171,12 +171,34 @@ def nearest_two(model, images):
     >>> clusters.tolist(), distance.round(2).tolist(), margin.round(2).tolist()
     ([0, 0], [0.0, 5.7], [12.04, 0.66])
     """
-    distances = model.cluster_distances(images)
+    return nearest_and_margin(model.cluster_distances(images))
+
+
+def nearest_and_margin(distances):
+    """Nearest centroid, its distance and the margin to the second nearest, from all distances.
+
+    Parameters
+    ----------
+    distances : ndarray of shape (n, n_clusters)
+        Distance of each row to each centroid.
+
+    Returns
+    -------
+    clusters, distance, margin : ndarray of shape (n,)
+        As :func:`nearest_two` returns them (margin infinite for one cluster).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.predict import nearest_and_margin
+    >>> clusters, distance, margin = nearest_and_margin(np.array([[1.0, 4.0, 2.0], [3.0, 0.5, 3.5]]))
+    >>> clusters.tolist(), distance.tolist(), margin.tolist()
+    ([0, 1], [1.0, 0.5], [1.0, 2.5])
+    """
     clusters = distances.argmin(axis=1)
-    rows = np.arange(len(distances))
-    nearest = distances[rows, clusters]
+    nearest = distances[np.arange(len(distances)), clusters]
     if distances.shape[1] < 2:
-        return clusters, nearest, np.full(len(rows), np.inf)
+        return clusters, nearest, np.full(len(distances), np.inf)
     second = np.partition(distances, 1, axis=1)[:, 1]
     return clusters, nearest, second - nearest
 

@@ -89,9 +89,17 @@ class Exploration:
 
     results: dict
     out_dir: Path
-    files: dict = field(repr=False)
-    k: int
     k_choice: object = field(default=None, repr=False)
+
+    @property
+    def k(self):
+        """The number of clusters."""
+        return self.results["k"]
+
+    @property
+    def files(self):
+        """Each output's path, by name."""
+        return {name: self.out_dir / name for name in _output_names(self.k_choice is not None)}
 
     def _key_table(self):
         r = self.results
@@ -128,24 +136,17 @@ class Exploration:
                            images, note=f"outputs in {self.out_dir}")
 
 
+def _output_names(k_chosen):
+    """The files explore writes: no K-selection figure when K was given."""
+    return [name for name in OUTPUTS if k_chosen or name != "k_choice.png"]
+
+
 def image_paths(source):
     """The name of every image of a source: its file for folders, ``NAME#i`` otherwise."""
     paths = getattr(source, "paths", None)
     if paths is not None:
         return [str(p) for p in paths]
     return [f"{source.name}#{i}" for i in range(source.n_images)]
-
-
-def _nearest_two(rows, centers):
-    """Nearest centroid, its distance, and the gap to the second nearest (inf for K=1)."""
-    from sklearn.metrics.pairwise import euclidean_distances
-
-    dist = euclidean_distances(rows, centers)
-    clusters = dist.argmin(axis=1)
-    nearest = dist[np.arange(len(dist)), clusters]
-    if dist.shape[1] < 2:
-        return clusters, nearest, np.full(len(rows), np.inf)
-    return clusters, nearest, np.partition(dist, 1, axis=1)[:, 1] - nearest
 
 
 def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=None, size=None,
@@ -234,6 +235,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
              k_sample,
              duplicate_threshold, n_outliers, map_method, batch_size, random_state, force,
              progress, fit_threads):
+    from sklearn.metrics.pairwise import euclidean_distances
     from threadpoolctl import threadpool_limits
 
     from ..datasets import ArraySource, open_source
@@ -241,6 +243,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     from ..metrics import hungarian_accuracy, purity
     from ..model_io import save_model
     from ..outputs import prepare_out_dir, write_json
+    from ..predict import nearest_and_margin
     from ..progress import open_progress
 
     _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method)
@@ -315,7 +318,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         for batch in data.iter_batches(batch_size):
             s = slice(batch.start, batch.start + len(batch.images))
             rows = image_rows(model.features_, batch.images)
-            clusters[s], distance[s], margin[s] = _nearest_two(rows, model.cluster_centers_)
+            distances = euclidean_distances(rows, model.cluster_centers_)
+            clusters[s], distance[s], margin[s] = nearest_and_margin(distances)
             xy[s] = projection.transform(rows)
             raw_scores[s] = scorer.raw_scores(batch.images, batch.start)
             hashes[s] = pixel_hashes(batch.images)
@@ -370,7 +374,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                        # Each group's first member is marked exact (it is itself).
                        "n_exact_copies": int(dups.exact.sum()) - dups.n_groups},
         "map": map_method,
-        "files": {name: name for name in OUTPUTS},
+        "files": {name: name for name in _output_names(choice is not None)},
     }
     if labels is not None:
         results["accuracy"] = {"majority": purity(labels, clusters),
@@ -379,17 +383,16 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     label_mix = _label_mix(labels, clusters, n_clusters)
     write_index(out / "index.html", title=f"Exploring {source.name}",
                 facts=_facts(results, choice),
-                figures=[(f"The K criterion: {choice.reason}." if choice else "", figures[0]),
-                         ("Images per cluster.", figures[1]),
-                         (f"Every image on a 2-D map ({map_method}), with thumbnails.", figures[2])]
-                if choice else [("Images per cluster.", figures[1]),
-                                (f"Every image on a 2-D map ({map_method}).", figures[2])],
+                figures=[(caption, png) for caption, png in (
+                    (f"The K criterion: {choice.reason}." if choice else None, figures[0]),
+                    ("Images per cluster.", figures[1]),
+                    (f"Every image on a 2-D map ({map_method}), with thumbnails.", figures[2]),
+                ) if png is not None],
                 sections=_sections(paths, picks, stack, sizes, label_mix, model, labels,
                                    top, scores, group_members, dups, distance, margin))
     timings["files_page"] = time.perf_counter() - clock
     write_json(results, out / "results.json")
-    files = {name: out / name for name in OUTPUTS if choice is not None or name != "k_choice.png"}
-    return Exploration(results, out, files, n_clusters, choice)
+    return Exploration(results, out, choice)
 
 
 def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method):
