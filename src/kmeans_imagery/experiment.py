@@ -46,18 +46,22 @@ def _sweep_table(rows):
 
 
 def _sweep_figures(rows):
-    """The inertia and score curves of a sweep, as thumbnails."""
+    """Draw the inertia and score curves of a sweep: name -> callable returning the axes."""
     from . import plots
 
     ks = [row["k"] for row in rows]
     test_accuracy = [row.get("test_accuracy") for row in rows]
-    return [
-        figure_html(plots.plot_inertia(ks, [row["inertia"] for row in rows]), alt="inertia against K"),
-        figure_html(plots.plot_scores(
+    return {
+        "inertia": lambda: plots.plot_inertia(ks, [row["inertia"] for row in rows]),
+        "scores": lambda: plots.plot_scores(
             ks, [row["homogeneity"] for row in rows], [row["accuracy"] for row in rows],
             test_accuracy=None if all(value is None for value in test_accuracy) else test_accuracy,
-        ), alt="scores against K"),
-    ]
+        ),
+    }
+
+
+def _thumbnails(drawers, names):
+    return [figure_html(drawers[name](), alt=name) for name in names if name in drawers]
 
 
 @dataclass(repr=False)
@@ -101,7 +105,8 @@ class Sweep:
     def _repr_html_(self):
         best, key = self._best()
         note = f"highest {key.replace('_', ' ')}: {best[key]:.4f} at K={best['k']}"
-        return result_html("K sweep", _sweep_table(self.rows), _sweep_figures(self.rows), note=note)
+        return result_html("K sweep", _sweep_table(self.rows),
+                           _thumbnails(_sweep_figures(self.rows), ("inertia", "scores")), note=note)
 
 
 @dataclass(repr=False)
@@ -165,19 +170,52 @@ class Experiment:
             "test_accuracy": results["test"]["accuracy"],
         })
 
-    def _repr_html_(self):
+    def figure_drawers(self):
+        """The run's figures, each drawn on demand: what ``write_outputs`` saves and Jupyter shows.
+
+        Returns
+        -------
+        dict of str to callable
+            ``samples``, ``inertia``, ``scores``, ``centroids``, ``confusion`` and
+            ``label_budget``, those the run has, in that order; each call draws a new figure and
+            returns its axes.
+
+        Examples
+        --------
+        >>> from kmeans_imagery.datasets import load_dataset
+        >>> experiment = run_experiment(load_dataset("digits"), ks=(10,), stability_seeds=0)
+        >>> drawers = experiment.figure_drawers()
+        >>> list(drawers)
+        ['samples', 'inertia', 'scores', 'centroids', 'confusion']
+        >>> drawers["inertia"]().get_xlabel()
+        'number of clusters K'
+        """
         from . import plots
 
         results = self.results
-        test = results["test"]
-        images = _sweep_figures(results["sweep"])
+        drawers = {}
+        if self.sample_images is not None:
+            drawers["samples"] = lambda: plots.plot_samples(self.sample_images, self.sample_labels,
+                                                            label_names=self.label_names)
+        drawers.update(_sweep_figures(results["sweep"]))
         if self.centroid_images is not None:
-            images.append(figure_html(plots.plot_centroids(
+            drawers["centroids"] = lambda: plots.plot_centroids(
                 self.centroid_images, tuple(results["image_shape"]), self.centroid_labels,
-                label_names=self.label_names,
-            ), alt="centroids"))
-        images.append(figure_html(plots.plot_confusion(np.array(test["confusion_matrix"]),
-                                                       test["class_names"]), alt="test confusion matrix"))
+                label_names=self.label_names)
+        test = results.get("test")
+        if test is not None:
+            drawers["confusion"] = lambda: plots.plot_confusion(np.array(test["confusion_matrix"]),
+                                                                test["class_names"])
+        if results.get("label_budget"):
+            budget = results["label_budget"]
+            drawers["label_budget"] = lambda: plots.plot_label_budget(
+                [row["labels"] for row in budget], [row["test_accuracy"] for row in budget])
+        return drawers
+
+    def _repr_html_(self):
+        results = self.results
+        test = results["test"]
+        images = _thumbnails(self.figure_drawers(), ("inertia", "scores", "centroids", "confusion"))
         fitted_on = "the test images (transductive)" if results["transductive"] else "the training images"
         note = (f"{results['n_train']:,} training and {results['n_test']:,} test images, fitted on "
                 f"{fitted_on}; test accuracy at K={test['k']}: {test['accuracy']:.4f}")

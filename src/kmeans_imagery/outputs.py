@@ -210,53 +210,8 @@ def write_outputs(experiment, out_dir):
 
     out = prepare_out_dir(out_dir)
     results = experiment.results
-    sweep = results["sweep"]
-    ks = [row["k"] for row in sweep]
-    label_names = experiment.label_names
-    figures = {}
-    if experiment.sample_images is not None:
-        figures["samples"] = plots.save_png(
-            plots.plot_samples(
-                experiment.sample_images, experiment.sample_labels, label_names=label_names
-            ),
-            out / "samples.png",
-        )
-    figures["inertia"] = plots.save_png(
-        plots.plot_inertia(ks, [row["inertia"] for row in sweep]), out / "inertia.png"
-    )
-    figures["scores"] = plots.save_png(
-        plots.plot_scores(
-            ks,
-            [row["homogeneity"] for row in sweep],
-            [row["accuracy"] for row in sweep],
-            test_accuracy=[row["test_accuracy"] for row in sweep],
-        ),
-        out / "scores.png",
-    )
-    if experiment.centroid_images is not None:
-        figures["centroids"] = plots.save_png(
-            plots.plot_centroids(
-                experiment.centroid_images,
-                tuple(results["image_shape"]),
-                experiment.centroid_labels,
-                label_names=label_names,
-            ),
-            out / "centroids.png",
-        )
-    test = results.get("test")
-    if test is not None:
-        figures["confusion"] = plots.save_png(
-            plots.plot_confusion(np.array(test["confusion_matrix"]), test["class_names"]),
-            out / "confusion.png",
-        )
-    if results.get("label_budget"):
-        figures["label_budget"] = plots.save_png(
-            plots.plot_label_budget(
-                [row["labels"] for row in results["label_budget"]],
-                [row["test_accuracy"] for row in results["label_budget"]],
-            ),
-            out / "label_budget.png",
-        )
+    figures = {name: plots.save_png(draw(), out / f"{name}.png")
+               for name, draw in experiment.figure_drawers().items()}
     results["figures"] = {name: path.name for name, path in figures.items()}
     written = dict(figures)
     written["results"] = out / "results.json"
