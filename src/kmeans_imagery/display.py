@@ -114,17 +114,12 @@ def figure_html(figure, *, alt, width=THUMBNAIL_WIDTH):
     >>> figure_html(plot_inertia([10, 20], [5.0, 3.0]), alt="inertia")[:36]
     '<img alt="inertia" style="width:320p'
     """
-    import sys
-
     from PIL import Image
 
-    fig = figure.figure.figure  # an Axes, a subfigure and a Figure all lead to the root figure
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_FIGURE_DPI, bbox_inches="tight", pad_inches=0.02, backend="agg")
-    if "matplotlib.pyplot" in sys.modules:
-        import matplotlib.pyplot as plt
+    from .plots import save_png
 
-        plt.close(fig)
+    buffer = save_png(figure, io.BytesIO(), dpi=_FIGURE_DPI)
+    buffer.seek(0)
     # A plot has few colours: a palette PNG is about a quarter of the size and looks the same.
     with Image.open(buffer) as rendered:
         picture = rendered.convert("RGB").quantize(_FIGURE_COLOURS, method=Image.Quantize.MEDIANCUT)

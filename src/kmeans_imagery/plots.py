@@ -641,21 +641,22 @@ def save_png(ax_or_fig, path, *, dpi=120):
     """Save the figure of ``ax_or_fig`` as a PNG, atomically, and close it.
 
     The PNG is written to a temporary file in the destination folder and moved into place with
-    :func:`os.replace`, so readers never see a half-written image.
+    :func:`os.replace`, so readers never see a half-written image; or into an open binary file
+    (an inline thumbnail's buffer, say).
 
     Parameters
     ----------
     ax_or_fig : matplotlib.axes.Axes or matplotlib.figure.Figure
         What to save: the whole figure of the axes.
-    path : str or os.PathLike
+    path : str, os.PathLike or binary file
         Destination file; its folder must exist.
     dpi : float, default=120
         Resolution in dots per inch.
 
     Returns
     -------
-    path : pathlib.Path
-        The PNG written.
+    path : pathlib.Path or binary file
+        The PNG written (the file object itself when one was given).
 
     Examples
     --------
@@ -667,13 +668,16 @@ def save_png(ax_or_fig, path, *, dpi=120):
     ...     png.name, png.read_bytes()[:4]
     ('confusion.png', b'\x89PNG')
     """
-    path = Path(path)
     # An Axes' .figure may be a subfigure, whose .figure is the root; a Figure is its own .figure.
     fig = ax_or_fig.figure.figure
-    with atomic_write(path) as handle:
-        # backend="agg" renders without a display whatever backend pyplot chose.
-        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05,
-                    backend="agg")
+    # backend="agg" renders without a display whatever backend pyplot chose.
+    options = dict(format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05, backend="agg")
+    if hasattr(path, "write"):
+        fig.savefig(path, **options)
+    else:
+        path = Path(path)
+        with atomic_write(path) as handle:
+            fig.savefig(handle, **options)
     # Figures from pyplot stay registered (and in memory) until closed; ours are plain Figures.
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close(fig)
