@@ -182,6 +182,19 @@ def test_npy_cube_and_photo(tmp_path):
     assert len(results["classes"]) == 3 and "area" not in results["classes"][0]
 
 
+def test_nan_pixels_are_nodata_with_a_neighbourhood_step(tmp_path):
+    cube, _ = planted_scene(collar=0)
+    cube = cube.astype(np.float32)
+    cube[:4] = np.nan  # NaN is a float raster's nodata; the rows below have it as neighbours
+    cube[10, 10, 1] = np.nan  # nodata in one band only
+    np.save(tmp_path / "nan.npy", cube)
+    segment(tmp_path / "nan.npy", tmp_path / "seg", n_clusters=3, features="l2+std|nbr:1+std")
+    with open_raster(tmp_path / "seg" / "classes.tif") as classes:
+        labels = classes.read(0, classes.height)[0][..., 0]
+    nodata = np.isnan(cube).any(axis=-1)
+    assert (labels[nodata] == 0).all() and (labels[~nodata] > 0).all()
+
+
 def test_errors_before_anything_is_written(scene, tmp_path):
     path, cube, _ = scene
     out = tmp_path / "seg"

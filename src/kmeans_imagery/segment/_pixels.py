@@ -111,8 +111,9 @@ def _mean_at(values, valid, r, c, radius):
             rr, cc = r + dr, c + dc
             inside = (rr >= 0) & (rr < values.shape[0]) & (cc >= 0) & (cc < values.shape[1])
             rr, cc = np.where(inside, rr, 0), np.where(inside, cc, 0)
-            weight = (inside & valid[rr, cc]).astype(np.float32)
-            total += values[rr, cc] * weight[:, None]
+            weight = inside & valid[rr, cc]
+            # Selected, not multiplied by a zero weight: an invalid neighbour may hold NaN.
+            total += np.where(weight[:, None], values[rr, cc], 0)
             count += weight
     return total / np.maximum(count, 1e-12)[:, None]
 
