@@ -196,12 +196,17 @@ def unknown_dataset(tmp_path):
     return ["run", "--dataset", "imagenet-22k", "--out", tmp_path], "imagenet-22k"
 
 
+def bad_size(tmp_path):
+    _class_folder(tmp_path / "imgs")
+    return ["fit", tmp_path / "imgs", "--k", 2, "--size", "big", "--out", tmp_path / "m.kmi"], "--size='big'"
+
+
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
     idx_truncated, idx_wrong_magic, idx_label_count, npy_with_nan, npy_with_inf,
     labels_wrong_length, k_zero, k_too_large, ks_junk, unwritable_output, unwritable_model,
     existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
-    model_pickled, not_a_model, unknown_dataset,
+    model_pickled, not_a_model, unknown_dataset, bad_size,
 ]
 
 

@@ -56,6 +56,11 @@ PARAM_FLAGS = {
     "data_dir": "--data-dir",
     "chunk_size": "--chunk-size",
     "random_state": "--seed",
+    "k=": "--k=",
+    "size=": "--size=",
+    "k_range": "--k-range",
+    "fit_size": "--fit-size",
+    "duplicate_threshold": "--duplicate-threshold",
 }
 
 
@@ -87,7 +92,9 @@ def cli(debug):
 def flag_names(message):
     """A library error's message with its parameter names replaced by the CLI's flags."""
     for param, flag in PARAM_FLAGS.items():
-        message = re.sub(rf"(?<![\w-]){re.escape(param)}(?!\w)", flag, message)
+        # A name ending in "=" is followed by its value, so only a name's start is delimited.
+        end = "" if param.endswith("=") else r"(?!\w)"
+        message = re.sub(rf"(?<![\w-]){re.escape(param)}{end}", flag, message)
     return message
 
 

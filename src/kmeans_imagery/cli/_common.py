@@ -149,7 +149,7 @@ def data_options(command):
         DATA_DIR,
         click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
                      show_default=True, help="Read images as gray or keep colour."),
-        click.option("--size", help="Resize images to HxW (default: the first image's size)."),
+        click.option("--size", help="Resize images to HxW, or N for NxN (default: the first image's size)."),
         SKIP_BAD,
     ])
 

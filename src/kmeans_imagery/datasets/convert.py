@@ -72,16 +72,16 @@ def parse_size(size):
     Examples
     --------
     >>> from kmeans_imagery.datasets import parse_size
-    >>> parse_size("28x32"), parse_size(64), parse_size((8, 8)), parse_size(None)
-    ((28, 32), (64, 64), (8, 8), None)
+    >>> parse_size("28x32"), parse_size("32"), parse_size(64), parse_size((8, 8)), parse_size(None)
+    ((28, 32), (32, 32), (64, 64), (8, 8), None)
     """
     if size is None:
         return None
     if isinstance(size, str):
-        match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", size)
+        match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?", size)
         if not match:
-            raise KMIError(f"size must look like HxW (e.g. 28x28), got {size!r}")
-        parsed = (int(match[1]), int(match[2]))
+            raise KMIError(f"size={size!r} is neither HxW nor N (e.g. 28x28, or 32 for 32x32)")
+        parsed = (int(match[1]), int(match[2] or match[1]))
     elif isinstance(size, int | np.integer):
         parsed = (int(size), int(size))
     else:
