@@ -359,13 +359,14 @@ def test_color_and_size_options(tmp_path):
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [(None, None), ("28x28", (28, 28)), (" 10X20 ", (10, 20)), (7, (7, 7)), ((3, 4), (3, 4))],
+    [(None, None), ("28x28", (28, 28)), (" 10X20 ", (10, 20)), (7, (7, 7)), ("32", (32, 32)),
+     ((3, 4), (3, 4))],
 )
 def test_parse_size(size, expected):
     assert parse_size(size) == expected
 
 
-@pytest.mark.parametrize("size", ["28", "0x5", "axb", (1, 2, 3), 0, object()])
+@pytest.mark.parametrize("size", ["28x", "0x5", "axb", (1, 2, 3), 0, object()])
 def test_parse_size_rejects(size):
     with pytest.raises(KMIError, match="size"):
         parse_size(size)
