@@ -52,6 +52,29 @@ def test_partly_nodata_pixels_are_left_out(tmp_path):
     assert not valid[20, 20] and valid[20, 21]
 
 
+def _envi(path, wavelengths, unit):
+    with rasterio.open(path, "w", driver="ENVI", height=4, width=5, count=len(wavelengths),
+                       dtype="float32") as dst:
+        dst.write(np.ones((len(wavelengths), 4, 5), dtype=np.float32))
+    header = path.with_suffix(".hdr")
+    values = ", ".join(str(w) for w in wavelengths)
+    header.write_text(header.read_text() + f"wavelength units = {unit}\nwavelength = {{{values}}}\n")
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_band_wavelengths_from_the_file(tmp_path):
+    _envi(tmp_path / "cube.img", [450.5, 550, 650], "Nanometers")
+    with open_raster(tmp_path / "cube.img", bands=(3, 1)) as raster:
+        assert raster.wavelengths == (650.0, 450.5) and raster.wavelength_unit == "nm"
+    _envi(tmp_path / "index.img", [1, 2, 3], "Index")  # band indices are not wavelengths
+    with open_raster(tmp_path / "index.img") as raster:
+        assert raster.wavelengths is None and raster.wavelength_unit is None
+    write_geotiff(tmp_path / "plain.tif", planted_scene()[0])
+    with open_raster(tmp_path / "plain.tif") as raster:
+        assert raster.wavelengths is None
+
+
+
 @pytest.mark.parametrize("kind", ["npy", "npz", "mat", "mat73", "zarr"])
 def test_array_files(tmp_path, kind):
     cube, truth = planted_scene()

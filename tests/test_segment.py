@@ -14,6 +14,7 @@ from kmeans_imagery.metrics import cohen_kappa, contingency_scores
 from kmeans_imagery.segment import segment
 from kmeans_imagery.segment._model import load_pixel_model
 from kmeans_imagery.segment._pixels import neighbourhood_mean, sample_pixels
+from kmeans_imagery.segment._plots import class_colours, plot_class_areas, plot_spectra
 from kmeans_imagery.segment._smoothing import majority_filter, smooth_strips
 from segment_data import RASTERS, planted_scene, write_geotiff
 
@@ -130,6 +131,33 @@ def test_segment_geotiff_outputs(scene, tmp_path, small_strips):
     assert "data:image/png;base64" in (out / "report.html").read_text()
     means = np.array([[float(v) for v in line.split(",")[3:]] for line in lines[1:]])
     np.testing.assert_allclose(result.signatures, means, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_spectra_over_wavelengths_when_the_file_has_them(tmp_path):
+    cube, _ = planted_scene(collar=0)
+    with rasterio.open(tmp_path / "cube.img", "w", driver="ENVI", height=cube.shape[0], width=cube.shape[1],
+                       count=cube.shape[2], dtype=cube.dtype) as dst:
+        dst.write(np.moveaxis(cube, -1, 0))
+    header = tmp_path / "cube.hdr"
+    header.write_text(header.read_text() + "wavelength units = Micrometers\n"
+                      "wavelength = {0.4, 0.5, 0.6, 0.7}\n")
+    results = segment(tmp_path / "cube.img", tmp_path / "seg", n_clusters=3, bands=(2, 4)).results
+    assert results["input"]["wavelengths"] == [0.5, 0.7] and results["input"]["wavelength_unit"] == "µm"
+    ax = plot_spectra(np.ones((2, 2)), class_colours(2), wavelengths=[0.5, 0.7], wavelength_unit="µm")
+    assert ax.get_xlabel() == "wavelength (µm)"
+    ax = plot_spectra(np.ones((2, 2)), class_colours(2), bands=(2, 4))
+    assert ax.get_xlabel() == "band" and list(ax.lines[0].get_xdata()) == [2, 4]
+    assert all(tick == int(tick) for tick in ax.get_xticks())
+
+
+@pytest.mark.parametrize("pixel_area, unit, label, largest", [
+    (None, None, "pixels", 4000), (900, "m", "area (km²)", 3.6), (1, "m", "area (m²)", 4000),
+    (25, "m", "area (ha)", 10), (4, "US survey foot", "area (US survey foot²)", 16000)])
+def test_class_areas_in_readable_units(pixel_area, unit, label, largest):
+    ax = plot_class_areas(np.array([4000, 10]), class_colours(2), pixel_area=pixel_area, area_unit=unit)
+    assert ax.get_xlabel() == label
+    assert max(patch.get_width() for patch in ax.patches) == pytest.approx(largest)
 
 
 def test_segmentation_result_displays(scene, tmp_path):

@@ -101,6 +101,11 @@ class Raster:
         The file's own nodata value, for the record (GDAL's masks apply it).
     block_height : int
         Rows per block of the file; strips are whole blocks.
+    wavelengths : tuple of float or None
+        Centre wavelength of each band read, when the file gives every one (GDAL band metadata:
+        ENVI headers' ``wavelength``, or the ``IMAGERY`` domain's ``CENTRAL_WAVELENGTH_UM``).
+    wavelength_unit : str or None
+        Their unit ("nm", "µm", or as the file names it).
 
     Examples
     --------
@@ -119,7 +124,7 @@ class Raster:
     """
 
     def __init__(self, path, height, width, bands, dtype, *, crs=None, transform=None, nodata=None,
-                 file_nodata=None, block_height=1):
+                 file_nodata=None, block_height=1, wavelengths=None, wavelength_unit=None):
         self.path = Path(path)
         self.height, self.width = int(height), int(width)
         self.bands = tuple(bands)
@@ -128,6 +133,7 @@ class Raster:
         self.crs, self.transform, self.nodata = crs, transform, nodata
         self.block_height = max(1, int(block_height))
         self.file_nodata = file_nodata
+        self.wavelengths, self.wavelength_unit = wavelengths, wavelength_unit
         self._lock = threading.Lock()
 
     @property
@@ -201,6 +207,7 @@ class _GdalRaster(Raster):
             # The file's nodata value is applied through GDAL's masks, which also cover per-band
             # values and mask bands; a nodata given by the caller overrides it.
             nodata=nodata, file_nodata=dataset.nodata, block_height=dataset.block_shapes[bands[0] - 1][0],
+            **_band_wavelengths(dataset, bands),
         )
 
     def close(self):
@@ -217,6 +224,34 @@ class _GdalRaster(Raster):
         else:
             valid = np.ones(values.shape[1:], dtype=bool)
         return np.moveaxis(values, 0, -1), valid
+
+
+#: Spellings of wavelength units in ENVI headers and GDAL metadata, and the symbols shown.
+_WAVELENGTH_UNITS = {"nanometers": "nm", "nanometer": "nm", "nm": "nm", "micrometers": "µm",
+                     "micrometer": "µm", "microns": "µm", "um": "µm", "µm": "µm"}
+
+
+def _band_wavelengths(dataset, bands):
+    """``wavelengths`` and ``wavelength_unit`` of the bands, from GDAL's band metadata (both None
+    unless every band has a number in the same unit)."""
+    values, units = [], set()
+    for band in bands:
+        tags = {key.lower(): value for key, value in dataset.tags(band).items()}
+        imagery = dataset.tags(band, ns="IMAGERY")
+        if "wavelength" in tags:  # ENVI's own value, at full precision
+            value, unit = tags["wavelength"], tags.get("wavelength_units", "")
+        elif "CENTRAL_WAVELENGTH_UM" in imagery:
+            value, unit = imagery["CENTRAL_WAVELENGTH_UM"], "um"
+        else:
+            return {}
+        try:
+            values.append(float(value))
+        except ValueError:
+            return {}
+        units.add(_WAVELENGTH_UNITS.get(unit.strip().lower(), unit.strip()))
+    if len(units) != 1 or next(iter(units)).lower() in ("", "index", "unknown"):
+        return {}
+    return {"wavelengths": tuple(values), "wavelength_unit": units.pop()}
 
 
 def _all_valid_flag():

@@ -307,6 +307,8 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
         "dataset": raster.name,
         "input": {"path": str(raster_path), "rows": raster.height, "cols": raster.width,
                   "bands": list(raster.bands), "dtype": str(raster.dtype),
+                  **({"wavelengths": list(raster.wavelengths), "wavelength_unit": raster.wavelength_unit}
+                     if raster.wavelengths is not None else {}),
                   "crs": None if raster.crs is None else raster.crs.to_string(),
                   "transform": None if raster.transform is None else list(raster.transform)[:6],
                   "nodata": raster.nodata if raster.nodata is not None else raster.file_nodata,
@@ -340,7 +342,9 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
     composite = composite_image(passed.thumb, passed.thumb_valid)
     write_report_page(results, out / "report.html", composite=composite,
                       classes=passed.classes, colours=colours, means=means, counts=passed.counts,
-                      confusion=confusion, class_names=names, pixel_area=pixel_area, area_unit=area_unit)
+                      confusion=confusion, class_names=names, pixel_area=pixel_area, area_unit=area_unit,
+                      bands=raster.bands, wavelengths=raster.wavelengths,
+                      wavelength_unit=raster.wavelength_unit)
     return results, means
 
 

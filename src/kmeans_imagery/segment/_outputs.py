@@ -114,7 +114,8 @@ def write_signatures(path, counts, means, *, pixel_area=None, area_unit=None, ba
 
 
 def write_report_page(results, path, *, composite, classes, colours, means, counts, confusion=None,
-                      class_names=None, pixel_area=None, area_unit=None):
+                      class_names=None, pixel_area=None, area_unit=None, bands=None, wavelengths=None,
+                      wavelength_unit=None):
     """report.html: the class map next to the scene, class spectra, class areas, truth scores.
 
     Parameters
@@ -130,6 +131,10 @@ def write_report_page(results, path, *, composite, classes, colours, means, coun
         A square (true x matched class) confusion matrix to draw.
     class_names : sequence of str, optional
         Its class names.
+    pixel_area, area_unit
+        As :func:`~._plots.plot_class_areas` takes them.
+    bands, wavelengths, wavelength_unit
+        As :func:`~._plots.plot_spectra` takes them.
     """
     from matplotlib.figure import Figure
 
@@ -143,10 +148,11 @@ def write_report_page(results, path, *, composite, classes, colours, means, coun
         plot_composite(composite, ax=left)
         plot_class_map(classes, colours, ax=right)
         figures = {"scene_and_classes": save_png(right, folder / "scene.png")}
-        figures["class_spectra"] = save_png(plot_spectra(means, colours), folder / "spectra.png")
-        unit = f"area ({area_unit}\u00b2)" if pixel_area is not None else "pixels"
-        figures["class_areas"] = save_png(
-            plot_class_areas(counts, colours, unit_area=pixel_area, unit=unit), folder / "areas.png")
+        spectra = plot_spectra(means, colours, bands=bands, wavelengths=wavelengths,
+                               wavelength_unit=wavelength_unit)
+        figures["class_spectra"] = save_png(spectra, folder / "spectra.png")
+        areas = plot_class_areas(counts, colours, pixel_area=pixel_area, area_unit=area_unit)
+        figures["class_areas"] = save_png(areas, folder / "areas.png")
         if confusion is not None:
             figures["confusion"] = save_png(plot_confusion(confusion, class_names), folder / "confusion.png")
         return write_report(results, figures, path, title=f"kmi segment: {results['dataset']}")

@@ -54,15 +54,38 @@ def plot_class_map(classes, colours, ax=None, *, title="Classes"):
     return ax
 
 
-def plot_spectra(means, colours, ax=None, *, band_labels=None):
-    """Mean value per band of each class, as lines over the band index (or the given labels)."""
+def plot_spectra(means, colours, ax=None, *, bands=None, wavelengths=None, wavelength_unit=None):
+    """Mean value per band of each class, as lines over the band numbers or their wavelengths.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_classes, n_bands)
+    colours : ndarray of shape (n_classes, 3), uint8
+    ax : matplotlib Axes, optional
+    bands : sequence of int, optional
+        The bands' numbers in their file (default 1 to n_bands).
+    wavelengths : sequence of float, optional
+        The bands' centre wavelengths, drawn instead of their numbers.
+    wavelength_unit : str, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from matplotlib.ticker import MaxNLocator
+
     if ax is None:
         ax = _new_axes((8, 4.5))
-    x = np.arange(1, means.shape[1] + 1) if band_labels is None else np.asarray(band_labels)
+    if wavelengths is not None:
+        x = np.asarray(wavelengths, dtype=np.float64)
+        ax.set_xlabel(f"wavelength ({wavelength_unit})" if wavelength_unit else "wavelength")
+    else:
+        x = np.arange(1, means.shape[1] + 1) if bands is None else np.asarray(bands)
+        ax.set_xlabel("band")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for c, mean in enumerate(means):
         ax.plot(x, mean, color=colours[c] / 255, marker="o" if len(x) <= 12 else None, lw=1.3,
                 label=f"class {c + 1}")
-    ax.set_xlabel("band" if band_labels is None else "wavelength")
     ax.set_ylabel("mean value")
     ax.set_title("Class spectra (signatures)")
     ax.grid(True, alpha=0.3)
@@ -71,14 +94,44 @@ def plot_spectra(means, colours, ax=None, *, band_labels=None):
     return ax
 
 
-def plot_class_areas(counts, colours, ax=None, *, unit_area=None, unit="pixels"):
-    """Horizontal bars: pixels (or area, when ``unit_area`` per pixel is given) of each class."""
+#: Larger units of square metres, largest first: (symbol, square metres).
+_METRE_AREAS = (("km²", 1e6), ("ha", 1e4))
+
+
+def plot_class_areas(counts, colours, ax=None, *, pixel_area=None, area_unit=None):
+    """Horizontal bars: pixels (or area, when ``pixel_area`` is given) of each class.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_classes,)
+        Pixels per class.
+    colours : ndarray of shape (n_classes, 3), uint8
+    ax : matplotlib Axes, optional
+    pixel_area : float, optional
+        Area of one pixel in square ``area_unit``.
+    area_unit : str, optional
+        The map's linear unit; areas in metres are drawn in hectares or square kilometres once
+        the largest class reaches one.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
     if ax is None:
         ax = _new_axes((6, max(2.5, 0.3 * len(counts) + 1)))
-    sizes = np.asarray(counts, dtype=np.float64) * (1 if unit_area is None else unit_area)
+    sizes = np.asarray(counts, dtype=np.float64)
+    label = "pixels"
+    if pixel_area is not None:
+        sizes = sizes * pixel_area
+        label = f"area ({area_unit}²)"
+        if area_unit == "m":
+            for symbol, square_metres in _METRE_AREAS:
+                if sizes.max(initial=0) >= square_metres:
+                    sizes, label = sizes / square_metres, f"area ({symbol})"
+                    break
     ax.barh(np.arange(1, len(sizes) + 1), sizes, color=colours / 255)
     ax.invert_yaxis()
-    ax.set_xlabel(unit)
+    ax.set_xlabel(label)
     ax.set_ylabel("class")
     ax.set_title("Class areas")
     return ax

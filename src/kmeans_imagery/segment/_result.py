@@ -96,7 +96,11 @@ class Segmentation:
     def _repr_html_(self):
         from ._plots import plot_spectra
 
+        given = self.results["input"]
+        spectra = plot_spectra(self.signatures, self.colours, bands=given["bands"],
+                               wavelengths=given.get("wavelengths"),
+                               wavelength_unit=given.get("wavelength_unit"))
         images = [image_html(self.paths["preview.png"], alt="class map"),
-                  figure_html(plot_spectra(self.signatures, self.colours), alt="class spectra")]
+                  figure_html(spectra, alt="class spectra")]
         return result_html(f"kmi segment: {self.results['dataset']}", html_table(self._key_figures()), images,
                            note=f"outputs in {self.out}")
