@@ -224,6 +224,21 @@ def test_load_images_keeps_order_across_threads(tmp_path):
     assert batch.paths == paths and batch.skipped == {"bad": 0}
 
 
+def test_bad_files_across_decoding_runs_keep_order_and_the_first_is_named(tmp_path):
+    # 300 files are decoded in several runs of files on the thread pool; the bad ones sit in
+    # different runs, and a later run may finish first.
+    paths = [save(tmp_path / f"{i:03d}.png", np.full((3, 3), i % 256, np.uint8)) for i in range(300)]
+    bad = [7, 150, 299]
+    for i in bad:
+        paths[i].write_bytes(b"not a PNG")
+    batch = load_images(paths, skip_bad=True)
+    good = [i for i in range(300) if i not in bad]
+    assert batch.images[:, 0, 0].tolist() == [i % 256 for i in good]
+    assert batch.paths == [paths[i] for i in good] and batch.skipped == {"bad": 3}
+    with pytest.raises(KMIError, match="cannot read image .*007.png"):
+        load_images(paths)
+
+
 def test_load_images_in_batches_with_a_shared_size(tmp_path, rng):
     paths = [save(tmp_path / f"{i}.png", noise(rng, (6 + i, 5))) for i in range(4)]
     first = load_images(paths[:2], size="6x5", skip_bad=True)
