@@ -157,6 +157,23 @@ def test_outlier_score_finds_blank_and_textured_frames_among_digits():
     assert set(np.argsort(-scores)[:2].tolist()) == {400, 401}
 
 
+def test_outlier_scores_do_not_depend_on_how_images_are_batched():
+    from sklearn.datasets import load_digits
+
+    from kmeans_imagery.explore import OutlierScorer
+
+    # 1,797 images: one call scores them in chunks on threads, the other 100 at a time; the
+    # reference holds some of the images, which must never count themselves.
+    images = np.round(load_digits().images * 255 / 16).astype(np.uint8)
+    reference = np.arange(0, len(images), 3)
+    scorer = OutlierScorer(images[reference], reference)
+    whole = scorer.raw_scores(images, 0)
+    pieces = np.concatenate([scorer.raw_scores(images[s:s + 100], s)
+                             for s in range(0, len(images), 100)])
+    np.testing.assert_array_equal(whole, pieces)
+    assert (whole > 0).all()
+
+
 def test_choose_k_finds_separated_blobs(rng):
     centres = rng.normal(scale=10, size=(6, 20))
     rows = np.concatenate([c + rng.normal(size=(150, 20)) for c in centres])

