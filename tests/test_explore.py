@@ -204,6 +204,15 @@ def test_tiled_searches_equal_brute_force(rng):
     expected = np.argwhere(np.triu(full <= 0.5, 1))
     assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [tuple(p) for p in expected.tolist()]
     np.testing.assert_allclose(d, full[i, j], atol=1e-5)
+    # One coordinate far wider than the radius: the sweep compares each tile with a band only.
+    wide = rows * np.array([1, 1, 20, 1, 1, 1, 1, 1], np.float32)
+    apart = np.sqrt(((wide[:, None] - wide[None]) ** 2).sum(-1))
+    seen = []
+    i, j, d = pairs_within(wide, 0.5, tile=16, keep=lambda a, b: seen.append((a, b)) or a % 2 == 0)
+    expected = [tuple(p) for p in np.argwhere(np.triu(apart <= 0.5, 1)).tolist() if p[0] % 2 == 0]
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected and len(expected) > 5
+    assert all((a < b).all() for a, b in seen)
+    np.testing.assert_allclose(d, apart[i, j], atol=1e-4)  # float32 norms of ~100 cancel
     best = None
     for s in range(0, 300, 70):
         best = top_k(rows[:5], rows[s:s + 70], 4, offset=s, best=best)
