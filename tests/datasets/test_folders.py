@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kmeans_imagery.datasets import ImageBatch, iter_image_files, load_dataset, load_images
+from kmeans_imagery.datasets import ImageBatch, folders, iter_image_files, load_dataset, load_images
 from kmeans_imagery.errors import KMIError
 
 
@@ -216,7 +216,8 @@ def test_iter_image_files_survives_a_symlink_loop(tmp_path, rng):
     assert [p.name for p in iter_image_files(tmp_path)] == ["x.png"]
 
 
-def test_load_images_keeps_order_across_threads(tmp_path):
+def test_load_images_keeps_order_across_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr(folders, "_THREADED_BYTES", 0)  # small files too
     paths = [save(tmp_path / f"{i:03d}.png", np.full((3, 3), i, np.uint8)) for i in range(120)]
     batch = load_images(paths)
     assert isinstance(batch, ImageBatch)
@@ -224,7 +225,10 @@ def test_load_images_keeps_order_across_threads(tmp_path):
     assert batch.paths == paths and batch.skipped == {"bad": 0}
 
 
-def test_bad_files_across_decoding_runs_keep_order_and_the_first_is_named(tmp_path):
+@pytest.mark.parametrize("threads", [True, False])
+def test_bad_files_across_decoding_runs_keep_order_and_the_first_is_named(tmp_path, monkeypatch,
+                                                                          threads):
+    monkeypatch.setattr(folders, "_THREADED_BYTES", 0 if threads else float("inf"))
     # 300 files are decoded in several runs of files on the thread pool; the bad ones sit in
     # different runs, and a later run may finish first.
     paths = [save(tmp_path / f"{i:03d}.png", np.full((3, 3), i % 256, np.uint8)) for i in range(300)]
