@@ -5,7 +5,8 @@ reads the collection as few times as it can, in bounded memory:
 
 1. a collection whose float32 rows fit in 256 MiB (and of at most ``fit_size`` images) is read
    once and kept: K is chosen on ``k_sample`` of its images (:func:`choose_k`), the model is
-   fitted on all of it in ``"memory"`` mode, and every later step reuses the images in memory;
+   fitted on all of it in ``"memory"`` mode, and every later step reuses the images in memory
+   and the feature rows the fit computed (``fit(..., keep_rows=True)``);
 2. a larger collection is streamed: K is chosen on a seeded sample, the fit runs in ``"stream"``
    mode (features and start on a sample, then exact passes over every image), and one more pass,
    batch by batch, gives every image its cluster, distance, margin, map position, outlier score,
