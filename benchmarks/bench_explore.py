@@ -6,10 +6,12 @@ and runs each tool as a whole child process under ``/usr/bin/time -v`` (wall tim
 - ``compare``: scikit-learn's digits (1,797), MNIST test (10,000) and MNIST train (60,000)
   written as one PNG per image in class sub-folders. ``kmi explore`` (its defaults: ``l2``
   features, K chosen by the elbow)
-  and clustimage (``Clustimage().fit_transform`` on the file list: its defaults, then with
-  ``dim`` set to the images' own size), each bounded by ``--timeout``. Reported: wall seconds,
-  peak RSS, the K each picked, and the accuracy at that K (majority naming = purity, and
-  one-to-one = Hungarian) against the sub-folder labels.
+  and clustimage (``Clustimage().fit_transform`` on the file list: its defaults, and with
+  ``dim`` set to the images' own size; ``--clustimage`` picks), each bounded by ``--timeout``,
+  ``--pairs`` times in turn (A B A B ...). Reported: wall seconds, peak RSS, the K each picked,
+  and the accuracy at that K (majority naming = purity, and one-to-one = Hungarian) against the
+  sub-folder labels; with several pairs, each run's medians and the median of the pair-by-pair
+  ratios of kmi's wall time to each clustimage run's.
 - ``duplicates``: 2,000 MNIST images plus 300 planted copies of 300 others (100 exact under
   other names, 100 re-encoded as JPEG quality 75, 100 resized x4 up and back down, bicubic);
   recall of the planted pairs and the share of reported pairs that were not planted.
@@ -21,6 +23,7 @@ and runs each tool as a whole child process under ``/usr/bin/time -v`` (wall tim
   its index.html, with any console errors.
 
     python benchmarks/bench_explore.py compare duplicates outliers scale --out explore.json
+    python benchmarks/bench_explore.py compare --folders mnist-test --clustimage own --pairs 3
 """
 
 import argparse
@@ -231,7 +234,7 @@ def _clustimage_child(folder, out, dim):
                                      "labels": [int(v) for v in results["labels"]]}))
 
 
-def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=True):
+def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=("defaults", "own"), pairs=1):
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -249,17 +252,43 @@ def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=True):
         runs = [(f"kmi explore --features {spec}", run_kmi,
                  (folder, work / f"kmi-{name}-{spec}", timeout, "--features", spec), {})
                 for spec in kmi_features]
-        if clustimage:
-            runs += [("clustimage defaults", run_clustimage,
-                      (folder, work / f"ci-{name}.json", timeout), {}),
-                     (f"clustimage dim={own[0]}x{own[1]}", run_clustimage,
-                      (folder, work / f"ci-own-{name}.json", timeout), {"dim": own})]
-        for peer, run, run_args, run_kwargs in runs:
-            result = run(*run_args, **run_kwargs)
-            result.update({"folder": name, "peer": peer})
-            rows.append(result)
-            print(json.dumps({k: v for k, v in result.items() if k != "output"}), flush=True)
+        if "defaults" in clustimage:
+            runs.append(("clustimage defaults", run_clustimage,
+                         (folder, work / f"ci-{name}.json", timeout), {}))
+        if "own" in clustimage:
+            runs.append((f"clustimage dim={own[0]}x{own[1]}", run_clustimage,
+                         (folder, work / f"ci-own-{name}.json", timeout), {"dim": own}))
+        done = []
+        for pair in range(pairs):
+            for peer, run, run_args, run_kwargs in runs:
+                result = run(*run_args, **run_kwargs)
+                result.update({"folder": name, "peer": peer, "pair": pair})
+                done.append(result)
+                print(json.dumps({k: v for k, v in result.items() if k != "output"}), flush=True)
+        rows += done
+        if pairs > 1:
+            summary = _pair_summary(name, done, [peer for peer, *_ in runs])
+            rows.append(summary)
+            print(json.dumps(summary), flush=True)
     return rows
+
+
+def _pair_summary(folder, done, peers):
+    """Each run's median wall time and peak RSS, and the median pair-by-pair ratio of the first
+    run's (kmi's) wall time to each other run's."""
+    def series(peer, key):
+        return [r[key] for r in done if r["peer"] == peer and r["status"] == "ok"]
+
+    out = {"folder": folder, "summary": {}}
+    for peer in peers:
+        wall, rss = series(peer, "seconds"), series(peer, "rss_mib")
+        out["summary"][peer] = {"runs": len(wall),
+                                "median_seconds": float(np.median(wall)) if wall else None,
+                                "median_rss_mib": float(np.median(rss)) if rss else None}
+        if peer != peers[0] and wall and len(wall) == len(series(peers[0], "seconds")):
+            ratios = np.array(series(peers[0], "seconds")) / np.array(wall)
+            out["summary"][peer]["median_ratio_first_to_this"] = float(np.median(ratios))
+    return out
 
 
 def _read_csv(path):
@@ -355,7 +384,11 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per tool run.")
     parser.add_argument("--folders", default="digits,mnist-test,mnist-train")
     parser.add_argument("--kmi-features", default="l2", help="kmi explore --features runs.")
-    parser.add_argument("--no-clustimage", action="store_true", help="compare: kmi runs only.")
+    parser.add_argument("--clustimage", default="defaults,own",
+                        help="compare: clustimage runs, 'defaults' and/or 'own' (the images' own "
+                             "size), comma-separated; 'none' for kmi runs only.")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="compare: times every run is made, in turn (A B A B ...).")
     parser.add_argument("--dim", help="(child only) clustimage image size HxW")
     parser.add_argument("--out", type=Path, help="JSON file for the results.")
     args = parser.parse_args(argv)
@@ -368,7 +401,8 @@ def main(argv=None):
     for name in args.experiments:
         if name == "compare":
             results[name] = compare(args.work_dir, args.timeout, args.folders.split(","),
-                                    args.kmi_features.split(","), not args.no_clustimage)
+                                    args.kmi_features.split(","), args.clustimage.split(","),
+                                    args.pairs)
         else:
             results[name] = EXPERIMENTS[name](args.work_dir, args.timeout)
         print(json.dumps({name: results[name]}, default=str)[:3000], flush=True)

@@ -157,6 +157,23 @@ def test_outlier_score_finds_blank_and_textured_frames_among_digits():
     assert set(np.argsort(-scores)[:2].tolist()) == {400, 401}
 
 
+def test_outlier_scores_do_not_depend_on_how_images_are_batched():
+    from sklearn.datasets import load_digits
+
+    from kmeans_imagery.explore import OutlierScorer
+
+    # 1,797 images: one call scores them in chunks on threads, the other 100 at a time; the
+    # reference holds some of the images, which must never count themselves.
+    images = np.round(load_digits().images * 255 / 16).astype(np.uint8)
+    reference = np.arange(0, len(images), 3)
+    scorer = OutlierScorer(images[reference], reference)
+    whole = scorer.raw_scores(images, 0)
+    pieces = np.concatenate([scorer.raw_scores(images[s:s + 100], s)
+                             for s in range(0, len(images), 100)])
+    np.testing.assert_array_equal(whole, pieces)
+    assert (whole > 0).all()
+
+
 def test_choose_k_finds_separated_blobs(rng):
     centres = rng.normal(scale=10, size=(6, 20))
     rows = np.concatenate([c + rng.normal(size=(150, 20)) for c in centres])
@@ -187,6 +204,15 @@ def test_tiled_searches_equal_brute_force(rng):
     expected = np.argwhere(np.triu(full <= 0.5, 1))
     assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [tuple(p) for p in expected.tolist()]
     np.testing.assert_allclose(d, full[i, j], atol=1e-5)
+    # One coordinate far wider than the radius: the sweep compares each tile with a band only.
+    wide = rows * np.array([1, 1, 20, 1, 1, 1, 1, 1], np.float32)
+    apart = np.sqrt(((wide[:, None] - wide[None]) ** 2).sum(-1))
+    seen = []
+    i, j, d = pairs_within(wide, 0.5, tile=16, keep=lambda a, b: seen.append((a, b)) or a % 2 == 0)
+    expected = [tuple(p) for p in np.argwhere(np.triu(apart <= 0.5, 1)).tolist() if p[0] % 2 == 0]
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected and len(expected) > 5
+    assert all((a < b).all() for a, b in seen)
+    np.testing.assert_allclose(d, apart[i, j], atol=1e-4)  # float32 norms of ~100 cancel
     best = None
     for s in range(0, 300, 70):
         best = top_k(rows[:5], rows[s:s + 70], 4, offset=s, best=best)

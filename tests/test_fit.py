@@ -115,6 +115,18 @@ def test_features_in_every_mode(blobs, mode):
                                atol=1e-3)
 
 
+def test_memory_fit_hands_back_the_rows_it_clustered(blobs):
+    images, labels = blobs
+    spec = FitSpec(6, features="deskew+l2", random_state=0)
+    kept = fit(ArraySource(images, labels), spec, keep_rows=True)
+    assert kept.rows.shape == (3000, 64) and kept.rows.dtype == np.float32
+    np.testing.assert_array_equal(kept.rows, kept.model.features_.transform(flatten_scale(images)))
+    np.testing.assert_array_equal(kept.model.cluster_centers_,
+                                  fit(ArraySource(images, labels), spec).model.cluster_centers_)
+    assert fit(ArraySource(images, labels), spec).rows is None
+    assert fit(ArraySource(images, labels), spec, mode="stream", keep_rows=True).rows is None
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_label_sheet_and_n_init_in_every_mode(tmp_path, blobs, mode):
     _needs(mode)

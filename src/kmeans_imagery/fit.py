@@ -97,6 +97,10 @@ class FitResult:
         and ``test_metrics``; with a label sheet ``labels_used``.
     training : dict
         The dataset's name, image count and whether it was labelled (no paths).
+    rows : ndarray of shape (n_images, n_features) or None
+        With ``fit(..., keep_rows=True)`` in ``"memory"`` mode: the rows the clustering ran on
+        (every image's features, in the source's order), so that a caller that goes on to use
+        them does not compute them again; None otherwise.
 
     Examples
     --------
@@ -112,10 +116,11 @@ class FitResult:
     model: object
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    rows: object = field(default=None, repr=False)
 
 
 def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
-        sample_weight=None):
+        sample_weight=None, keep_rows=False):
     """Fit a :class:`~kmeans_imagery.ClusterClassifier` on a source.
 
     Parameters
@@ -137,6 +142,9 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     sample_weight : array-like of shape (n_images,) or None
         Weight of each image of the source (in its order) in the means, the inertia, the
         mini-batch steps and the naming votes; None weighs every image 1.
+    keep_rows : bool
+        In ``"memory"`` mode, hand back the rows the clustering ran on as ``rows`` (held as long
+        as the result is); other modes never hold them all and hand back None.
 
     Returns
     -------
@@ -181,9 +189,12 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     weights = _check_weights(sample_weight, source.n_images)
     examples = None if spec.labels is None else read_label_sheet(spec.labels, source)
     started = time.perf_counter()
+    rows = None
     if mode == "memory":
-        model, labels = _fit_memory(source, spec, examples, progress, weights)
+        model, labels, rows = _fit_memory(source, spec, examples, progress, weights)
         labelled = labels is not None
+        if not keep_rows:
+            rows = None
     else:
         model, labelled, timings = _fit_passes(source, spec, mode, client, progress, weights)
         labels = None
@@ -201,7 +212,7 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     metrics.update(_scores(model, labels, test))
     training = {"dataset": Path(str(source.name)).name, "n_samples": source.n_images,
                 "labelled": labelled or examples is not None}
-    return FitResult(model, metrics, training)
+    return FitResult(model, metrics, training, rows)
 
 
 def _check_weights(sample_weight, n_images):
@@ -228,8 +239,8 @@ def _fit_memory(source, spec, examples, progress, weights):
         random_state=spec.random_state, features=spec.features, n_init=spec.n_init,
         max_iter=spec.max_iter,
     )
-    model.fit(batch.images, labels if examples is None else None, sample_weight=weights)
-    return model, labels
+    rows = model.fit_rows(batch.images, labels if examples is None else None, sample_weight=weights)
+    return model, labels, rows
 
 
 def _scores(model, train_labels, test):

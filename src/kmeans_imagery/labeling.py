@@ -619,6 +619,36 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         >>> model.labels_.tolist(), model.cluster_labels_.tolist()
         ([0, 0, 1, 1], ['cat', 'dog'])
         """
+        self.fit_rows(X, y, sample_weight)
+        return self
+
+    def fit_rows(self, X, y, sample_weight=None):
+        """Fit as :meth:`fit` does, and return the rows the clustering ran on.
+
+        For a caller that goes on to use the features of every training image (``kmi
+        explore``'s pass over the collection): the feature pipeline then runs once per image.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        rows : ndarray of shape (n_samples, n_features_out)
+            The training rows in the space of ``cluster_centers_``: the scaled pixels, or their
+            features when ``features`` is set (equal to ``features_.transform`` of them).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_imagery import ClusterClassifier
+        >>> images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
+        >>> model = ClusterClassifier(n_clusters=3, features="l2", random_state=0)
+        >>> rows = model.fit_rows(images, None)
+        >>> rows.shape, model.cluster_centers_.shape
+        ((20, 64), (3, 64))
+        """
         rows, image_shape = self._rows(X)
         if y is None:
             rows = validate_data(self, rows, dtype=[np.float32, np.float64], reset=True)
@@ -635,6 +665,7 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(rows, y, sample_weight)
 
     def _fit(self, rows, y, sample_weight=None):
+        """Fit on validated rows; return the rows clustered (the features, when there are any)."""
         pixels = rows
         self.features_ = None
         if self.features not in (None, "raw"):
@@ -674,11 +705,11 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         if y is None:
             self.classes_ = np.arange(self.n_clusters)
             self.cluster_labels_ = self.classes_.copy()
-            return self
+            return rows
         self.classes_, label_codes = np.unique(y, return_inverse=True)
         counts = majority_vote(self.labels_, label_codes, self.n_clusters, len(self.classes_), sample_weight)
         self.cluster_labels_ = self.classes_[name_clusters(counts, self.cluster_centers_)]
-        return self
+        return rows
 
     def cluster_distances(self, X):
         """Euclidean distance of each row or image to every centroid.

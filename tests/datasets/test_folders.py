@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kmeans_imagery.datasets import ImageBatch, iter_image_files, load_dataset, load_images
+from kmeans_imagery.datasets import ImageBatch, folders, iter_image_files, load_dataset, load_images
 from kmeans_imagery.errors import KMIError
 
 
@@ -216,12 +216,31 @@ def test_iter_image_files_survives_a_symlink_loop(tmp_path, rng):
     assert [p.name for p in iter_image_files(tmp_path)] == ["x.png"]
 
 
-def test_load_images_keeps_order_across_threads(tmp_path):
+def test_load_images_keeps_order_across_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr(folders, "_THREADED_BYTES", 0)  # small files too
     paths = [save(tmp_path / f"{i:03d}.png", np.full((3, 3), i, np.uint8)) for i in range(120)]
     batch = load_images(paths)
     assert isinstance(batch, ImageBatch)
     assert batch.images[:, 0, 0].tolist() == list(range(120))
     assert batch.paths == paths and batch.skipped == {"bad": 0}
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_bad_files_across_decoding_runs_keep_order_and_the_first_is_named(tmp_path, monkeypatch,
+                                                                          threads):
+    monkeypatch.setattr(folders, "_THREADED_BYTES", 0 if threads else float("inf"))
+    # 300 files are decoded in several runs of files on the thread pool; the bad ones sit in
+    # different runs, and a later run may finish first.
+    paths = [save(tmp_path / f"{i:03d}.png", np.full((3, 3), i % 256, np.uint8)) for i in range(300)]
+    bad = [7, 150, 299]
+    for i in bad:
+        paths[i].write_bytes(b"not a PNG")
+    batch = load_images(paths, skip_bad=True)
+    good = [i for i in range(300) if i not in bad]
+    assert batch.images[:, 0, 0].tolist() == [i % 256 for i in good]
+    assert batch.paths == [paths[i] for i in good] and batch.skipped == {"bad": 3}
+    with pytest.raises(KMIError, match="cannot read image .*007.png"):
+        load_images(paths)
 
 
 def test_load_images_in_batches_with_a_shared_size(tmp_path, rng):

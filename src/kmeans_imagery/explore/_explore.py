@@ -5,7 +5,8 @@ reads the collection as few times as it can, in bounded memory:
 
 1. a collection whose float32 rows fit in 256 MiB (and of at most ``fit_size`` images) is read
    once and kept: K is chosen on ``k_sample`` of its images (:func:`choose_k`), the model is
-   fitted on all of it in ``"memory"`` mode, and every later step reuses the images in memory;
+   fitted on all of it in ``"memory"`` mode, and every later step reuses the images in memory
+   and the feature rows the fit computed (``fit(..., keep_rows=True)``);
 2. a larger collection is streamed: K is chosen on a seeded sample, the fit runs in ``"stream"``
    mode (features and start on a sample, then exact passes over every image), and one more pass,
    batch by batch, gives every image its cluster, distance, margin, map position, outlier score,
@@ -296,13 +297,19 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     spec = FitSpec(n_clusters, algorithm="full", features=features, n_init=_N_INIT,
                    random_state=random_state, max_iter=None if in_memory else _STREAM_PASSES)
     with threadpool_limits(fit_threads, user_api="blas"):
-        fitted = fit(data, spec, mode="memory" if in_memory else "stream", progress=progress)
-    model = fitted.model
+        # In memory, the fit hands back every image's features: the passes below reuse them.
+        fitted = fit(data, spec, mode="memory" if in_memory else "stream", progress=progress,
+                     keep_rows=True)
+    model, fit_rows = fitted.model, fitted.rows
     timings["fit"] = time.perf_counter() - clock
 
+    def rows_of(index, images):
+        """Feature rows of the images at ``index`` (fitted ones where the fit kept them)."""
+        return image_rows(model.features_, images) if fit_rows is None else fit_rows[index]
+
     clock = time.perf_counter()
-    map_rows = image_rows(model.features_, sample[np.sort(
-        rng.choice(len(sample), min(len(sample), _MAP_SAMPLE), replace=False))])
+    pick = np.sort(rng.choice(len(sample), min(len(sample), _MAP_SAMPLE), replace=False))
+    map_rows = rows_of(sample_idx[pick], sample[pick])
     projection = fit_map(map_rows, map_method, random_state=random_state)
     reference = np.sort(rng.choice(len(sample), min(len(sample), REFERENCE_SIZE), replace=False))
     scorer = OutlierScorer(sample[reference], sample_idx[reference])
@@ -317,7 +324,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     with open_progress(progress, n, "assigning every image") as bar:
         for batch in data.iter_batches(batch_size):
             s = slice(batch.start, batch.start + len(batch.images))
-            rows = image_rows(model.features_, batch.images)
+            rows = rows_of(s, batch.images)
             distances = euclidean_distances(rows, model.cluster_centers_)
             clusters[s], distance[s], margin[s] = nearest_and_margin(distances)
             xy[s] = projection.transform(rows)
@@ -328,6 +335,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                 descs = np.empty((n, d.shape[1]), d.dtype)
             descs[s] = d
             bar.advance(len(batch.images))
+    fit_rows = None  # what follows needs no feature rows
     timings["assign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

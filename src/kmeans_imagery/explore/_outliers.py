@@ -16,6 +16,9 @@ letters, stripes). Feature spaces made for clustering often discard exactly that
 pixels make every blank frame the same vector.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._neighbours import top_k
@@ -30,6 +33,9 @@ REFERENCE_SIZE = 2000
 _VIEW_SIDE = 32
 #: Cells per side of the HOG view.
 _HOG_CELLS = 4
+#: Images scored per task: their distances to the reference (8 MiB at 1,024 x 2,000) stay in
+#: cache; on MNIST test one thread scored 1,024 at a time in 0.78 of the time 4,096 took.
+_CHUNK = 1024
 
 
 def _views(images):
@@ -48,6 +54,11 @@ def _views(images):
     cell = max(1, min(gray.shape[1:]) // _HOG_CELLS)
     hog = HOG(gray.shape[1:], cell_size=cell).fit(pixels[:1]).transform(pixels)
     return pixels, np.asarray(hog, dtype=np.float32)
+
+
+def _next(iterator, lock):
+    with lock:
+        return next(iterator, None)
 
 
 class OutlierScorer:
@@ -91,13 +102,35 @@ class OutlierScorer:
         -------
         ndarray of float32, shape (n, 2)
         """
-        positions = np.arange(start, start + len(images))
+        from ..datasets.convert import n_workers
+
         out = np.empty((len(images), len(self.reference)), np.float32)
-        for v, (rows, reference) in enumerate(zip(_views(images), self.reference, strict=True)):
-            dist, index = top_k(rows, reference, self.k + 1)
-            # Where the nearest reference image is the image itself, skip it.
-            is_self = self.reference_index[index[:, 0]] == positions
-            out[:, v] = np.where(is_self, dist[:, self.k], dist[:, self.k - 1])
+
+        def score(s):
+            # Chunks are independent (numpy releases the GIL): one per thread, same numbers.
+            chunk = images[s:s + _CHUNK]
+            positions = np.arange(start + s, start + s + len(chunk))
+            for v, (rows, reference) in enumerate(zip(_views(chunk), self.reference, strict=True)):
+                dist, index = top_k(rows, reference, self.k + 1)
+                # Where the nearest reference image is the image itself, skip it.
+                is_self = self.reference_index[index[:, 0]] == positions
+                out[s:s + len(chunk), v] = np.where(is_self, dist[:, self.k], dist[:, self.k - 1])
+
+        starts = iter(range(0, len(images), _CHUNK))
+        lock = threading.Lock()
+
+        def drain():
+            while (s := _next(starts, lock)) is not None:
+                score(s)
+
+        # The calling thread scores too: memory a pool thread frees stays in its own malloc
+        # arena, so each thread started raised the peak (digits: 258 -> 300 MiB with two).
+        helpers = min(n_workers(), -(-len(images) // _CHUNK)) - 1
+        with ThreadPoolExecutor(max(1, helpers)) as pool:
+            futures = [pool.submit(drain) for _ in range(helpers)]
+            drain()
+            for future in futures:
+                future.result()
         return out
 
     @staticmethod
