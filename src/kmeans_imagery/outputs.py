@@ -7,6 +7,7 @@ interrupted command never leaves a half-written output.
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "draw_model",
     "evaluation_outputs",
     "member_images",
+    "output_folder",
     "prepare_out_dir",
     "write_json",
     "write_outputs",
@@ -161,6 +163,48 @@ def prepare_out_dir(out_dir):
     except OSError as error:
         raise KMIError(f"cannot write to output folder {out}: {error.strerror or error}") from None
     return out
+
+
+@contextmanager
+def output_folder(out_dir):
+    """:func:`prepare_out_dir` for the length of a job that may fail: the folders it created are
+    removed again, while still empty, when the job raises, so a user error leaves nothing behind.
+
+    Parameters
+    ----------
+    out_dir : path-like
+
+    Yields
+    ------
+    pathlib.Path
+        The folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import output_folder
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     try:
+    ...         with output_folder(Path(tmp, "runs", "digits")) as out:
+    ...             raise ValueError("a bad parameter")
+    ...     except ValueError:
+    ...         pass
+    ...     sorted(p.name for p in Path(tmp).iterdir())
+    []
+    """
+    out = Path(out_dir)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    folder = prepare_out_dir(out)
+    try:
+        yield folder
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:  # not empty: something was written there after all
+                break
+        raise
 
 
 def write_outputs(experiment, out_dir):

@@ -138,36 +138,38 @@ def predict(model_path, data, out, force, batch_size, data_dir, resize, skip_bad
 @model_data_options
 def evaluate(model_path, data, split, json_mode, out, force, data_dir, resize, skip_bad):
     """Score MODEL on the labelled DATA: metrics, confusion matrix, figures (read in batches)."""
+    from contextlib import nullcontext
+
     from ..model_io import load_model
-    from ..outputs import check_new_output, evaluation_outputs, prepare_out_dir
+    from ..outputs import check_new_output, evaluation_outputs, output_folder
     from ..predict import evaluate as evaluate_model
 
     console, err = consoles(json_mode)
     if out is not None:
         check_new_output(out, force)
-        prepare_out_dir(out)
-    model = load_model(model_path)
-    options = {"data_dir": data_dir, "skip_bad": skip_bad, **model_source_options(model, resize)}
-    first = open_source(data, split="train", **options)
-    if first.split is None:
-        if split == "test":
-            raise KMIError(f"{data} has no test split")
-        sources = [first]
-    elif split == "train":
-        sources = [first]
-    else:
-        test = open_source(data, split="test", **options)
-        sources = [first, test] if split == "all" else [test]
-    results = evaluate_model(model, sources).results
-    for source in sources:
-        report_skipped(source, err)
-    console.print(metrics_table(
-        f"{model_path} on {results['dataset']} ({results['split']}, {results['n_images']} images)",
-        results["metrics"]))
-    console.print(confusion_table(results))
-    if out is not None:
-        written = evaluation_outputs(model, sources[0], results, out)
-        console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
+    with nullcontext() if out is None else output_folder(out):
+        model = load_model(model_path)
+        options = {"data_dir": data_dir, "skip_bad": skip_bad, **model_source_options(model, resize)}
+        first = open_source(data, split="train", **options)
+        if first.split is None:
+            if split == "test":
+                raise KMIError(f"{data} has no test split")
+            sources = [first]
+        elif split == "train":
+            sources = [first]
+        else:
+            test = open_source(data, split="test", **options)
+            sources = [first, test] if split == "all" else [test]
+        results = evaluate_model(model, sources).results
+        for source in sources:
+            report_skipped(source, err)
+        console.print(metrics_table(
+            f"{model_path} on {results['dataset']} ({results['split']}, {results['n_images']} images)",
+            results["metrics"]))
+        console.print(confusion_table(results))
+        if out is not None:
+            written = evaluation_outputs(model, sources[0], results, out)
+            console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
     if json_mode:
         click.echo(json.dumps(results, indent=2))
 

@@ -88,23 +88,23 @@ def run(data, dataset, json_mode, out, force, **options):
     .npy/.npz file or a Zarr store. Models are fitted on the training images and scored on the
     held-out test images (--transductive fits on the test images instead, as the tutorial did).
     """
-    from ..outputs import check_new_output, prepare_out_dir, write_outputs
+    from ..outputs import check_new_output, output_folder, write_outputs
 
     out_console, err = consoles(json_mode)
     check_new_output(out, force)
-    prepare_out_dir(out)
-    experiment = _experiment(_data_name(data, dataset), out_console, err, **options)
-    results = experiment.results
-    out_console.print(sweep_table(results["sweep"], f"K sweep on {results['dataset']}"))
-    test = results["test"]
-    fitted_on = "test (transductive)" if options["transductive"] else "train"
-    out_console.print(
-        f"test accuracy at K={test['k']} (fitted on {fitted_on}): {test['accuracy']:.4f}"
-    )
-    if results["label_budget"]:
-        out_console.print(budget_table(results["label_budget"]))
-    with err.status("drawing figures and report"):
-        written = write_outputs(experiment, out)
+    with output_folder(out):
+        experiment = _experiment(_data_name(data, dataset), out_console, err, **options)
+        results = experiment.results
+        out_console.print(sweep_table(results["sweep"], f"K sweep on {results['dataset']}"))
+        test = results["test"]
+        fitted_on = "test (transductive)" if options["transductive"] else "train"
+        out_console.print(
+            f"test accuracy at K={test['k']} (fitted on {fitted_on}): {test['accuracy']:.4f}"
+        )
+        if results["label_budget"]:
+            out_console.print(budget_table(results["label_budget"]))
+        with err.status("drawing figures and report"):
+            written = write_outputs(experiment, out)
     out_console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
     if json_mode:
         click.echo(json.dumps(results, indent=2))

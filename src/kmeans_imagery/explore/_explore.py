@@ -225,8 +225,10 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     # Outside the K-means fit, the products are small (a batch against K centroids, a 256-wide
     # descriptor tile): one BLAS thread each; on a busy 2-core machine BLAS threads made them
     # several times slower. The fit runs its own workers with the threads BLAS had.
+    from ..outputs import output_folder
+
     fit_threads = blas_threads()
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(1, user_api="blas"), output_folder(out_dir) as out_dir:
         return _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
                         k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
                         random_state, force, progress, fit_threads)
@@ -243,12 +245,12 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     from ..fit import FitSpec, fit
     from ..metrics import hungarian_accuracy, purity
     from ..model_io import save_model
-    from ..outputs import prepare_out_dir, write_json
+    from ..outputs import write_json
     from ..predict import nearest_and_margin
     from ..progress import open_progress
 
     _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method)
-    out = prepare_out_dir(out_dir)
+    out = Path(out_dir)
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not force:
         raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
