@@ -130,6 +130,15 @@ def test_different_sizes_name_both_files(tmp_path, rng):
         load_dataset(tmp_path)
 
 
+def test_different_sizes_are_not_skipped_as_bad_files(tmp_path, rng):
+    # --skip-bad skips unreadable files only: a readable image of another size still needs --size
+    save(tmp_path / "a.png", noise(rng, (6, 5)))
+    (tmp_path / "b.png").write_bytes(rng.bytes(100))
+    save(tmp_path / "c.png", noise(rng, (7, 5)))
+    with pytest.raises(KMIError, match=r"a\.png is 6x5 but .*c\.png is 7x5; pass --size"):
+        load_dataset(tmp_path, skip_bad=True)
+
+
 def test_size_resizes_every_image(tmp_path, rng):
     save(tmp_path / "a.png", noise(rng, (6, 5)))
     save(tmp_path / "b.png", np.full((30, 20), 77, np.uint8))

@@ -186,11 +186,17 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
     >>> batch.images.shape, int(batch.images[0, 0, 0]), [p.name for p in batch.paths], batch.skipped
     ((1, 12, 16), 76, ['red.png'], {'bad': 1})
     """
-    color = check_color(color)
-    size = parse_size(size)
     paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     if not paths:
         raise KMIError("no image files to load")
+    batch = _decode_all(paths, check_color(color), parse_size(size), skip_bad, progress)
+    if batch.images is None:
+        raise KMIError(f"none of the {len(paths)} image files could be read ({len(paths)} bad, skipped)")
+    return batch
+
+
+def _decode_all(paths, color, size, skip_bad, progress):
+    """:func:`load_images` on checked arguments; ``images`` is None when no file could be read."""
     images = None
     kept = []
     bad = 0
@@ -230,7 +236,7 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     if images is None:
-        raise KMIError(f"none of the {len(paths)} image files could be read ({bad} bad, skipped)")
+        return ImageBatch(None, [], {"bad": bad})
     if len(kept) < len(images):
         images = images[: len(kept)].copy()
     return ImageBatch(images, kept, {"bad": bad})
@@ -442,12 +448,11 @@ class FolderSource(ImageSource):
     def _load(self, indices, size):
         """Decode the files at ``indices`` (a Batch with ``start`` -1), noting unreadable ones."""
         files = [self.paths[i] for i in indices]
-        try:
-            batch = load_images(files, color=self._color, size=size, skip_bad=self._skip_bad)
-        except KMIError:
-            if not self._skip_bad or not files:
-                raise
-            batch = ImageBatch(np.empty((0, 0, 0), np.uint8), [], {"bad": len(files)})
+        if not files:
+            raise KMIError("no image files to load")
+        batch = _decode_all(files, check_color(self._color), parse_size(size), self._skip_bad, None)
+        if batch.images is None:  # every file unreadable (and skipped): not an error for one batch
+            batch = ImageBatch(np.empty((0, 0, 0), np.uint8), [], batch.skipped)
         keep = np.ones(len(files), bool)
         if batch.skipped["bad"]:
             kept = set(batch.paths)
