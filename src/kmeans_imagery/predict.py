@@ -238,7 +238,7 @@ def check_model_shape(model, source):
         got = "x".join(map(str, source.image_shape))
         want = "x".join(map(str, expected))
         raise KMIError(f"images in {source.origin or source.display_name} are {got} but the model "
-                       f"expects {want}; pass resize=True (--resize) to resize them")
+                       f"expects {want}; pass resize=True to resize them")
 
 
 def open_inputs(inputs, *, color, size=None, skip_bad=False, data_dir=None):

@@ -78,7 +78,7 @@ def truncated_image(tmp_path):
 def mixed_sizes(tmp_path):
     root = _class_folder(tmp_path / "imgs")
     _png(root / "class-0" / "zzz-big.png", size=(10, 12))
-    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "zzz-big.png"
+    return ["fit", root, "--k", 2, "--out", tmp_path / "m.kmi"], "zzz-big.png is 10x12; pass --size=HxW"
 
 
 def idx_truncated(tmp_path):
@@ -152,7 +152,14 @@ def existing_model(tmp_path):
 def predict_other_size(tmp_path):
     path = _model(tmp_path, shape=(8, 8))
     _png(tmp_path / "new" / "a.png", size=(10, 10))
-    return ["predict", path, tmp_path / "new"], "pass --resize"
+    return ["predict", path, tmp_path / "new"], "model expects 8x8; pass --resize to resize them"
+
+
+def predict_mixed_sizes(tmp_path):
+    path = _model(tmp_path, shape=(8, 8))
+    _png(tmp_path / "new" / "a.png", size=(8, 8))
+    _png(tmp_path / "new" / "b.png", size=(10, 10))
+    return ["predict", path, tmp_path / "new"], "b.png is 10x10; pass --resize to resize them all"
 
 
 def predict_missing_file(tmp_path):
@@ -222,7 +229,7 @@ def bad_size(tmp_path):
 
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
-    idx_truncated, idx_wrong_magic, idx_label_count, npy_with_nan, npy_with_inf,
+    predict_mixed_sizes, idx_truncated, idx_wrong_magic, idx_label_count, npy_with_nan, npy_with_inf,
     labels_wrong_length, k_zero, k_too_large, ks_junk, unwritable_output, unwritable_model,
     existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
     model_pickled, not_a_model, unknown_dataset, bad_size,

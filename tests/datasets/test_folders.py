@@ -126,7 +126,7 @@ def test_float_tiff_is_clipped(tmp_path):
 def test_different_sizes_name_both_files(tmp_path, rng):
     save(tmp_path / "a.png", noise(rng, (6, 5)))
     save(tmp_path / "b.png", noise(rng, (7, 5)))
-    with pytest.raises(KMIError, match=r"a\.png is 6x5 but .*b\.png is 7x5; pass --size"):
+    with pytest.raises(KMIError, match=r"a\.png is 6x5 but .*b\.png is 7x5; pass size=HxW"):
         load_dataset(tmp_path)
 
 
@@ -135,7 +135,7 @@ def test_different_sizes_are_not_skipped_as_bad_files(tmp_path, rng):
     save(tmp_path / "a.png", noise(rng, (6, 5)))
     (tmp_path / "b.png").write_bytes(rng.bytes(100))
     save(tmp_path / "c.png", noise(rng, (7, 5)))
-    with pytest.raises(KMIError, match=r"a\.png is 6x5 but .*c\.png is 7x5; pass --size"):
+    with pytest.raises(KMIError, match=r"a\.png is 6x5 but .*c\.png is 7x5; pass size=HxW"):
         load_dataset(tmp_path, skip_bad=True)
 
 

@@ -89,13 +89,34 @@ def cli(debug):
     """kmeans-imagery: turn unlabeled images into classes with K-means."""
 
 
-def flag_names(message):
-    """A library error's message with its parameter names replaced by the CLI's flags."""
+#: Advice in a library error, for the commands that set it by another flag: the commands that
+#: read images for a model resize them to the model's size with --resize.
+OTHER_FLAGS = {"size=HxW": ("--size", "--resize")}
+
+
+def flag_names(message, options=None):
+    """A library error's message with its parameter names replaced by the CLI's flags.
+
+    ``options`` are the flags of the command that failed, when known: advice it cannot take is
+    given with the flag it has instead (:data:`OTHER_FLAGS`).
+    """
+    for advice, (flag, other) in OTHER_FLAGS.items():
+        if options is not None and flag not in options and other in options:
+            message = message.replace(advice, other)
     for param, flag in PARAM_FLAGS.items():
         # A name ending in "=" is followed by its value, so only a name's start is delimited.
         end = "" if param.endswith("=") else r"(?!\w)"
         message = re.sub(rf"(?<![\w-]){re.escape(param)}{end}", flag, message)
     return message
+
+
+def _options(argv):
+    """The flags of the command ``argv`` runs, or None when it names none."""
+    name = next((arg for arg in argv if not arg.startswith("-")), None)
+    command = cli.get_command(None, name) if name else None
+    if command is None:
+        return None
+    return {opt for param in command.params for opt in getattr(param, "opts", ())}
 
 
 def main(argv=None):
@@ -117,7 +138,7 @@ def main(argv=None):
         if isinstance(error, click.ClickException):
             message = error.format_message()
         else:
-            message = flag_names(str(error))
+            message = flag_names(str(error), _options(argv))
         click.echo(f"kmi: error: {' '.join(str(message).split())}", err=True)
         return 2
     except KeyboardInterrupt:

@@ -228,7 +228,7 @@ def _decode_all(paths, color, size, skip_bad, progress):
                     first = kept[0]
                     raise KMIError(
                         f"images differ in size: {first} is {_hw(images.shape[1:])} but {path} is "
-                        f"{_hw(image.shape)}; pass --size HxW to resize them all"
+                        f"{_hw(image.shape)}; pass size=HxW to resize them all"
                     )
                 images[len(kept)] = image
                 kept.append(path)
@@ -480,6 +480,6 @@ class FolderSource(ImageSource):
             raise KMIError(
                 f"images in {self.path} differ in size: {self.paths[0]} is "
                 f"{'x'.join(map(str, self.image_shape[:2]))} but {batch.paths[0]} is "
-                f"{'x'.join(map(str, batch.images.shape[1:3]))}; pass --size HxW to resize them all"
+                f"{'x'.join(map(str, batch.images.shape[1:3]))}; pass size=HxW to resize them all"
             )
         return batch
