@@ -131,6 +131,24 @@ def test_given_k_skips_the_choice(collection, tmp_path):
     assert results["duplicates"]["n_groups"] == 2
 
 
+@pytest.mark.parametrize("fit_size", [1000, 120], ids=["in memory", "streamed"])
+def test_unreadable_files_are_skipped_without_shifting_the_others(tmp_path, fit_size):
+    files = write_digits_folder(tmp_path / "photos", 15)
+    (files[7].parent / "0-broken.png").write_bytes(b"not a PNG")  # early in the first batch
+    found = explore(tmp_path / "photos", tmp_path / "out", k=3, skip_bad=True, fit_size=fit_size,
+                    batch_size=64)
+    assert found.results["fit"]["mode"] == ("memory" if fit_size == 1000 else "stream")
+    with open(tmp_path / "out" / "clusters.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == found.results["n_images"] == len(files)
+    assert not any(r["path"].endswith("0-broken.png") for r in rows)
+    from kmeans_imagery.datasets import load_images
+
+    model = load_model(tmp_path / "out" / "model.kmi")
+    images = load_images([r["path"] for r in rows], color="gray").images
+    assert model.predict_cluster(images).tolist() == [int(r["cluster"]) for r in rows]
+
+
 def test_umap_map(collection, tmp_path):
     pytest.importorskip("umap")
     results = explore(collection["root"] / "photos", tmp_path / "out", k=3, map_method="umap").results

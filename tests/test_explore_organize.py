@@ -142,3 +142,16 @@ def test_cli_organize(setup, capsys):
     assert main(["organize", str(setup["model"]), str(setup["data"]), "--into",
                  str(setup["into"]), "--mode", "copy"]) == 0
     assert "copy: 61 files" in capsys.readouterr().out
+
+
+def test_unreadable_files_stay_where_they_are(setup, capsys):
+    broken = setup["data"] / "a" / "broken.png"
+    broken.write_bytes(b"not a PNG")
+    with pytest.raises(KMIError, match="--skip-bad"):
+        organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert main(["organize", str(setup["model"]), str(setup["data"]), "--into",
+                 str(setup["into"] / "copies"), "--mode", "copy", "--skip-bad"]) == 0
+    assert "left 1 unreadable file(s)" in capsys.readouterr().err
+    done = organize(setup["model"], setup["data"], setup["into"] / "moved", mode="move", skip_bad=True)
+    assert done["done"] == 61 and done["unreadable"] == 1 and broken.exists()
+    assert sorted(_digest(p) for p in _placed(setup["into"] / "moved")) == setup["digests"]

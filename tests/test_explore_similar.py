@@ -38,3 +38,19 @@ def test_cli_similar_prints_csv(tmp_path, capsys):
     assert lines[0].strip() == "query,rank,path,distance" and len(lines) == 3
     assert main(["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"),
                  str(tmp_path / "missing.png")]) == 2
+
+
+def test_unreadable_files_are_skipped_without_shifting_the_matches(tmp_path, capsys):
+    files = write_digits_folder(tmp_path / "data", 10, classes=(2, 3))
+    images = load_images(files, color="gray").images
+    save_model(ClusterClassifier(2, random_state=0).fit(images, None), tmp_path / "m.kmi")
+    broken = files[0].parent / "000-broken.png"  # first in its batch: the rest would shift
+    broken.write_bytes(b"not a PNG")
+    queries = [files[1], files[15]]
+    rows = find_similar(tmp_path / "m.kmi", tmp_path / "data", queries, top=2, skip_bad=True,
+                        sheet=tmp_path / "s.png", batch_size=4)
+    assert [r["path"] for r in rows if r["rank"] == 1] == [str(q) for q in queries]
+    assert all(r["path"] != str(broken) for r in rows)
+    args = ["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"), str(files[1])]
+    assert main(args) == 2 and "--skip-bad" in capsys.readouterr().err
+    assert main([*args, "--skip-bad"]) == 0

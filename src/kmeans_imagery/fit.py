@@ -28,7 +28,7 @@ import numpy as np
 from .errors import KMIError
 from .preprocessing import flatten_scale, image_rows
 
-__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "fit", "read_label_sheet"]
+__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "drop_unreadable", "fit", "read_label_sheet"]
 
 #: Where :func:`fit` runs: the source read whole, streamed batch by batch, or on Dask.
 MODES = ("memory", "stream", "dask")
@@ -413,7 +413,7 @@ def _dask_passes(source, to_rows, start, client, tally, max_iter, weights):
     from .engine.dask import DaskKMeans
 
     if isinstance(source, FolderSource) and source.skips_bad:
-        source, kept = _without_bad(source, client)
+        source, kept = drop_unreadable(source, client)
         weights = None if weights is None else weights[kept]
     images = source.to_dask(READ_SIZE)
     rows = images.map_blocks(to_rows, dtype=start.dtype, drop_axis=list(range(2, images.ndim)),
@@ -448,14 +448,50 @@ def _tally_block(images, clusters, labels, weight, tally):
     return tally().add(Batch(0, images, labels), clusters, weight)
 
 
-def _without_bad(source, client):
-    """A folder source without its unreadable files (found by one decoding pass on the cluster),
-    and the positions of the files it keeps."""
-    from dask import compute, delayed
+def drop_unreadable(source, client=None):
+    """A folder source that skips bad files, without them: found by one decoding pass.
 
+    Passes that number images by their position in the source (a Dask array of it, a pass that
+    fills per-image arrays) need every file readable; skipping one inside a batch would shift the
+    rest.
+
+    Parameters
+    ----------
+    source : FolderSource
+        With ``skip_bad``.
+    client : dask.distributed.Client, optional
+        Decode on its workers; None decodes here.
+
+    Returns
+    -------
+    source : FolderSource
+        The readable files only.
+    kept : ndarray of int64
+        Their positions in the given source.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from kmeans_imagery.datasets import FolderSource
+    >>> from kmeans_imagery.fit import drop_unreadable
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in ("a.png", "c.png"):
+    ...         Image.new("L", (4, 4)).save(Path(folder) / name)
+    ...     _ = (Path(folder) / "b.png").write_bytes(b"not a PNG")
+    ...     readable, kept = drop_unreadable(FolderSource(folder, skip_bad=True))
+    >>> readable.n_images, kept.tolist()
+    (2, [0, 2])
+    """
     spans = [(s, min(s + READ_SIZE, source.n_images)) for s in range(0, source.n_images, READ_SIZE)]
-    kept = np.concatenate(compute(*[delayed(_readable)(source, s, e) for s, e in spans],
-                                  scheduler=client or "threads"))
+    if client is None:
+        parts = [_readable(source, s, e) for s, e in spans]
+    else:
+        from dask import compute, delayed
+
+        parts = compute(*[delayed(_readable)(source, s, e) for s, e in spans], scheduler=client)
+    kept = np.concatenate(parts)
     return source.subset(kept), kept
 
 

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from ._common import FORCE, consoles, data_options, loading_progress
+from ._common import FORCE, SKIP_BAD, consoles, data_options, loading_progress
 
 
 def _parse_k(_ctx, _param, value):
@@ -73,7 +73,8 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
 @click.option("--mode", type=click.Choice(["link", "copy", "move"]), default="link",
               show_default=True, help="Hard-link, copy or move the files.")
 @click.option("--dry-run", is_flag=True, help="Print the manifest CSV and touch nothing.")
-def organize(model_path, data, into, mode, dry_run):
+@SKIP_BAD
+def organize(model_path, data, into, mode, dry_run, skip_bad):
     """Sort the image files of DATA into a folder per cluster of MODEL; never overwrites.
 
     Writes INTO/manifest.csv (old and new place of every file); an interrupted run finishes
@@ -82,8 +83,10 @@ def organize(model_path, data, into, mode, dry_run):
     from ..explore import organize as run_organize
 
     console, err = consoles(dry_run)
-    done = run_organize(model_path, data, into, mode=mode, dry_run=dry_run,
+    done = run_organize(model_path, data, into, mode=mode, dry_run=dry_run, skip_bad=skip_bad,
                         progress=loading_progress(err))
+    if done["unreadable"]:
+        err.print(f"left {done['unreadable']} unreadable file(s) where they are")
     if dry_run:
         import csv
 
@@ -106,7 +109,8 @@ def organize(model_path, data, into, mode, dry_run):
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=str),
               help="Also draw a contact sheet PNG: each query, then its matches.")
 @FORCE
-def similar(model_path, data, queries, top, out, sheet, force):
+@SKIP_BAD
+def similar(model_path, data, queries, top, out, sheet, force, skip_bad):
     """The images of DATA nearest to each QUERY image, in MODEL's space."""
     from ..explore import find_similar
     from ..outputs import check_new_output
@@ -116,7 +120,7 @@ def similar(model_path, data, queries, top, out, sheet, force):
             check_new_output(path, force)
     _, err = consoles(out is None)
     rows = find_similar(model_path, data, list(queries), top=top, out=out, sheet=sheet,
-                        progress=loading_progress(err))
+                        skip_bad=skip_bad, progress=loading_progress(err))
     if out is None:
         import csv
 

@@ -242,7 +242,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     from threadpoolctl import threadpool_limits
 
     from ..datasets import ArraySource, open_source
-    from ..fit import FitSpec, fit
+    from ..fit import FitSpec, drop_unreadable, fit
     from ..metrics import hungarian_accuracy, purity
     from ..model_io import save_model
     from ..outputs import write_json
@@ -270,6 +270,10 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         sample = whole.images
         del whole
     else:
+        if getattr(source, "skips_bad", False):
+            # The passes below fill per-image arrays by position: a file skipped inside a batch
+            # would shift the rest, so the unreadable ones go first.
+            source, _ = drop_unreadable(source)
         data, paths = source, image_paths(source)
         sample_idx = np.sort(rng.choice(source.n_images, min(source.n_images, _MAP_SAMPLE),
                                         replace=False))

@@ -41,7 +41,8 @@ PLAN_NAME = ".kmi-organize-plan.json"
 MANIFEST_COLUMNS = ("old_path", "new_path", "cluster", "label")
 
 
-def organize(model, data, into, *, mode="link", dry_run=False, batch_size=1024, progress=None):
+def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, batch_size=1024,
+             progress=None):
     """Link, copy or move every image file of ``data`` into a folder per cluster.
 
     Parameters
@@ -56,6 +57,8 @@ def organize(model, data, into, *, mode="link", dry_run=False, batch_size=1024, 
         Hard links (same file system; a symbolic link otherwise), copies, or moves.
     dry_run : bool
         Only plan: return the rows, touch nothing.
+    skip_bad : bool
+        Leave unreadable files where they are (counted) instead of stopping.
     batch_size : int
         Images decoded and predicted at once.
     progress : callable or None
@@ -67,7 +70,7 @@ def organize(model, data, into, *, mode="link", dry_run=False, batch_size=1024, 
         ``rows`` (one dict per file: old_path, new_path, cluster, label), ``manifest`` (its
         path, None for a dry run), ``done`` (files linked, copied or moved by this run),
         ``already`` (found in place from an interrupted run), ``resumed`` (whether a plan was
-        finished).
+        finished), ``unreadable`` (files left where they are with ``skip_bad``).
 
     Raises
     ------
@@ -101,12 +104,14 @@ def organize(model, data, into, *, mode="link", dry_run=False, batch_size=1024, 
     into = Path(into)
     plan_path = into / PLAN_NAME
     resumed = plan_path.exists()
+    unreadable = 0  # a resumed plan holds only the files that were read
     if resumed:
         rows = _read_plan(plan_path, mode)
     else:
-        rows = _plan(model, data, into, batch_size, progress)
+        rows, unreadable = _plan(model, data, into, skip_bad, batch_size, progress)
     if dry_run:
-        return {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed}
+        return {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed,
+                "unreadable": unreadable}
     if not resumed:
         _prepare(into, rows)
         with atomic_write(plan_path, "w", encoding="utf-8") as handle:
@@ -128,10 +133,11 @@ def organize(model, data, into, *, mode="link", dry_run=False, batch_size=1024, 
         writer.writerows(rows)
     plan_path.unlink()
     return {"rows": rows, "manifest": manifest, "done": done, "already": already,
-            "resumed": resumed}
+            "resumed": resumed, "unreadable": unreadable}
 
 
-def _plan(model, data, into, batch_size, progress):
+def _plan(model, data, into, skip_bad, batch_size, progress):
+    """One row per readable file of ``data``, and the number of unreadable ones."""
     from ..datasets import open_source
     from ..model_io import load_model
     from ..predict import model_color, model_size
@@ -139,7 +145,7 @@ def _plan(model, data, into, batch_size, progress):
 
     if not hasattr(model, "cluster_centers_"):
         model = load_model(model)
-    source = open_source(data, color=model_color(model), size=model_size(model))
+    source = open_source(data, color=model_color(model), size=model_size(model), skip_bad=skip_bad)
     if source.paths is None:
         raise KMIError(f"{data} is not a folder of image files; organize sorts files")
     folders = _folder_names(model)
@@ -156,7 +162,7 @@ def _plan(model, data, into, batch_size, progress):
                 rows.append({"old_path": str(old), "new_path": str(new), "cluster": int(cluster),
                              "label": str(label)})
             bar.advance(len(clusters))
-    return rows
+    return rows, source.skipped["bad"]
 
 
 def _folder_names(model):

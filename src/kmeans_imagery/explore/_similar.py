@@ -22,7 +22,7 @@ __all__ = ["find_similar", "plot_similar"]
 CSV_COLUMNS = ("query", "rank", "path", "distance")
 
 
-def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_size=1024,
+def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=False, batch_size=1024,
                  progress=None):
     """The ``top`` nearest images in ``data`` to each query image.
 
@@ -40,6 +40,8 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_siz
         CSV file to write (query, rank, path, distance).
     sheet : path-like or None
         PNG contact sheet to write: one row per query, the query then its matches.
+    skip_bad : bool
+        Pass over unreadable files of ``data`` instead of stopping (the queries must be readable).
     batch_size : int
     progress : callable or None
 
@@ -85,14 +87,17 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, batch_siz
     color, size = model_color(model), model_size(model)
     query_images = load_images([Path(q) for q in queries], color=color, size=size).images
     query_rows = image_rows(model.features_, query_images)
-    source = open_source(data, color=color, size=size)
+    source = open_source(data, color=color, size=size, skip_bad=skip_bad)
     best = None
+    positions = []  # of the images searched, in the source: unreadable files leave gaps
     with open_progress(progress, source.n_images, "searching") as bar:
         for batch in source.iter_batches(batch_size):
-            best = top_k(query_rows, image_rows(model.features_, batch.images), top, offset=batch.start,
-                         best=best)
+            best = top_k(query_rows, image_rows(model.features_, batch.images), top,
+                         offset=sum(map(len, positions)), best=best)
+            positions.append(source.positions(batch))
             bar.advance(len(batch.images))
     dist, index = best
+    index = np.concatenate(positions)[index]
     paths = image_paths(source)
     rows = [{"query": str(q), "rank": r + 1, "path": paths[index[i, r]],
              "distance": float(dist[i, r])}
