@@ -17,9 +17,10 @@ __all__ = ["DEFAULT_SAMPLE", "Block", "Sample", "neighbourhood_mean", "sample_pi
 #: settle long before that (the HSI scenes of the benchmarks, 7,000 to 10,000 pixels, are used whole).
 DEFAULT_SAMPLE = 100_000
 #: Pixels read per wanted training pixel, and the fewest strips read, when a scene is sampled from a
-#: subset of its strips.
+#: subset of its strips (each strip of a wide scene is millions of pixels: reading them is most of
+#: the sampling's time).
 _READ_PER_SAMPLE = 16
-_MIN_STRIPS = 16
+_MIN_STRIPS = 8
 
 
 def neighbourhood_mean(values, valid, radius):
@@ -139,7 +140,7 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
     """Draw up to ``n_sample`` valid pixels across the whole scene.
 
     A large scene is not read whole for its sample: a seeded random subset of its strips (full
-    rows, from top to bottom of the scene; at least 16 strips, or enough to hold 16 pixels per
+    rows, from top to bottom of the scene; at least 8 strips, or enough to hold 16 pixels per
     wanted one) is, and when those hold fewer than ``min_valid`` valid pixels, every strip is.
     Every valid pixel read gets a random key from its strip's own seeded generator
     (``(random_state, strip)``), and the ``n_sample`` of smallest key are kept: a uniform sample of
