@@ -16,9 +16,6 @@ letters, stripes). Feature spaces made for clustering often discard exactly that
 pixels make every blank frame the same vector.
 """
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ._neighbours import top_k
@@ -54,11 +51,6 @@ def _views(images):
     cell = max(1, min(gray.shape[1:]) // _HOG_CELLS)
     hog = HOG(gray.shape[1:], cell_size=cell).fit(pixels[:1]).transform(pixels)
     return pixels, np.asarray(hog, dtype=np.float32)
-
-
-def _next(iterator, lock):
-    with lock:
-        return next(iterator, None)
 
 
 class OutlierScorer:
@@ -103,34 +95,22 @@ class OutlierScorer:
         ndarray of float32, shape (n, 2)
         """
         from ..datasets.convert import n_workers
+        from ..engine._kernels import Workers
 
         out = np.empty((len(images), len(self.reference)), np.float32)
 
-        def score(s):
+        def score(s, e):
             # Chunks are independent (numpy releases the GIL): one per thread, same numbers.
-            chunk = images[s:s + _CHUNK]
-            positions = np.arange(start + s, start + s + len(chunk))
+            chunk = images[s:e]
+            positions = np.arange(start + s, start + e)
             for v, (rows, reference) in enumerate(zip(_views(chunk), self.reference, strict=True)):
                 dist, index = top_k(rows, reference, self.k + 1)
                 # Where the nearest reference image is the image itself, skip it.
                 is_self = self.reference_index[index[:, 0]] == positions
-                out[s:s + len(chunk), v] = np.where(is_self, dist[:, self.k], dist[:, self.k - 1])
+                out[s:e, v] = np.where(is_self, dist[:, self.k], dist[:, self.k - 1])
 
-        starts = iter(range(0, len(images), _CHUNK))
-        lock = threading.Lock()
-
-        def drain():
-            while (s := _next(starts, lock)) is not None:
-                score(s)
-
-        # The calling thread scores too: memory a pool thread frees stays in its own malloc
-        # arena, so each thread started raised the peak (digits: 258 -> 300 MiB with two).
-        helpers = min(n_workers(), -(-len(images) // _CHUNK)) - 1
-        with ThreadPoolExecutor(max(1, helpers)) as pool:
-            futures = [pool.submit(drain) for _ in range(helpers)]
-            drain()
-            for future in futures:
-                future.result()
+        with Workers(n_workers()) as workers:
+            workers.map(score, len(images), chunk=_CHUNK)
         return out
 
     @staticmethod
