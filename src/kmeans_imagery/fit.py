@@ -409,10 +409,9 @@ def _dask_passes(source, to_rows, start, client, tally, max_iter, weights):
     import dask
     import dask.array as da
 
-    from .datasets import FolderSource
     from .engine.dask import DaskKMeans
 
-    if isinstance(source, FolderSource) and source.skips_bad:
+    if source.skips_bad:
         source, kept = drop_unreadable(source, client)
         weights = None if weights is None else weights[kept]
     images = source.to_dask(READ_SIZE)

@@ -84,6 +84,9 @@ class ImageSource:
         unreadable files have been met with ``skip_bad``.
     random_access : bool
         Whether :meth:`read` can fetch any range cheaply (False for gzip streams).
+    skips_bad : bool
+        Whether unreadable files are skipped, so that a batch can hold fewer images than asked
+        (image folders with ``skip_bad``).
 
     See Also
     --------
@@ -106,6 +109,7 @@ class ImageSource:
     """
 
     random_access = True
+    skips_bad = False
     label_names = None
     paths = None
     split = None

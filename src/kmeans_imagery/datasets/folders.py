@@ -448,8 +448,6 @@ class FolderSource(ImageSource):
     def _load(self, indices, size):
         """Decode the files at ``indices`` (a Batch with ``start`` -1), noting unreadable ones."""
         files = [self.paths[i] for i in indices]
-        if not files:
-            raise KMIError("no image files to load")
         batch = _decode_all(files, check_color(self._color), parse_size(size), self._skip_bad, None)
         if batch.images is None:  # every file unreadable (and skipped): not an error for one batch
             batch = ImageBatch(np.empty((0, 0, 0), np.uint8), [], batch.skipped)

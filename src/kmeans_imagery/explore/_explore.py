@@ -270,7 +270,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         sample = whole.images
         del whole
     else:
-        if getattr(source, "skips_bad", False):
+        if source.skips_bad:
             # The passes below fill per-image arrays by position: a file skipped inside a batch
             # would shift the rest, so the unreadable ones go first.
             source, _ = drop_unreadable(source)

@@ -90,11 +90,13 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     source = open_source(data, color=color, size=size, skip_bad=skip_bad)
     best = None
     positions = []  # of the images searched, in the source: unreadable files leave gaps
+    searched = 0
     with open_progress(progress, source.n_images, "searching") as bar:
         for batch in source.iter_batches(batch_size):
-            best = top_k(query_rows, image_rows(model.features_, batch.images), top,
-                         offset=sum(map(len, positions)), best=best)
+            best = top_k(query_rows, image_rows(model.features_, batch.images), top, offset=searched,
+                         best=best)
             positions.append(source.positions(batch))
+            searched += len(batch.images)
             bar.advance(len(batch.images))
     dist, index = best
     index = np.concatenate(positions)[index]
