@@ -70,8 +70,8 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
     """
     from . import plots
 
-    out = prepare_out_dir(out_dir)
     members = nearest_members(model, source, per_cluster)
+    out = prepare_out_dir(out_dir)  # once the images are read: a bad input leaves no folder
     k = len(members.indices)
     written = {"csv": out / "labels.csv"}
     with atomic_text_file(written["csv"]) as handle:

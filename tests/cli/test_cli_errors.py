@@ -162,6 +162,12 @@ def predict_mixed_sizes(tmp_path):
     return ["predict", path, tmp_path / "new"], "b.png is 10x10; pass --resize to resize them all"
 
 
+def label_sheet_other_size(tmp_path):
+    path = _model(tmp_path, shape=(8, 8))
+    _png(tmp_path / "new" / "a.png", size=(10, 10))
+    return ["label-sheet", path, tmp_path / "new", "--out", tmp_path / "sheet"], "10x10"
+
+
 def predict_missing_file(tmp_path):
     return ["predict", _model(tmp_path), tmp_path / "none.png"], "does not exist"
 
@@ -229,7 +235,8 @@ def bad_size(tmp_path):
 
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
-    predict_mixed_sizes, idx_truncated, idx_wrong_magic, idx_label_count, npy_with_nan, npy_with_inf,
+    predict_mixed_sizes, label_sheet_other_size, idx_truncated, idx_wrong_magic, idx_label_count,
+    npy_with_nan, npy_with_inf,
     labels_wrong_length, k_zero, k_too_large, ks_junk, unwritable_output, unwritable_model,
     existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
     model_pickled, not_a_model, unknown_dataset, bad_size,
