@@ -10,10 +10,11 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from kmeans_imagery.datasets.rasters import open_raster
 from kmeans_imagery.errors import KMIError
+from kmeans_imagery.features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES
 from kmeans_imagery.metrics import cohen_kappa, contingency_scores
 from kmeans_imagery.segment import segment
 from kmeans_imagery.segment._model import load_pixel_model
-from kmeans_imagery.segment._pixels import neighbourhood_mean, sample_pixels
+from kmeans_imagery.segment._pixels import neighbourhood_mean, radius_columns, sample_pixels
 from kmeans_imagery.segment._plots import class_colours, plot_class_areas, plot_spectra
 from kmeans_imagery.segment._smoothing import majority_filter, smooth_strips
 from segment_data import RASTERS, planted_scene, write_geotiff
@@ -180,6 +181,27 @@ def test_strips_do_not_change_the_result(scene, tmp_path, monkeypatch):
     blocks = segment(path, tmp_path / "b", n_clusters=3, features="nbr:1+std|l2", smooth=1).results
     assert whole["inertia"] == blocks["inertia"]
     np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
+
+
+def test_label_budget_models_have_their_own_default_features(scene, tmp_path, small_strips, monkeypatch):
+    path, _, _ = scene
+    monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 100)  # chunks of two rows
+    truth = tmp_path / "truth.npy"
+    defaults = segment(path, tmp_path / "a", n_clusters=3, truth=truth, label_budgets=(6, 9)).results
+    assert defaults["features"] == DEFAULT_PIXEL_FEATURES
+    assert [row["features"] for row in defaults["label_budget"]] == [DEFAULT_BUDGET_FEATURES] * 2
+    assert [row["accuracy"] for row in defaults["label_budget"]] == [1.0, 1.0]
+    given = segment(path, tmp_path / "b", n_clusters=3, truth=truth, label_budgets=(6,),
+                    features="nbr:1+std").results
+    assert given["label_budget"][0]["features"] == "nbr:1+std" and given["label_budget"][0]["accuracy"] == 1.0
+    reused = segment(path, tmp_path / "c", model=tmp_path / "b" / "model.kmi", truth=truth,
+                     label_budgets=(6,)).results
+    assert reused["label_budget"][0]["features"] == "nbr:1+std"
+
+
+def test_radius_columns_pick_each_radius_bands():
+    np.testing.assert_array_equal(radius_columns((0, 1), (0,), 3), [0, 1, 2])
+    np.testing.assert_array_equal(radius_columns((1, 0, 2), (0, 2), 2), [2, 3, 4, 5])
 
 
 def test_model_reuse_and_its_guards(scene, tmp_path):

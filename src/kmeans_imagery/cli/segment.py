@@ -3,7 +3,7 @@
 import click
 
 from ..errors import KMIError
-from ..features import DEFAULT_PIXEL_FEATURES
+from ..features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES
 from ._common import consoles, metrics_table, parse_ks_option
 
 
@@ -21,7 +21,8 @@ from ._common import consoles, metrics_table, parse_ks_option
               help="Training pixels, drawn across the whole scene.")
 @click.option("--features", default=None,
               help="Pixel features: steps raw, std, l2, pca[:n], nbr[:r] joined with + and | "
-                   f"[default: {DEFAULT_PIXEL_FEATURES}].")
+                   f"[default: {DEFAULT_PIXEL_FEATURES}, and {DEFAULT_BUDGET_FEATURES} for the "
+                   "--label-budget models; a given spec serves both].")
 @click.option("--smooth", default=0, show_default=True, type=click.IntRange(0, 15),
               help="Majority filter radius of the class map (0: none).")
 @click.option("--truth", type=click.Path(path_type=str),
@@ -48,13 +49,14 @@ def segment(raster, n_clusters, out, force, bands, nodata, var, sample, features
         raise KMIError("--model sets K and the features: drop --k and --features")
     results = segment_raster(
         raster, out, n_clusters=n_clusters, force=force, bands=parse_bands(bands), nodata=nodata, var=var,
-        sample=sample, features=features or DEFAULT_PIXEL_FEATURES, smooth=smooth, truth=truth,
+        sample=sample, features=features, smooth=smooth, truth=truth,
         label_budgets=label_budgets, model=model_path, random_state=seed, dask=dask_address,
         log=err.print,
     ).results
     if "test" in results:
         console.print(metrics_table("scores against the truth", results["test"]["metrics"]))
         for row in results["label_budget"]:
-            console.print(f"one label per cluster, {row['labels']} labels: accuracy {row['accuracy']:.4f}")
+            console.print(f"one label per cluster, {row['labels']} labels ({row['features']}): "
+                          f"accuracy {row['accuracy']:.4f}")
     total = sum(results["timings"].values())
     console.print(f"wrote {len(results['outputs'])} files to {out} in {total:.1f} s")

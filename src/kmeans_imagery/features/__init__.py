@@ -23,7 +23,8 @@ dict and a dict of numpy arrays, and :meth:`FeaturePipeline.from_state` rebuilds
 The pixels of a raster (``kmi segment``) use the same language through
 :func:`make_pixel_features`, with the steps that make sense for a spectrum (``raw``, ``std``,
 ``l2``, ``pca``, ``umap``) and the spatial step ``nbr[:r]`` (each band's mean over the pixel's
-neighbourhood); its default is :data:`DEFAULT_PIXEL_FEATURES`.
+neighbourhood); its default is :data:`DEFAULT_PIXEL_FEATURES`, and
+:data:`DEFAULT_BUDGET_FEATURES` for the many small clusters of a label budget.
 
 One concern per module: ``_spec`` (the language and presets; no numpy, so the CLI's help stays
 fast), ``_steps`` (row steps and the step base class), ``_pixels`` (the neighbourhood step and the
@@ -45,7 +46,7 @@ Examples
 
 from importlib import import_module
 
-from ._spec import DEFAULT_PIXEL_FEATURES, FEATURE_PRESETS
+from ._spec import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES, FEATURE_PRESETS
 
 _LAZY = {
     "HOG": "._hog",
@@ -63,7 +64,7 @@ _LAZY = {
     "make_pixel_features": "._pipeline",
 }
 
-__all__ = ["DEFAULT_PIXEL_FEATURES", "FEATURE_PRESETS", *_LAZY]
+__all__ = ["DEFAULT_BUDGET_FEATURES", "DEFAULT_PIXEL_FEATURES", "FEATURE_PRESETS", *_LAZY]
 
 
 def __getattr__(name):

@@ -11,7 +11,7 @@ import numpy as np
 from ..datasets.rasters import open_raster
 from ..engine._kernels import blas_threads
 from ..errors import KMIError
-from ..features import DEFAULT_PIXEL_FEATURES, make_pixel_features
+from ..features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES, make_pixel_features
 from ..features._pixels import input_radii
 from ._classify import DEFAULT_N_INIT, classify_strip, fit_pixel_model
 from ._model import load_pixel_model, save_pixel_model
@@ -24,7 +24,7 @@ from ._outputs import (
     write_report_page,
     write_signatures,
 )
-from ._pixels import DEFAULT_SAMPLE, sample_pixels
+from ._pixels import DEFAULT_SAMPLE, radius_columns, sample_pixels
 from ._plots import class_colours
 from ._result import Segmentation
 from ._scoring import TruthCounts, budget_accuracy
@@ -37,7 +37,7 @@ PREVIEW_SIDE = 1000
 
 
 def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodata=None, var=None,
-            sample=DEFAULT_SAMPLE, features=DEFAULT_PIXEL_FEATURES, smooth=0, truth=None, label_budgets=(),
+            sample=DEFAULT_SAMPLE, features=None, smooth=0, truth=None, label_budgets=(),
             model=None, random_state=0, n_init=DEFAULT_N_INIT, dask=None, log=None):
     """Cluster the pixels of a raster and write the class map and its companions into ``out``.
 
@@ -65,8 +65,12 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         The array to read from a file holding several.
     sample : int
         Training pixels.
-    features : str
-        Pixel feature pipeline (see :func:`~kmeans_imagery.features.make_pixel_features`).
+    features : str, optional
+        Pixel feature pipeline (see :func:`~kmeans_imagery.features.make_pixel_features`), of the
+        class map and of the label-budget models; by default
+        :data:`~kmeans_imagery.features.DEFAULT_PIXEL_FEATURES` for the class map and
+        :data:`~kmeans_imagery.features.DEFAULT_BUDGET_FEATURES` for the label-budget models (with
+        ``model``, the model's own for both).
     smooth : int
         Radius of the majority filter of the class map; 0 = none.
     truth : path-like, optional
@@ -139,9 +143,16 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
             raise KMIError("--k: give the number of classes (at least 1), or --model")
         if k > 65535:
             raise KMIError(f"--k: at most 65535 classes fit in classes.tif, got {k}")
-        # The spec is parsed here, before anything is read or written: a bad one is a user error.
-        radii = pixel_model.radii if pixel_model is not None else input_radii(make_pixel_features(features))
-        drawn = sample_pixels(raster, sample, radii=radii, random_state=random_state,
+        # The specs are parsed here, before anything is read or written: a bad one is a user error.
+        spec = features or DEFAULT_PIXEL_FEATURES
+        radii = pixel_model.radii if pixel_model is not None else input_radii(make_pixel_features(spec))
+        # Budget models share the class map's features unless both are left to their defaults.
+        budget_spec = None
+        if label_budgets and features is None and model is None:
+            budget_spec = DEFAULT_BUDGET_FEATURES
+        budget_radii = radii if budget_spec is None else input_radii(make_pixel_features(budget_spec))
+        sample_radii = radii + tuple(r for r in budget_radii if r not in radii)
+        drawn = sample_pixels(raster, sample, radii=sample_radii, random_state=random_state,
                               min_valid=max((k, *label_budgets)))
         for option, size in [("--k", k)] + [("--label-budget", b) for b in label_budgets]:
             if size > drawn.n_valid:
@@ -156,10 +167,15 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         clock = time.perf_counter()
         inertia = None
         if pixel_model is None:
-            pixel_model, inertia = fit_pixel_model(drawn.rows, k, features=features,
-                                                   random_state=random_state, n_init=n_init)
-        budget_models = [fit_pixel_model(drawn.rows, b, features=pixel_model.features,
-                                         random_state=random_state, n_init=n_init)[0] for b in label_budgets]
+            pixel_model, inertia = fit_pixel_model(_columns(drawn.rows, sample_radii, radii), k,
+                                                   features=spec, random_state=random_state, n_init=n_init)
+        budget_features = pixel_model.features
+        if budget_spec is not None:  # one pipeline, fitted once, for every budget model
+            budget_features = make_pixel_features(budget_spec, random_state=random_state).fit(
+                _columns(drawn.rows, sample_radii, budget_radii))
+        budget_models = [fit_pixel_model(_columns(drawn.rows, sample_radii, budget_radii), b,
+                                         features=budget_features, random_state=random_state,
+                                         n_init=n_init)[0] for b in label_budgets]
         timings["fit_seconds"] = time.perf_counter() - clock
         log(f"fitted K={k} on {len(drawn.rows):,} pixels in {timings['fit_seconds']:.2f} s; classifying")
         clock = time.perf_counter()
@@ -176,6 +192,13 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
                                           truth=None if truth is None else str(truth),
                                           model=None if model is None else str(model)), timings, clock)
     return Segmentation(results=results, out=out, signatures=means, colours=colours)
+
+
+def _columns(rows, radii, wanted):
+    """The columns of sampled ``rows`` (laid out for ``radii``) that a pipeline reading ``wanted`` takes."""
+    if wanted == radii:
+        return rows
+    return rows[:, radius_columns(radii, wanted, rows.shape[1] // len(radii))]
 
 
 def _check_out(out, force):
@@ -334,7 +357,7 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
                    for key in ("hungarian_accuracy", "majority_accuracy", "kappa", "nmi", "ari")}
         results["test"] = {"k": k, "accuracy": scores["hungarian_accuracy"],
                            "metrics": {**scalars, "labelled_pixels": scores["n_labelled"]}, **scores}
-        results["label_budget"] = [budget_accuracy(parts, m.n_clusters)
+        results["label_budget"] = [{**budget_accuracy(parts, m.n_clusters), "features": m.features.spec}
                                    for parts, m in zip(passed.budget, budget_models, strict=True)]
     timings["outputs_seconds"] = time.perf_counter() - clock
     results["timings"] = timings

@@ -153,9 +153,9 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
     truth : Raster, optional
         Single-band ground truth of the same size; 0 = unlabelled.
     budget_models : sequence of PixelModel
-        Models (sharing ``model``'s features) whose clusters are to be named from the truth of their
-        most central labelled pixel: for each, the strip's per-cluster nearest labelled pixel and
-        its (cluster, class) pair counts are returned.
+        Models (sharing one feature pipeline, whose radii are ``model``'s or 0) whose clusters are
+        to be named from the truth of their most central labelled pixel: for each, the strip's
+        per-cluster nearest labelled pixel and its (cluster, class) pair counts are returned.
     thumb_step : int, optional
         Also return every ``thumb_step``-th row and column of the bands ``thumb_bands`` (0-based),
         counting rows from the top of the raster, for the previews.
@@ -193,7 +193,10 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         if budgets:
             classes = out["truth"][part].ravel()[index]
             labelled = classes > 0
-            X = model.features.transform(pixels[labelled])
+            if not labelled.any():  # ground truth is often sparse: whole chunks have none
+                continue
+            flat = np.arange(part.start * width, part.stop * width)[index][labelled]
+            X = budget_models[0].features.transform(block.pixels(flat, radii=budget_models[0].radii))
             for stats, budget_model in zip(budgets, budget_models, strict=True):
                 stats.add(*budget_model.assign(X), classes[labelled])
     out.update(labels=labels, sums=sums,

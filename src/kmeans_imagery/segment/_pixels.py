@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import KMIError
 
-__all__ = ["DEFAULT_SAMPLE", "Block", "Sample", "neighbourhood_mean", "sample_pixels"]
+__all__ = ["DEFAULT_SAMPLE", "Block", "Sample", "neighbourhood_mean", "radius_columns", "sample_pixels"]
 
 #: Training pixels drawn by default: K-means centroids of a few dozen classes in a few hundred bands
 #: settle long before that (the HSI scenes of the benchmarks, 7,000 to 10,000 pixels, are used whole).
@@ -92,15 +92,20 @@ class Block:
         cube = parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
         return cube.reshape(-1, cube.shape[-1])
 
-    def pixels(self, flat):
+    def pixels(self, flat, radii=None):
         """The pixel rows at flat indices (row * width + col, from the block's first row), computed
-        for those pixels only."""
+        for those pixels only, for ``radii`` (default the block's; none larger than its halo)."""
         width = self.values.shape[1]
         r, c = np.divmod(flat, width)
         r = r + (self.start - self.offset)
         parts = [self.values[r, c] if radius == 0 else _mean_at(self.values, self._valid, r, c, radius)
-                 for radius in self.radii]
+                 for radius in (self.radii if radii is None else radii)]
         return parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
+
+
+def radius_columns(radii, wanted, n_bands):
+    """Columns of the rows of ``radii`` (as :meth:`Block.rows` lays them out) that hold ``wanted``."""
+    return np.concatenate([np.arange(n_bands) + radii.index(r) * n_bands for r in wanted])
 
 
 def _mean_at(values, valid, r, c, radius):
