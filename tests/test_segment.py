@@ -199,6 +199,22 @@ def test_label_budget_models_have_their_own_default_features(scene, tmp_path, sm
     assert reused["label_budget"][0]["features"] == "nbr:1+std"
 
 
+def test_label_budget_default_separates_classes_of_one_spectral_shape(tmp_path):
+    """Three classes that differ in brightness only: the budget default's brightness feature keeps
+    them apart, where the spectral shape alone cannot."""
+    truth = np.repeat(np.arange(48) * 3 // 48, 40).reshape(48, 40).T + 1
+    cube = np.array([0.5, 1.0, 2.0])[truth - 1][..., None] * np.array([300, 500, 800, 400.0])
+    cube += np.random.default_rng(0).normal(0, 15, cube.shape)
+    np.save(tmp_path / "cube.npy", cube.astype(np.float32))
+    np.save(tmp_path / "truth.npy", truth.astype(np.uint8))
+    accuracy = {}
+    for features in (None, "l2+std"):
+        results = segment(tmp_path / "cube.npy", tmp_path / "seg", n_clusters=3, truth=tmp_path / "truth.npy",
+                          label_budgets=(12,), features=features, force=True).results
+        accuracy[features] = results["label_budget"][0]["accuracy"]
+    assert accuracy[None] > 0.8 and accuracy["l2+std"] < 0.6
+
+
 def test_radius_columns_pick_each_radius_bands():
     np.testing.assert_array_equal(radius_columns((0, 1), (0,), 3), [0, 1, 2])
     np.testing.assert_array_equal(radius_columns((1, 0, 2), (0, 2), 2), [2, 3, 4, 5])
