@@ -13,7 +13,7 @@ from kmeans_imagery.errors import KMIError
 from kmeans_imagery.metrics import cohen_kappa, contingency_scores
 from kmeans_imagery.segment import segment
 from kmeans_imagery.segment._model import load_pixel_model
-from kmeans_imagery.segment._pixels import neighbourhood_mean, sample_pixels
+from kmeans_imagery.segment._pixels import Block, neighbourhood_mean, read_blocks, sample_pixels
 from kmeans_imagery.segment._plots import class_colours, plot_class_areas, plot_spectra
 from kmeans_imagery.segment._smoothing import majority_filter, smooth_strips
 from segment_data import RASTERS, planted_scene, write_geotiff
@@ -43,13 +43,59 @@ def scene(tmp_path):
 
 # -- pixels ------------------------------------------------------------------------------------
 
-def test_neighbourhood_mean_counts_valid_pixels_only():
-    values = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
-    valid = np.ones((3, 3), dtype=bool)
-    valid[0, 0] = False
-    mean = neighbourhood_mean(values, valid, 1)
-    assert mean[1, 1, 0] == pytest.approx(np.arange(1, 9).mean())
-    assert mean[0, 1, 0] == pytest.approx(np.mean([1, 2, 3, 4, 5]))
+def _brute_mean(values, valid, radius):
+    """The mean of each pixel's valid neighbours, pixel by pixel: (rows, cols, bands) values."""
+    rows, cols = valid.shape
+    mean = np.zeros(values.shape, dtype=np.float64)
+    for r in range(rows):
+        for c in range(cols):
+            window = (slice(max(0, r - radius), r + radius + 1), slice(max(0, c - radius), c + radius + 1))
+            if valid[window].any():
+                mean[r, c] = values[window][valid[window]].mean(axis=0)
+    return mean
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+@pytest.mark.parametrize("nodata", ["none", "pixels", "rows"])
+def test_neighbourhood_mean_counts_valid_pixels_only(radius, nodata, rng):
+    values = rng.normal(100, 30, (13, 11, 3))
+    valid = np.ones((13, 11), dtype=bool)
+    if nodata == "pixels":
+        valid[rng.random(valid.shape) < 0.3] = False
+    elif nodata == "rows":  # whole rows: the count of valid neighbours is still per row x per column
+        valid[[0, 5, 6]] = False
+    values[~valid] = np.nan
+    planes = np.where(valid, np.moveaxis(values, -1, 0), 0).astype(np.float32)
+    # The first and last `radius` rows are the halo: the means are those of the rows between.
+    mean = neighbourhood_mean(planes, valid, radius)
+    expected = _brute_mean(values, valid, radius)[radius:-radius]
+    np.testing.assert_allclose(np.moveaxis(mean, 0, -1), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("radii", [(0,), (0, 1), (0, 1, 2)])
+def test_blocks_share_halo_rows_and_give_brute_force_planes(tmp_path, monkeypatch, radii, rng):
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 8)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 8)
+    cube = rng.normal(100, 30, (37, 9, 2)).astype(np.float32)
+    cube[rng.random(cube.shape[:2]) < 0.1] = np.nan  # nodata anywhere, strip edges included
+    cube[7:9, :, 1] = np.nan  # the last row of the first strip and the first of the second
+    np.save(tmp_path / "cube.npy", cube)
+    valid = np.isfinite(cube).all(axis=-1)
+    with open_raster(tmp_path / "cube.npy") as raster:
+        strips = raster.strips()
+        assert len(strips) == 4
+        # Every strip is read once; its halo rows are its neighbours' (strip 2 is not in the list).
+        chosen = [strips[0], strips[1], strips[3]]
+        for block, (start, stop) in zip(read_blocks(raster, chosen, radii), chosen, strict=True):
+            alone = Block(raster, start, stop, radii)
+            np.testing.assert_array_equal(block.planes, alone.planes)
+            np.testing.assert_array_equal(block.valid, alone.valid)
+            rows = block.rows(start + 1, stop)  # a chunk of the strip, not from its first row
+            inside = valid[start + 1 : stop].ravel()
+            for index, radius in enumerate(radii):
+                expected = _brute_mean(cube, valid, radius)[start + 1 : stop].reshape(-1, 2)
+                got = rows[inside, 2 * index : 2 * index + 2]
+                np.testing.assert_allclose(got, expected[inside], rtol=1e-5)
 
 
 # -- sampling, smoothing, scoring -----------------------------------------------------------------

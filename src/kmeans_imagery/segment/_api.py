@@ -24,7 +24,7 @@ from ._outputs import (
     write_report_page,
     write_signatures,
 )
-from ._pixels import DEFAULT_SAMPLE, sample_pixels
+from ._pixels import DEFAULT_SAMPLE, read_blocks, sample_pixels
 from ._plots import class_colours
 from ._result import Segmentation
 from ._scoring import TruthCounts, budget_accuracy
@@ -236,6 +236,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
                                  pure=False)
 
         ahead = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+        tasks = strips  # each worker reads its strips itself, with their halo
     else:
         # Strips are classified on one thread per core, each strip's products on one BLAS thread:
         # on rows of a few features BLAS's own threads cost far more than they save. Rasters are
@@ -246,11 +247,14 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
         stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
         executor = stack.enter_context(ThreadPoolExecutor(threads))
 
-        def submit(bounds):
-            return executor.submit(classify_strip, raster, *bounds, model, truth=truth,
-                                   budget_models=budget_models, thumb_step=step, thumb_bands=shown)
+        def submit(block):
+            return executor.submit(classify_strip, raster, block.start, block.stop, model, block=block,
+                                   truth=truth, budget_models=budget_models, thumb_step=step,
+                                   thumb_bands=shown)
 
         ahead = threads
+        # This thread reads the strips in order, each once: a strip's halo rows are its neighbours'.
+        tasks = read_blocks(raster, strips, model.radii)
     passed = _Pass()
     passed.sums, passed.counts = np.zeros((k, raster.n_bands)), np.zeros(k, dtype=np.int64)
     passed.kmeans_counts = np.zeros(k, dtype=np.int64)
@@ -259,7 +263,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     thumbs, thumb_valid, classes, truths = [], [], [], {}
 
     def labelled_strips():
-        for (start, _), result in zip(strips, _ordered(submit, strips, ahead), strict=True):
+        for (start, _), result in zip(strips, _ordered(submit, tasks, ahead), strict=True):
             passed.sums += result["sums"]
             passed.kmeans_counts += result["counts"]
             for parts, part in zip(passed.budget, result.get("budget", ()), strict=False):
@@ -273,11 +277,14 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     with ClassMapWriter(out / "classes.tif", raster, colours) as writer:
         for start, labels in smooth_strips(labelled_strips(), smooth, k):
             writer.write(start, labels)
-            passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
+            if smooth:  # unsmoothed, the counts are K-means' own
+                passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
             if passed.truth is not None:
                 passed.truth.add(labels, truths.pop(start))
             classes.append(labels[(-start) % step :: step, ::step])
         writer.commit()
+    if not smooth:
+        passed.counts = passed.kmeans_counts
     passed.thumb = np.concatenate(thumbs)
     passed.thumb_valid = np.concatenate(thumb_valid)
     passed.classes = np.concatenate(classes)
