@@ -248,13 +248,16 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
         executor = stack.enter_context(ThreadPoolExecutor(threads))
 
         def submit(block):
+            live[block.start] = block
             return executor.submit(classify_strip, raster, block.start, block.stop, model, block=block,
                                    truth=truth, budget_models=budget_models, thumb_step=step,
                                    thumb_bands=shown)
 
         ahead = threads
         # This thread reads the strips in order, each once: a strip's halo rows are its neighbours'.
-        tasks = read_blocks(raster, strips, model.radii)
+        # The blocks of strips classified are read into again (see labelled_strips).
+        live, finished = {}, []
+        tasks = read_blocks(raster, strips, model.radii, reuse=finished)
     passed = _Pass()
     passed.sums, passed.counts = np.zeros((k, raster.n_bands)), np.zeros(k, dtype=np.int64)
     passed.kmeans_counts = np.zeros(k, dtype=np.int64)
@@ -264,6 +267,8 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
 
     def labelled_strips():
         for (start, _), result in zip(strips, _ordered(submit, tasks, ahead), strict=True):
+            if not dask:
+                finished.append(live.pop(start))
             passed.sums += result["sums"]
             passed.kmeans_counts += result["counts"]
             for parts, part in zip(passed.budget, result.get("budget", ()), strict=False):
