@@ -21,7 +21,7 @@ __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 
 #: Pixels turned into features and assigned at once: bounds the temporary memory of a strip to a
 #: few times this many rows of features, whatever the strip's size.
-CHUNK_PIXELS = 2**16
+CHUNK_PIXELS = 2**17
 #: Pixels scored at once (see :meth:`_LinearScores.classify`).
 PIECE_PIXELS = 2048
 #: Independent K-means runs per fit; the lowest inertia wins. On the HSI scenes one run's accuracy
@@ -73,7 +73,7 @@ class PixelModel:
             key = (columns.start // self.n_bands, unit)
             weights[key] = weights.get(key, 0) + A @ part.T
             constant += part @ b
-        return _LinearScores(weights, constant, len(self.radii), self.n_bands)
+        return _LinearScores(weights, constant, self.n_bands, self.radii)
 
     def labels(self, rows):
         """Nearest centroid (int32) of pixel rows (band values, as the reader gives them)."""
@@ -117,11 +117,13 @@ class _LinearScores:
     weights : dict of (int, bool) to ndarray of shape (n_bands, K)
         Per (part, unit length): its term.
     constant : ndarray of shape (K,)
-    n_parts, n_bands : int
+    n_bands : int
+    radii : sequence of int
+        Those of the parts (see :class:`~._pixels.Block`).
     """
 
-    def __init__(self, weights, constant, n_parts, n_bands):
-        self.n_bands = n_bands
+    def __init__(self, weights, constant, n_bands, radii):
+        n_parts, self.n_bands, self.halo = len(radii), n_bands, max(radii)
         # Part p > 0 is at rows (p - 1) * n_bands; part 0 after the row of ones; unit copies between.
         self.part_rows = [None] * n_parts
         for part in range(1, n_parts):
@@ -152,9 +154,10 @@ class _LinearScores:
         """Buffers for up to ``n_lines`` image rows of ``width`` pixels: the same ones again on a
         thread that asks for them again (fresh memory costs a page fault per 4 KiB)."""
         work = getattr(self._threads, "work", None)
-        if work is None or work.planes.shape[1:] != (n_lines, width):
+        if work is None or work.planes.shape[1:] != (n_lines + 2 * self.halo, width):
             scores = np.empty((2, self.k, PIECE_PIXELS), np.float32)
-            work = _Workspace(self, np.empty((self.n_rows, n_lines, width), np.float32), *scores)
+            work = _Workspace(self, np.empty((self.n_rows, n_lines + 2 * self.halo, width), np.float32),
+                              *scores)
             self._threads.work = work
         return work
 
@@ -182,7 +185,7 @@ class _LinearScores:
             norm = np.einsum("bn,bn->n", x, x)
             np.sqrt(norm, out=norm)
             np.maximum(norm, np.finfo(np.float32).tiny, out=norm)
-            np.divide(x, norm, out=rows[first : first + self.n_bands])
+            np.multiply(x, np.divide(1, norm, out=norm), out=rows[first : first + self.n_bands])
         labels = np.empty(rows.shape[1], dtype=np.int32)
         totals = np.zeros((self.k, 1 + self.n_bands))  # per class: pixels, band sums
         # A few thousand pixels at a time, whose scores stay in the core's cache (2-3x faster on
@@ -210,20 +213,26 @@ class _LinearScores:
 class _Workspace:
     """The rows (see :class:`_LinearScores`), scores and one-hot buffers of a chunk of image rows.
 
-    ``parts[p]`` is part p's (n_bands, lines, width) view, to be filled; ``rows`` the
-    (n_rows, pixels) view of the whole.
+    ``planes`` (n_rows, lines + 2 * halo, width): the band values take their halo lines with them
+    (``values``, which the neighbourhood means are computed from), the other parts leave theirs
+    unused; ``parts[p]`` is part p's (n_bands, lines, width) view; ``rows`` the (n_rows, pixels)
+    view of the lines between the halos, that the scores are computed from.
     """
 
     def __init__(self, scores, planes, score_buffer, onehot):
         self.planes, self.scores, self.onehot, self._owner = planes, score_buffer, onehot, scores
-        self.rows = planes.reshape(len(planes), -1)  # a view: the lines of a slice are contiguous
-        self.parts = [planes[first : first + scores.n_bands] for first in scores.part_rows]
+        halo, n_bands = scores.halo, scores.n_bands
+        inner = planes[:, halo : planes.shape[1] - halo]
+        self.rows = inner.reshape(len(planes), -1)  # a view: the lines of each plane are contiguous
+        self.parts = [inner[first : first + n_bands] for first in scores.part_rows]
+        self.values = planes[scores.part_rows[0] : scores.part_rows[0] + n_bands]
 
     def head(self, n_lines):
         """The workspace of the first ``n_lines`` lines (a shorter last chunk)."""
-        if n_lines == self.planes.shape[1]:
+        if n_lines + 2 * self._owner.halo == self.planes.shape[1]:
             return self
-        return _Workspace(self._owner, self.planes[:, :n_lines], self.scores, self.onehot)
+        return _Workspace(self._owner, self.planes[:, : n_lines + 2 * self._owner.halo], self.scores,
+                          self.onehot)
 
 
 def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAULT_N_INIT):
@@ -321,7 +330,7 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
             counts += np.bincount(chunk_labels, minlength=k)
         else:
             chunk = work.head(bottom - top)
-            block.planes_of(top, bottom, chunk.parts)
+            block.planes_of(top, bottom, chunk.values, chunk.parts[1:])
             chunk_labels, chunk_sums, chunk_counts = scores.classify(
                 chunk, None if isinstance(index, slice) else chunk_valid)
             labels[part] = chunk_labels.reshape(bottom - top, width)

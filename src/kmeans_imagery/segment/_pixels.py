@@ -58,7 +58,8 @@ def neighbourhood_mean(planes, valid, radius, out=None):
     else:
         count = np.empty((1, n_rows, planes.shape[2]), dtype=np.float32)
         _box_sum(valid.astype(np.float32)[None], radius, count)
-    out /= np.maximum(count, 1)
+    # Multiplied by the reciprocal, computed once per pixel rather than once per band.
+    out *= 1 / np.maximum(count, 1)
     return out
 
 
@@ -134,15 +135,18 @@ class Block:
         rows = slice(start - self.offset, stop - self.offset)
         self._valid[rows] = raster.read(start, stop, out=self.planes[:, rows])[1]
 
-    def planes_of(self, start, stop, out):
-        """The band planes of image rows ``start:stop`` (within the block) for each radius.
+    def planes_of(self, start, stop, values, means):
+        """The band planes of image rows ``start:stop`` (within the block), and their means.
 
         Parameters
         ----------
         start, stop : int
-        out : sequence of ndarray of shape (n_bands, stop - start, width), float32
-            One per radius (None to skip one): the band values, or their neighbourhood mean;
-            nodata pixels get 0 (band values) or their valid neighbours' mean.
+        values : ndarray of shape (n_bands, stop - start + 2 * halo, width), float32
+            Filled with the band values of rows ``start - halo:stop + halo``, 0 at nodata pixels
+            and beyond the image (``halo`` = max(radii)).
+        means : sequence of ndarray of shape (n_bands, stop - start, width), float32
+            One per radius > 0 (None to skip one), filled with the neighbourhood means; at nodata
+            pixels, their valid neighbours' mean.
 
         Returns
         -------
@@ -150,27 +154,22 @@ class Block:
             Valid pixels.
         """
         halo, n_rows = self.halo, stop - start
-        shape = (len(self.planes), n_rows + 2 * halo, self.planes.shape[2])
-        if self._scratch is None or self._scratch[0].shape[1] < shape[1]:
-            self._scratch = (np.empty(shape, np.float32), np.empty(shape[1:], bool))
-        planes, valid = self._scratch[0][:, : shape[1]], self._scratch[1][: shape[1]]
+        if self._scratch is None or len(self._scratch) < n_rows + 2 * halo:
+            self._scratch = np.empty((n_rows + 2 * halo, self.planes.shape[2]), bool)
+        valid = self._scratch[: n_rows + 2 * halo]
         # Rows beyond the image (only at its top and bottom: the block holds the halo) count as
         # invalid pixels holding 0.
         lo, hi = start - halo - self.offset, stop + halo - self.offset
-        first, last = max(lo, 0) - lo, min(hi, len(self.planes[0])) - lo
-        planes[:, :first], planes[:, last:], valid[:first], valid[last:] = 0, 0, False, False
-        np.copyto(planes[:, first:last], self.planes[:, lo + first : lo + last])
+        first, last = max(lo, 0) - lo, min(hi, len(self._valid)) - lo
+        values[:, :first], values[:, last:], valid[:first], valid[last:] = 0, 0, False, False
+        np.copyto(values[:, first:last], self.planes[:, lo + first : lo + last])
         valid[first:last] = self._valid[lo + first : lo + last]
         if not valid[first:last].all():  # invalid pixels may hold anything, NaN included
-            np.copyto(planes, 0, where=~valid)
-        for radius, target in zip(self.radii, out, strict=True):
-            if target is None:
-                continue
-            inner = slice(halo - radius, halo + n_rows + radius)
-            if radius == 0:
-                target[...] = planes[:, inner]
-            else:
-                neighbourhood_mean(planes[:, inner], valid[inner], radius, out=target)
+            np.copyto(values, 0, where=~valid)
+        for radius, target in zip(self.radii[1:], means, strict=True):
+            if target is not None:
+                inner = slice(halo - radius, halo + n_rows + radius)
+                neighbourhood_mean(values[:, inner], valid[inner], radius, out=target)
         return valid[halo : halo + n_rows]
 
     def rows(self, start, stop):
@@ -181,9 +180,12 @@ class Block:
         ndarray of shape ((stop - start) * width, n_bands * len(radii)), float32
             Nodata pixels hold 0 or their valid neighbours' mean.
         """
-        n_bands, width = len(self.planes), self.planes.shape[2]
-        cube = np.empty((len(self.radii) * n_bands, stop - start, width), dtype=np.float32)
-        self.planes_of(start, stop, [cube[i * n_bands : (i + 1) * n_bands] for i in range(len(self.radii))])
+        n_bands, n_rows, width = len(self.planes), stop - start, self.planes.shape[2]
+        cube = np.empty((len(self.radii) * n_bands, n_rows, width), dtype=np.float32)
+        values = np.empty((n_bands, n_rows + 2 * self.halo, width), dtype=np.float32)
+        self.planes_of(start, stop, values,
+                       [cube[i * n_bands : (i + 1) * n_bands] for i in range(1, len(self.radii))])
+        cube[:n_bands] = values[:, self.halo : self.halo + n_rows]
         return cube.reshape(len(cube), -1).T
 
     def pixels(self, flat):
@@ -192,8 +194,9 @@ class Block:
         width = self.values.shape[1]
         r, c = np.divmod(flat, width)
         r = r + (self.start - self.offset)
-        parts = [self.values[r, c] if radius == 0 else _mean_at(self.values, self._valid, r, c, radius)
-                 for radius in self.radii]
+        planes = self.planes.reshape(len(self.planes), -1)  # gathered from band planes, by flat index
+        parts = [np.take(planes, r * width + c, axis=1).T if radius == 0
+                 else _mean_at(planes, self._valid, r, c, radius) for radius in self.radii]
         return parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float32) for p in parts], axis=-1)
 
 
@@ -243,20 +246,23 @@ def _adjacent(upper, lower, halo):
     return upper[1] == lower[0] and 0 < halo <= min(upper[1] - upper[0], lower[1] - lower[0])
 
 
-def _mean_at(values, valid, r, c, radius):
-    """:func:`neighbourhood_mean` at the pixels (r, c) only (gathering their neighbours)."""
-    total = np.zeros((len(r), values.shape[2]), dtype=np.float32)
+def _mean_at(planes, valid, r, c, radius):
+    """:func:`neighbourhood_mean` at the pixels (r, c) only (gathering their neighbours from the
+    (bands, rows * cols) ``planes``); (pixels, bands)."""
+    n_rows, width = valid.shape
+    flat_valid = valid.reshape(-1)
+    total = np.zeros((len(planes), len(r)), dtype=np.float32)
     count = np.zeros(len(r), dtype=np.float32)
     for dr in range(-radius, radius + 1):
         for dc in range(-radius, radius + 1):
             rr, cc = r + dr, c + dc
-            inside = (rr >= 0) & (rr < values.shape[0]) & (cc >= 0) & (cc < values.shape[1])
-            rr, cc = np.where(inside, rr, 0), np.where(inside, cc, 0)
-            weight = inside & valid[rr, cc]
+            inside = (rr >= 0) & (rr < n_rows) & (cc >= 0) & (cc < width)
+            index = np.where(inside, rr * width + cc, 0)
+            weight = inside & flat_valid[index]
             # Selected, not multiplied by a zero weight: an invalid neighbour may hold NaN.
-            total += np.where(weight[:, None], values[rr, cc], 0)
+            total += np.where(weight, np.take(planes, index, axis=1), 0)
             count += weight
-    return total / np.maximum(count, 1e-12)[:, None]
+    return (total / np.maximum(count, 1e-12)).T
 
 
 class Sample:
