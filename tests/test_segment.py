@@ -329,6 +329,43 @@ def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
     assert (model._linear is None) == (spec == "std+l2")
 
 
+def test_scores_break_exact_ties_towards_the_lowest_class(rng):
+    from kmeans_imagery.segment._classify import PixelModel, fit_pixel_model
+
+    rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)
+    fitted, _ = fit_pixel_model(rows, 5, features="l2+std|nbr:1+std", n_init=1)
+    centers = np.concatenate([fitted.centers, fitted.centers[[1, 3]]])  # classes 5 and 6 repeat 1 and 3
+    model = PixelModel(fitted.features, centers)
+    labels = model.labels(rows)
+    np.testing.assert_array_equal(labels, model.assign(model.features.transform(rows))[0])
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("spec", ["l2+std|nbr:2+std", "nbr:1+std+l2"])  # linear, and not
+def test_classify_strip_equals_nearest_centroids_of_the_pixel_rows(tmp_path, spec, rng, monkeypatch):
+    from kmeans_imagery.segment._classify import classify_strip, fit_pixel_model
+
+    monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 50)  # chunks of 3 rows
+    cube = rng.normal(100, 30, (30, 17, 3)).astype(np.float32)
+    cube[rng.random(cube.shape[:2]) < 0.1, rng.integers(0, 3)] = np.nan  # partly nodata pixels
+    cube[12] = np.nan  # a whole row, at a chunk's edge
+    np.save(tmp_path / "cube.npy", cube)
+    valid = np.isfinite(cube).all(axis=-1)
+    with open_raster(tmp_path / "cube.npy") as raster:
+        radii = (0, 2) if "nbr:2" in spec else (0, 1)
+        rows = np.concatenate([_brute_mean(cube, valid, r) for r in radii], axis=-1)[5:25].reshape(-1, 6)
+        inside = valid[5:25].ravel()
+        model, _ = fit_pixel_model(rows[inside].astype(np.float32), 4, features=spec, n_init=1)
+        assert (model._linear is None) == (spec == "nbr:1+std+l2")
+        got = classify_strip(raster, 5, 25, model)
+    expected = np.full(len(rows), -1)
+    expected[inside] = model.assign(model.features.transform(rows[inside].astype(np.float32)))[0]
+    np.testing.assert_array_equal(got["labels"].ravel(), expected)
+    np.testing.assert_array_equal(got["counts"], np.bincount(expected[inside], minlength=4))
+    sums = [cube[5:25].reshape(-1, 3)[inside][expected[inside] == c].sum(axis=0) for c in range(4)]
+    np.testing.assert_allclose(got["sums"], sums, rtol=1e-5)
+
+
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_more_than_255_classes_are_uint16(tmp_path, rng):
     cube = rng.integers(0, 60000, (30, 40, 2), dtype=np.uint16)
