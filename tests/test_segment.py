@@ -357,7 +357,13 @@ def test_classify_strip_equals_nearest_centroids_of_the_pixel_rows(tmp_path, spe
         inside = valid[5:25].ravel()
         model, _ = fit_pixel_model(rows[inside].astype(np.float32), 4, features=spec, n_init=1)
         assert (model._linear is None) == (spec == "nbr:1+std+l2")
-        got = classify_strip(raster, 5, 25, model)
+        block = Block(raster, 5, 25, radii)
+        got = classify_strip(raster, 5, 25, model, block=block, thumb_step=4, thumb_bands=(2, 0))
+    # Nothing returned is a view of the block, whose buffers the next strip is read into.
+    assert not any(np.shares_memory(value, buffer) for value in got.values() if isinstance(value, np.ndarray)
+                   for buffer in block._buffers)
+    np.testing.assert_array_equal(got["thumb"], cube[8:25:4, ::4][..., [2, 0]])
+    np.testing.assert_array_equal(got["thumb_valid"], valid[8:25:4, ::4])  # rows that are multiples of 4
     expected = np.full(len(rows), -1)
     expected[inside] = model.assign(model.features.transform(rows[inside].astype(np.float32)))[0]
     np.testing.assert_array_equal(got["labels"].ravel(), expected)

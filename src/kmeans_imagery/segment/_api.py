@@ -224,6 +224,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     step = max(1, math.ceil(max(raster.height, raster.width) / PREVIEW_SIDE))
     shown = composite_bands(raster.n_bands)
     strips = raster.strips()
+    live, finished = {}, []  # blocks being classified in this process, and those done with
     if dask:
         from ..engine.dask import connect
 
@@ -256,7 +257,6 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
         ahead = threads
         # This thread reads the strips in order, each once: a strip's halo rows are its neighbours'.
         # The blocks of strips classified are read into again (see labelled_strips).
-        live, finished = {}, []
         tasks = read_blocks(raster, strips, model.radii, reuse=finished)
     passed = _Pass()
     passed.sums, passed.counts = np.zeros((k, raster.n_bands)), np.zeros(k, dtype=np.int64)
@@ -267,7 +267,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
 
     def labelled_strips():
         for (start, _), result in zip(strips, _ordered(submit, tasks, ahead), strict=True):
-            if not dask:
+            if start in live:
                 finished.append(live.pop(start))
             passed.sums += result["sums"]
             passed.kmeans_counts += result["counts"]

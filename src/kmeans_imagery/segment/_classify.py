@@ -349,7 +349,7 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         first = (-start) % thumb_step
         values = block.values[start - block.offset : stop - block.offset]
         out["thumb"] = values[first::thumb_step, ::thumb_step][..., list(thumb_bands)]
-        out["thumb_valid"] = valid[first::thumb_step, ::thumb_step]
+        out["thumb_valid"] = valid[first::thumb_step, ::thumb_step].copy()  # the block is read into again
     return out
 
 

@@ -51,7 +51,7 @@ def neighbourhood_mean(planes, valid, radius, out=None):
     full_rows = valid.all(axis=1)
     if (full_rows | ~valid.any(axis=1)).all():
         row_count = np.empty((1, n_rows, 1), dtype=np.float32)
-        _box_sum(full_rows.astype(np.float32)[None, :, None], radius, row_count)
+        _box_sum(full_rows.astype(np.float32)[None, :, None], radius, row_count, 0)
         col_count = np.empty((1, 1, planes.shape[2]), dtype=np.float32)
         _box_sum(np.ones((1, 1, planes.shape[2]), dtype=np.float32), 0, col_count, radius)
         count = row_count * col_count
