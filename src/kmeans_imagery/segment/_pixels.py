@@ -47,7 +47,6 @@ def neighbourhood_mean(planes, valid, radius, out=None):
     n_rows = planes.shape[1] - 2 * radius
     if out is None:
         out = np.empty((planes.shape[0], n_rows, planes.shape[2]), dtype=np.float32)
-    _box_sum(planes, radius, out)
     full_rows = valid.all(axis=1)
     if (full_rows | ~valid.any(axis=1)).all():
         row_count = np.empty((1, n_rows, 1), dtype=np.float32)
@@ -59,16 +58,22 @@ def neighbourhood_mean(planes, valid, radius, out=None):
         count = np.empty((1, n_rows, planes.shape[2]), dtype=np.float32)
         _box_sum(valid.astype(np.float32)[None], radius, count)
     # Multiplied by the reciprocal, computed once per pixel rather than once per band.
-    out *= 1 / np.maximum(count, 1)
+    reciprocal = 1 / np.maximum(count, 1)
+    # Band by band: the sums of one band stay in the core's cache between the passes.
+    scratch = np.empty((1, n_rows, planes.shape[2]), dtype=np.float32)
+    for band in range(len(planes)):
+        _box_sum(planes[band : band + 1], radius, out[band : band + 1], scratch=scratch)
+        out[band : band + 1] *= reciprocal
     return out
 
 
-def _box_sum(planes, radius, out, col_radius=None):
+def _box_sum(planes, radius, out, col_radius=None, scratch=None):
     """Sums over ``2 * radius + 1`` rows (the rows of ``planes`` beyond ``out``'s are its halo) and
-    ``2 * col_radius + 1`` columns (zero beyond the edges) of (bands, rows, cols) planes."""
+    ``2 * col_radius + 1`` columns (zero beyond the edges) of (bands, rows, cols) planes; ``scratch``
+    is an array like ``out`` for the row sums."""
     col_radius = radius if col_radius is None else col_radius
     n_rows = out.shape[1]
-    rows = out if col_radius == 0 else np.empty_like(out)
+    rows = out if col_radius == 0 else np.empty_like(out) if scratch is None else scratch
     if radius == 0:
         rows[...] = planes
     else:
