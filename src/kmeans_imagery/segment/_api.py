@@ -286,7 +286,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
                 passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
             if passed.truth is not None:
                 passed.truth.add(labels, truths.pop(start))
-            classes.append(labels[(-start) % step :: step, ::step])
+            classes.append(labels[(-start) % step :: step, ::step].copy())  # not a view of the whole strip
         writer.commit()
     if not smooth:
         passed.counts = passed.kmeans_counts
