@@ -23,7 +23,8 @@ __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 #: few times this many rows of features, whatever the strip's size.
 CHUNK_PIXELS = 2**17
 #: Pixels scored at once (see :meth:`_LinearScores.classify`).
-PIECE_PIXELS = 2048
+PIECE_PIXELS = 2**15
+_THIN = 4096
 #: Independent K-means runs per fit; the lowest inertia wins. On the HSI scenes one run's accuracy
 #: varies by up to 0.19 with the seed; the best of 10 varies by under 0.01 (README).
 DEFAULT_N_INIT = 10
@@ -188,23 +189,25 @@ class _LinearScores:
             np.multiply(x, np.divide(1, norm, out=norm), out=rows[first : first + self.n_bands])
         labels = np.empty(rows.shape[1], dtype=np.int32)
         totals = np.zeros((self.k, 1 + self.n_bands))  # per class: pixels, band sums
-        # A few thousand pixels at a time, whose scores stay in the core's cache (2-3x faster on
-        # products this thin than long ones); the exact argmax (lowest class on ties) without
-        # numpy's slow one across rows: the best score of each pixel, the classes that reach it
-        # (one-hot), read back with a product.
+        # The exact argmax (lowest class on ties) without numpy's slow one across rows: the best
+        # score of each pixel, the classes that reach it (one-hot), read back with products. Pieces
+        # of PIECE_PIXELS: long enough for two threads not to queue for the GIL, short enough to stay
+        # in the core's cache; the thin products in parts of 4096 (OpenBLAS is 2-3x faster on those).
         for first in range(0, rows.shape[1], PIECE_PIXELS):
             piece = rows[:, first : first + PIECE_PIXELS]
             n = piece.shape[1]
             scores = np.matmul(self.W, piece[: self.n_score], out=work.scores[:, :n])
             onehot = np.equal(scores, scores.max(axis=0), out=work.onehot[:, :n])
-            decoded = self._decode @ onehot
-            ties = np.flatnonzero(decoded[1] != 1)  # several classes at the best score, or NaN
-            if len(ties):
-                decoded[0, ties] = scores[:, ties].argmax(axis=0)
-                onehot[:, ties] = 0
-                onehot[decoded[0, ties].astype(np.intp), ties] = 1
-            labels[first : first + n] = decoded[0]
-            totals += onehot @ piece[self.ones : self.ones + 1 + self.n_bands].T
+            for part in range(0, n, _THIN):
+                hot = onehot[:, part : part + _THIN]
+                decoded = self._decode @ hot
+                ties = np.flatnonzero(decoded[1] != 1)  # several classes at the best score, or NaN
+                if len(ties):
+                    decoded[0, ties] = scores[:, part + ties].argmax(axis=0)
+                    hot[:, ties] = 0
+                    hot[decoded[0, ties].astype(np.intp), ties] = 1
+                labels[first + part : first + part + hot.shape[1]] = decoded[0]
+                totals += hot @ piece[self.ones : self.ones + 1 + self.n_bands, part : part + _THIN].T
         if valid is not None:
             labels[~valid] = -1
         return labels, totals[:, 1:], totals[:, 0].astype(np.int64)
