@@ -332,7 +332,7 @@ def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
 def test_scores_break_exact_ties_towards_the_lowest_class(rng):
     from kmeans_imagery.segment._classify import PixelModel, fit_pixel_model
 
-    rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)
+    rows = rng.normal(100, 30, (9000, 8)).astype(np.float32)  # more than one part of 4,096 pixels
     fitted, _ = fit_pixel_model(rows, 5, features="l2+std|nbr:1+std", n_init=1)
     centers = np.concatenate([fitted.centers, fitted.centers[[1, 3]]])  # classes 5 and 6 repeat 1 and 3
     model = PixelModel(fitted.features, centers)
