@@ -324,7 +324,9 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
     chosen = (range(len(strips)) if _all_strips
               else _chosen_strips(len(strips), n_sample * _READ_PER_SAMPLE / raster.n_pixels, random_state))
     keys, rows, positions, n_valid = np.zeros(0, np.float32), None, np.zeros(0, np.int64), 0
-    for index, block in zip(chosen, read_blocks(raster, [strips[i] for i in chosen], radii), strict=True):
+    done = []  # blocks sampled: the next strips are read into their buffers
+    for index, block in zip(chosen, read_blocks(raster, [strips[i] for i in chosen], radii, reuse=done),
+                            strict=True):
         start = block.start
         picked = np.flatnonzero(block.valid.ravel())
         n_valid += len(picked)
@@ -339,6 +341,7 @@ def sample_pixels(raster, n_sample, *, radii=(0,), random_state=0, min_valid=1, 
         keys = np.concatenate([keys, strip_keys])
         rows = kept if rows is None else np.concatenate([rows, kept])
         positions = np.concatenate([positions, picked + start * raster.width])
+        done.append(block)
         if len(keys) > n_sample:
             keep = np.argpartition(keys, n_sample - 1)[:n_sample]
             keys, rows, positions = keys[keep], rows[keep], positions[keep]
