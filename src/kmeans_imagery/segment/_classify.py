@@ -162,7 +162,7 @@ class _LinearScores:
             self._threads.work = work
         return work
 
-    def classify(self, work, valid=None):
+    def classify(self, work, valid=None, out=None):
         """Nearest centroid of the workspace's pixels, and per class their count and band sums.
 
         Parameters
@@ -171,6 +171,8 @@ class _LinearScores:
             With its ``parts`` filled.
         valid : ndarray of bool, shape (n_pixels,), optional
             Default all; invalid pixels must hold 0 in every part.
+        out : ndarray of shape (n_pixels,), int32, optional
+            Where to write the labels.
 
         Returns
         -------
@@ -187,7 +189,7 @@ class _LinearScores:
             np.sqrt(norm, out=norm)
             np.maximum(norm, np.finfo(np.float32).tiny, out=norm)
             np.multiply(x, np.divide(1, norm, out=norm), out=rows[first : first + self.n_bands])
-        labels = np.empty(rows.shape[1], dtype=np.int32)
+        labels = np.empty(rows.shape[1], dtype=np.int32) if out is None else out
         totals = np.zeros((self.k, 1 + self.n_bands))  # per class: pixels, band sums
         # The exact argmax (lowest class on ties) without numpy's slow one across rows: the best
         # score of each pixel, the classes that reach it (one-hot), read back with products. Pieces
@@ -308,7 +310,9 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         block = Block(raster, start, stop, model.radii)
     valid = block.valid
     k, n_bands, width = model.n_clusters, model.n_bands, raster.width
-    labels = np.full(valid.shape, -1, dtype=np.int32)
+    scores = model._linear
+    # The chunks of a linear model write every label; the others write those of valid pixels only.
+    labels = np.full(valid.shape, -1, dtype=np.int32) if scores is None else np.empty(valid.shape, np.int32)
     sums, counts = np.zeros((k, n_bands)), np.zeros(k, dtype=np.int64)
     out = {}
     if truth is not None:
@@ -316,7 +320,6 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
     budgets = [_BudgetStats(m.n_clusters) for m in budget_models]
     # A few image rows at a time: features (and neighbourhood means) of a bounded number of pixels.
     step = max(1, CHUNK_PIXELS // width)
-    scores = model._linear
     work = None if scores is None else scores.workspace(min(step, stop - start), width)
     for top in range(start, stop, step):
         bottom = min(stop, top + step)
@@ -334,9 +337,8 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
         else:
             chunk = work.head(bottom - top)
             block.planes_of(top, bottom, chunk.values, chunk.parts[1:])
-            chunk_labels, chunk_sums, chunk_counts = scores.classify(
-                chunk, None if isinstance(index, slice) else chunk_valid)
-            labels[part] = chunk_labels.reshape(bottom - top, width)
+            _, chunk_sums, chunk_counts = scores.classify(
+                chunk, None if isinstance(index, slice) else chunk_valid, out=labels[part].reshape(-1))
             sums += chunk_sums
             counts += chunk_counts
         if budgets:
