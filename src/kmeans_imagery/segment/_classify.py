@@ -22,7 +22,8 @@ __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 #: Pixels turned into features and assigned at once: bounds the temporary memory of a strip to a
 #: few times this many rows of features, whatever the strip's size.
 CHUNK_PIXELS = 2**17
-#: Pixels scored at once (see :meth:`_LinearScores.classify`).
+#: Pixels scored at once (see :meth:`_LinearScores.classify`), and pixels per product with their
+#: one-hot classes.
 PIECE_PIXELS = 2**15
 _THIN = 4096
 #: Independent K-means runs per fit; the lowest inertia wins. On the HSI scenes one run's accuracy
@@ -60,7 +61,8 @@ class PixelModel:
         :func:`~kmeans_imagery.features._pixels.linear_form`), the nearest centroid
         maximises ``f . c - ||c||^2 / 2 = sum of g(x) @ (A @ c_part) + b . c_part - ||c||^2 / 2``:
         one small product per pipeline input replaces building the features, which makes
-        classifying a scene several times cheaper. None when the features are not of that form.
+        classifying a scene several times cheaper. A :class:`_LinearScores`, or None when the
+        features are not of that form.
         """
         forms = linear_form(self.features)
         if forms is None:
@@ -170,7 +172,7 @@ class _LinearScores:
         work : _Workspace
             With its ``parts`` filled.
         valid : ndarray of bool, shape (n_pixels,), optional
-            Default all; invalid pixels must hold 0 in every part.
+            Default all; the band values of invalid pixels must be 0 (they enter no sum).
         out : ndarray of shape (n_pixels,), int32, optional
             Where to write the labels.
 
