@@ -158,9 +158,10 @@ class _LinearScores:
         thread that asks for them again (fresh memory costs a page fault per 4 KiB)."""
         work = getattr(self._threads, "work", None)
         if work is None or work.planes.shape[1:] != (n_lines + 2 * self.halo, width):
-            scores = np.empty((2, self.k, PIECE_PIXELS), np.float32)
-            work = _Workspace(self, np.empty((self.n_rows, n_lines + 2 * self.halo, width), np.float32),
-                              *scores)
+            planes = np.empty((self.n_rows, n_lines + 2 * self.halo, width), np.float32)
+            work = _Workspace(self, planes, np.empty((2, self.k, PIECE_PIXELS), np.float32),
+                              np.empty((2, PIECE_PIXELS), np.float32),
+                              np.empty((-(-PIECE_PIXELS // _THIN), self.k, 1 + self.n_bands), np.float32))
             self._threads.work = work
         return work
 
@@ -195,23 +196,28 @@ class _LinearScores:
         totals = np.zeros((self.k, 1 + self.n_bands))  # per class: pixels, band sums
         # The exact argmax (lowest class on ties) without numpy's slow one across rows: the best
         # score of each pixel, the classes that reach it (one-hot), read back with products. Pieces
-        # of PIECE_PIXELS: long enough for two threads not to queue for the GIL, short enough to stay
-        # in the core's cache; the thin products in parts of 4096 (OpenBLAS is 2-3x faster on those).
+        # of PIECE_PIXELS: long enough for two threads not to queue for the GIL (few numpy calls per
+        # pixel), short enough to stay in the core's cache; the thin products in parts of _THIN
+        # pixels (OpenBLAS is 2-3x faster on those than on long ones), written into buffers.
         for first in range(0, rows.shape[1], PIECE_PIXELS):
             piece = rows[:, first : first + PIECE_PIXELS]
             n = piece.shape[1]
             scores = np.matmul(self.W, piece[: self.n_score], out=work.scores[:, :n])
             onehot = np.equal(scores, scores.max(axis=0), out=work.onehot[:, :n])
-            for part in range(0, n, _THIN):
-                hot = onehot[:, part : part + _THIN]
-                decoded = self._decode @ hot
-                ties = np.flatnonzero(decoded[1] != 1)  # several classes at the best score, or NaN
-                if len(ties):
-                    decoded[0, ties] = scores[:, part + ties].argmax(axis=0)
-                    hot[:, ties] = 0
-                    hot[decoded[0, ties].astype(np.intp), ties] = 1
-                labels[first + part : first + part + hot.shape[1]] = decoded[0]
-                totals += hot @ piece[self.ones : self.ones + 1 + self.n_bands, part : part + _THIN].T
+            parts = range(0, n, _THIN)
+            decoded = work.decoded[:, :n]
+            for part in parts:
+                np.matmul(self._decode, onehot[:, part : part + _THIN], out=decoded[:, part : part + _THIN])
+            ties = np.flatnonzero(decoded[1] != 1)  # several classes at the best score, or NaN
+            if len(ties):
+                decoded[0, ties] = scores[:, ties].argmax(axis=0)
+                onehot[:, ties] = 0
+                onehot[decoded[0, ties].astype(np.intp), ties] = 1
+            labels[first : first + n] = decoded[0]
+            values = piece[self.ones : self.ones + 1 + self.n_bands].T
+            for index, part in enumerate(parts):
+                np.matmul(onehot[:, part : part + _THIN], values[part : part + _THIN], out=work.sums[index])
+            totals += work.sums[: len(parts)].sum(axis=0, dtype=np.float64)
         if valid is not None:
             labels[~valid] = -1
         return labels, totals[:, 1:], totals[:, 0].astype(np.int64)
@@ -226,8 +232,10 @@ class _Workspace:
     view of the lines between the halos, that the scores are computed from.
     """
 
-    def __init__(self, scores, planes, score_buffer, onehot):
-        self.planes, self.scores, self.onehot, self._owner = planes, score_buffer, onehot, scores
+    def __init__(self, scores, planes, score_buffers, decoded, sums):
+        self.planes, self._owner = planes, scores
+        (self.scores, self.onehot), self._buffers = score_buffers, (score_buffers, decoded, sums)
+        self.decoded, self.sums = decoded, sums
         halo, n_bands = scores.halo, scores.n_bands
         inner = planes[:, halo : planes.shape[1] - halo]
         self.rows = inner.reshape(len(planes), -1)  # a view: the lines of each plane are contiguous
@@ -238,8 +246,7 @@ class _Workspace:
         """The workspace of the first ``n_lines`` lines (a shorter last chunk)."""
         if n_lines + 2 * self._owner.halo == self.planes.shape[1]:
             return self
-        return _Workspace(self._owner, self.planes[:, : n_lines + 2 * self._owner.halo], self.scores,
-                          self.onehot)
+        return _Workspace(self._owner, self.planes[:, : n_lines + 2 * self._owner.halo], *self._buffers)
 
 
 def fit_pixel_model(rows, n_clusters, *, features, random_state=0, n_init=DEFAULT_N_INIT):
