@@ -12,8 +12,9 @@ times each, under ``/usr/bin/time -v``:
 - the bound: a script that only reads every block of the raster and writes a compressed uint8
   GeoTIFF of the same size (``--bound``).
 
-Prints each one's median wall time, megapixels per second and peak resident memory, and how well
-each class map recovers the planted classes (Hungarian accuracy on 200,000 random pixels).
+Prints each one's median wall time, CPU time (user + system), megapixels per second and peak
+resident memory, how well each class map recovers the planted classes (Hungarian accuracy on
+200,000 random pixels), and the ratios of ``kmi segment`` to the peer run after it, pair by pair.
 
     python benchmarks/bench_segment.py [--size 10000] [--repeats 3] [--path /tmp/kmi-bench-10000.tif]
 """
@@ -30,6 +31,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 K, BANDS, CELL, TILE = 16, 8, 250, 256
+PEER = "peer (rasterio + scikit-learn)"
 
 BOUND = """
 import sys, rasterio
@@ -69,14 +71,17 @@ def make_raster(path, size, seed=0):
 
 
 def timed(command):
-    """Wall seconds and peak RSS (MiB) of a command, as /usr/bin/time -v reports them."""
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of a command, as /usr/bin/time -v
+    reports them."""
     done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{command} failed:\n{done.stderr[-3000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", done.stderr)
     hours, minutes, seconds = (float(x) if x else 0.0 for x in wall.groups())
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", done.stderr).group(1))
+              for kind in ("User", "System"))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
-    return hours * 3600 + minutes * 60 + seconds, rss / 1024
+    return hours * 3600 + minutes * 60 + seconds, cpu, rss / 1024
 
 
 def recovery(class_map_path, size, seed=0):
@@ -108,8 +113,8 @@ def main():
         runs = {
             "kmi segment": ([str(kmi), "segment", str(path), "--k", str(K), "--out", str(tmp / "seg"),
                              "--force"], tmp / "seg" / "classes.tif"),
-            "peer (rasterio + scikit-learn)": ([sys.executable, str(BENCH / "segment_peer.py"), str(path),
-                                                str(tmp / "peer.tif"), str(K)], tmp / "peer.tif"),
+            PEER: ([sys.executable, str(BENCH / "segment_peer.py"), str(path), str(tmp / "peer.tif"), str(K)],
+                   tmp / "peer.tif"),
             "bound (read + write only)": ([sys.executable, "-c", BOUND, str(path), str(tmp / "bound.tif")],
                                           None),
         }
@@ -118,13 +123,17 @@ def main():
             for name, (command, _) in runs.items():
                 figures[name].append(timed(command))
         print(f"{args.size} x {args.size} x {BANDS} uint16, K={K}, {args.repeats} runs each, medians:")
-        print("| command | wall s | Mpx/s | peak RSS MiB | planted classes recovered |")
-        print("|---|---|---|---|---|")
+        print("| command | wall s | CPU s | Mpx/s | peak RSS MiB | planted classes recovered |")
+        print("|---|---|---|---|---|---|")
         for name, (_, output) in runs.items():
-            wall = statistics.median(w for w, _ in figures[name])
-            rss = statistics.median(r for _, r in figures[name])
+            wall, cpu, rss = (statistics.median(run[i] for run in figures[name]) for i in range(3))
             score = f"{recovery(output, args.size):.4f}" if output else "-"
-            print(f"| {name} | {wall:.2f} | {megapixels / wall:.1f} | {rss:.0f} | {score} |")
+            print(f"| {name} | {wall:.2f} | {cpu:.1f} | {megapixels / wall:.1f} | {rss:.0f} | {score} |")
+        # Each kmi run against the peer run beside it: a ratio holds when the machine's speed drifts.
+        for i, figure in enumerate(("wall time", "CPU time")):
+            ratios = sorted(a[i] / b[i] for a, b in zip(figures["kmi segment"], figures[PEER], strict=True))
+            print(f"kmi segment / peer, {figure}, pair by pair: median {statistics.median(ratios):.2f} "
+                  f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,21 @@ def test_geotiff_strips_values_mask_and_georeferencing(tmp_path, monkeypatch):
     np.testing.assert_array_equal(valid, (cube != 0).all(axis=-1))
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".npy"])
+def test_read_into_band_planes(tmp_path, suffix):
+    cube, _ = planted_scene(height=20)
+    path = tmp_path / f"scene{suffix}"
+    write_geotiff(path, cube, tiled=True) if suffix == ".tif" else np.save(path, cube)
+    with open_raster(path, bands=(3, 1)) as raster:
+        expected, expected_valid = raster.read(5, 12)
+        out = np.zeros((2, 9, raster.width), dtype=raster.dtype)  # rows 5:12 go to lines 1:8
+        values, valid = raster.read(5, 12, out=out[:, 1:8])
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(valid, expected_valid)
+    np.testing.assert_array_equal(np.moveaxis(out[:, 1:8], 0, -1), cube[5:12][..., [2, 0]])
+    assert np.shares_memory(values, out) and not out[:, [0, 8]].any()
+
+
 def test_band_selection_and_nodata_override(tmp_path):
     cube, _ = planted_scene()
     cube[10, 10, 1] = 7

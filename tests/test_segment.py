@@ -14,7 +14,13 @@ from kmeans_imagery.features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATU
 from kmeans_imagery.metrics import cohen_kappa, contingency_scores
 from kmeans_imagery.segment import segment
 from kmeans_imagery.segment._model import load_pixel_model
-from kmeans_imagery.segment._pixels import neighbourhood_mean, radius_columns, sample_pixels
+from kmeans_imagery.segment._pixels import (
+    Block,
+    neighbourhood_mean,
+    radius_columns,
+    read_blocks,
+    sample_pixels,
+)
 from kmeans_imagery.segment._plots import class_colours, plot_class_areas, plot_spectra
 from kmeans_imagery.segment._smoothing import majority_filter, smooth_strips
 from segment_data import RASTERS, planted_scene, write_geotiff
@@ -44,13 +50,59 @@ def scene(tmp_path):
 
 # -- pixels ------------------------------------------------------------------------------------
 
-def test_neighbourhood_mean_counts_valid_pixels_only():
-    values = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
-    valid = np.ones((3, 3), dtype=bool)
-    valid[0, 0] = False
-    mean = neighbourhood_mean(values, valid, 1)
-    assert mean[1, 1, 0] == pytest.approx(np.arange(1, 9).mean())
-    assert mean[0, 1, 0] == pytest.approx(np.mean([1, 2, 3, 4, 5]))
+def _brute_mean(values, valid, radius):
+    """The mean of each pixel's valid neighbours, pixel by pixel: (rows, cols, bands) values."""
+    rows, cols = valid.shape
+    mean = np.zeros(values.shape, dtype=np.float64)
+    for r in range(rows):
+        for c in range(cols):
+            window = (slice(max(0, r - radius), r + radius + 1), slice(max(0, c - radius), c + radius + 1))
+            if valid[window].any():
+                mean[r, c] = values[window][valid[window]].mean(axis=0)
+    return mean
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+@pytest.mark.parametrize("nodata", ["none", "pixels", "rows"])
+def test_neighbourhood_mean_counts_valid_pixels_only(radius, nodata, rng):
+    values = rng.normal(100, 30, (13, 11, 3))
+    valid = np.ones((13, 11), dtype=bool)
+    if nodata == "pixels":
+        valid[rng.random(valid.shape) < 0.3] = False
+    elif nodata == "rows":  # whole rows: the count of valid neighbours is still per row x per column
+        valid[[0, 5, 6]] = False
+    values[~valid] = np.nan
+    planes = np.where(valid, np.moveaxis(values, -1, 0), 0).astype(np.float32)
+    # The first and last `radius` rows are the halo: the means are those of the rows between.
+    mean = neighbourhood_mean(planes, valid, radius)
+    expected = _brute_mean(values, valid, radius)[radius:-radius]
+    np.testing.assert_allclose(np.moveaxis(mean, 0, -1), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("radii", [(0,), (0, 1), (0, 1, 2)])
+def test_blocks_share_halo_rows_and_give_brute_force_planes(tmp_path, monkeypatch, radii, rng):
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 8)
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_PIXELS", 8)
+    cube = rng.normal(100, 30, (37, 9, 2)).astype(np.float32)
+    cube[rng.random(cube.shape[:2]) < 0.1] = np.nan  # nodata anywhere, strip edges included
+    cube[7:9, :, 1] = np.nan  # the last row of the first strip and the first of the second
+    np.save(tmp_path / "cube.npy", cube)
+    valid = np.isfinite(cube).all(axis=-1)
+    with open_raster(tmp_path / "cube.npy") as raster:
+        strips = raster.strips()
+        assert len(strips) == 4
+        # Every strip is read once; its halo rows are its neighbours' (strip 2 is not in the list).
+        chosen = [strips[0], strips[1], strips[3]]
+        for block, (start, stop) in zip(read_blocks(raster, chosen, radii), chosen, strict=True):
+            alone = Block(raster, start, stop, radii)
+            np.testing.assert_array_equal(block.planes, alone.planes)
+            np.testing.assert_array_equal(block.valid, alone.valid)
+            rows = block.rows(start + 1, stop)  # a chunk of the strip, not from its first row
+            inside = valid[start + 1 : stop].ravel()
+            for index, radius in enumerate(radii):
+                expected = _brute_mean(cube, valid, radius)[start + 1 : stop].reshape(-1, 2)
+                got = rows[inside, 2 * index : 2 * index + 2]
+                np.testing.assert_allclose(got, expected[inside], rtol=1e-5)
 
 
 # -- sampling, smoothing, scoring -----------------------------------------------------------------
@@ -319,6 +371,49 @@ def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
     features = model.features.transform(rows)
     np.testing.assert_array_equal(model.labels(rows), model.assign(features)[0])
     assert (model._linear is None) == (spec == "std+l2")
+
+
+def test_scores_break_exact_ties_towards_the_lowest_class(rng):
+    from kmeans_imagery.segment._classify import PixelModel, fit_pixel_model
+
+    rows = rng.normal(100, 30, (9000, 8)).astype(np.float32)  # more than one part of 4,096 pixels
+    fitted, _ = fit_pixel_model(rows, 5, features="l2+std|nbr:1+std", n_init=1)
+    centers = np.concatenate([fitted.centers, fitted.centers[[1, 3]]])  # classes 5 and 6 repeat 1 and 3
+    model = PixelModel(fitted.features, centers)
+    labels = model.labels(rows)
+    np.testing.assert_array_equal(labels, model.assign(model.features.transform(rows))[0])
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("spec", ["l2+std|nbr:2+std", "nbr:1+std+l2"])  # linear, and not
+def test_classify_strip_equals_nearest_centroids_of_the_pixel_rows(tmp_path, spec, rng, monkeypatch):
+    from kmeans_imagery.segment._classify import classify_strip, fit_pixel_model
+
+    monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 50)  # chunks of 3 rows
+    cube = rng.normal(100, 30, (30, 17, 3)).astype(np.float32)
+    cube[rng.random(cube.shape[:2]) < 0.1, rng.integers(0, 3)] = np.nan  # partly nodata pixels
+    cube[12] = np.nan  # a whole row, at a chunk's edge
+    np.save(tmp_path / "cube.npy", cube)
+    valid = np.isfinite(cube).all(axis=-1)
+    with open_raster(tmp_path / "cube.npy") as raster:
+        radii = (0, 2) if "nbr:2" in spec else (0, 1)
+        rows = np.concatenate([_brute_mean(cube, valid, r) for r in radii], axis=-1)[5:25].reshape(-1, 6)
+        inside = valid[5:25].ravel()
+        model, _ = fit_pixel_model(rows[inside].astype(np.float32), 4, features=spec, n_init=1)
+        assert (model._linear is None) == (spec == "nbr:1+std+l2")
+        block = Block(raster, 5, 25, radii)
+        got = classify_strip(raster, 5, 25, model, block=block, thumb_step=4, thumb_bands=(2, 0))
+    # Nothing returned is a view of the block, whose buffers the next strip is read into.
+    assert not any(np.shares_memory(value, buffer) for value in got.values() if isinstance(value, np.ndarray)
+                   for buffer in block._buffers)
+    np.testing.assert_array_equal(got["thumb"], cube[8:25:4, ::4][..., [2, 0]])
+    np.testing.assert_array_equal(got["thumb_valid"], valid[8:25:4, ::4])  # rows that are multiples of 4
+    expected = np.full(len(rows), -1)
+    expected[inside] = model.assign(model.features.transform(rows[inside].astype(np.float32)))[0]
+    np.testing.assert_array_equal(got["labels"].ravel(), expected)
+    np.testing.assert_array_equal(got["counts"], np.bincount(expected[inside], minlength=4))
+    sums = [cube[5:25].reshape(-1, 3)[inside][expected[inside] == c].sum(axis=0) for c in range(4)]
+    np.testing.assert_allclose(got["sums"], sums, rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

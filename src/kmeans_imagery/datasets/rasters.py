@@ -79,7 +79,7 @@ def parse_bands(text):
 class Raster:
     """A raster opened for reading: its size, georeferencing, bands and nodata.
 
-    The readers below (GDAL, arrays) subclass it with their ``_read(start, stop)``.
+    The readers below (GDAL, arrays) subclass it with their ``_read(start, stop, out)``.
 
     Attributes
     ----------
@@ -169,18 +169,26 @@ class Raster:
             starts.pop()
         return [(start, stops) for start, stops in zip(starts, [*starts[1:], self.height], strict=True)]
 
-    def read(self, start, stop):
+    def read(self, start, stop, out=None):
         """Rows ``start:stop`` of the chosen bands.
+
+        Parameters
+        ----------
+        start, stop : int
+        out : ndarray of shape (n_bands, stop - start, width), optional
+            In the file's dtype: the band planes are read into it (a strip read into a larger
+            buffer, beside rows of its neighbours, is not copied again).
 
         Returns
         -------
         values : ndarray of shape (stop - start, width, n_bands)
-            In the file's dtype.
+            In the file's dtype; a view of ``out`` when given (and of a band-planar array for
+            GDAL files: ``np.moveaxis(values, -1, 0)`` is contiguous).
         valid : ndarray of bool, shape (stop - start, width)
             True where every band holds data.
         """
         with self._lock:  # a GDAL dataset must not be read by two threads at once
-            values, valid = self._read(start, stop)
+            values, valid = self._read(start, stop, out)
         if self.nodata is not None:
             valid &= ~(values == _as_dtype(self.nodata, values.dtype)).any(axis=-1)
         if values.dtype.kind == "f":
@@ -214,11 +222,11 @@ class _GdalRaster(Raster):
         self._dataset.close()
         self._env.__exit__(None, None, None)
 
-    def _read(self, start, stop):
+    def _read(self, start, stop, out):
         from rasterio.windows import Window
 
         window = Window(0, start, self.width, stop - start)
-        values = self._dataset.read(self.bands, window=window)
+        values = self._dataset.read(self.bands, window=window, out=out)
         if self._use_masks:
             valid = self._dataset.read_masks(self.bands, window=window).all(axis=0)
         else:
@@ -268,11 +276,14 @@ class _ArrayRaster(Raster):
         super().__init__(path, array.shape[0], array.shape[1], bands, array.dtype, nodata=nodata,
                          block_height=_zarr_block_height(array))
 
-    def _read(self, start, stop):
+    def _read(self, start, stop, out):
         values = np.asarray(self._array[start:stop])
         if values.ndim == 2:
             values = values[:, :, None]
         values = values[:, :, [b - 1 for b in self.bands]]
+        if out is not None:
+            np.copyto(out, np.moveaxis(values, -1, 0))
+            values = np.moveaxis(out, 0, -1)
         return values, np.ones(values.shape[:2], dtype=bool)
 
 

@@ -24,7 +24,7 @@ from ._outputs import (
     write_report_page,
     write_signatures,
 )
-from ._pixels import DEFAULT_SAMPLE, radius_columns, sample_pixels
+from ._pixels import DEFAULT_SAMPLE, radius_columns, read_blocks, sample_pixels
 from ._plots import class_colours
 from ._result import Segmentation
 from ._scoring import TruthCounts, budget_accuracy
@@ -247,6 +247,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     step = max(1, math.ceil(max(raster.height, raster.width) / PREVIEW_SIDE))
     shown = composite_bands(raster.n_bands)
     strips = raster.strips()
+    live, finished = {}, []  # blocks being classified in this process, and those done with
     if dask:
         from ..engine.dask import connect
 
@@ -259,6 +260,7 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
                                  pure=False)
 
         ahead = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+        tasks = strips  # each worker reads its strips itself, with their halo
     else:
         # Strips are classified on one thread per core, each strip's products on one BLAS thread:
         # on rows of a few features BLAS's own threads cost far more than they save. Rasters are
@@ -269,11 +271,16 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
         stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
         executor = stack.enter_context(ThreadPoolExecutor(threads))
 
-        def submit(bounds):
-            return executor.submit(classify_strip, raster, *bounds, model, truth=truth,
-                                   budget_models=budget_models, thumb_step=step, thumb_bands=shown)
+        def submit(block):
+            live[block.start] = block
+            return executor.submit(classify_strip, raster, block.start, block.stop, model, block=block,
+                                   truth=truth, budget_models=budget_models, thumb_step=step,
+                                   thumb_bands=shown)
 
         ahead = threads
+        # This thread reads the strips in order, each once: a strip's halo rows are its neighbours'.
+        # The blocks of strips classified are read into again (see labelled_strips).
+        tasks = read_blocks(raster, strips, model.radii, reuse=finished)
     passed = _Pass()
     passed.sums, passed.counts = np.zeros((k, raster.n_bands)), np.zeros(k, dtype=np.int64)
     passed.kmeans_counts = np.zeros(k, dtype=np.int64)
@@ -282,7 +289,9 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     thumbs, thumb_valid, classes, truths = [], [], [], {}
 
     def labelled_strips():
-        for (start, _), result in zip(strips, _ordered(submit, strips, ahead), strict=True):
+        for (start, _), result in zip(strips, _ordered(submit, tasks, ahead), strict=True):
+            if start in live:
+                finished.append(live.pop(start))
             passed.sums += result["sums"]
             passed.kmeans_counts += result["counts"]
             for parts, part in zip(passed.budget, result.get("budget", ()), strict=False):
@@ -296,11 +305,14 @@ def _classify_all(raster, model, out, colours, truth, budget_models, smooth, das
     with ClassMapWriter(out / "classes.tif", raster, colours) as writer:
         for start, labels in smooth_strips(labelled_strips(), smooth, k):
             writer.write(start, labels)
-            passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
+            if smooth:  # unsmoothed, the counts are K-means' own
+                passed.counts += np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
             if passed.truth is not None:
                 passed.truth.add(labels, truths.pop(start))
-            classes.append(labels[(-start) % step :: step, ::step])
+            classes.append(labels[(-start) % step :: step, ::step].copy())  # not a view of the whole strip
         writer.commit()
+    if not smooth:
+        passed.counts = passed.kmeans_counts
     passed.thumb = np.concatenate(thumbs)
     passed.thumb_valid = np.concatenate(thumb_valid)
     passed.classes = np.concatenate(classes)
