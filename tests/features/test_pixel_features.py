@@ -43,6 +43,16 @@ def test_constant_band_stays_zero(rng):
     assert np.isfinite(out).all() and (out[:, 2] == 0).all()
 
 
+def test_spectral_shape_of_equal_bands_is_constant_not_rounding_noise(rng):
+    grey = rng.integers(1, 255, 2000).astype(np.float32)
+    rows = np.repeat(grey[:, None], 3, axis=1)  # a grey picture stored as RGB
+    shape = make_pixel_features("l2").fit_transform(rows)
+    assert np.ptp(shape) > 0  # float32 rounding: 1 / sqrt(3) is not the same for every grey level
+    assert (make_pixel_features("l2+std").fit_transform(rows) == 0).all()
+    varied = rows + rng.normal(0, 1, rows.shape).astype(np.float32)  # real colour noise stays
+    assert make_pixel_features("l2+std").fit_transform(varied).std(axis=0) == pytest.approx(1, rel=1e-3)
+
+
 def test_nbr_picks_its_part_of_the_rows(rng):
     rows = rng.normal(size=(50, 3 * 3)).astype(np.float32)  # bands, their r=1 mean, their r=2 mean
     pipeline = make_pixel_features("raw|nbr:2|nbr:1").fit(rows)

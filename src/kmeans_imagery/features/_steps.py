@@ -9,6 +9,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import KMIError
 
+#: A standard deviation at most this times the feature's mean is float32 rounding, not variation
+#: (float32 resolves about 1.2e-7 of a value; the rows' arithmetic rounds more than once).
+CONSTANT_RTOL = 1e-5
+
 # --------------------------------------------------------------------------------------------
 # Shared helpers
 
@@ -175,7 +179,10 @@ class Standardize(_Step):
     """Centre each feature and divide it by its standard deviation on the training rows ("std").
 
     Per-band standardisation of a raster's pixels: bright, high-variance bands no longer outweigh
-    the others. A constant feature carries no information and becomes 0 rather than a division by 0.
+    the others. A constant feature carries no information and becomes 0 rather than a division by 0;
+    so does one that varies only by float32 rounding (a standard deviation under
+    :data:`CONSTANT_RTOL` times its mean), such as the unit-length spectra of a grey picture's equal
+    bands, which scaled to unit variance would be pure noise.
 
     Attributes
     ----------
@@ -196,8 +203,10 @@ class Standardize(_Step):
 
     def _fit(self, X):
         std = X.std(axis=0, dtype=np.float64)
-        self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        self.scale_ = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0).astype(np.float32)
+        mean = X.mean(axis=0, dtype=np.float64)
+        self.mean_ = mean.astype(np.float32)
+        varies = std > CONSTANT_RTOL * np.abs(mean)
+        self.scale_ = np.divide(1.0, std, out=np.zeros_like(std), where=varies & (std > 0)).astype(np.float32)
 
     def _array_shapes(self):
         return {"mean_": (self.n_features_in_,), "scale_": (self.n_features_in_,)}
