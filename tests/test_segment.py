@@ -13,6 +13,13 @@ from kmeans_imagery.errors import KMIError
 from kmeans_imagery.features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES
 from kmeans_imagery.metrics import cohen_kappa, contingency_scores
 from kmeans_imagery.segment import segment
+from kmeans_imagery.segment._classify import (
+    PIECE_PIXELS,
+    SCORE_ELEMENTS,
+    PixelModel,
+    classify_strip,
+    fit_pixel_model,
+)
 from kmeans_imagery.segment._model import load_pixel_model
 from kmeans_imagery.segment._pixels import (
     Block,
@@ -364,7 +371,6 @@ def test_large_scene_sampled_from_a_subset_of_strips(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["std+pca:3|l2+std+pca:3", "raw", "nbr:1+l2", "std+l2"])
 def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
-    from kmeans_imagery.segment._classify import fit_pixel_model
 
     rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)  # 4 bands, and their neighbourhood mean
     model, _ = fit_pixel_model(rows, 7, features=spec, n_init=1)
@@ -374,7 +380,6 @@ def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
 
 
 def test_scores_break_exact_ties_towards_the_lowest_class(rng):
-    from kmeans_imagery.segment._classify import PixelModel, fit_pixel_model
 
     rows = rng.normal(100, 30, (9000, 8)).astype(np.float32)  # more than one part of 4,096 pixels
     fitted, _ = fit_pixel_model(rows, 5, features="l2+std|nbr:1+std", n_init=1)
@@ -387,7 +392,6 @@ def test_scores_break_exact_ties_towards_the_lowest_class(rng):
 
 @pytest.mark.parametrize("spec", ["l2+std|nbr:2+std", "nbr:1+std+l2"])  # linear, and not
 def test_classify_strip_equals_nearest_centroids_of_the_pixel_rows(tmp_path, spec, rng, monkeypatch):
-    from kmeans_imagery.segment._classify import classify_strip, fit_pixel_model
 
     monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 50)  # chunks of 3 rows
     cube = rng.normal(100, 30, (30, 17, 3)).astype(np.float32)
@@ -414,6 +418,14 @@ def test_classify_strip_equals_nearest_centroids_of_the_pixel_rows(tmp_path, spe
     np.testing.assert_array_equal(got["counts"], np.bincount(expected[inside], minlength=4))
     sums = [cube[5:25].reshape(-1, 3)[inside][expected[inside] == c].sum(axis=0) for c in range(4)]
     np.testing.assert_allclose(got["sums"], sums, rtol=1e-5)
+
+
+def test_many_classes_are_scored_in_smaller_pieces(rng):
+    rows = rng.normal(100, 30, (20_000, 3)).astype(np.float32)
+    model, _ = fit_pixel_model(rows, 300, features="l2+std|std", n_init=1)
+    assert model._linear.piece * 300 <= SCORE_ELEMENTS < PIECE_PIXELS * 300  # the scores stay bounded
+    nearest = model.assign(model.features.transform(rows))[0]
+    assert np.mean(model.labels(rows) == nearest) > 0.999  # float32 rounding may flip a near tie
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

@@ -22,9 +22,10 @@ __all__ = ["PixelModel", "classify_strip", "fit_pixel_model"]
 #: Pixels turned into features and assigned at once: bounds the temporary memory of a strip to a
 #: few times this many rows of features, whatever the strip's size.
 CHUNK_PIXELS = 2**17
-#: Pixels scored at once (see :meth:`_LinearScores.classify`), and pixels per product with their
-#: one-hot classes.
+#: Pixels scored at once (see :meth:`_LinearScores.classify`), fewer for many classes so that a
+#: piece's scores stay within SCORE_ELEMENTS values; pixels per product with their one-hot classes.
 PIECE_PIXELS = 2**15
+SCORE_ELEMENTS = 2**20
 _THIN = 4096
 #: Independent K-means runs per fit; the lowest inertia wins. On the HSI scenes one run's accuracy
 #: varies by up to 0.19 with the seed; the best of 10 varies by under 0.01 (README).
@@ -149,6 +150,8 @@ class _LinearScores:
         W[:, self.ones] = constant
         self.W = W.astype(np.float32)
         self.k = len(constant)
+        self.piece = max(256, min(PIECE_PIXELS, SCORE_ELEMENTS // self.k))
+        self.thin = min(_THIN, self.piece)
         # Labels and hits (how many classes reach the best score) from the one-hot scores.
         self._decode = np.stack([np.arange(self.k), np.ones(self.k)]).astype(np.float32)
         self._threads = threading.local()
@@ -159,9 +162,9 @@ class _LinearScores:
         work = getattr(self._threads, "work", None)
         if work is None or work.planes.shape[1:] != (n_lines + 2 * self.halo, width):
             planes = np.empty((self.n_rows, n_lines + 2 * self.halo, width), np.float32)
-            work = _Workspace(self, planes, np.empty((2, self.k, PIECE_PIXELS), np.float32),
-                              np.empty((2, PIECE_PIXELS), np.float32),
-                              np.empty((-(-PIECE_PIXELS // _THIN), self.k, 1 + self.n_bands), np.float32))
+            work = _Workspace(self, planes, np.empty((2, self.k, self.piece), np.float32),
+                              np.empty((2, self.piece), np.float32),
+                              np.empty((-(-self.piece // self.thin), self.k, 1 + self.n_bands), np.float32))
             self._threads.work = work
         return work
 
@@ -196,18 +199,19 @@ class _LinearScores:
         totals = np.zeros((self.k, 1 + self.n_bands))  # per class: pixels, band sums
         # The exact argmax (lowest class on ties) without numpy's slow one across rows: the best
         # score of each pixel, the classes that reach it (one-hot), read back with products. Pieces
-        # of PIECE_PIXELS: long enough for two threads not to queue for the GIL (few numpy calls per
+        # of up to PIECE_PIXELS: long enough for two threads not to queue for the GIL (few numpy calls per
         # pixel), short enough to stay in the core's cache; the thin products in parts of _THIN
         # pixels (OpenBLAS is 2-3x faster on those than on long ones), written into buffers.
-        for first in range(0, rows.shape[1], PIECE_PIXELS):
-            piece = rows[:, first : first + PIECE_PIXELS]
+        thin = self.thin
+        for first in range(0, rows.shape[1], self.piece):
+            piece = rows[:, first : first + self.piece]
             n = piece.shape[1]
             scores = np.matmul(self.W, piece[: self.n_score], out=work.scores[:, :n])
             onehot = np.equal(scores, scores.max(axis=0), out=work.onehot[:, :n])
-            parts = range(0, n, _THIN)
+            parts = range(0, n, thin)
             decoded = work.decoded[:, :n]
             for part in parts:
-                np.matmul(self._decode, onehot[:, part : part + _THIN], out=decoded[:, part : part + _THIN])
+                np.matmul(self._decode, onehot[:, part : part + thin], out=decoded[:, part : part + thin])
             ties = np.flatnonzero(decoded[1] != 1)  # several classes at the best score, or NaN
             if len(ties):
                 decoded[0, ties] = scores[:, ties].argmax(axis=0)
@@ -216,7 +220,7 @@ class _LinearScores:
             labels[first : first + n] = decoded[0]
             values = piece[self.ones : self.ones + 1 + self.n_bands].T
             for index, part in enumerate(parts):
-                np.matmul(onehot[:, part : part + _THIN], values[part : part + _THIN], out=work.sums[index])
+                np.matmul(onehot[:, part : part + thin], values[part : part + thin], out=work.sums[index])
             totals += work.sums[: len(parts)].sum(axis=0, dtype=np.float64)
         if valid is not None:
             labels[~valid] = -1
