@@ -337,10 +337,12 @@ def test_errors_before_anything_is_written(scene, tmp_path):
 def test_dask_local_classifies_like_this_process(scene, tmp_path, small_strips):
     pytest.importorskip("distributed")
     path, _, _ = scene
-    here = segment(path, tmp_path / "a", n_clusters=3, truth=tmp_path / "truth.npy").results
-    there = segment(path, tmp_path / "b", n_clusters=3, truth=tmp_path / "truth.npy", dask="local").results
+    options = dict(n_clusters=3, truth=tmp_path / "truth.npy", label_budgets=(6,))
+    here = segment(path, tmp_path / "a", **options).results
+    there = segment(path, tmp_path / "b", dask="local", **options).results
     np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
     assert here["test"]["confusion_matrix"] == there["test"]["confusion_matrix"]
+    assert here["label_budget"] == there["label_budget"]
 
 
 def test_shared_landsat_scene(tmp_path):
