@@ -44,6 +44,7 @@ _HEADINGS = {
     "test_hungarian_accuracy": "Test Hungarian accuracy",
     "fit_seconds": "Fit time (s)",
     "labels": "Labels used",
+    "features": "Features",
     "seed": "Seed",
     "nmi": "NMI",
     "ari": "ARI",
