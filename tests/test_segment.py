@@ -374,7 +374,6 @@ def test_large_scene_sampled_from_a_subset_of_strips(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["std+pca:3|l2+std+pca:3", "raw", "nbr:1+l2", "std+l2"])
 def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
-
     rows = rng.normal(100, 30, (3000, 8)).astype(np.float32)  # 4 bands, and their neighbourhood mean
     model, _ = fit_pixel_model(rows, 7, features=spec, n_init=1)
     features = model.features.transform(rows)
@@ -383,7 +382,6 @@ def test_scores_from_band_values_equal_nearest_centroids(spec, rng):
 
 
 def test_scores_break_exact_ties_towards_the_lowest_class(rng):
-
     rows = rng.normal(100, 30, (9000, 8)).astype(np.float32)  # more than one part of 4,096 pixels
     fitted, _ = fit_pixel_model(rows, 5, features="l2+std|nbr:1+std", n_init=1)
     centers = np.concatenate([fitted.centers, fitted.centers[[1, 3]]])  # classes 5 and 6 repeat 1 and 3
@@ -395,7 +393,6 @@ def test_scores_break_exact_ties_towards_the_lowest_class(rng):
 
 @pytest.mark.parametrize("spec", ["l2+std|nbr:2+std", "nbr:1+std+l2"])  # linear, and not
 def test_classify_strip_equals_nearest_centroids_of_the_pixel_rows(tmp_path, spec, rng, monkeypatch):
-
     monkeypatch.setattr("kmeans_imagery.segment._classify.CHUNK_PIXELS", 50)  # chunks of 3 rows
     cube = rng.normal(100, 30, (30, 17, 3)).astype(np.float32)
     cube[rng.random(cube.shape[:2]) < 0.1, rng.integers(0, 3)] = np.nan  # partly nodata pixels

@@ -169,12 +169,11 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         if pixel_model is None:
             pixel_model, inertia = fit_pixel_model(_columns(drawn.rows, sample_radii, radii), k,
                                                    features=spec, random_state=random_state, n_init=n_init)
+        budget_rows = _columns(drawn.rows, sample_radii, budget_radii)
         budget_features = pixel_model.features
         if budget_spec is not None:  # one pipeline, fitted once, for every budget model
-            budget_features = make_pixel_features(budget_spec, random_state=random_state).fit(
-                _columns(drawn.rows, sample_radii, budget_radii))
-        budget_models = [fit_pixel_model(_columns(drawn.rows, sample_radii, budget_radii), b,
-                                         features=budget_features, random_state=random_state,
+            budget_features = make_pixel_features(budget_spec, random_state=random_state).fit(budget_rows)
+        budget_models = [fit_pixel_model(budget_rows, b, features=budget_features, random_state=random_state,
                                          n_init=n_init)[0] for b in label_budgets]
         timings["fit_seconds"] = time.perf_counter() - clock
         log(f"fitted K={k} on {len(drawn.rows):,} pixels in {timings['fit_seconds']:.2f} s; classifying")
