@@ -245,6 +245,39 @@ def test_cli_explore_and_its_errors(collection, tmp_path, capsys):
     assert "MIN-MAX" in capsys.readouterr().err
 
 
+def test_photos_of_mixed_sizes_are_read_at_the_first_size_scaled_down(tmp_path, capsys):
+    # Photos of many sizes, larger than AUTO_SIDE: read at the first one's size, scaled down.
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(24):
+        height, width = rng.integers(70, 200, 2)
+        photo = np.zeros((height, width, 3), np.uint8)
+        photo[..., i % 3] = 220
+        Image.fromarray(photo).save(folder / f"{i:02d}.jpg", quality=90)
+    first_height, first_width = Image.open(folder / "00.jpg").size[::-1]
+    found = explore(folder, tmp_path / "out", k=3, features="raw", color="rgb")
+    scale = 64 / max(first_height, first_width)
+    assert found.results["image_shape"] == [round(first_height * scale), round(first_width * scale),
+                                            3]
+    assert found.results["n_images"] == 24 and found.results["skipped"] == {}
+    assert sorted(found.results["cluster_sizes"]) == [8, 8, 8]
+    with pytest.raises(KMIError, match="differ in size.*size=auto"):
+        explore(folder, tmp_path / "own", k=3, size=None)
+
+
+def test_files_passed_over_are_counted_and_reported(collection, tmp_path, capsys):
+    folder = tmp_path / "classes"
+    shutil.copytree(collection["root"] / "photos", folder)
+    shutil.copy(collection["files"][0], folder / "loose.png")
+    (folder / "notes.txt").write_text("not an image")
+    assert main(["explore", str(folder), "--out", str(tmp_path / "o"), "--k", "3"]) == 0
+    assert "skipped files in classes: 1 non-image, 1 unlabelled" in capsys.readouterr().err
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["skipped"] == {"non_image": 1, "unlabelled": 1}
+    assert "1 non-image, 1 unlabelled" in (tmp_path / "o" / "index.html").read_text("utf-8")
+
+
 @pytest.mark.browser
 def test_page_loads_in_chromium_without_errors(collection, tmp_path, load_in_chromium):
     probe = tmp_path / "probe.html"

@@ -162,3 +162,13 @@ def test_not_numpy_at_all(tmp_path):
     (tmp_path / "fake.npy").write_text("hello, I am text")
     with pytest.raises(KMIError, match="fake.npy"):
         load_dataset(tmp_path / "fake.npy")
+
+
+def test_auto_size_keeps_small_arrays_and_scales_large_ones_down(tmp_path, rng):
+    from kmeans_imagery.datasets import open_source
+
+    np.save(tmp_path / "small.npy", images(rng))
+    np.save(tmp_path / "large.npy", images(rng, 3, (100, 80)))
+    assert open_source(tmp_path / "small.npy", size="auto").image_shape == (4, 5)
+    large = open_source(tmp_path / "large.npy", size="auto")
+    assert large.image_shape == (64, 51) and large.read(0, 3).shape == (3, 64, 51)

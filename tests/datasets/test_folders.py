@@ -147,6 +147,45 @@ def test_size_resizes_every_image(tmp_path, rng):
     assert (dataset.train_images[1] == 77).all()
 
 
+def test_auto_size_takes_the_first_image_size_and_resizes_the_others(tmp_path, rng):
+    save(tmp_path / "a.png", noise(rng, (6, 5)))
+    save(tmp_path / "b.png", np.full((30, 20), 77, np.uint8))
+    save(tmp_path / "c.jpg", np.full((12, 12, 3), 200, np.uint8))
+    source = folders.FolderSource(tmp_path, size="auto")
+    assert source.image_shape == (6, 5)
+    images = source.read_all().images
+    assert images.shape == (3, 6, 5)
+    assert (images[1] == 77).all() and (abs(images[2].astype(int) - 200) <= 2).all()
+
+
+def test_auto_size_scales_a_large_first_image_down_keeping_its_aspect(tmp_path, rng):
+    # The first readable file sets the size: the unreadable one before it is passed over.
+    (tmp_path / "0-bad.png").write_bytes(rng.bytes(50))
+    save(tmp_path / "a.png", noise(rng, (300, 400)))
+    save(tmp_path / "b.png", noise(rng, (20, 10)))
+    source = folders.FolderSource(tmp_path, size="auto", color="rgb", skip_bad=True)
+    assert source.image_shape == (48, 64, 3)
+    assert source.read_all().images.shape == (2, 48, 64, 3)
+    assert load_images([tmp_path / "b.png", tmp_path / "a.png"], size="auto").images.shape == (
+        2, 20, 10)
+
+
+def test_a_jpeg_decoded_at_a_reduced_scale_matches_a_full_decode(tmp_path):
+    # Large JPEG photos are decoded at 1/2..1/8 scale when resized down (draft mode).
+    y, x = np.mgrid[0:400, 0:600]
+    photo = np.stack([x * 255 // 600, y * 255 // 400, (x + y) * 255 // 1000], -1).astype(np.uint8)
+    path = save(tmp_path / "photo.jpg", photo, quality=95)
+    small = load_images([path], size=(40, 60), color="rgb").images[0].astype(int)
+    with Image.open(path) as image:
+        full = np.asarray(image.convert("RGB").resize((60, 40), Image.Resampling.LANCZOS), int)
+    assert np.abs(small - full).max() <= 6
+
+
+def test_skipped_summary():
+    assert folders.skipped_summary({"hidden": 2, "non_image": 0, "bad": 1200}) == "2 hidden, 1,200 bad"
+    assert folders.skipped_summary({"hidden": 0}) == ""
+
+
 def corrupt_files(folder, rng):
     """A good image, a file of random bytes, and a truncated PNG."""
     save(folder / "cls" / "0-good.png", noise(rng))

@@ -360,7 +360,7 @@ def test_color_and_size_options(tmp_path):
 @pytest.mark.parametrize(
     ("size", "expected"),
     [(None, None), ("28x28", (28, 28)), (" 10X20 ", (10, 20)), (7, (7, 7)), ("32", (32, 32)),
-     ((3, 4), (3, 4))],
+     ((3, 4), (3, 4)), ("auto", "auto"), (" Auto ", "auto")],
 )
 def test_parse_size(size, expected):
     assert parse_size(size) == expected

@@ -143,13 +143,24 @@ SKIP_BAD = click.option("--skip-bad", is_flag=True,
                         help="Skip unreadable image files (counted) instead of stopping.")
 
 
-def data_options(command):
-    """How to read DATA: the same options, with the same meaning, on every command that reads it."""
+_SIZE_HELP = ("Resize images to HxW, N for NxN, or auto: the first image's size, scaled down to "
+              "at most 64 on its longer side, for images of mixed sizes")
+
+
+def data_options(command=None, *, size=None):
+    """How to read DATA: the same options, with the same meaning, on every command that reads it.
+
+    ``size`` is the default of ``--size`` (None: the images' own size, which must agree); use as
+    ``@data_options`` or ``@data_options(size="auto")``.
+    """
+    if command is None:
+        return lambda command: data_options(command, size=size)
+    default = "the images' own size, which must agree" if size is None else size
     return with_options(command, [
         DATA_DIR,
         click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
                      show_default=True, help="Read images as gray or keep colour."),
-        click.option("--size", help="Resize images to HxW, or N for NxN (default: the first image's size)."),
+        click.option("--size", default=size, help=f"{_SIZE_HELP} (default: {default})."),
         SKIP_BAD,
     ])
 
@@ -185,12 +196,12 @@ def algorithm_options(command):
     ])
 
 
-def report_skipped(source, console):
+def report_skipped(name, skipped, console):
     """Say which files a source passed over (hidden, non-image, unlabelled, bad)."""
-    skipped = {reason: count for reason, count in source.skipped.items() if count}
-    if skipped:
-        listed = ", ".join(f"{count} {reason.replace('_', '-')}" for reason, count in skipped.items())
-        console.print(f"skipped files in {source.name}: {listed}")
+    from ..datasets.folders import skipped_summary
+
+    if skipped_summary(skipped):
+        console.print(f"skipped files in {name}: {skipped_summary(skipped)}")
 
 
 def model_source_options(model, resize):

@@ -24,6 +24,6 @@ def convert(data, dest, split, chunk_size, force, data_dir, color, size, skip_ba
                        skip_bad=skip_bad)
     store = convert_to_zarr(source, dest, chunk_size=chunk_size, force=force,
                             progress=loading_progress(err))
-    report_skipped(source, err)
+    report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {store.n_images} images of {'x'.join(map(str, store.image_shape))} "
                   f"to {dest}")

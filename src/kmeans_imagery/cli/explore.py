@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from ._common import FORCE, SKIP_BAD, consoles, data_options, loading_progress
+from ._common import FORCE, SKIP_BAD, consoles, data_options, loading_progress, report_skipped
 
 
 def _parse_k(_ctx, _param, value):
@@ -45,7 +45,7 @@ def _parse_k_range(_ctx, _param, value):
 @click.option("--features", default="l2", show_default=True,
               help="Feature pipeline before K-means (see kmi fit --help), e.g. raw or "
                    "onnx:model.onnx.")
-@data_options
+@data_options(size="auto")
 def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, seed,
             features, data_dir, color, size, skip_bad):
     """Explore DATA without labels: choose K, galleries, outliers, duplicates, a 2-D map.
@@ -60,6 +60,7 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
                         size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
                         duplicate_threshold=duplicate_threshold, map_method=map_method,
                         random_state=seed, force=force, progress=loading_progress(err))
+    report_skipped(found.results["dataset"], found.results["skipped"], err)
     console.print(f"{found.results['n_images']:,} images, K={found.k}, "
                   f"{found.results['duplicates']['n_groups']:,} duplicate groups; wrote "
                   f"{found.files['index.html']}")

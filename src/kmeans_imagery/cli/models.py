@@ -77,7 +77,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
         with err.status(f"fitting K={n_clusters}"):
             result = fit_source(source, spec, mode=mode, test=test,
                                 progress=loading_progress(err) if stream else None)
-    report_skipped(source, err)
+    report_skipped(source.name, source.skipped, err)
     save_model(result.model, out, force=force, fit_metrics=result.metrics,
                training=result.training, label_names=source.label_names)
     console.print(metrics_table(f"model K={n_clusters} on {source.name}", {
@@ -162,7 +162,7 @@ def evaluate(model_path, data, split, json_mode, out, force, data_dir, resize, s
             sources = [first, test] if split == "all" else [test]
         results = evaluate_model(model, sources).results
         for source in sources:
-            report_skipped(source, err)
+            report_skipped(source.name, source.skipped, err)
         console.print(metrics_table(
             f"{model_path} on {results['dataset']} ({results['split']}, {results['n_images']} images)",
             results["metrics"]))
@@ -199,7 +199,7 @@ def show(model_path, data, out, force, per_cluster, max_clusters, data_dir, resi
                            **model_source_options(model, resize))
     draw_model(model, out, source=source, per_cluster=per_cluster, max_clusters=max_clusters)
     if source is not None:
-        report_skipped(source, err)
+        report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {out}")
 
 
@@ -229,5 +229,5 @@ def label_sheet(model_path, data, per_cluster, out, force, data_dir, resize, ski
     source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
                        **model_source_options(model, resize))
     written = write_label_sheet(model, source, out, per_cluster=per_cluster)
-    report_skipped(source, err)
+    report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {written['csv']} and {len(written) - 1} contact sheet(s) to {out}")

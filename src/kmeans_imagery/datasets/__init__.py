@@ -82,8 +82,10 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         themselves or a sub-folder named after the dataset).
     color : {"gray", "rgb"} or None
         Convert every image to this colour mode; None keeps the stored one (image folders: gray).
-    size : None, "HxW", int or (H, W)
-        Resize every image to this size. None keeps the sizes, which must then agree.
+    size : None, "auto", "HxW", int or (H, W)
+        Resize every image to this size. None keeps the sizes, which must then agree; "auto"
+        takes the first image's size, scaled down to at most 64 pixels on its longer side
+        (:func:`~kmeans_imagery.datasets.convert.auto_size`), for collections of mixed sizes.
     skip_bad : bool
         Skip unreadable image files (counted in ``skipped["bad"]``) instead of raising.
 

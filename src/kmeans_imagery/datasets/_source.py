@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import KMIError
 from ..progress import open_progress
-from .convert import check_color, conform_images, parse_size
+from .convert import auto_size, check_color, conform_images, parse_size
 
 #: Images per batch when a caller does not say (6.4 MB of 28x28 images).
 DEFAULT_CHUNK = 8192
@@ -60,8 +60,10 @@ class ImageSource:
     ----------
     color : {"gray", "rgb"} or None
         Convert every image to this colour mode; None keeps the stored one.
-    size : None, "HxW", int or (H, W)
-        Resize every image to this size; None keeps the stored size.
+    size : None, "auto", "HxW", int or (H, W)
+        Resize every image to this size; None keeps the stored size (which must then agree);
+        "auto" takes the first image's size, scaled down to at most
+        :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` pixels on its longer side.
 
     Attributes
     ----------
@@ -126,8 +128,11 @@ class ImageSource:
         return self.name if self.split is None else f"{self.name}-{self.split}"
 
     def _shape_after(self, stored_shape):
-        """Image shape once ``color`` and ``size`` are applied to images of ``stored_shape``."""
+        """Image shape once ``color`` and ``size`` are applied to images of ``stored_shape``
+        (which settles ``size="auto"``: every source calls this once it knows its shape)."""
         shape = tuple(stored_shape)
+        if self._size == "auto":
+            self._size = auto_size(shape)
         if self._size is not None:
             shape = (*self._size, *shape[2:])
         if self._color == "gray":

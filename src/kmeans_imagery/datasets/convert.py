@@ -9,12 +9,16 @@ from PIL import Image
 
 from ..errors import KMIError
 
-__all__ = ["RESAMPLE", "check_color", "check_labels", "conform_images", "n_workers", "parse_size",
-           "resize_images", "to_uint8_images"]
+__all__ = ["AUTO_SIDE", "RESAMPLE", "auto_size", "check_color", "check_labels", "conform_images",
+           "n_workers", "parse_size", "resize_images", "to_uint8_images"]
 
 _COLORS = ("gray", "rgb")
 #: The resampling filter of every resize (Pillow's Lanczos).
 RESAMPLE = Image.Resampling.LANCZOS
+#: ``size="auto"``: the longest side images keep (larger ones are scaled down, aspect kept).
+#: Pixel features need no more to group photos by colour and layout; 64 x 64 rows keep a
+#: collection of thousands in memory.
+AUTO_SIDE = 64
 _RESIZE_CHUNK = 2048  # images per Pillow call: large enough to amortise it, small for threads
 
 
@@ -56,12 +60,13 @@ def parse_size(size):
 
     Parameters
     ----------
-    size : None, str "HxW", int or (H, W)
-        An int means a square size.
+    size : None, "auto", str "HxW", int or (H, W)
+        An int means a square size; "auto" is resolved by the source from its first image
+        (:func:`auto_size`).
 
     Returns
     -------
-    size : tuple (H, W) of positive ints, or None
+    size : tuple (H, W) of positive ints, "auto" or None
         None when ``size`` is None.
 
     Raises
@@ -75,12 +80,12 @@ def parse_size(size):
     >>> parse_size("28x32"), parse_size("32"), parse_size(64), parse_size((8, 8)), parse_size(None)
     ((28, 32), (32, 32), (64, 64), (8, 8), None)
     """
-    if size is None:
-        return None
+    if size is None or (isinstance(size, str) and size.strip().lower() == "auto"):
+        return None if size is None else "auto"
     if isinstance(size, str):
         match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?", size)
         if not match:
-            raise KMIError(f"size={size!r} is neither HxW nor N (e.g. 28x28, or 32 for 32x32)")
+            raise KMIError(f"size={size!r} is neither HxW, N (e.g. 28x28, or 32 for 32x32) nor auto")
         parsed = (int(match[1]), int(match[2] or match[1]))
     elif isinstance(size, int | np.integer):
         parsed = (int(size), int(size))
@@ -92,6 +97,31 @@ def parse_size(size):
     if len(parsed) != 2 or min(parsed) < 1:
         raise KMIError(f"size must be two positive numbers H and W, got {size!r}")
     return parsed
+
+
+def auto_size(shape, max_side=AUTO_SIDE):
+    """The size ``size="auto"`` gives images whose first one is ``shape``.
+
+    Parameters
+    ----------
+    shape : tuple
+        (H, W, ...) of the first image.
+    max_side : int
+        Longest side kept; a larger image is scaled down to it, its aspect ratio kept.
+
+    Returns
+    -------
+    tuple (H, W)
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.convert import auto_size
+    >>> auto_size((28, 28)), auto_size((3000, 4000, 3)), auto_size((1000, 10))
+    ((28, 28), (48, 64), (64, 1))
+    """
+    height, width = int(shape[0]), int(shape[1])
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def conform_images(images, color="gray", size=None):

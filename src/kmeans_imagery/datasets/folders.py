@@ -19,9 +19,10 @@ from PIL import Image
 from ..errors import KMIError
 from ..progress import open_progress
 from ._source import Batch, ImageSource, _concat
-from .convert import RESAMPLE, check_color, n_workers, parse_size
+from .convert import RESAMPLE, auto_size, check_color, n_workers, parse_size
 
-__all__ = ["IMAGE_SUFFIXES", "FolderSource", "ImageBatch", "iter_image_files", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "FolderSource", "ImageBatch", "iter_image_files", "load_images",
+           "skipped_summary"]
 
 #: File extensions read as images (compared in lower case).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -110,6 +111,19 @@ def iter_image_files(paths, skipped=None):
             raise KMIError(f"{path} does not exist")
 
 
+def skipped_summary(skipped):
+    """The files a source passed over, in words ("" when none).
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets.folders import skipped_summary
+    >>> skipped_summary({"hidden": 0, "non_image": 2, "bad": 1, "unlabelled": 0})
+    '2 non-image, 1 bad'
+    """
+    return ", ".join(f"{count:,} {reason.replace('_', '-')}"
+                     for reason, count in skipped.items() if count)
+
+
 def _keep(path, counts):
     if path.name.startswith("."):
         counts["hidden"] += 1
@@ -148,9 +162,10 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
     ----------
     paths : sequence of str or path-like
         Image files, e.g. from :func:`iter_image_files`.
-    size : None, "HxW", int or (H, W)
+    size : None, "auto", "HxW", int or (H, W)
         Resize every image to this size (Lanczos). None: every image must have the size of the
-        first readable one.
+        first readable one. "auto": the first readable one's size, scaled down to at most
+        :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` on its longer side.
     color : {"gray", "rgb"}
         Convert to 8-bit gray (luma) or to 8-bit RGB; alpha is dropped. 16-bit images keep their
         8 high bits; float images are clipped to 0..255.
@@ -197,6 +212,8 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
 
 def _decode_all(paths, color, size, skip_bad, progress):
     """:func:`load_images` on checked arguments; ``images`` is None when no file could be read."""
+    if size == "auto":
+        size = _auto_size_of_first(paths)
     images = None
     kept = []
     bad = 0
@@ -228,7 +245,7 @@ def _decode_all(paths, color, size, skip_bad, progress):
                     first = kept[0]
                     raise KMIError(
                         f"images differ in size: {first} is {_hw(images.shape[1:])} but {path} is "
-                        f"{_hw(image.shape)}; pass size=HxW to resize them all"
+                        f"{_hw(image.shape)}; pass size=HxW or size=auto to resize them all"
                     )
                 images[len(kept)] = image
                 kept.append(path)
@@ -240,6 +257,18 @@ def _decode_all(paths, color, size, skip_bad, progress):
     if len(kept) < len(images):
         images = images[: len(kept)].copy()
     return ImageBatch(images, kept, {"bad": bad})
+
+
+def _auto_size_of_first(paths):
+    """``size="auto"`` for these files: from the first whose header reads (None if none does)."""
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception:  # noqa: BLE001, S112 - the decoding pass reports or skips this file
+            continue
+        return auto_size((height, width))
+    return None
 
 
 def _mean_bytes(paths):
@@ -261,6 +290,10 @@ def _decode(path, color, size):
     """Decode one file; return (array, None) or (None, reason) so the caller decides to skip."""
     try:
         with Image.open(path) as image:
+            if size is not None:
+                # A JPEG then decodes at 1/2, 1/4 or 1/8 scale where that still covers the
+                # target size: photos read several times faster.
+                image.draft("L" if color == "gray" else "RGB", (size[1], size[0]))
             image = _convert(image, color)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), RESAMPLE)
@@ -348,8 +381,9 @@ class FolderSource(ImageSource):
         The folder: one sub-folder per class, or flat.
     color : {"gray", "rgb"}
         The colour mode every image is converted to.
-    size : None, "HxW", int or (H, W)
-        Resize every image to this size.
+    size : None, "auto", "HxW", int or (H, W)
+        Resize every image to this size; "auto": the first readable image's size, scaled down
+        to at most :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` on its longer side.
     skip_bad : bool
         Skip unreadable files (counted in ``skipped["bad"]`` as they are met) instead of raising.
     files : sequence of path-like or None
@@ -395,6 +429,8 @@ class FolderSource(ImageSource):
         self._bad = set()
         first = self._first_readable()
         self.image_shape = tuple(first.shape[1:])
+        if self._size == "auto":
+            self._size = self.image_shape[:2]
 
     def positions(self, batch):
         """Index of each image of a batch, found by its path (unreadable files leave gaps)."""
@@ -478,6 +514,7 @@ class FolderSource(ImageSource):
             raise KMIError(
                 f"images in {self.path} differ in size: {self.paths[0]} is "
                 f"{'x'.join(map(str, self.image_shape[:2]))} but {batch.paths[0]} is "
-                f"{'x'.join(map(str, batch.images.shape[1:3]))}; pass size=HxW to resize them all"
+                f"{'x'.join(map(str, batch.images.shape[1:3]))}; pass size=HxW or size=auto to "
+                f"resize them all"
             )
         return batch

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
+from ..datasets.folders import skipped_summary
 from ..errors import KMIError
 from ..preprocessing import image_rows
 from ._choose_k import choose_k, plot_k_choice
@@ -150,7 +151,7 @@ def image_paths(source):
     return [f"{source.name}#{i}" for i in range(source.n_images)]
 
 
-def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=None, size=None,
+def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=None, size="auto",
             data_dir=None, skip_bad=False, fit_size=60000, k_sample=2000,
             duplicate_threshold=DEFAULT_THRESHOLD,
             n_outliers=100, map_method="pca", batch_size=4096, random_state=0, force=False,
@@ -172,7 +173,14 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     features : str, default="l2"
         Feature pipeline spec (see :mod:`kmeans_imagery.features`); the default, shear-corrected
         L2-normalised pixels, clusters shapes rather than ink.
-    color, size, data_dir, skip_bad
+    color : {"gray", "rgb"} or None
+        As for :func:`~kmeans_imagery.datasets.open_source`.
+    size : "auto", None, "HxW", int or (H, W), default="auto"
+        As for :func:`~kmeans_imagery.datasets.open_source`; "auto" reads a collection of mixed
+        sizes at its first image's size, scaled down to at most 64 pixels on its longer side
+        (photos). An ``onnx:`` network resizes its input again, to its own size: pass that size
+        here so that it sees the full detail.
+    data_dir, skip_bad
         As for :func:`~kmeans_imagery.datasets.open_source`.
     fit_size : int
         Collections of at most this many images (whose float32 rows fit in 256 MiB) are read
@@ -375,6 +383,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                label_names=source.label_names)
     results = {
         "dataset": source.name, "n_images": n, "image_shape": list(source.image_shape),
+        # Files passed over: hidden, non-image, unreadable, or loose beside class sub-folders.
+        "skipped": {reason: count for reason, count in source.skipped.items() if count},
         "features": features, "k": n_clusters, "seed": random_state,
         "k_choice": None if choice is None else choice.to_json(),
         "fit": {"mode": fitted.metrics["mode"], "inertia": fitted.metrics["inertia"]},
@@ -501,6 +511,8 @@ def _facts(results, choice):
              "duplicates": f"{results['duplicates']['n_groups']:,} groups, "
                            f"{results['duplicates']['n_images']:,} images",
              "files": "clusters.csv, outliers.csv, duplicates.csv, results.json, model.kmi"}
+    if results["skipped"]:
+        facts["skipped files"] = skipped_summary(results["skipped"])
     if choice is not None:
         facts["why this K"] = choice.reason
     if "accuracy" in results:
