@@ -114,6 +114,15 @@ def iter_image_files(paths, skipped=None):
 def skipped_summary(skipped):
     """The files a source passed over, in words ("" when none).
 
+    Parameters
+    ----------
+    skipped : dict of str to int
+        Counts by reason, as in a source's ``skipped``.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> from kmeans_imagery.datasets.folders import skipped_summary
