@@ -243,6 +243,8 @@ def test_cli_explore_and_its_errors(collection, tmp_path, capsys):
     assert "K=3" in capsys.readouterr().out
     assert main(["explore", "x", "--out", str(tmp_path / "o"), "--k-range", "2to9"]) == 2
     assert "MIN-MAX" in capsys.readouterr().err
+    assert main(["explore", "digits", "--out", str(tmp_path / "o"), "--k", "0"]) == 2
+    assert capsys.readouterr().err == "kmi: error: --k=0 must be 'auto' or a positive integer\n"
 
 
 def test_photos_of_mixed_sizes_are_read_at_the_first_size_scaled_down(tmp_path, capsys):

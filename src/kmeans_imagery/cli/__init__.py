@@ -61,6 +61,7 @@ PARAM_FLAGS = {
     "k_range": "--k-range",
     "fit_size": "--fit-size",
     "duplicate_threshold": "--duplicate-threshold",
+    "map_method": "--map",
 }
 
 

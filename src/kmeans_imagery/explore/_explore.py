@@ -421,9 +421,9 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
 
 def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method):
     if map_method not in MAP_METHODS:
-        raise KMIError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}")
+        raise KMIError(f"map_method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}")
     if not (k == "auto" or (isinstance(k, int | np.integer) and k >= 1)):
-        raise KMIError(f"k must be 'auto' or a positive integer, got {k!r}")
+        raise KMIError(f"k={k!r} must be 'auto' or a positive integer")
     for name, value, low in (("fit_size", fit_size, 2), ("k_sample", k_sample, 10),
                              ("n_outliers", n_outliers, 0), ("batch_size", batch_size, 1)):
         if not isinstance(value, int | np.integer) or value < low:
