@@ -322,3 +322,19 @@ def test_progress_counts_every_file(class_folder):
 
     load_dataset(root, progress=Bar)
     assert seen == [5, 5]
+
+
+def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
+    # Stored landscape, tagged "rotate 90 clockwise to show" (orientation 6): read as portrait.
+    stored = np.zeros((20, 40), np.uint8)
+    stored[:, :10] = 255  # the stored left edge becomes the top once upright
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "a.jpg", exif=exif, quality=95)
+    save(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
+    upright = load_images([tmp_path / "a.jpg"]).images[0]
+    assert upright.shape == (40, 20)
+    assert upright[:8].mean() > 200 and upright[12:].mean() < 50
+    auto = load_images([tmp_path / "a.jpg", tmp_path / "b.png"], size="auto").images
+    assert auto.shape == (2, 40, 20)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..errors import KMIError
 from ..progress import open_progress
@@ -274,10 +274,28 @@ def _auto_size_of_first(paths):
         try:
             with Image.open(path) as image:
                 width, height = image.size
+                if _turned(image):
+                    width, height = height, width
         except Exception:  # noqa: BLE001, S112 - the decoding pass reports or skips this file
             continue
         return auto_size((height, width))
     return None
+
+
+#: Formats whose files carry an EXIF orientation (photos from cameras and phones).
+_EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP"})
+
+
+def _orientation(image):
+    """The EXIF orientation of an opened image (1: stored upright)."""
+    if image.format not in _EXIF_FORMATS:
+        return 1
+    return image.getexif().get(0x0112, 1)
+
+
+def _turned(image):
+    """Whether showing the image upright swaps its width and height (EXIF orientations 5-8)."""
+    return _orientation(image) in (5, 6, 7, 8)
 
 
 def _mean_bytes(paths):
@@ -302,7 +320,11 @@ def _decode(path, color, size):
             if size is not None:
                 # A JPEG then decodes at 1/2, 1/4 or 1/8 scale where that still covers the
                 # target size: photos read several times faster.
-                image.draft("L" if color == "gray" else "RGB", (size[1], size[0]))
+                stored = (size[0], size[1]) if _turned(image) else (size[1], size[0])
+                image.draft("L" if color == "gray" else "RGB", stored)
+            if _orientation(image) != 1:
+                # Cameras and phones store a photo's rotation as an EXIF tag: read it upright.
+                image = ImageOps.exif_transpose(image)
             image = _convert(image, color)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), RESAMPLE)
