@@ -268,6 +268,15 @@ def test_photos_of_mixed_sizes_are_read_at_the_first_size_scaled_down(tmp_path, 
         explore(folder, tmp_path / "own", k=3, size=None)
 
 
+def test_a_collection_of_one_image(tmp_path, capsys):
+    (tmp_path / "one").mkdir()
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / "one" / "only.png")
+    assert main(["explore", str(tmp_path / "one"), "--out", str(tmp_path / "o"), "--k", "1"]) == 0
+    assert capsys.readouterr().out.startswith("1 image, K=1,")
+    rows = list(csv.DictReader(open(tmp_path / "o" / "clusters.csv", encoding="utf-8")))
+    assert [(r["cluster"], float(r["distance"])) for r in rows] == [("0", 0.0)]
+
+
 def test_files_passed_over_are_counted_and_reported(collection, tmp_path, capsys):
     folder = tmp_path / "classes"
     shutil.copytree(collection["root"] / "photos", folder)

@@ -61,7 +61,8 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
                         duplicate_threshold=duplicate_threshold, map_method=map_method,
                         random_state=seed, force=force, progress=loading_progress(err))
     report_skipped(found.results["dataset"], found.results["skipped"], err)
-    console.print(f"{found.results['n_images']:,} images, K={found.k}, "
+    n_images = found.results["n_images"]
+    console.print(f"{n_images:,} image{'s' * (n_images != 1)}, K={found.k}, "
                   f"{found.results['duplicates']['n_groups']:,} duplicate groups; wrote "
                   f"{found.files['index.html']}")
 

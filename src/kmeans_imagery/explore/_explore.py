@@ -341,7 +341,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
             rows = rows_of(s, batch.images)
             distances = euclidean_distances(rows, model.cluster_centers_)
             clusters[s], distance[s], margin[s] = nearest_and_margin(distances)
-            xy[s] = projection.transform(rows)
+            xy[s] = projection.transform(rows)  # a (n, 1) map broadcasts to both axes
             raw_scores[s] = scorer.raw_scores(batch.images, batch.start)
             hashes[s] = pixel_hashes(batch.images)
             d = descriptors(batch.images)

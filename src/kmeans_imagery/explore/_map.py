@@ -31,21 +31,24 @@ def fit_map(rows, method="pca", *, random_state=None):
     Returns
     -------
     FeaturePipeline
-        Fitted; its ``transform`` maps rows of width d to (n, 2) float32.
+        Fitted; its ``transform`` maps rows of width d to (n, 2) float32, or to (n, 1) when
+        there is one row or one feature (a collection of one image has one point to place).
     """
     from ..features import make_features
 
     if method not in MAP_METHODS:
-        raise KMIError(f"map method must be one of {', '.join(MAP_METHODS)}, got {method!r}")
+        raise KMIError(f"map_method must be one of {', '.join(MAP_METHODS)}, got {method!r}")
     if method == "pca":
-        spec = "pca:2"
+        spec = f"pca:{min(2, *rows.shape)}"
     else:
         spec = f"pca:{min(50, *rows.shape)}+umap:2"
         if len(rows) > _UMAP_SAMPLE:
             pick = np.random.default_rng(random_state).choice(len(rows), _UMAP_SAMPLE, replace=False)
             rows = rows[np.sort(pick)]
-    # Feature rows carry no image shape; the map steps (pca, umap) need none.
-    return make_features(spec, (rows.shape[1], 1), random_state).fit(rows)
+    # Feature rows carry no image shape; the map steps (pca, umap) need none. One row has no
+    # variance: its explained share is 0 / 0, which is no error here.
+    with np.errstate(invalid="ignore" if len(rows) < 2 else "warn"):
+        return make_features(spec, (rows.shape[1], 1), random_state).fit(rows)
 
 
 def grid_picks(xy, n_side=9):
