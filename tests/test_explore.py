@@ -153,7 +153,7 @@ def test_umap_map(collection, tmp_path):
     pytest.importorskip("umap")
     results = explore(collection["root"] / "photos", tmp_path / "out", k=3, map_method="umap").results
     assert results["map"] == "umap" and (tmp_path / "out" / "map.png").stat().st_size > 0
-    with pytest.raises(KMIError, match="map method"):
+    with pytest.raises(KMIError, match="map_method must be one of pca, umap"):
         explore(collection["root"] / "photos", tmp_path / "other", k=3, map_method="tsne")
 
 
