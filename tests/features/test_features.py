@@ -151,8 +151,20 @@ def test_pca_matches_scikit_learn(digits_rows):
     np.testing.assert_allclose(ours.transform(X[1000:]), theirs.transform(X[1000:]), atol=1e-4)
     white = PCA(n_components=5, whiten=True).fit_transform(X)
     np.testing.assert_allclose(white.std(axis=0), 1.0, rtol=1e-2)
-    with pytest.raises(KMIError, match="n_components"):
-        PCA(n_components=100).fit(X[:50])
+    with pytest.raises(KMIError, match="n_components <= 50 .the rows"):
+        PCA(n_components=60).fit(X[:50])
+
+
+def test_pca_keeps_every_feature_of_narrower_rows(digits_rows):
+    # The pixhog preset's PCA to 100 on 8 x 8 images: 73 features, all kept (a rotation).
+    X, _ = digits_rows
+    pipeline = make_features("pixhog", (8, 8), random_state=0).fit(X)
+    assert pipeline.n_features_out_ == 73
+    wide = PCA(n_components=100).fit(X[:, :30])
+    assert wide.transform(X[:, :30]).shape == (len(X), 30)
+    np.testing.assert_allclose(np.linalg.norm(wide.transform(X[:5, :30]), axis=1),
+                               np.linalg.norm(X[:5, :30] - X[:, :30].mean(0), axis=1), rtol=1e-4)
+    np.testing.assert_array_equal(_round_trip(pipeline).transform(X[:9]), pipeline.transform(X[:9]))
 
 
 def test_steps_validate_widths_and_fitting(digits_rows):

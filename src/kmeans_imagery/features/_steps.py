@@ -322,7 +322,9 @@ class PCA(_Step):
     Parameters
     ----------
     n_components : int, default=50
-        Number of components kept; at most min(n_samples, n_features).
+        Number of components kept; rows with fewer features keep them all (a rotation), so
+        that a pipeline such as the ``pixhog`` preset also runs on small images. At most
+        n_samples.
     whiten : bool, default=False
         Divide each component by its standard deviation (on MNIST this hurts K-means).
     random_state : int or None
@@ -360,11 +362,11 @@ class PCA(_Step):
         from sklearn.decomposition import PCA as SkPCA
 
         k = self.n_components
-        if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(X.shape):
+        if not isinstance(k, (int, np.integer)) or not 1 <= min(k, X.shape[1]) <= X.shape[0]:
             raise KMIError(
-                f"pca needs 1 <= n_components <= {min(X.shape)} for {X.shape[0]} rows of "
-                f"{X.shape[1]} values, got {k!r}"
+                f"pca needs 1 <= n_components <= {X.shape[0]} (the rows it is fitted on), got {k!r}"
             )
+        k = self._n_kept(X.shape[1])
         pca = SkPCA(n_components=int(k), random_state=self.random_state).fit(X)
         self.mean_ = pca.mean_.astype(np.float32)
         self.components_ = pca.components_.astype(np.float32)
@@ -373,8 +375,11 @@ class PCA(_Step):
             np.float32
         )
 
+    def _n_kept(self, n_features):
+        return min(int(self.n_components), n_features)
+
     def _array_shapes(self):
-        k, d = self.n_components, self.n_features_in_
+        k, d = self._n_kept(self.n_features_in_), self.n_features_in_
         return {"mean_": (d,), "components_": (k, d), "scale_": (k,)}
 
     def _transform(self, X):
