@@ -263,6 +263,8 @@ def test_photos_of_mixed_sizes_are_read_at_the_first_size_scaled_down(tmp_path, 
     assert found.results["image_shape"] == [round(first_height * scale), round(first_width * scale),
                                             3]
     assert found.results["n_images"] == 24 and found.results["skipped"] == {}
+    assert found.results["size"] == "auto"
+    assert "(size=auto)" in (tmp_path / "out" / "index.html").read_text("utf-8")
     assert sorted(found.results["cluster_sizes"]) == [8, 8, 8]
     with pytest.raises(KMIError, match="differ in size.*size=auto"):
         explore(folder, tmp_path / "own", k=3, size=None)

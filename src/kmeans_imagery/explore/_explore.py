@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
+from ..datasets.convert import parse_size
 from ..datasets.folders import skipped_summary
 from ..errors import KMIError
 from ..preprocessing import image_rows
@@ -383,6 +384,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                label_names=source.label_names)
     results = {
         "dataset": source.name, "n_images": n, "image_shape": list(source.image_shape),
+        # The size asked for ("auto", "HxW" or None for the images' own).
+        "size": _size_text(size),
         # Files passed over: hidden, non-image, unreadable, or loose beside class sub-folders.
         "skipped": {reason: count for reason, count in source.skipped.items() if count},
         "features": features, "k": n_clusters, "seed": random_state,
@@ -503,8 +506,15 @@ def _write_csvs(out, paths, clusters, distance, margin, scores, dups, top):
                 writer.writerow([g, paths[i], f"{dups.distance[i]:.6g}", int(dups.exact[i])])
 
 
+def _size_text(size):
+    """The size asked for, as results.json gives it: None, "auto" or "HxW"."""
+    asked = parse_size(size)
+    return asked if asked is None or asked == "auto" else "x".join(map(str, asked))
+
+
 def _facts(results, choice):
-    facts = {"images": f"{results['n_images']:,} of {'x'.join(map(str, results['image_shape']))}",
+    facts = {"images": f"{results['n_images']:,} of {'x'.join(map(str, results['image_shape']))}"
+                       + ("" if results["size"] is None else f" (size={results['size']})"),
              "features": results["features"],
              "clusters": f"K={results['k']}" + (" (chosen)" if choice else " (given)"),
              "outliers": "score = " + results["outliers"]["score"],
