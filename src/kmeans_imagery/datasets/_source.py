@@ -132,7 +132,8 @@ class ImageSource:
         (which settles ``size="auto"``: every source calls this once it knows its shape)."""
         shape = tuple(stored_shape)
         if self._size == "auto":
-            self._size = auto_size(shape)
+            # Stored images share one size: "auto" can only scale them all down.
+            self._size = auto_size(shape) if auto_size(shape) != shape[:2] else None
         if self._size is not None:
             shape = (*self._size, *shape[2:])
         if self._color == "gray":
