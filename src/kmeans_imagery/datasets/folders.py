@@ -319,9 +319,10 @@ def _decode(path, color, size):
         with Image.open(path) as image:
             if size is not None:
                 # A JPEG then decodes at 1/2, 1/4 or 1/8 scale where that still covers the
-                # target size: photos read several times faster.
+                # target size: photos read several times faster. Its colours are decoded as
+                # without it (its own mode), converted below.
                 stored = (size[0], size[1]) if _turned(image) else (size[1], size[0])
-                image.draft("L" if color == "gray" else "RGB", stored)
+                image.draft(image.mode, stored)
             if _orientation(image) != 1:
                 # Cameras and phones store a photo's rotation as an EXIF tag: read it upright.
                 image = ImageOps.exif_transpose(image)
