@@ -36,8 +36,10 @@ def test_cli_similar_prints_csv(tmp_path, capsys):
                  "--top", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].strip() == "query,rank,path,distance" and len(lines) == 3
+    capsys.readouterr()
     assert main(["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"),
                  str(tmp_path / "missing.png")]) == 2
+    assert capsys.readouterr().err == f"kmi: error: query image {tmp_path / 'missing.png'} does not exist\n"
 
 
 def test_unreadable_files_are_skipped_without_shifting_the_matches(tmp_path, capsys):

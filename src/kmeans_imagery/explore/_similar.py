@@ -85,6 +85,10 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     if not hasattr(model, "cluster_centers_"):
         model = load_model(model)
     color, size = model_color(model), model_size(model)
+    for query in queries:
+        # --skip-bad is about DATA: a query that cannot be read is always an error of its own.
+        if not Path(query).is_file():
+            raise KMIError(f"query image {query} does not exist")
     query_images = load_images([Path(q) for q in queries], color=color, size=size).images
     query_rows = image_rows(model.features_, query_images)
     source = open_source(data, color=color, size=size, skip_bad=skip_bad)
