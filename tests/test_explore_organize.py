@@ -80,6 +80,29 @@ def test_collisions_never_overwrite(setup):
     assert all(f.exists() for f in setup["files"])  # copies leave the originals
 
 
+@pytest.mark.parametrize("mode", ["link", "copy", "move"])
+def test_running_again_changes_nothing(setup, mode):
+    # Two sources share a file name: the second run finds each in its own place (x.png, x-1.png).
+    first = organize(setup["model"], setup["data"], setup["into"], mode=mode)
+    before = {p: _digest(p) for p in _placed(setup["into"])}
+    data = setup["into"] if mode == "move" else setup["data"]  # a move leaves nothing behind
+    again = organize(setup["model"], data, setup["into"], mode=mode)
+    assert first["done"] == 61 and again["done"] == 0 and again["already"] == 61
+    assert {p: _digest(p) for p in _placed(setup["into"])} == before
+    assert sorted(r["new_path"] for r in _manifest(again["manifest"])) == sorted(
+        r["new_path"] for r in _manifest(first["manifest"]))
+
+
+def test_moving_into_a_folder_inside_the_data_twice(setup):
+    # The second run reads the sorted files back from inside DATA: they stay where they are.
+    into = setup["data"] / "sorted"
+    organize(setup["model"], setup["data"], into, mode="move")
+    placed = _placed(into)
+    again = organize(setup["model"], setup["data"], into, mode="move")
+    assert again["already"] == 61 and _placed(into) == placed
+    assert sorted(_digest(p) for p in placed) == setup["digests"]
+
+
 def test_interrupted_move_finishes_when_run_again(setup, monkeypatch):
     real = _organize._apply
     calls = []

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
     if resumed:
         rows = _read_plan(plan_path, mode)
     else:
-        rows, unreadable = _plan(model, data, into, skip_bad, batch_size, progress)
+        rows, unreadable = _plan(model, data, into, mode, skip_bad, batch_size, progress)
     if dry_run:
         return {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed,
                 "unreadable": unreadable}
@@ -136,7 +137,7 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
             "resumed": resumed, "unreadable": unreadable}
 
 
-def _plan(model, data, into, skip_bad, batch_size, progress):
+def _plan(model, data, into, mode, skip_bad, batch_size, progress):
     """One row per readable file of ``data``, and the number of unreadable ones."""
     from ..datasets import open_source
     from ..model_io import load_model
@@ -157,7 +158,10 @@ def _plan(model, data, into, skip_bad, batch_size, progress):
             labels = model.cluster_labels_[clusters]
             for path, cluster, label in zip(batch.paths, clusters, labels, strict=True):
                 old = Path(path).resolve()
-                new = _free_name(into.resolve() / folders[int(cluster)] / old.name, taken)
+                # A file already in its place (an earlier run put it there, or it is ``old``
+                # itself, inside ``into``) stays: running organize again changes nothing.
+                new = _free_name(into.resolve() / folders[int(cluster)] / old.name, taken,
+                                 reusable=partial(_holds, old, mode))
                 taken.add(new)
                 rows.append({"old_path": str(old), "new_path": str(new), "cluster": int(cluster),
                              "label": str(label)})
@@ -183,10 +187,13 @@ def _folder_names(model):
     return out
 
 
-def _free_name(path, taken):
-    """``path``, or ``stem-1.suffix``, ``stem-2.suffix``, ... : the first not on disk or taken."""
+def _free_name(path, taken, reusable=None):
+    """``path``, or ``stem-1.suffix``, ``stem-2.suffix``, ... : the first not on disk or taken,
+    or, before it, the first on disk (and not taken) that ``reusable(candidate)`` accepts."""
     candidate, n = path, 0
     while candidate in taken or os.path.lexists(candidate):
+        if reusable is not None and candidate not in taken and reusable(candidate):
+            return candidate
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     return candidate
@@ -219,6 +226,8 @@ def _read_plan(plan_path, mode):
 
 def _apply(old, new, mode):
     """Put ``old`` at ``new``; False when an earlier run already did."""
+    if old == new:
+        return False
     if os.path.lexists(new):
         if _in_place(old, new, mode):
             if mode == "move" and old.exists():
@@ -246,6 +255,11 @@ def _apply(old, new, mode):
         raise KMIError(f"cannot {mode} {old} to {new}: {error.strerror or error}; nothing was "
                        f"lost, run again to finish") from None
     return True
+
+
+def _holds(old, mode, candidate):
+    """Whether ``candidate`` already is ``old`` in its place (``old`` itself, or put there)."""
+    return candidate == old or _in_place(old, candidate, mode)
 
 
 def _in_place(old, new, mode):
