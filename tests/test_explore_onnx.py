@@ -82,3 +82,25 @@ def test_bad_networks_and_options_are_clear_errors(tmp_path, weight, digits_rows
     path = _network(tmp_path / "out.onnx", weight, meta={"kmi.output": "nope"})
     with pytest.raises(KMIError, match="no output 'nope'"):
         make_features(f"onnx:{path}", (8, 8)).fit(rows)
+
+
+def test_auto_size_reads_images_at_the_networks_input_size(tmp_path, rng):
+    from PIL import Image
+
+    from kmeans_imagery.cli import main
+    from kmeans_imagery.explore import explore
+    from kmeans_imagery.features import reading_size
+
+    path = _network(tmp_path / "net.onnx", rng.normal(size=(3 * 16 * 16, 4)), channels=3, side=16)
+    assert reading_size("auto", f"raw|onnx:{path}") == (16, 16)
+    assert reading_size(None, f"onnx:{path}") is None and reading_size("auto", "l2") == "auto"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (90 + i, 120, 3), dtype=np.uint8)).save(
+            photos / f"{i:02d}.png")
+    found = explore(photos, tmp_path / "out", k=2, features=f"onnx:{path}", color="rgb")
+    assert found.results["image_shape"] == [16, 16, 3] and found.results["size"] == "16x16"
+    assert main(["fit", str(photos), "--k", "2", "--features", f"onnx:{path}", "--size", "auto",
+                 "--color", "rgb", "--out", str(tmp_path / "m.kmi")]) == 0
+    assert load_model(tmp_path / "m.kmi").features_.steps[0].image_shape == (16, 16, 3)

@@ -144,7 +144,8 @@ SKIP_BAD = click.option("--skip-bad", is_flag=True,
 
 
 _SIZE_HELP = ("Resize images to HxW, N for NxN, or auto: the first image's size, scaled down to "
-              "at most 64 on its longer side, for images of mixed sizes")
+              "at most 64 on its longer side, for images of mixed sizes (with onnx features: the "
+              "network's input size)")
 
 
 def data_options(command=None, *, size=None):

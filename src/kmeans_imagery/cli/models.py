@@ -48,6 +48,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     labels the clusters are named after them; without, each cluster is its own class. Every
     option works in every mode, and the model file is the same.
     """
+    from ..features import reading_size
     from ..fit import FitSpec
     from ..fit import fit as fit_source
     from ..model_io import save_model
@@ -58,6 +59,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     if stream and dask_address:
         raise KMIError("choose one of --stream and --dask")
     mode = "dask" if dask_address else "stream" if stream else "memory"
+    size = reading_size(size, features)
     source = open_source(data, data_dir=data_dir, color=color, size=size,
                        skip_bad=skip_bad)
     test = None

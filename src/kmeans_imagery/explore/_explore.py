@@ -179,8 +179,8 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     size : "auto", None, "HxW", int or (H, W), default="auto"
         As for :func:`~kmeans_imagery.datasets.open_source`; "auto" reads a collection of mixed
         sizes at its first image's size, scaled down to at most 64 pixels on its longer side
-        (photos). An ``onnx:`` network resizes its input again, to its own size: pass that size
-        here so that it sees the full detail.
+        (photos), or, with an ``onnx:`` feature step, at the network's input size
+        (:func:`~kmeans_imagery.features.reading_size`).
     data_dir, skip_bad
         As for :func:`~kmeans_imagery.datasets.open_source`.
     fit_size : int
@@ -251,6 +251,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     from threadpoolctl import threadpool_limits
 
     from ..datasets import ArraySource, open_source
+    from ..features import reading_size
     from ..fit import FitSpec, drop_unreadable, fit
     from ..metrics import hungarian_accuracy, purity
     from ..model_io import save_model
@@ -265,6 +266,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
     timings = {}
     clock = time.perf_counter()
+    size = reading_size(size, features)
     source = open_source(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)

@@ -62,6 +62,7 @@ _LAZY = {
     "FeaturePipeline": "._pipeline",
     "make_features": "._pipeline",
     "make_pixel_features": "._pipeline",
+    "reading_size": "._pipeline",
 }
 
 __all__ = ["DEFAULT_BUDGET_FEATURES", "DEFAULT_PIXEL_FEATURES", "FEATURE_PRESETS", *_LAZY]

@@ -154,6 +154,10 @@ class OnnxEmbedding(_Step):
                        np.array(std, np.float32).reshape(1, -1, 1, 1), checksum)
         return self._cache
 
+    def input_size(self):
+        """(H, W) of the network's input: images of another size are resized to it."""
+        return self._session()[4]
+
     def _fit(self, X):
         if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
             raise KMIError(f"onnx batch_size must be a positive integer, got {self.batch_size!r}")

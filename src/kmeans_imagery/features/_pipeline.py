@@ -283,6 +283,46 @@ def _build(node, image_shape, random_state, is_image, radii=None):
 
 
 
+def reading_size(size, spec):
+    """The size to read images at for a pipeline: ``size``, except that ``"auto"`` becomes the
+    input size of the pipeline's ``onnx:`` network (the largest, if several), which resizes its
+    input to that size anyway: reading at it keeps the detail the network can see.
+
+    Parameters
+    ----------
+    size : None, "auto", "HxW", int or (H, W)
+        As for :func:`~kmeans_imagery.datasets.open_source`.
+    spec : str
+        A feature spec (see :func:`make_features`).
+
+    Returns
+    -------
+    size : None, "auto", "HxW", int or tuple (H, W)
+        ``size`` unchanged, or the network's (H, W).
+
+    Examples
+    --------
+    >>> from kmeans_imagery.features import reading_size
+    >>> reading_size("auto", "l2"), reading_size("32x32", "onnx:resnet.onnx")
+    ('auto', '32x32')
+    """
+    from ..datasets.convert import parse_size
+
+    if parse_size(size) != "auto" or not isinstance(spec, str):
+        return size
+    spec = FEATURE_PRESETS.get(spec.strip(), (spec,))[0]
+    sizes = [OnnxEmbedding.from_spec(path, (1, 1)).input_size()
+             for path in _onnx_paths(Parser(spec).parse())]
+    return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else size
+
+
+def _onnx_paths(node):
+    """The paths of a parsed spec's ``onnx:`` steps."""
+    if node[0] == "step":
+        return [":".join(node[2])] if node[1] == "onnx" else []
+    return [path for item in node[1] for path in _onnx_paths(item)]
+
+
 def make_features(spec, image_shape, random_state=None):
     """Build an unfitted feature pipeline from a spec string.
 
