@@ -282,13 +282,27 @@ def test_a_collection_of_one_image(tmp_path, capsys):
 def test_files_passed_over_are_counted_and_reported(collection, tmp_path, capsys):
     folder = tmp_path / "classes"
     shutil.copytree(collection["root"] / "photos", folder)
-    shutil.copy(collection["files"][0], folder / "loose.png")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "3" / ".hidden.png").write_bytes(b"")
     assert main(["explore", str(folder), "--out", str(tmp_path / "o"), "--k", "3"]) == 0
-    assert "skipped files in classes: 1 non-image, 1 unlabelled" in capsys.readouterr().err
+    assert "skipped files in classes: 1 hidden, 1 non-image" in capsys.readouterr().err
     results = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert results["skipped"] == {"non_image": 1, "unlabelled": 1}
-    assert "1 non-image, 1 unlabelled" in (tmp_path / "o" / "index.html").read_text("utf-8")
+    assert results["skipped"] == {"hidden": 1, "non_image": 1}
+    assert results["n_images"] == collection["results"]["n_images"] and "accuracy" in results
+    assert "1 hidden, 1 non-image" in (tmp_path / "o" / "index.html").read_text("utf-8")
+
+
+def test_images_beside_class_folders_make_one_unlabelled_collection(collection, tmp_path):
+    # Explored, a folder of albums and loose photos is every image in it; fit keeps
+    # torchvision's rule (sub-folders are classes, the loose images are skipped).
+    folder = tmp_path / "pictures"
+    shutil.copytree(collection["root"] / "photos", folder)
+    shutil.copy(collection["files"][0], folder / "loose.png")
+    results = explore(folder, tmp_path / "o", k=3).results
+    assert results["n_images"] == collection["results"]["n_images"] + 1
+    assert results["skipped"] == {} and "accuracy" not in results
+    with open(tmp_path / "o" / "clusters.csv", encoding="utf-8") as handle:
+        assert str(folder / "loose.png") in {row["path"] for row in csv.DictReader(handle)}
 
 
 @pytest.mark.browser

@@ -181,6 +181,20 @@ def test_a_jpeg_decoded_at_a_reduced_scale_matches_a_full_decode(tmp_path):
     assert np.abs(small - full).max() <= 6
 
 
+def test_loose_images_beside_class_folders_are_skipped_or_read(tmp_path, rng):
+    for name in ("b/1.png", "a.png", "c/d/2.png", "e.png"):
+        save(tmp_path / name, noise(rng))
+    classes = folders.FolderSource(tmp_path)
+    assert [p.name for p in classes.paths] == ["1.png", "2.png"]
+    assert classes.labels.tolist() == ["b", "c"] and classes.skipped["unlabelled"] == 2
+    everything = folders.FolderSource(tmp_path, loose_images="read")
+    assert [p.relative_to(tmp_path).as_posix() for p in everything.paths] == [
+        "a.png", "b/1.png", "c/d/2.png", "e.png"]
+    assert everything.labels is None and everything.skipped["unlabelled"] == 0
+    with pytest.raises(KMIError, match="loose_images must be one of skip, read"):
+        folders.FolderSource(tmp_path, loose_images="keep")
+
+
 def test_skipped_summary():
     assert folders.skipped_summary({"hidden": 2, "non_image": 0, "bad": 1200}) == "2 hidden, 1,200 bad"
     assert folders.skipped_summary({"hidden": 0}) == ""

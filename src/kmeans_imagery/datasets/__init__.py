@@ -65,7 +65,7 @@ _SPLITS = ("train", "test")
 
 
 def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=None,
-                skip_bad=False):
+                skip_bad=False, loose_images="skip"):
     """Open a dataset name or path as a source, without reading its images.
 
     Parameters
@@ -88,6 +88,9 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         (:func:`~kmeans_imagery.datasets.convert.auto_size`), for collections of mixed sizes.
     skip_bad : bool
         Skip unreadable image files (counted in ``skipped["bad"]``) instead of raising.
+    loose_images : {"skip", "read"}
+        Image folders with class sub-folders: skip the images beside them (torchvision's rule;
+        counted as "unlabelled"), or read every image below the folder, without labels.
 
     Returns
     -------
@@ -134,8 +137,8 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         if find_idx_files(path)["train_images"] is not None:
             return open_idx_folder(path, split, name=path.resolve().name, origin=str(path),
                                    color=color, size=size)
-        return _single(FolderSource(path, color=color or "gray", size=size, skip_bad=skip_bad),
-                       split)
+        return _single(FolderSource(path, color=color or "gray", size=size, skip_bad=skip_bad,
+                                    loose_images=loose_images), split)
     if path.suffix.lower() in (".npy", ".npz"):
         return open_array_file(path, split, color=color, size=size)
     if "idx" in path.name.lower():

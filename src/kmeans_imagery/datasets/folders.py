@@ -27,6 +27,8 @@ __all__ = ["IMAGE_SUFFIXES", "FolderSource", "ImageBatch", "iter_image_files", "
 #: File extensions read as images (compared in lower case).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _SKIP_KEYS = ("hidden", "non_image", "bad", "unlabelled")
+#: What a folder with class sub-folders does with the images beside them (:class:`FolderSource`).
+LOOSE_IMAGES = ("skip", "read")
 #: Most files one thread decodes per task (one task per file cost more than the decoding of a
 #: small file).
 _DECODE_RUN = 64
@@ -347,17 +349,19 @@ def _convert(image, color):
     return image if image.mode == mode else image.convert(mode)
 
 
-def _list_image_folder(folder):
+def _list_image_folder(folder, loose_images="skip"):
     """List a folder of images without decoding them: one sub-folder per class, or flat.
 
     A folder whose sub-folders hold images is a class-per-sub-folder folder (like torchvision's
     ImageFolder): each sub-folder's name is the label of the images anywhere below it, and
-    images directly in the folder are skipped as "unlabelled". Otherwise the folder's own
-    images are listed without labels.
+    images directly in the folder are skipped as "unlabelled" (``loose_images="skip"``) or,
+    with ``loose_images="read"``, make it one unlabelled collection of every image below it.
+    Otherwise the folder's own images are listed without labels.
 
     Parameters
     ----------
     folder : Path
+    loose_images : {"skip", "read"}
 
     Returns
     -------
@@ -380,13 +384,18 @@ def _list_image_folder(folder):
         raise KMIError(f"folder {folder} is empty")
     top_files = []
     classes = []
+    in_order = []  # every image, in the order of the listing
     for entry in entries:
         if entry.is_dir() and not entry.name.startswith("."):
             files = list(iter_image_files(entry.path, skipped))
             if files:
                 classes.append((entry.name, files))
+                in_order += files
         elif _keep(Path(entry.path), skipped):
             top_files.append(Path(entry.path))
+            in_order.append(top_files[-1])
+    if classes and top_files and loose_images == "read":
+        return in_order, None, skipped
     if classes:
         skipped["unlabelled"] = len(top_files)
         files = [path for _, class_files in classes for path in class_files]
@@ -420,6 +429,10 @@ class FolderSource(ImageSource):
         Skip unreadable files (counted in ``skipped["bad"]`` as they are met) instead of raising.
     files : sequence of path-like or None
         Read these files (and the images in these folders) instead of listing ``folder``.
+    loose_images : {"skip", "read"}
+        Images directly in a folder that also has class sub-folders: skipped (counted as
+        "unlabelled"), or read, with every other image below the folder, as one unlabelled
+        collection.
 
     Raises
     ------
@@ -444,13 +457,18 @@ class FolderSource(ImageSource):
     ([40, 60, 200], ['1.png', '2.png', '1.png'])
     """
 
-    def __init__(self, folder, *, color="gray", size=None, skip_bad=False, files=None):
+    def __init__(self, folder, *, color="gray", size=None, skip_bad=False, files=None,
+                 loose_images="skip"):
         super().__init__(color, size)
+        if loose_images not in LOOSE_IMAGES:
+            raise KMIError(f"loose_images must be one of {', '.join(LOOSE_IMAGES)}, got "
+                           f"{loose_images!r}")
         self.path = Path(folder)
         self.name = self.path.resolve().name
         self.origin = str(folder)
         if files is None:
-            self.paths, self._labels_cache, self.skipped = _list_image_folder(self.path)
+            self.paths, self._labels_cache, self.skipped = _list_image_folder(self.path,
+                                                                              loose_images)
         else:
             self.skipped = dict.fromkeys(_SKIP_KEYS, 0)
             self.paths, self._labels_cache = list(iter_image_files(files, self.skipped)), None

@@ -163,7 +163,9 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     ----------
     data : str or path-like
         Anything :func:`~kmeans_imagery.datasets.open_source` accepts (an image folder, a Zarr
-        store, IDX files, ``.npy``, a dataset name).
+        store, IDX files, ``.npy``, a dataset name). A folder's sub-folder names are labels
+        (for the label mix and the accuracy) when every image lies in one; images beside them
+        make it one unlabelled collection.
     out_dir : path-like
         Folder for ``index.html``, ``clusters.csv``, ``outliers.csv``, ``duplicates.csv``,
         ``results.json``, ``model.kmi`` and the figures.
@@ -267,7 +269,9 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     timings = {}
     clock = time.perf_counter()
     size = reading_size(size, features)
-    source = open_source(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad)
+    # A collection to explore is every image in it: loose images beside sub-folders too.
+    source = open_source(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad,
+                         loose_images="read")
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
     in_memory = source.n_images <= fit_size and source.n_images * row_bytes <= _FIT_BYTES
@@ -388,7 +392,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         "dataset": source.name, "n_images": n, "image_shape": list(source.image_shape),
         # The size asked for ("auto", "HxW" or None for the images' own).
         "size": _size_text(size),
-        # Files passed over: hidden, non-image, unreadable, or loose beside class sub-folders.
+        # Files passed over: hidden, non-image, or unreadable (with skip_bad).
         "skipped": {reason: count for reason, count in source.skipped.items() if count},
         "features": features, "k": n_clusters, "seed": random_state,
         "k_choice": None if choice is None else choice.to_json(),
