@@ -133,7 +133,8 @@ class ImageSource:
         shape = tuple(stored_shape)
         if self._size == "auto":
             # Stored images share one size: "auto" can only scale them all down.
-            self._size = auto_size(shape) if auto_size(shape) != shape[:2] else None
+            scaled = auto_size(shape)
+            self._size = scaled if scaled != shape[:2] else None
         if self._size is not None:
             shape = (*self._size, *shape[2:])
         if self._color == "gray":

@@ -276,7 +276,7 @@ def _auto_size_of_first(paths):
         try:
             with Image.open(path) as image:
                 width, height = image.size
-                if _turned(image):
+                if _orientation(image) in _TURNED:
                     width, height = height, width
         except Exception:  # noqa: BLE001, S112 - the decoding pass reports or skips this file
             continue
@@ -288,16 +288,15 @@ def _auto_size_of_first(paths):
 _EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP"})
 
 
+#: EXIF orientations whose upright image swaps the stored width and height.
+_TURNED = frozenset({5, 6, 7, 8})
+
+
 def _orientation(image):
     """The EXIF orientation of an opened image (1: stored upright)."""
     if image.format not in _EXIF_FORMATS:
         return 1
     return image.getexif().get(0x0112, 1)
-
-
-def _turned(image):
-    """Whether showing the image upright swaps its width and height (EXIF orientations 5-8)."""
-    return _orientation(image) in (5, 6, 7, 8)
 
 
 def _mean_bytes(paths):
@@ -319,13 +318,14 @@ def _decode(path, color, size):
     """Decode one file; return (array, None) or (None, reason) so the caller decides to skip."""
     try:
         with Image.open(path) as image:
+            orientation = _orientation(image)
             if size is not None:
                 # A JPEG then decodes at 1/2, 1/4 or 1/8 scale where that still covers the
                 # target size: photos read several times faster. Its colours are decoded as
                 # without it (its own mode), converted below.
-                stored = (size[0], size[1]) if _turned(image) else (size[1], size[0])
+                stored = (size[0], size[1]) if orientation in _TURNED else (size[1], size[0])
                 image.draft(image.mode, stored)
-            if _orientation(image) != 1:
+            if orientation != 1:
                 # Cameras and phones store a photo's rotation as an EXIF tag: read it upright.
                 image = ImageOps.exif_transpose(image)
             image = _convert(image, color)
