@@ -92,7 +92,7 @@ def cli(debug):
 
 #: Advice in a library error, for the commands that set it by another flag: the commands that
 #: read images for a model resize them to the model's size with --resize.
-OTHER_FLAGS = {"size=HxW or size=auto": ("--size", "--resize"), "size=HxW": ("--size", "--resize")}
+OTHER_FLAGS = {"size=HxW or size=auto": ("--size", "--resize")}
 
 
 def flag_names(message, options=None):

@@ -201,8 +201,9 @@ def report_skipped(name, skipped, console):
     """Say which files a source passed over (hidden, non-image, unlabelled, bad)."""
     from ..datasets.folders import skipped_summary
 
-    if skipped_summary(skipped):
-        console.print(f"skipped files in {name}: {skipped_summary(skipped)}")
+    summary = skipped_summary(skipped)
+    if summary:
+        console.print(f"skipped files in {name}: {summary}")
 
 
 def model_source_options(model, resize):
