@@ -45,10 +45,8 @@ def fit_map(rows, method="pca", *, random_state=None):
         if len(rows) > _UMAP_SAMPLE:
             pick = np.random.default_rng(random_state).choice(len(rows), _UMAP_SAMPLE, replace=False)
             rows = rows[np.sort(pick)]
-    # Feature rows carry no image shape; the map steps (pca, umap) need none. One row has no
-    # variance: its explained share is 0 / 0, which is no error here.
-    with np.errstate(invalid="ignore" if len(rows) < 2 else "warn"):
-        return make_features(spec, (rows.shape[1], 1), random_state).fit(rows)
+    # Feature rows carry no image shape; the map steps (pca, umap) need none.
+    return make_features(spec, (rows.shape[1], 1), random_state).fit(rows)
 
 
 def grid_picks(xy, n_side=9):

@@ -310,10 +310,13 @@ def reading_size(size, spec):
 
     if parse_size(size) != "auto" or not isinstance(spec, str):
         return size
-    spec = FEATURE_PRESETS.get(spec.strip(), (spec,))[0]
-    sizes = [OnnxEmbedding.from_spec(path, (1, 1)).input_size()
-             for path in _onnx_paths(Parser(spec).parse())]
+    sizes = [OnnxEmbedding.from_spec(path, (1, 1)).input_size() for path in _onnx_paths(_parse(spec))]
     return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else size
+
+
+def _parse(spec):
+    """The parse tree of an image feature spec, a lone preset name expanded."""
+    return Parser(FEATURE_PRESETS.get(spec.strip(), (spec,))[0]).parse()
 
 
 def _onnx_paths(node):
@@ -367,8 +370,7 @@ def make_features(spec, image_shape, random_state=None):
     if not isinstance(spec, str):
         raise KMIError(f"feature spec must be a string, got {spec!r}")
     image_shape = _check_shape(image_shape)
-    spec = FEATURE_PRESETS.get(spec.strip(), (spec,))[0]
-    node = Parser(spec).parse()
+    node = _parse(spec)
     steps, _ = _build(node, image_shape, random_state, is_image=True)
     return FeaturePipeline(steps, spec=canonical(node))
 
