@@ -7,7 +7,8 @@ and runs each tool as a whole child process under ``/usr/bin/time -v`` (wall tim
   written as one PNG per image in class sub-folders. ``kmi explore`` (its defaults: ``l2``
   features, K chosen by the elbow)
   and clustimage (``Clustimage().fit_transform`` on the file list: its defaults, and with
-  ``dim`` set to the images' own size; ``--clustimage`` picks), each bounded by ``--timeout``,
+  ``dim`` set to the images' own size, and at that size with its K fixed to the one kmi
+  picked in the same pair, ``same-k``; ``--clustimage`` picks), each bounded by ``--timeout``,
   ``--pairs`` times in turn (A B A B ...). Reported: wall seconds, peak RSS, the K each picked,
   and the accuracy at that K (majority naming = purity, and one-to-one = Hungarian) against the
   sub-folder labels; with several pairs, each run's medians and the median of the pair-by-pair
@@ -209,10 +210,12 @@ def run_kmi(folder, out, timeout, *extra):
     return result
 
 
-def run_clustimage(folder, out, timeout, dim=None, memory_cap=10 * 2**30):
+def run_clustimage(folder, out, timeout, dim=None, k=None, memory_cap=10 * 2**30):
     command = [PYTHON, __file__, "_clustimage", str(folder), str(out)]
     if dim is not None:
         command += ["--dim", f"{dim[0]}x{dim[1]}"]
+    if k is not None:
+        command += ["--k", str(k)]
     result = timed(command, timeout, memory_cap)
     if result["status"] == "ok":
         found = json.loads(Path(out).read_text())
@@ -220,7 +223,7 @@ def run_clustimage(folder, out, timeout, dim=None, memory_cap=10 * 2**30):
     return result
 
 
-def _clustimage_child(folder, out, dim):
+def _clustimage_child(folder, out, dim, k):
     """Child process: clustimage on every PNG of a folder, labels written to ``out``."""
     from clustimage import Clustimage
 
@@ -228,7 +231,9 @@ def _clustimage_child(folder, out, dim):
     params = {"verbose": "error"}
     if dim is not None:
         params["dim"] = dim
-    results = Clustimage(**params).fit_transform(paths)
+    # A K of its own choosing, or the one given: its silhouette search over K = k..k.
+    search = {} if k is None else {"min_clust": k, "max_clust": k}
+    results = Clustimage(**params).fit_transform(paths, **search)
     # clustimage keeps its own order of the files it read: map them back by path.
     Path(out).write_text(json.dumps({"paths": [str(p) for p in results["pathnames"]],
                                      "labels": [int(v) for v in results["labels"]]}))
@@ -258,9 +263,15 @@ def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=("defaults",
         if "own" in clustimage:
             runs.append((f"clustimage dim={own[0]}x{own[1]}", run_clustimage,
                          (folder, work / f"ci-own-{name}.json", timeout), {"dim": own}))
+        if "same-k" in clustimage:
+            runs.append((f"clustimage dim={own[0]}x{own[1]} at kmi's K", run_clustimage,
+                         (folder, work / f"ci-same-k-{name}.json", timeout),
+                         {"dim": own, "k": "kmi's"}))
         done = []
         for pair in range(pairs):
             for peer, run, run_args, run_kwargs in runs:
+                if run_kwargs.get("k") == "kmi's":
+                    run_kwargs = {**run_kwargs, "k": done[-len(runs) + 1].get("k")}
                 result = run(*run_args, **run_kwargs)
                 result.update({"folder": name, "peer": peer, "pair": pair})
                 done.append(result)
@@ -385,16 +396,18 @@ def main(argv=None):
     parser.add_argument("--folders", default="digits,mnist-test,mnist-train")
     parser.add_argument("--kmi-features", default="l2", help="kmi explore --features runs.")
     parser.add_argument("--clustimage", default="defaults,own",
-                        help="compare: clustimage runs, 'defaults' and/or 'own' (the images' own "
-                             "size), comma-separated; 'none' for kmi runs only.")
+                        help="compare: clustimage runs, 'defaults', 'own' (the images' own "
+                             "size), 'same-k' (own size, kmi's K), comma-separated; 'none' for "
+                             "kmi runs only.")
     parser.add_argument("--pairs", type=int, default=1,
                         help="compare: times every run is made, in turn (A B A B ...).")
     parser.add_argument("--dim", help="(child only) clustimage image size HxW")
+    parser.add_argument("--k", type=int, help="(child only) clustimage's K")
     parser.add_argument("--out", type=Path, help="JSON file for the results.")
     args = parser.parse_args(argv)
     if args.experiments[0] == "_clustimage":
         dim = None if args.dim is None else tuple(int(v) for v in args.dim.split("x"))
-        _clustimage_child(args.experiments[1], args.experiments[2], dim)
+        _clustimage_child(args.experiments[1], args.experiments[2], dim, args.k)
         return
     args.work_dir.mkdir(parents=True, exist_ok=True)
     results = {}

@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -202,6 +203,24 @@ def test_choose_k_finds_separated_blobs(rng):
         choose_k(rows, (5, 6))
 
 
+def test_choose_k_on_images_all_alike_takes_the_smallest_k():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        choice = choose_k(np.zeros((40, 16)), (2, 10))
+    assert choice.k == 2 and "at most 2 distinct" in choice.reason
+
+
+def test_too_few_images_to_choose_k_ask_for_k(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "four.npy", rng.random((4, 8, 8)).astype(np.float32))
+    argv = ["explore", str(tmp_path / "four.npy"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "kmi: error: 4 images are too few to choose K over --k-range 2-50: that takes at least 5 "
+        "(three values of K below their number); give --k=N instead\n")
+    assert main([*argv, "--k", "2"]) == 0
+
+
 def test_duplicates_exact_and_near(rng):
     images = rng.integers(0, 256, (50, 20, 20), dtype=np.uint8)
     images[10] = images[3]
@@ -277,6 +296,14 @@ def test_a_collection_of_one_image(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("1 image, K=1,")
     rows = list(csv.DictReader(open(tmp_path / "o" / "clusters.csv", encoding="utf-8")))
     assert [(r["cluster"], float(r["distance"])) for r in rows] == [("0", 0.0)]
+
+
+def test_a_dataset_with_a_test_split_is_explored_whole(tmp_path):
+    found = explore("digits", tmp_path / "out", k=10, features="raw")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "clusters.csv", encoding="utf-8")))
+    assert found.results["n_images"] == len(rows) == 1797
+    assert (rows[0]["path"], rows[1437]["path"]) == ("bundled#train:0", "bundled#test:0")
+    assert found.results["accuracy"]["majority"] > 0.7
 
 
 def test_files_passed_over_are_counted_and_reported(collection, tmp_path, capsys):

@@ -348,12 +348,11 @@ def predict_source(model, source, *, batch_size=PREDICT_BATCH):
     if not isinstance(batch_size, int) or batch_size < 1:
         raise KMIError(f"batch_size must be a positive integer, got {batch_size!r}")
     check_model_shape(model, source)
-    prefix = f"{source.origin or source.name}#{source.split + ':' if source.split else ''}"
     for batch in source.iter_batches(batch_size):
         if not len(batch.images):
             continue
         names = ([str(p) for p in batch.paths] if batch.paths is not None
-                 else [f"{prefix}{i}" for i in source.positions(batch)])
+                 else source.image_names(source.positions(batch)))
         clusters, distance, margin = nearest_two(model, batch.images)
         labels = model.cluster_labels_[clusters]
         for name, cluster, label, dist, gap in zip(names, clusters, labels, distance, margin,

@@ -125,6 +125,18 @@ def test_debug_shows_the_traceback():
         main(["--debug", "sweep", "--dataset", "digits", "--ks", "5000"])
 
 
+def test_warnings_are_one_line_naming_flags(capsys, tmp_path):
+    # Fifty identical images have one distinct cluster, fewer than --k 2 asks for.
+    np.save(tmp_path / "alike.npy", np.zeros((50, 8, 8), np.uint8))
+    args = ["explore", str(tmp_path / "alike.npy"), "--k", "2"]
+    code, _, err = run_kmi(capsys, *args, "--out", str(tmp_path / "one-line"))
+    assert code == 0
+    assert err == ("kmi: warning: Number of distinct clusters (1) found smaller than --k (2). "
+                   "Possibly due to duplicate points in X.\n")
+    with pytest.warns(UserWarning, match=r"n_clusters \(2\)"):
+        assert main(["--debug", *args, "--out", str(tmp_path / "debug")]) == 0
+
+
 def test_version(capsys):
     code, out, _ = run_kmi(capsys, "--version")
     assert code == 0 and out.startswith("kmi, version")

@@ -9,6 +9,7 @@ from PIL import Image
 
 from kmeans_imagery.datasets import (
     ArraySource,
+    ChainedSource,
     FolderSource,
     IdxSource,
     NpySource,
@@ -106,6 +107,43 @@ def test_npz_and_names_are_loaded(tmp_path, images):
     np.testing.assert_array_equal(source.labels, images[1])
     digits = open_source("digits", split="test")
     assert digits.image_shape == (8, 8) and digits.labels is not None
+
+
+@pytest.mark.parametrize("batch_size", [5, 53, 100])
+def test_split_all_reads_train_then_test_as_one_source(idx_folder, images, batch_size):
+    imgs, labels = images
+    source = open_source(idx_folder, split="all", size=(3, 4))
+    assert isinstance(source, ChainedSource) and not source.random_access
+    assert (source.display_name, source.n_images, source.image_shape) == ("idx", 60, (3, 4))
+    batches = list(source.iter_batches(batch_size))
+    whole = open_source(idx_folder, size=(3, 4)).read_all().images
+    np.testing.assert_array_equal(np.concatenate([b.images for b in batches]),
+                                  np.concatenate([whole, whole[:7]]))
+    starts = [b.start for b in batches]
+    assert starts == sorted(starts) and all(b.start + len(b.images) <= 60 for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]),
+                                  np.concatenate([labels, labels[:7]]))
+    np.testing.assert_array_equal(source.take([1, 52, 53, 59]).images, whole[[1, 52, 0, 6]])
+    origin = str(idx_folder)
+    assert source.image_names([52, 53]) == [f"{origin}#train:52", f"{origin}#test:0"]
+
+
+def test_split_all_reads_across_the_boundary_and_keeps_single_collections(tmp_path, images):
+    imgs, labels = images
+    np.savez(tmp_path / "two.npz", x_train=imgs, y_train=labels, x_test=imgs[:7])
+    source = open_source(tmp_path / "two.npz", split="all")
+    assert source.random_access and source.labels is None
+    np.testing.assert_array_equal(source.read(50, 56), np.concatenate([imgs[50:], imgs[:3]]))
+    np.save(tmp_path / "one.npy", imgs)
+    assert isinstance(open_source(tmp_path / "one.npy", split="all"), NpySource)
+    digits = open_source("digits", split="all")
+    assert digits.n_images == 1797 and len(digits.labels) == 1797
+    (tmp_path / "odd").mkdir()
+    write_idx(tmp_path / "odd" / "train-images-idx3-ubyte", imgs)
+    write_idx(tmp_path / "odd" / "t10k-images-idx3-ubyte", imgs[:7, :5])
+    with pytest.raises(KMIError, match=r"differ in shape \(odd-train 6x5, odd-test 5x5\); give size=HxW"):
+        open_source(tmp_path / "odd", split="all")
+    assert open_source(tmp_path / "odd", split="all", size=4).image_shape == (4, 4)
 
 
 def test_image_folder_labels_from_subfolders(class_folder, images):

@@ -10,6 +10,7 @@ traceback instead.
 
 import re
 import sys
+from functools import partial
 from importlib import import_module
 
 import click
@@ -121,11 +122,25 @@ def _options(argv):
 
 
 def main(argv=None):
-    """Entry point of ``kmi``: runs the command, turning user errors into one line and exit code 2."""
+    """Entry point of ``kmi``: runs the command, turning user errors into one line and exit code 2.
+
+    Warnings are one line each too (``kmi: warning: ...``); ``--debug`` shows them as Python does.
+    """
     import os
+    import warnings
 
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV) == "1"
+    python_warnings = warnings.showwarning
+    if not debug:
+        warnings.showwarning = partial(_one_line_warning, argv)
+    try:
+        return _run(argv, debug)
+    finally:
+        warnings.showwarning = python_warnings
+
+
+def _run(argv, debug):
     try:
         cli.main(args=argv, prog_name="kmi", standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -146,6 +161,12 @@ def main(argv=None):
         click.echo("kmi: interrupted", err=True)
         return 130
     return 0
+
+
+def _one_line_warning(argv, message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` for the CLI: the message alone, with the command's flags."""
+    text = " ".join(flag_names(str(message), _options(argv)).split())
+    click.echo(f"kmi: warning: {text}", err=True)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
             features, data_dir, color, size, skip_bad):
     """Explore DATA without labels: choose K, galleries, outliers, duplicates, a 2-D map.
 
-    Writes OUT/index.html (opens offline), clusters.csv, outliers.csv, duplicates.csv,
+    DATA is any input kmi fit takes, read whole: every image below a folder, both splits of a
+    dataset. Writes OUT/index.html (opens offline), clusters.csv, outliers.csv, duplicates.csv,
     results.json and model.kmi (usable with kmi predict).
     """
     from ..explore import explore as run_explore

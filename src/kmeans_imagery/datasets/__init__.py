@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KMIError
-from ._source import DEFAULT_CHUNK, ArraySource, Batch, ImageSource
+from ._source import DEFAULT_CHUNK, ArraySource, Batch, ChainedSource, ImageSource
 from .arrays import NpySource, open_array_file
 from .convert import parse_size
 from .folders import IMAGE_SUFFIXES, FolderSource, ImageBatch, iter_image_files, load_images
@@ -40,6 +40,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ArraySource",
     "Batch",
+    "ChainedSource",
     "Dataset",
     "FolderSource",
     "IdxSource",
@@ -61,7 +62,7 @@ __all__ = [
     "write_idx",
 ]
 
-_SPLITS = ("train", "test")
+_SPLITS = ("train", "test", "all")
 
 
 def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=None,
@@ -74,9 +75,10 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         "mnist", "fashion-mnist" or "digits" (names win over same-named folders in the current
         folder; write ``./mnist`` for those); a Zarr store from :func:`convert_to_zarr`; an IDX
         folder or one IDX images file; an image folder; or a ``.npy`` / ``.npz`` file.
-    split : {"train", "test"}
+    split : {"train", "test", "all"}
         Which split of a dataset that has two (named datasets, IDX folders with test files,
-        ``.npz`` files with test arrays).
+        ``.npz`` files with test arrays); "all" reads both, train then test, as one
+        :class:`ChainedSource` (a single collection, whichever is asked, is itself).
     data_dir : path-like or None
         Folder to look in first for the IDX files of "mnist" and "fashion-mnist" (the files
         themselves or a sub-folder named after the dataset).
@@ -96,7 +98,7 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
     -------
     ImageSource
         A :class:`ZarrSource`, :class:`IdxSource`, :class:`NpySource`, :class:`FolderSource` or
-        :class:`ArraySource`.
+        :class:`ArraySource`; a :class:`ChainedSource` of two of them for ``split="all"``.
 
     Raises
     ------
@@ -124,7 +126,14 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
     FolderSource 3 (24, 32, 3) None
     """
     if split not in _SPLITS:
-        raise KMIError(f"split must be 'train' or 'test', got {split!r}")
+        raise KMIError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if split == "all":
+        options = {"data_dir": data_dir, "color": color, "size": size, "skip_bad": skip_bad,
+                   "loose_images": loose_images}
+        train = open_source(path_or_name, **options)
+        if train.split is None:
+            return train
+        return ChainedSource([train, open_source(path_or_name, split="test", **options)])
     if is_dataset_name(path_or_name):
         return open_named(path_or_name, split, data_dir=data_dir, color=color, size=size)
     path = Path(path_or_name)

@@ -172,6 +172,19 @@ class ImageSource:
         """
         return batch.start + np.arange(len(batch.images), dtype=np.int64)
 
+    def image_names(self, positions):
+        """A name for each image at ``positions`` of a source without files per image.
+
+        ``ORIGIN#i``, or ``ORIGIN#SPLIT:i`` for a split (the origin, else the name): what
+        ``kmi predict`` and ``kmi explore`` write for such images.
+
+        Returns
+        -------
+        list of str
+        """
+        prefix = f"{self.origin or self.name}#{self.split + ':' if self.split else ''}"
+        return [f"{prefix}{i}" for i in positions]
+
     def _read_batch(self, start, stop):
         """Batch of images ``start`` to ``stop``, already clipped to the source."""
         return Batch(start, self._conform(self._read(start, stop)),
@@ -383,6 +396,78 @@ class ArraySource(ImageSource):
         da, _ = dask_modules()
         images = self._conform(self._images)
         return da.from_array(images, chunks=(check_batch_size(chunk_size), *self.image_shape))
+
+
+class ChainedSource(ImageSource):
+    """Sources read one after another as one: both splits of a dataset (``split="all"``).
+
+    Parameters
+    ----------
+    parts : sequence of ImageSource
+        Opened with the same colour and size, without files per image; their images must agree
+        in shape. The first gives the name, origin and label names; labels are kept when every
+        part has them.
+
+    Examples
+    --------
+    >>> from kmeans_imagery.datasets import open_source
+    >>> digits = open_source("digits", split="all")
+    >>> digits.display_name, digits.n_images, digits.labels.shape
+    ('digits', 1797, (1797,))
+    >>> digits.image_names([0, 1437])
+    ['bundled#train:0', 'bundled#test:0']
+    """
+
+    def __init__(self, parts):
+        super().__init__()
+        self.parts = list(parts)
+        first = self.parts[0]
+        if len({part.image_shape for part in self.parts}) > 1:
+            shapes = ", ".join(f"{part.display_name} {'x'.join(map(str, part.image_shape))}"
+                               for part in self.parts)
+            raise KMIError(f"images of {first.origin or first.name} differ in shape ({shapes}); "
+                           f"give size=HxW")
+        self.name, self.origin, self.label_names = first.name, first.origin, first.label_names
+        self.image_shape = first.image_shape
+        self.random_access = all(part.random_access for part in self.parts)
+        self._offsets = np.cumsum([0] + [part.n_images for part in self.parts])
+        self.n_images = int(self._offsets[-1])
+
+    def _pieces(self, start, stop):
+        """``(part, its offset, local start, local stop)`` for each part overlapping the range."""
+        for part, offset in zip(self.parts, self._offsets, strict=False):
+            lo, hi = max(start - offset, 0), min(stop - offset, part.n_images)
+            if lo < hi:
+                yield part, int(offset), int(lo), int(hi)
+
+    def _load_labels(self):
+        labels = [part.labels for part in self.parts]
+        return None if any(part is None for part in labels) else np.concatenate(labels)
+
+    def _read_batch(self, start, stop):
+        images = [part.read_batch(lo, hi).images for part, _, lo, hi in self._pieces(start, stop)]
+        return Batch(start, np.concatenate(images), self._labels_slice(start, stop))
+
+    def iter_batches(self, batch_size, *, start=0, stop=None):
+        """As :meth:`ImageSource.iter_batches`; a source read front to back also ends a batch
+        at the end of each part."""
+        if self.random_access:
+            yield from super().iter_batches(batch_size, start=start, stop=stop)
+            return
+        stop = self.n_images if stop is None else min(stop, self.n_images)
+        for part, offset, lo, hi in self._pieces(start, stop):
+            for batch in part.iter_batches(batch_size, start=lo, stop=hi):
+                yield batch._replace(start=batch.start + offset,
+                                     labels=None if self.labels is None else batch.labels)
+
+    def image_names(self, positions):
+        positions = np.asarray(positions, dtype=np.int64)
+        owner = np.searchsorted(self._offsets, positions, side="right") - 1
+        names = np.empty(len(positions), dtype=object)
+        for i, (part, offset) in enumerate(zip(self.parts, self._offsets, strict=False)):
+            mine = owner == i
+            names[mine] = part.image_names(positions[mine] - offset)
+        return names.tolist()
 
 
 def read_stored_images(path, offset, stored_shape, start, stop):

@@ -13,6 +13,7 @@ fits. Ward minimises the same quantity as K-means, greedily, so its curve has th
 K-means' and the elbow lands at the same K.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +74,13 @@ def check_k_range(k_range, n_rows):
         k_min, k_max = (int(v) for v in k_range)
     except (TypeError, ValueError):
         raise KMIError(f"k_range must be two integers (min, max), got {k_range!r}") from None
-    k_max = min(k_max, n_rows - 1)
     if k_min < 2 or k_max - k_min < 2:
-        raise KMIError(f"k_range must span at least 3 values of K >= 2 (and fewer than the "
-                       f"{n_rows} images), got {k_min}-{k_max}")
-    return k_min, k_max
+        raise KMIError(f"k_range must span at least 3 values of K >= 2, got {k_min}-{k_max}")
+    if n_rows - 1 - k_min < 2:
+        raise KMIError(f"{n_rows} images are too few to choose K over k_range {k_min}-{k_max}: "
+                       f"that takes at least {k_min + 3} (three values of K below their number); "
+                       f"give k=N instead")
+    return k_min, min(k_max, n_rows - 1)
 
 
 def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
@@ -110,7 +113,7 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
     >>> print(choice.reason[:42])
     K=4 is the elbow of the within-cluster sum
     """
-    from scipy.cluster.hierarchy import linkage
+    from scipy.cluster.hierarchy import ClusterWarning, linkage
 
     rows = np.asarray(rows, dtype=np.float64)
     k_min, k_max = check_k_range(k_range, len(rows))
@@ -129,7 +132,10 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
             _, _, vt = randomized_svd(centred.astype(np.float32), _TREE_DIMS,
                                       random_state=random_state)
         centred = centred @ vt.T.astype(np.float64)
-    heights = linkage(centred, method="ward")[:, 2]
+    with warnings.catch_warnings():
+        # Rows all alike look to scipy like a square distance matrix; these are observations.
+        warnings.simplefilter("ignore", ClusterWarning)
+        heights = linkage(centred, method="ward")[:, 2]
     # Merge i (of n - 1) takes the partition from n - i to n - i - 1 groups and adds h^2 / 2.
     added = np.cumsum(heights**2 / 2)
     n = len(centred)
@@ -138,6 +144,12 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
     x = (ks - k_min) / (k_max - k_min)
     y = (wss - wss.min()) / max(wss.max() - wss.min(), np.finfo(float).tiny)
     gap = (1 - x) - y
+    if not wss[0] > 0:
+        # At most k_min distinct rows: every K of the range leaves nothing to remove, no elbow.
+        return KChoice(k_min, ks, wss, gap, n,
+                       f"K={k_min}, the smallest of K={k_min}-{k_max}: the {n} sampled images "
+                       f"have at most {k_min} distinct feature vectors, so no larger K lowers "
+                       f"the within-cluster sum of squares")
     best = int(np.argmax(gap))
     k = int(ks[best])
     drop_before = 1 - wss[best] / wss[0]

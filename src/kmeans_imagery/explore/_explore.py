@@ -145,11 +145,11 @@ def _output_names(k_chosen):
 
 
 def image_paths(source):
-    """The name of every image of a source: its file for folders, ``NAME#i`` otherwise."""
-    paths = getattr(source, "paths", None)
-    if paths is not None:
-        return [str(p) for p in paths]
-    return [f"{source.name}#{i}" for i in range(source.n_images)]
+    """The name of every image of a source: its file for folders, else as ``kmi predict``
+    names it (:meth:`~kmeans_imagery.datasets.ImageSource.image_names`)."""
+    if source.paths is not None:
+        return [str(p) for p in source.paths]
+    return source.image_names(range(source.n_images))
 
 
 def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=None, size="auto",
@@ -163,9 +163,10 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     ----------
     data : str or path-like
         Anything :func:`~kmeans_imagery.datasets.open_source` accepts (an image folder, a Zarr
-        store, IDX files, ``.npy``, a dataset name). A folder's sub-folder names are labels
-        (for the label mix and the accuracy) when every image lies in one; images beside them
-        make it one unlabelled collection.
+        store, IDX files, ``.npy``, a dataset name). A dataset with a test split is explored
+        whole, train then test. A folder's sub-folder names are labels (for the label mix and
+        the accuracy) when every image lies in one; images beside them make it one unlabelled
+        collection.
     out_dir : path-like
         Folder for ``index.html``, ``clusters.csv``, ``outliers.csv``, ``duplicates.csv``,
         ``results.json``, ``model.kmi`` and the figures.
@@ -269,9 +270,10 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     timings = {}
     clock = time.perf_counter()
     size = reading_size(size, features)
-    # A collection to explore is every image in it: loose images beside sub-folders too.
-    source = open_source(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad,
-                         loose_images="read")
+    # A collection to explore is every image in it: both splits of a dataset that has two,
+    # loose images beside sub-folders too.
+    source = open_source(data, split="all", data_dir=data_dir, color=color, size=size,
+                         skip_bad=skip_bad, loose_images="read")
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
     in_memory = source.n_images <= fit_size and source.n_images * row_bytes <= _FIT_BYTES

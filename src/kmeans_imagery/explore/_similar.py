@@ -31,7 +31,8 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     model : ClusterClassifier or path-like
         A fitted model (or ``.kmi`` file) whose space defines nearness.
     data : str or path-like
-        Anything :func:`~kmeans_imagery.datasets.open_source` accepts.
+        Anything :func:`~kmeans_imagery.datasets.open_source` accepts; both splits of a dataset
+        that has two are searched.
     queries : sequence of path-like
         Image files; read at the model's colour mode and size.
     top : int
@@ -91,7 +92,7 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
             raise KMIError(f"query image {query} does not exist")
     query_images = load_images([Path(q) for q in queries], color=color, size=size).images
     query_rows = image_rows(model.features_, query_images)
-    source = open_source(data, color=color, size=size, skip_bad=skip_bad)
+    source = open_source(data, split="all", color=color, size=size, skip_bad=skip_bad)
     best = None
     positions = []  # of the images searched, in the source: unreadable files leave gaps
     searched = 0

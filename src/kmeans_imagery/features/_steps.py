@@ -367,8 +367,9 @@ class PCA(_Step):
                 f"pca needs 1 <= n_components <= {X.shape[0]} (the rows it is fitted on), got {k!r}"
             )
         k = self._n_kept(X.shape[1])
-        # One row has no variance: its explained share is 0 / 0, left as no scale (1) below.
-        with np.errstate(invalid="ignore" if len(X) < 2 else "warn"):
+        # Rows without variance (one row, or all alike) make sklearn's explained share 0 / 0;
+        # unused here, and such components get no scale (1) below.
+        with np.errstate(invalid="ignore"):
             pca = SkPCA(n_components=int(k), random_state=self.random_state).fit(X)
         self.mean_ = pca.mean_.astype(np.float32)
         self.components_ = pca.components_.astype(np.float32)
