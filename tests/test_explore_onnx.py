@@ -72,6 +72,21 @@ def test_model_file_keeps_path_and_checksum_not_the_network(tmp_path, weight, di
         load_model(tmp_path / "m.kmi").predict(images)
 
 
+def test_a_network_is_hashed_and_loaded_once_while_unchanged(tmp_path, weight, digits_rows,
+                                                            monkeypatch):
+    from kmeans_imagery.features import _onnx, reading_size
+
+    hashed = []
+    monkeypatch.setattr(_onnx, "_sha256", lambda path: hashed.append(path) or f"{len(hashed)}")
+    path = _network(tmp_path / "net.onnx", weight)
+    assert reading_size("auto", f"onnx:{path}") == (8, 8)
+    make_features(f"onnx:{path}", (8, 8)).fit(digits_rows[0][:10])
+    assert len(hashed) == 1
+    _network(path, np.concatenate([weight, weight], axis=1))  # another size: another file
+    make_features(f"onnx:{path}", (8, 8)).fit(digits_rows[0][:10])
+    assert len(hashed) == 2
+
+
 def test_bad_networks_and_options_are_clear_errors(tmp_path, weight, digits_rows):
     rows = digits_rows[0][:10]
     with pytest.raises(KMIError, match="does not exist"):

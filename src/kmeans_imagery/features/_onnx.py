@@ -40,6 +40,34 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+#: The network last opened in this process, by (path, size, modification time): a command that
+#: asks it its input size and then fits with it hashes and loads the file once.
+_LAST_OPENED = {}
+
+
+def _open_network(path):
+    """``(session, sha256)`` of the ONNX file at ``path``, reused while the file is unchanged."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise KMIError("the onnx feature step needs onnxruntime: pip install "
+                       "'kmeans-imagery[embed]'") from None
+    if not path.is_file():
+        raise KMIError(f"ONNX model {path} does not exist")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _LAST_OPENED:
+        checksum = _sha256(path)
+        try:
+            session = onnxruntime.InferenceSession(str(path),
+                                                   providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise KMIError(f"cannot load ONNX model {path}: {error}") from None
+        _LAST_OPENED.clear()
+        _LAST_OPENED[key] = session, checksum
+    return _LAST_OPENED[key]
+
+
 def _floats(text, what):
     try:
         return [float(v) for v in str(text).split(",")]
@@ -115,23 +143,12 @@ class OnnxEmbedding(_Step):
         """The onnxruntime session and its input facts, opened once per process."""
         if getattr(self, "_cache", None) is not None:
             return self._cache
-        try:
-            import onnxruntime
-        except ImportError:
-            raise KMIError("the onnx feature step needs onnxruntime: pip install "
-                           "'kmeans-imagery[embed]'") from None
         path = Path(self.path)
-        if not path.is_file():
-            raise KMIError(f"ONNX model {path} does not exist")
-        checksum = _sha256(path)
+        session, checksum = _open_network(path)
         expected = getattr(self, "sha256_", None)
         if expected is not None and checksum != expected:
             raise KMIError(f"ONNX model {path} has changed since the model was fitted (SHA-256 "
                            f"{checksum[:12]}..., expected {expected[:12]}...)")
-        try:
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise KMIError(f"cannot load ONNX model {path}: {error}") from None
         first = session.get_inputs()[0]
         shape = first.shape
         if len(shape) != 4 or shape[1] not in (1, 3) or not all(
