@@ -178,3 +178,19 @@ def test_unreadable_files_stay_where_they_are(setup, capsys):
     done = organize(setup["model"], setup["data"], setup["into"] / "moved", mode="move", skip_bad=True)
     assert done["done"] == 61 and done["unreadable"] == 1 and broken.exists()
     assert sorted(_digest(p) for p in _placed(setup["into"] / "moved")) == setup["digests"]
+
+
+def test_a_store_converted_from_the_folder_sorts_its_files(setup, tmp_path):
+    pytest.importorskip("zarr")
+    from kmeans_imagery.datasets import convert_to_zarr, open_source
+
+    convert_to_zarr(open_source(setup["data"]), tmp_path / "data.zarr")
+    from_store = organize(setup["model"], tmp_path / "data.zarr", setup["into"], mode="link")
+    assert sorted(_digest(p) for p in _placed(setup["into"])) == setup["digests"]
+    from_folder = organize(setup["model"], setup["data"], setup["into"], mode="link",
+                           dry_run=True)
+    assert [int(r["cluster"]) for r in _manifest(from_store["manifest"])] == [
+        r["cluster"] for r in from_folder["rows"]]
+    digits = convert_to_zarr(open_source("digits"), tmp_path / "digits.zarr")
+    with pytest.raises(KMIError, match="has no image files"):
+        organize(setup["model"], digits.path, tmp_path / "no", mode="link")

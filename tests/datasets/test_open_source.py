@@ -187,6 +187,23 @@ def test_convert_round_trip_with_string_labels(tmp_path, class_folder):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr", "classes"]
 
 
+def test_convert_keeps_file_paths_and_leaves_no_image_for_an_unreadable_file(tmp_path,
+                                                                             class_folder):
+    pytest.importorskip("zarr")
+    bad = class_folder / "class1" / "000-broken.png"
+    bad.write_bytes(b"not a png")
+    folder = open_source(class_folder, skip_bad=True)
+    store = convert_to_zarr(folder, tmp_path / "c.zarr", chunk_size=8)
+    readable = open_source(class_folder, skip_bad=True).read_all()
+    assert store.n_images == 20 and folder.skipped["bad"] == 1
+    np.testing.assert_array_equal(store.read(0, 20), readable.images)
+    np.testing.assert_array_equal(store.labels, readable.labels)
+    assert store.paths == [path.absolute() for path in readable.paths] and bad not in store.paths
+    assert store.read_batch(5, 9).paths == store.paths[5:9]
+    assert store.take([1, 17]).paths == [store.paths[1], store.paths[17]]
+    assert open_source(tmp_path / "c.zarr").paths == store.paths
+
+
 def test_convert_idx_keeps_int_labels_and_to_dask(tmp_path, idx_folder, images):
     pytest.importorskip("zarr")
     pytest.importorskip("dask.array")

@@ -9,8 +9,10 @@ from ._common import FORCE, consoles, data_options, loading_progress, report_ski
 @click.command()
 @click.argument("data")
 @click.argument("dest", type=click.Path(path_type=str))
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
-              help="Split of a dataset that has two (named datasets, IDX folders, .npz files).")
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="train",
+              show_default=True,
+              help="Split of a dataset that has two (named datasets, IDX folders, .npz files); "
+                   "all: both, train then test.")
 @click.option("--chunk-size", default=8192, show_default=True, type=click.IntRange(1),
               help="Images per Zarr chunk.")
 @FORCE

@@ -2,7 +2,8 @@
 
 A store holds ``images`` (uint8, (n, H, W[, 3]), chunks of images, zstd-compressed), ``labels``
 (int64, or int32 codes into the ``classes`` attribute for string labels) when the source has
-labels, and attributes ``format``, ``format_version``, ``name``, ``image_shape``, ``n_images``,
+labels, ``paths`` (strings: each image's file, absolute) when it was read from image files, and
+attributes ``format``, ``format_version``, ``name``, ``image_shape``, ``n_images``,
 ``label_names`` and ``classes``. Reads decompress whole chunks and keep none of them.
 """
 
@@ -84,6 +85,21 @@ class ZarrSource(ImageSource):
         #: Images per stored chunk: reads aligned on it decompress each chunk once.
         self.chunk_size = images.chunks[0]
 
+    @property
+    def paths(self):
+        """The file each image was read from, when the store was converted from image files."""
+        if "paths" not in self._group:
+            return None
+        if not hasattr(self, "_paths_cache"):
+            self._paths_cache = [Path(path) for path in self._group["paths"][:]]
+        return self._paths_cache
+
+    def _read_batch(self, start, stop):
+        batch = super()._read_batch(start, stop)
+        if "paths" not in self._group:
+            return batch
+        return batch._replace(paths=[Path(path) for path in self._group["paths"][start:stop]])
+
     def _read(self, start, stop):
         return self._images[start:stop]
 
@@ -130,6 +146,7 @@ class ZarrSource(ImageSource):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_labels_cache", None)
+        state.pop("_paths_cache", None)
         return state
 
 
@@ -177,8 +194,10 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
 
     The store holds ``images`` (uint8, shape (n, H, W[, 3]), chunks of ``chunk_size`` images,
     zstd-compressed), ``labels`` (int64, or int32 codes into the ``classes`` attribute for
-    string labels) when the source has labels, and attributes ``format``, ``format_version``,
-    ``name``, ``image_shape``, ``n_images``, ``label_names`` and ``classes``. It is built in a
+    string labels) when the source has labels, ``paths`` (each image's file, absolute) when it
+    has files, and attributes ``format``, ``format_version``, ``name``, ``image_shape``,
+    ``n_images``, ``label_names`` and ``classes``. Files skipped as unreadable (``skip_bad``)
+    leave no image behind. It is built in a
     temporary folder beside ``dest`` and renamed into place, so an interrupted conversion never
     leaves a partial store under ``dest``.
 
@@ -232,27 +251,37 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
         group = zarr.open_group(str(tmp), mode="w")
         images = group.create_array("images", shape=(source.n_images, *source.image_shape),
                                     chunks=(chunk_size, *source.image_shape), dtype="uint8")
-        labels_array, classes = None, None
+        labels_array, paths_array, classes = None, None, None
+        kept = 0  # images written: unreadable files skipped with skip_bad leave no gap
         with open_progress(progress, source.n_images, f"converting {source.display_name}") as bar:
             for batch in source.iter_batches(chunk_size):
-                e = batch.start + len(batch.images)
-                images[batch.start:e] = batch.images
+                e = kept + len(batch.images)
+                images[kept:e] = batch.images
                 if batch.labels is not None:
                     if labels_array is None:
                         classes = _string_classes(source)
                         labels_array = group.create_array(
                             "labels", shape=(source.n_images,), chunks=(chunk_size,),
                             dtype="int64" if classes is None else "int32")
-                    labels_array[batch.start:e] = (
+                    labels_array[kept:e] = (
                         batch.labels if classes is None else np.searchsorted(classes, batch.labels)
                     )
+                if batch.paths is not None:
+                    if paths_array is None:
+                        paths_array = group.create_array("paths", shape=(source.n_images,),
+                                                         chunks=(chunk_size,), dtype=str)
+                    paths_array[kept:e] = [os.path.abspath(path) for path in batch.paths]
+                kept = e
                 bar.advance(len(batch.images))
+        for array in (images, labels_array, paths_array):
+            if array is not None and kept < array.shape[0]:
+                array.resize((kept, *array.shape[1:]))
         group.attrs.update({
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
             "name": source.display_name,
             "image_shape": list(source.image_shape),
-            "n_images": source.n_images,
+            "n_images": kept,
             "label_names": None if source.label_names is None else list(source.label_names),
             "classes": None if classes is None else [str(c) for c in classes],
         })

@@ -148,7 +148,8 @@ def _plan(model, data, into, mode, skip_bad, batch_size, progress):
         model = load_model(model)
     source = open_source(data, color=model_color(model), size=model_size(model), skip_bad=skip_bad)
     if source.paths is None:
-        raise KMIError(f"{data} is not a folder of image files; organize sorts files")
+        raise KMIError(f"{data} has no image files (a folder, or a store converted from one); "
+                       f"organize sorts files")
     folders = _folder_names(model)
     taken = set()
     rows = []
@@ -166,7 +167,7 @@ def _plan(model, data, into, mode, skip_bad, batch_size, progress):
                 rows.append({"old_path": str(old), "new_path": str(new), "cluster": int(cluster),
                              "label": str(label)})
             bar.advance(len(clusters))
-    return rows, source.skipped["bad"]
+    return rows, source.skipped.get("bad", 0)
 
 
 def _folder_names(model):
