@@ -33,6 +33,10 @@ def test_convert_writes_a_store(digits_zarr, capsys):
     assert (source.n_images, tuple(source.image_shape)) == (1437, (8, 8))
     code, _, err = run_kmi(capsys, "convert", "digits", digits_zarr)
     assert code == 2 and "exists" in err
+    both = digits_zarr.with_name("both.zarr")
+    code, out, _ = run_kmi(capsys, "convert", "digits", both, "--split", "all")
+    assert code == 0 and out == f"wrote 1797 images of 8x8 to {both}\n"
+    assert open_source(both).labels.shape == (1797,)
 
 
 def test_stream_fit_then_predict_and_evaluate_the_store(digits_zarr, tmp_path, capsys):
