@@ -135,6 +135,34 @@ def test_ambiguous_and_named_variables(tmp_path):
         open_raster(path, var="c")
 
 
+def test_unmixing_layout_bands_by_pixels_becomes_a_cube(tmp_path):
+    # As Jasper Ridge and Urban store a scene: (bands, pixels), pixels column-major, nRow, nCol.
+    cube, _ = planted_scene()
+    rows, cols, bands = cube.shape
+    matrix = cube.reshape(rows * cols, bands, order="F")
+    path = tmp_path / "unmixing.mat"
+    scipy.io.savemat(path, {"Y": matrix.T, "A": np.ones((3, rows * cols)), "nRow": rows,
+                            "nCol": cols, "M": np.ones((bands, 3))})
+    with pytest.raises(KMIError, match=r"several 3-D arrays \(Y \(\d+, \d+, \d+\), A [^)]*\)\); "
+                                       r"name one with --var"):
+        open_raster(path)
+    with open_raster(path, var="Y") as raster:
+        np.testing.assert_array_equal(_read_all(raster)[0], cube)
+    scipy.io.savemat(path, {"Y": matrix, "nRow": rows, "nCol": cols})  # (pixels, bands)
+    with open_raster(path) as raster:
+        np.testing.assert_array_equal(_read_all(raster)[0], cube)
+
+
+def test_shared_jasper_ridge_by_its_variable():
+    path = HSI / "jasperRidge2_R198.mat"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with open_raster(path, var="Y") as raster:
+        assert (raster.height, raster.width, raster.n_bands) == (100, 100, 198)
+        expected = scipy.io.loadmat(path)["Y"].T.reshape(100, 100, 198, order="F")
+        np.testing.assert_array_equal(_read_all(raster)[0], expected)
+
+
 def test_photo_is_rgb(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(np.full((9, 7), 200, dtype=np.uint8)).save(path)  # a gray photo reads as RGB

@@ -431,10 +431,31 @@ def _choose(path, arrays, var, ndim):
         return arrays[var]
     candidates = [name for name, array in arrays.items() if len(array.shape) == ndim]
     if len(candidates) != 1:
-        listed = ", ".join(f"{name} {tuple(array.shape)}" for name, array in arrays.items()) or "nothing"
-        found = "several" if candidates else "no"
+        # Several: the ones to choose among; none: everything the file holds.
+        found, listed = ("several", candidates) if candidates else ("no", list(arrays))
+        listed = ", ".join(f"{name} {tuple(arrays[name].shape)}" for name in listed) or "nothing"
         raise KMIError(f"{path.name} holds {found} {ndim}-D arrays ({listed}); name one with --var")
     return arrays[candidates[0]]
+
+
+def _unmixing_cubes(arrays):
+    """``arrays`` with each scene stored as the unmixing datasets store it made a cube.
+
+    Jasper Ridge, Urban, Samson and the like hold a scene as a (bands, pixels) matrix, its pixels
+    in MATLAB's column-major order, beside the scalars ``nRow`` and ``nCol``: such a matrix (or
+    its transpose) becomes (nRow, nCol, bands).
+    """
+    try:
+        rows, cols = int(arrays["nRow"].item()), int(arrays["nCol"].item())
+    except (KeyError, ValueError, TypeError):
+        return arrays
+    cubes = dict(arrays)
+    for name, array in arrays.items():
+        if array.ndim == 2 and array.shape[1] == rows * cols:
+            cubes[name] = array.T.reshape(rows, cols, -1, order="F")
+        elif array.ndim == 2 and array.shape[0] == rows * cols:
+            cubes[name] = array.reshape(rows, cols, -1, order="F")
+    return cubes
 
 
 def _load_mat(path, var, ndim):
@@ -451,7 +472,7 @@ def _load_mat(path, var, ndim):
         raise KMIError(f"{path} is not a readable MATLAB file ({error})") from None
     arrays = {name: value for name, value in contents.items()
               if not name.startswith("__") and isinstance(value, np.ndarray)}
-    return _choose(path, arrays, var, ndim)
+    return _choose(path, _unmixing_cubes(arrays) if ndim == 3 else arrays, var, ndim)
 
 
 def _load_mat73(path, var, ndim):
