@@ -132,6 +132,24 @@ def test_given_k_skips_the_choice(collection, tmp_path):
     assert results["duplicates"]["n_groups"] == 2
 
 
+def test_fit_on_a_dask_cluster(collection, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    photos = collection["root"] / "photos"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        found = explore(photos, tmp_path / "dask", k=4, client=client)
+        address = cluster.scheduler_address
+        assert main(["explore", str(photos), "--out", str(tmp_path / "cli"), "--k", "4",
+                     "--dask", address]) == 0
+    streamed = explore(photos, tmp_path / "stream", k=4, fit_size=120)
+    assert found.results["fit"]["mode"] == "dask" and sum(found.results["cluster_sizes"]) == 304
+    # The same passes from the same start, on the cluster or here.
+    assert found.results["cluster_sizes"] == streamed.results["cluster_sizes"]
+    cli = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert cli["fit"] == found.results["fit"] and "K=4" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("fit_size", [1000, 120], ids=["in memory", "streamed"])
 def test_unreadable_files_are_skipped_without_shifting_the_others(tmp_path, fit_size):
     files = write_digits_folder(tmp_path / "photos", 15)

@@ -1,6 +1,7 @@
 """``kmi explore``, ``organize`` and ``similar``: an unlabelled collection browsed and sorted."""
 
 import sys
+from functools import partial
 
 import click
 
@@ -41,13 +42,17 @@ def _parse_k_range(_ctx, _param, value):
 @click.option("--fit-size", default=60000, show_default=True, type=click.IntRange(2),
               help="Collections of at most this many images (and 256 MiB of rows) are read once "
                    "and fitted in memory; larger ones are streamed.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Fit on a dask cluster: 'local' (this machine's cores) or a scheduler address "
+                   "such as tcp://scheduler:8786; every image is then scored here, batch by "
+                   "batch.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 @click.option("--features", default="l2", show_default=True,
               help="Feature pipeline before K-means (see kmi fit --help), e.g. raw or "
                    "onnx:model.onnx.")
 @data_options(size="auto")
-def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, seed,
-            features, data_dir, color, size, skip_bad):
+def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, dask_address,
+            seed, features, data_dir, color, size, skip_bad):
     """Explore DATA without labels: choose K, galleries, outliers, duplicates, a 2-D map.
 
     DATA is any input kmi fit takes, read whole: every image below a folder, both splits of a
@@ -57,10 +62,17 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
     from ..explore import explore as run_explore
 
     console, err = consoles(False)
-    found = run_explore(data, out, k=k, k_range=k_range, features=features, color=color,
-                        size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
-                        duplicate_threshold=duplicate_threshold, map_method=map_method,
-                        random_state=seed, force=force, progress=loading_progress(err))
+    run = partial(run_explore, data, out, k=k, k_range=k_range, features=features, color=color,
+                  size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
+                  duplicate_threshold=duplicate_threshold, map_method=map_method,
+                  random_state=seed, force=force, progress=loading_progress(err))
+    if dask_address:
+        from ..engine.dask import connect
+
+        with connect(dask_address) as client:
+            found = run(client=client)
+    else:
+        found = run()
     report_skipped(found.results["dataset"], found.results["skipped"], err)
     n_images = found.results["n_images"]
     console.print(f"{n_images:,} image{'s' * (n_images != 1)}, K={found.k}, "

@@ -156,7 +156,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
             data_dir=None, skip_bad=False, fit_size=60000, k_sample=2000,
             duplicate_threshold=DEFAULT_THRESHOLD,
             n_outliers=100, map_method="pca", batch_size=4096, random_state=0, force=False,
-            progress=None):
+            progress=None, client=None):
     """Explore an image collection and write the results into ``out_dir``.
 
     Parameters
@@ -189,6 +189,10 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     fit_size : int
         Collections of at most this many images (whose float32 rows fit in 256 MiB) are read
         once and fitted in memory; larger ones are streamed.
+    client : distributed.Client or None
+        Fit on this Dask cluster (``mode="dask"`` of :func:`~kmeans_imagery.fit.fit`), whatever
+        the collection's size; the pass that scores every image then reads it batch by batch
+        here, as a streamed fit does.
     k_sample : int
         Images the K criterion is computed on.
     duplicate_threshold : float
@@ -243,13 +247,13 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     with threadpool_limits(1, user_api="blas"), output_folder(out_dir) as out_dir:
         return _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
                         k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
-                        random_state, force, progress, fit_threads)
+                        random_state, force, progress, fit_threads, client)
 
 
 def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
              k_sample,
              duplicate_threshold, n_outliers, map_method, batch_size, random_state, force,
-             progress, fit_threads):
+             progress, fit_threads, client):
     from sklearn.metrics.pairwise import euclidean_distances
     from threadpoolctl import threadpool_limits
 
@@ -276,7 +280,9 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                          skip_bad=skip_bad, loose_images="read")
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
-    in_memory = source.n_images <= fit_size and source.n_images * row_bytes <= _FIT_BYTES
+    in_memory = (client is None and source.n_images <= fit_size
+                 and source.n_images * row_bytes <= _FIT_BYTES)
+    mode = "memory" if in_memory else "stream" if client is None else "dask"
     if in_memory:
         # Read once: the fit, the pass over every image and the galleries use these images.
         whole = source.read_all(batch_size=batch_size, progress=progress)
@@ -321,8 +327,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                    random_state=random_state, max_iter=None if in_memory else _STREAM_PASSES)
     with threadpool_limits(fit_threads, user_api="blas"):
         # In memory, the fit hands back every image's features: the passes below reuse them.
-        fitted = fit(data, spec, mode="memory" if in_memory else "stream", progress=progress,
-                     keep_rows=True)
+        fitted = fit(data, spec, mode=mode, client=client, progress=progress, keep_rows=True)
     model, fit_rows = fitted.model, fitted.rows
     timings["fit"] = time.perf_counter() - clock
 
