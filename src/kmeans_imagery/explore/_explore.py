@@ -189,10 +189,6 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     fit_size : int
         Collections of at most this many images (whose float32 rows fit in 256 MiB) are read
         once and fitted in memory; larger ones are streamed.
-    client : distributed.Client or None
-        Fit on this Dask cluster (``mode="dask"`` of :func:`~kmeans_imagery.fit.fit`), whatever
-        the collection's size; the pass that scores every image then reads it batch by batch
-        here, as a streamed fit does.
     k_sample : int
         Images the K criterion is computed on.
     duplicate_threshold : float
@@ -207,6 +203,10 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
         Replace earlier outputs in ``out_dir``.
     progress : callable or None
         ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
+    client : distributed.Client or None
+        Fit on this Dask cluster (``mode="dask"`` of :func:`~kmeans_imagery.fit.fit`), whatever
+        the collection's size; the pass that scores every image then reads it batch by batch
+        here, as a streamed fit does.
 
     Returns
     -------
