@@ -61,7 +61,8 @@ class Exploration:
     ----------
     results : dict
         The content of ``results.json``: K and why, cluster sizes, the top outliers, duplicate
-        counts, timings (and the accuracy against folder labels when there are any).
+        counts, timings (and the accuracy against the labels when there are any: class folders,
+        a dataset's own).
     out_dir : Path
         The folder the outputs are in.
     files : dict of str to Path
@@ -116,7 +117,7 @@ class Exploration:
         rows["duplicate groups"] = (f"{r['duplicates']['n_groups']:,} groups of "
                                     f"{r['duplicates']['n_images']:,} images")
         if "accuracy" in r:
-            rows["accuracy (folder labels)"] = (f"majority {r['accuracy']['majority']:.3f}, "
+            rows["accuracy (labels)"] = (f"majority {r['accuracy']['majority']:.3f}, "
                                                 f"one-to-one {r['accuracy']['hungarian']:.3f}")
         rows["seconds"] = ", ".join(f"{name} {value:.2f}" for name, value in r["seconds"].items())
         return rows
@@ -539,7 +540,7 @@ def _facts(results, choice):
     if choice is not None:
         facts["why this K"] = choice.reason
     if "accuracy" in results:
-        facts["accuracy against the folder labels"] = (
+        facts["accuracy against the labels"] = (
             f"majority {results['accuracy']['majority']:.3f}, "
             f"one-to-one {results['accuracy']['hungarian']:.3f}")
     return facts
