@@ -46,6 +46,31 @@ def test_embedding_equals_the_network_with_the_files_normalisation(tmp_path, wei
     assert pipeline.n_features_out_ == 5
 
 
+def test_normalisation_given_in_the_spec(tmp_path, rng):
+    from kmeans_imagery.features._onnx import NORMALISATIONS
+
+    weight = rng.normal(size=(3 * 8 * 8, 4)).astype(np.float32)
+    path = _network(tmp_path / "rgb.onnx", weight, channels=3)
+    images = rng.random((20, 8, 8, 3)).astype(np.float32)
+    mean, std = (np.array(v.split(","), np.float32) for v in NORMALISATIONS["imagenet"])
+    expected = ((images - mean) / std).transpose(0, 3, 1, 2).reshape(20, -1) @ weight
+    rows = images.reshape(20, -1)
+    for options in (":norm=imagenet", f":mean={NORMALISATIONS['imagenet'][0]}"
+                                      f":std={NORMALISATIONS['imagenet'][1]}"):
+        out = make_features(f"onnx:{path}{options}", (8, 8, 3)).fit_transform(rows)
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    model = ClusterClassifier(2, features=f"onnx:{path}:norm=imagenet", random_state=0).fit(
+        (images * 255).astype(np.uint8), None)
+    save_model(model, tmp_path / "m.kmi")
+    assert load_model(tmp_path / "m.kmi").features_.steps[0].std == NORMALISATIONS["imagenet"][1]
+    for spec, message in ((f"onnx:{path}:scale=2", "option 'scale' is not one of"),
+                          (f"onnx:{path}:norm=vgg", "norm='vgg' is not one of imagenet, clip"),
+                          (f"onnx:{path}:norm=clip:std=1", "not both"),
+                          (f"onnx:{path}:output=nope", "no output 'nope'")):
+        with pytest.raises(KMIError, match=message):
+            make_features(spec, (8, 8, 3)).fit(rows)
+
+
 def test_images_are_resized_and_given_the_networks_channels(tmp_path, rng):
     weight = rng.normal(size=(3 * 4 * 4, 2)).astype(np.float32)
     path = _network(tmp_path / "rgb.onnx", weight, channels=3, side=4)

@@ -189,7 +189,8 @@ def algorithm_options(command):
                      help="K-means engine [default: the project's own]."),
         click.option("--features", default="raw", show_default=True,
                      help="Feature pipeline before K-means: steps joined with + (deskew, l2, "
-                          "hog[:cell], pca[:n], umap[:n], onnx:PATH), side by side with |, or a "
+                          "hog[:cell], pca[:n], umap[:n], onnx:PATH[:norm=imagenet]), side by "
+                          "side with |, or a "
                           "preset: "
                           + presets + "."),
         click.option("--n-init", type=click.IntRange(1), default=None,

@@ -10,7 +10,8 @@ A pipeline is written as a *spec*, a short string:
 - ``|`` puts pipelines side by side and concatenates their outputs: ``"deskew+l2|deskew+hog"``;
 - parentheses group: ``"deskew+(l2|hog)"`` is the same as the line above, deskewing once;
 - ``name:value`` sets a step's main parameter: ``"hog:4"`` (4x4-pixel cells), ``"pca:50"``,
-  ``"umap:10"``; ``"pca:50:whiten"`` whitens.
+  ``"umap:10"``; ``"pca:50:whiten"`` whitens; ``"onnx:PATH"`` runs a network exported to ONNX,
+  with options such as ``"onnx:PATH:norm=imagenet"`` (:class:`OnnxEmbedding`).
 
 A spec that is only a preset name (see :data:`FEATURE_PRESETS`) expands to that preset: ``"umap"``
 alone means ``"deskew+pca:50+umap:10"``, while the ``umap`` inside ``"pca:50+umap"`` is the single
@@ -28,7 +29,7 @@ neighbourhood); its default is :data:`DEFAULT_PIXEL_FEATURES`, and
 
 One concern per module: ``_spec`` (the language and presets; no numpy, so the CLI's help stays
 fast), ``_steps`` (row steps and the step base class), ``_pixels`` (the neighbourhood step and the
-linear form of a pixel pipeline), ``_hog``, ``_umap``, ``_pipeline`` (the pipeline, its saved state,
+linear form of a pixel pipeline), ``_hog``, ``_umap``, ``_onnx``, ``_pipeline`` (the pipeline, its saved state,
 :func:`make_features` and :func:`make_pixel_features`). The steps load on first use.
 
 Examples

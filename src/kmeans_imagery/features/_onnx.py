@@ -68,6 +68,15 @@ def _open_network(path):
     return _LAST_OPENED[key]
 
 
+#: Per-channel (mean, std) of the pixels in [0, 1] that common image networks were trained on,
+#: for ``onnx:PATH:norm=NAME``.
+NORMALISATIONS = {
+    "imagenet": ("0.485,0.456,0.406", "0.229,0.224,0.225"),  # torchvision, timm, DINO
+    "clip": ("0.48145466,0.4578275,0.40821073", "0.26862954,0.26130258,0.27577711"),
+}
+_SPEC_OPTIONS = ("mean", "std", "output", "norm")
+
+
 def _floats(text, what):
     try:
         return [float(v) for v in str(text).split(",")]
@@ -227,7 +236,24 @@ class OnnxEmbedding(_Step):
 
     @classmethod
     def from_spec(cls, argument, image_shape):
-        """The step for ``onnx:PATH`` (PATH made absolute, so the model works from any folder)."""
-        if not argument:
+        """The step for ``onnx:PATH[:OPTION=VALUE...]`` (PATH made absolute, so the model works
+        from any folder). Options: ``mean=`` and ``std=`` (comma-separated, per channel),
+        ``norm=`` a name of :data:`NORMALISATIONS` for both, ``output=`` a name."""
+        # Parts with "=" are options; the others, joined again, the path (C:/... keeps its ":").
+        parts = (argument or "").split(":")
+        path = ":".join(part for part in parts if "=" not in part)
+        options = dict(part.split("=", 1) for part in parts if "=" in part)
+        if not path:
             raise KMIError("'onnx' needs a path: onnx:PATH/TO/MODEL.onnx")
-        return cls(str(Path(argument).expanduser().resolve()), image_shape)
+        unknown = sorted(set(options) - set(_SPEC_OPTIONS))
+        if unknown:
+            raise KMIError(f"onnx option {unknown[0]!r} is not one of {', '.join(_SPEC_OPTIONS)} "
+                           f"(onnx:PATH:norm=imagenet, onnx:PATH:mean=M,M,M:std=S,S,S:output=NAME)")
+        if "norm" in options:
+            if "mean" in options or "std" in options:
+                raise KMIError("onnx: give norm= or mean= and std=, not both")
+            if options["norm"] not in NORMALISATIONS:
+                raise KMIError(f"onnx norm={options['norm']!r} is not one of "
+                               f"{', '.join(NORMALISATIONS)}")
+            options["mean"], options["std"] = NORMALISATIONS[options.pop("norm")]
+        return cls(str(Path(path).expanduser().resolve()), image_shape, **options)

@@ -53,8 +53,9 @@ FEATURE_PRESETS = {
 }
 
 
-# Paths (for onnx:PATH) may hold / ~ and -; + | ( ) stay operators.
-_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:./~\-]+)|([+|()]))")
+# Paths (for onnx:PATH) may hold / ~ and -, options (onnx:PATH:mean=0.5,0.5,0.5) = and ,;
+# + | ( ) stay operators.
+_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:./~=,\-]+)|([+|()]))")
 
 
 def _valid_names():
