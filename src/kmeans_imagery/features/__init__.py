@@ -29,8 +29,8 @@ neighbourhood); its default is :data:`DEFAULT_PIXEL_FEATURES`, and
 
 One concern per module: ``_spec`` (the language and presets; no numpy, so the CLI's help stays
 fast), ``_steps`` (row steps and the step base class), ``_pixels`` (the neighbourhood step and the
-linear form of a pixel pipeline), ``_hog``, ``_umap``, ``_onnx``, ``_pipeline`` (the pipeline, its saved state,
-:func:`make_features` and :func:`make_pixel_features`). The steps load on first use.
+linear form of a pixel pipeline), ``_hog``, ``_umap``, ``_onnx``, ``_pipeline`` (the pipeline, its
+saved state, :func:`make_features` and :func:`make_pixel_features`). The steps load on first use.
 
 Examples
 --------
