@@ -230,3 +230,21 @@ def test_sample_weights_in_every_mode(blobs, mode):
         fit(ArraySource(images, labels), FitSpec(6), mode=mode, sample_weight=weights[:10])
     with pytest.raises(KMIError, match="finite and >= 0"):
         fit(ArraySource(images, labels), FitSpec(6), mode=mode, sample_weight=-weights)
+
+
+def test_streamed_start_weighs_the_sample_of_a_store_with_file_paths(tmp_path, folder,
+                                                                     monkeypatch):
+    pytest.importorskip("zarr")
+    from kmeans_imagery.datasets import convert_to_zarr
+    from kmeans_imagery.engine.kmeans import KMeans
+
+    store = convert_to_zarr(open_source(folder, skip_bad=True), tmp_path / "s.zarr")
+    assert store.paths is not None
+    weights = np.arange(1.0, store.n_images + 1)
+    seen = []
+    start = KMeans.fit
+    monkeypatch.setattr(KMeans, "fit", lambda self, X, y=None, sample_weight=None: (
+        seen.append(sample_weight), start(self, X, y, sample_weight=sample_weight))[1])
+    fit(store, FitSpec(3, random_state=0), mode="stream", sample_weight=weights)
+    # Fewer images than the sample: the start is fitted on all of them, each with its weight.
+    np.testing.assert_array_equal(seen[0], weights)

@@ -281,8 +281,9 @@ def _fit_passes(source, spec, mode, client, progress, weights):
     size = min(source.n_images, max(FEATURE_SAMPLE, 64 * spec.n_clusters))
     drawn = np.sort(rng.choice(source.n_images, size, replace=False))
     sample = source.take(drawn, batch_size=READ_SIZE)
+    # Unreadable files skipped leave gaps: the images read are found by their paths.
     sample_weight = None if weights is None else weights[
-        drawn if sample.paths is None else source.positions(sample)]
+        source.positions(sample) if source.skips_bad else drawn]
     features = None
     if spec.features not in (None, "raw"):
         from .features import make_features
