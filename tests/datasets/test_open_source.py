@@ -126,6 +126,11 @@ def test_split_all_reads_train_then_test_as_one_source(idx_folder, images, batch
     np.testing.assert_array_equal(source.take([1, 52, 53, 59]).images, whole[[1, 52, 0, 6]])
     origin = str(idx_folder)
     assert source.image_names([52, 53]) == [f"{origin}#train:52", f"{origin}#test:0"]
+    # The train split is a gzip stream: read front to back, converted for anything else.
+    with pytest.raises(KMIError, match=r"`kmi convert idx DEST.zarr --split all` for random"):
+        source.read(0, 5)
+    with pytest.raises(KMIError, match=r"`kmi convert idx DEST.zarr` for random"):
+        open_source(idx_folder).read(0, 5)
 
 
 def test_split_all_reads_across_the_boundary_and_keeps_single_collections(tmp_path, images):

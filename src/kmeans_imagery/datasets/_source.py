@@ -172,6 +172,11 @@ class ImageSource:
         """
         return batch.start + np.arange(len(batch.images), dtype=np.int64)
 
+    def _convert_command(self):
+        """The ``kmi convert`` command that writes this source as a Zarr store."""
+        split = " --split test" if self.split == "test" else ""
+        return f"kmi convert {self.name} DEST.zarr{split}"
+
     def image_names(self, positions):
         """A name for each image at ``positions`` of a source without files per image.
 
@@ -200,7 +205,7 @@ class ImageSource:
         if not self.random_access:
             raise KMIError(
                 f"{self.display_name} can only be read front to back; convert it with "
-                f"`kmi convert {self.name} DEST.zarr` for random access"
+                f"`{self._convert_command()}` for random access"
             )
         start, stop = max(0, int(start)), min(self.n_images, int(stop))
         return self._read_batch(start, stop)
@@ -312,7 +317,7 @@ class ImageSource:
         if not self.random_access:
             raise KMIError(
                 f"{self.display_name} is a gzip stream and cannot be read in parallel; convert "
-                f"it with `kmi convert {self.name} DEST.zarr` first"
+                f"it with `{self._convert_command()}` first"
             )
         chunk_size = check_batch_size(chunk_size)
         read = delayed(_read_range, pure=True)
@@ -459,6 +464,9 @@ class ChainedSource(ImageSource):
             for batch in part.iter_batches(batch_size, start=lo, stop=hi):
                 yield batch._replace(start=batch.start + offset,
                                      labels=None if self.labels is None else batch.labels)
+
+    def _convert_command(self):
+        return f"kmi convert {self.name} DEST.zarr --split all"
 
     def image_names(self, positions):
         positions = np.asarray(positions, dtype=np.int64)
