@@ -58,3 +58,41 @@ def test_read_label_sheet_errors(tmp_path):
             read_label_sheet(path, ten)
     with pytest.raises(KMIError, match="does not exist"):
         read_label_sheet(tmp_path / "none.csv", ten)
+
+
+def test_an_explored_model_is_named_from_its_sheet_without_fitting_again(tmp_path, capsys):
+    from explore_data import write_digits_folder
+
+    from kmeans_imagery.datasets import load_images
+
+    files = write_digits_folder(tmp_path / "scans", 12, classes=(0, 1, 6), flat=True)
+    assert main(["explore", str(tmp_path / "scans"), "--k", "3", "--out",
+                 str(tmp_path / "explored")]) == 0
+    model_path = tmp_path / "explored" / "model.kmi"
+    assert main(["label-sheet", str(model_path), str(tmp_path / "scans"), "--per-cluster", "1",
+                 "--out", str(tmp_path / "sheet")]) == 0
+    sheet = tmp_path / "sheet" / "labels.csv"
+    rows = list(csv.DictReader(sheet.open()))
+    for row in rows:  # the file names hold the digit: d6-0013.png
+        row["label"] = {"0": "zero", "1": "one", "6": "six"}[row["path"].split("/d")[-1][0]]
+    with sheet.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    named_path = tmp_path / "named.kmi"
+    args = ["name", str(model_path), str(tmp_path / "scans"), "--labels", str(sheet), "--out",
+            str(named_path)]
+    assert main(args) == 0
+    assert "named 3 clusters as 3 classes from 3 labelled images" in capsys.readouterr().out
+    before, named = load_model(model_path), load_model(named_path)
+    images = load_images(files, color="gray").images
+    np.testing.assert_array_equal(named.predict_cluster(images), before.predict_cluster(images))
+    truth = np.array([{"0": "zero", "1": "one", "6": "six"}[f.name[1]] for f in files])
+    assert (named.predict(images) == truth).mean() > 0.9
+    assert named.metadata_["fit_metrics"] == {"labels_used": 3}
+    assert main(args) == 2 and "--force" in capsys.readouterr().err
+    assert main(["organize", str(named_path), str(tmp_path / "scans"), "--into",
+                 str(tmp_path / "sorted")]) == 0
+    assert sorted(p.name for p in (tmp_path / "sorted").iterdir() if p.is_dir()) == [
+        "one", "six", "zero"]

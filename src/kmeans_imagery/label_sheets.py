@@ -3,7 +3,9 @@
 A sheet is ``labels.csv`` (the image's position and, for image files, its path; its cluster and
 distance to the centroid; an empty ``label`` column) and ``sheet-NNN.png`` contact sheets. The
 filled CSV names the clusters of ``kmi fit DATA --labels labels.csv``
-(:func:`~kmeans_imagery.fit.read_label_sheet`), matched by path where the images are files.
+(:func:`~kmeans_imagery.fit.read_label_sheet`), matched by path where the images are files, or
+those of the model it was made from, without fitting again (``kmi name``,
+:func:`name_from_sheet`).
 """
 
 import csv
@@ -15,7 +17,7 @@ from .errors import KMIError
 from .labeling import nearest_members
 from .outputs import atomic_text_file, centroid_images, member_images, prepare_out_dir
 
-__all__ = ["SHEET_COLUMNS", "read_sheet_rows", "write_label_sheet"]
+__all__ = ["SHEET_COLUMNS", "name_from_sheet", "read_sheet_rows", "write_label_sheet"]
 
 
 #: The columns of ``labels.csv``.
@@ -90,6 +92,65 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
                                         cluster_ids=rows)
         written[f"sheet-{page:03d}"] = plots.save_png(ax, out / f"sheet-{page:03d}.png")
     return written
+
+
+def name_from_sheet(model, sheet, source):
+    """Name a fitted model's clusters from a filled label sheet, without fitting again.
+
+    Each labelled image of the sheet votes for its label in the cluster the model puts it in;
+    a cluster is named by its majority, and a cluster without votes takes the name of the
+    nearest named centroid (:func:`~kmeans_imagery.labeling.name_from_clusters`). The
+    clusters themselves do not change.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        Fitted; renamed in place.
+    sheet : path-like
+        A filled ``labels.csv`` (:func:`write_label_sheet`, any rows labelled).
+    source : ImageSource
+        The images the sheet refers to, in the model's colour and size.
+
+    Returns
+    -------
+    model : ClusterClassifier
+        The same model, with new ``classes_`` and ``cluster_labels_``.
+    n_labelled : int
+        The labelled images that named it.
+
+    Raises
+    ------
+    KMIError
+        For a sheet that cannot be read or refers to images the source lacks, or images not
+        of the model's shape.
+
+    Examples
+    --------
+    An unlabelled model of the digits; a person labels two images (a 3 and a 4) of different
+    clusters, and the other clusters take the name of their nearest named neighbour:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.label_sheets import name_from_sheet
+    >>> source = open_source("digits")
+    >>> model = ClusterClassifier(n_clusters=4, random_state=0).fit(source.read_all().images, None)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     sheet = Path(folder) / "labels.csv"
+    ...     _ = sheet.write_text("index,label\\n0,three\\n6,four\\n")
+    ...     model, n_labelled = name_from_sheet(model, sheet, source)
+    >>> n_labelled, sorted(set(model.cluster_labels_.tolist()))
+    (2, ['four', 'three'])
+    """
+    from .fit import read_label_sheet
+    from .labeling import name_from_clusters
+    from .predict import check_model_shape
+
+    check_model_shape(model, source)
+    indices, labels = read_label_sheet(sheet, source)
+    named = name_from_clusters(model, model.predict_cluster(source.take(indices).images), labels)
+    return named, len(labels)
 
 
 def read_sheet_rows(path):

@@ -33,6 +33,8 @@ COMMANDS = {
                                "members."),
     "label-sheet": ("models", "label_sheet", "Export each cluster's most central images of DATA "
                                              "for a person to label."),
+    "name": ("models", "name", "Name MODEL's clusters from a filled label sheet, without fitting "
+                               "again."),
     "segment": ("segment", "segment", "Cluster the pixels of a raster (GeoTIFF, hyperspectral "
                                       "cube, photo) into a georeferenced class map."),
     "explore": ("explore", "explore", "Explore an unlabelled collection: choose K, galleries, "

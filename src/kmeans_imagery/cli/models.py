@@ -219,7 +219,8 @@ def label_sheet(model_path, data, per_cluster, out, force, data_dir, resize, ski
     """Export each cluster's most central images of DATA for a person to label.
 
     Fill the label column of labels.csv (any rows: one per cluster is enough), then
-    `kmi fit DATA --k K --labels labels.csv` names the clusters from those labels alone.
+    `kmi name MODEL DATA --labels labels.csv --out named.kmi` names MODEL's clusters from those
+    labels, or `kmi fit DATA --k K --labels labels.csv` fits again and names the new ones.
     """
     from ..label_sheets import write_label_sheet
     from ..model_io import load_model
@@ -233,3 +234,41 @@ def label_sheet(model_path, data, per_cluster, out, force, data_dir, resize, ski
     written = write_label_sheet(model, source, out, per_cluster=per_cluster)
     report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {written['csv']} and {len(written) - 1} contact sheet(s) to {out}")
+
+
+
+@click.command("name")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--labels", "labels_csv", required=True,
+              type=click.Path(dir_okay=False, path_type=str),
+              help="The filled label sheet (kmi label-sheet MODEL DATA).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Model file to write (MODEL itself with --force).")
+@FORCE
+@model_data_options
+def name(model_path, data, labels_csv, out, force, data_dir, resize, skip_bad):
+    """Name MODEL's clusters from a filled label sheet of DATA, without fitting again.
+
+    Each labelled image votes for its label in its cluster; a cluster without votes takes the
+    name of the nearest named one. kmi predict then gives the names, and kmi organize makes a
+    folder per name.
+    """
+    from ..label_sheets import name_from_sheet
+    from ..model_io import load_model, save_model
+    from ..outputs import check_new_output
+
+    console, err = consoles(False)
+    check_new_output(out, force)
+    model = load_model(model_path)
+    source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
+                         **model_source_options(model, resize))
+    model, n_labelled = name_from_sheet(model, labels_csv, source)
+    report_skipped(source.name, source.skipped, err)
+    metadata = model.metadata_
+    save_model(model, out, force=force, fit_metrics={"labels_used": n_labelled},
+               training={**metadata.get("training", {}), "labelled": True},
+               label_names=metadata.get("label_names"))
+    names = ", ".join(f"{cluster}: {label}" for cluster, label in enumerate(model.cluster_labels_))
+    console.print(f"named {len(model.cluster_labels_)} clusters as {len(model.classes_)} classes "
+                  f"from {n_labelled} labelled images ({names}); saved {out}")
