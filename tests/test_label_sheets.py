@@ -62,7 +62,6 @@ def test_read_label_sheet_errors(tmp_path):
 
 def test_an_explored_model_is_named_from_its_sheet_without_fitting_again(tmp_path, capsys):
     from explore_data import write_digits_folder
-
     from kmeans_imagery.datasets import load_images
 
     files = write_digits_folder(tmp_path / "scans", 12, classes=(0, 1, 6), flat=True)

@@ -129,13 +129,13 @@ def name_from_sheet(model, sheet, source):
     An unlabelled model of the digits; a person labels two images (a 3 and a 4) of different
     clusters, and the other clusters take the name of their nearest named neighbour:
 
-    >>> import tempfile
-    >>> from pathlib import Path
     >>> from kmeans_imagery import ClusterClassifier
     >>> from kmeans_imagery.datasets import open_source
-    >>> from kmeans_imagery.label_sheets import name_from_sheet
     >>> source = open_source("digits")
     >>> model = ClusterClassifier(n_clusters=4, random_state=0).fit(source.read_all().images, None)
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.label_sheets import name_from_sheet
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     sheet = Path(folder) / "labels.csv"
     ...     _ = sheet.write_text("index,label\\n0,three\\n6,four\\n")
