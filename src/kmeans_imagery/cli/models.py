@@ -236,7 +236,6 @@ def label_sheet(model_path, data, per_cluster, out, force, data_dir, resize, ski
     console.print(f"wrote {written['csv']} and {len(written) - 1} contact sheet(s) to {out}")
 
 
-
 @click.command("name")
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data")
