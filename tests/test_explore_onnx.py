@@ -1,5 +1,7 @@
 """The onnx:PATH feature step, on tiny networks the tests build with onnx's helper API."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -129,7 +131,7 @@ def test_auto_size_reads_images_at_the_networks_input_size(tmp_path, rng):
 
     from kmeans_imagery.cli import main
     from kmeans_imagery.explore import explore
-    from kmeans_imagery.features import reading_size
+    from kmeans_imagery.features import reading_color, reading_size
 
     path = _network(tmp_path / "net.onnx", rng.normal(size=(3 * 16 * 16, 4)), channels=3, side=16)
     assert reading_size("auto", f"raw|onnx:{path}") == (16, 16)
@@ -139,8 +141,17 @@ def test_auto_size_reads_images_at_the_networks_input_size(tmp_path, rng):
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (90 + i, 120, 3), dtype=np.uint8)).save(
             photos / f"{i:02d}.png")
-    found = explore(photos, tmp_path / "out", k=2, features=f"onnx:{path}", color="rgb")
+    # A network that takes colour reads colour unless told otherwise.
+    found = explore(photos, tmp_path / "out", k=2, features=f"onnx:{path}")
     assert found.results["image_shape"] == [16, 16, 3] and found.results["size"] == "16x16"
     assert main(["fit", str(photos), "--k", "2", "--features", f"onnx:{path}", "--size", "auto",
-                 "--color", "rgb", "--out", str(tmp_path / "m.kmi")]) == 0
+                 "--out", str(tmp_path / "m.kmi")]) == 0
     assert load_model(tmp_path / "m.kmi").features_.steps[0].image_shape == (16, 16, 3)
+    assert main(["explore", str(photos), "--k", "2", "--features", f"onnx:{path}", "--color",
+                 "gray", "--out", str(tmp_path / "gray")]) == 0
+    assert json.loads((tmp_path / "gray" / "results.json").read_text())["image_shape"] == [16, 16]
+    assert main(["explore", str(photos), "--k", "2", "--out", str(tmp_path / "pixels")]) == 0
+    assert len(json.loads((tmp_path / "pixels" / "results.json").read_text())["image_shape"]) == 2
+    gray_network = _network(tmp_path / "gray.onnx", rng.normal(size=(64, 4)))
+    assert reading_color(None, f"onnx:{gray_network}") is None
+    assert reading_color(None, f"l2|onnx:{gray_network}|onnx:{path}") == "rgb"

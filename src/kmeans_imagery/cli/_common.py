@@ -148,19 +148,23 @@ _SIZE_HELP = ("Resize images to HxW, N for NxN, or auto: the first image's size,
               "network's input size)")
 
 
-def data_options(command=None, *, size=None):
+def data_options(command=None, *, size=None, features=False):
     """How to read DATA: the same options, with the same meaning, on every command that reads it.
 
     ``size`` is the default of ``--size`` (None: the images' own size, which must agree); use as
-    ``@data_options`` or ``@data_options(size="auto")``.
+    ``@data_options`` or ``@data_options(size="auto")``. With ``features``, the command reads
+    DATA for a feature pipeline: ``--color`` is None unless given, for :func:`reading_color`.
     """
     if command is None:
-        return lambda command: data_options(command, size=size)
+        return lambda command: data_options(command, size=size, features=features)
     default = "the images' own size, which must agree" if size is None else size
+    color_help = ("Read images as gray (the default, or rgb for an onnx: network that takes "
+                  "colour) or keep colour." if features else "Read images as gray or keep colour.")
     return with_options(command, [
         DATA_DIR,
-        click.option("--color", type=click.Choice(["gray", "rgb"]), default="gray",
-                     show_default=True, help="Read images as gray or keep colour."),
+        click.option("--color", type=click.Choice(["gray", "rgb"]),
+                     default=None if features else "gray", show_default=not features,
+                     help=color_help),
         click.option("--size", default=size, help=f"{_SIZE_HELP} (default: {default})."),
         SKIP_BAD,
     ])
@@ -205,6 +209,14 @@ def report_skipped(name, skipped, console):
     summary = skipped_summary(skipped)
     if summary:
         console.print(f"skipped files in {name}: {summary}")
+
+
+def reading_color(color, features):
+    """``--color`` of a command with a feature pipeline: as given, else rgb for an onnx:
+    network that takes colour, else gray."""
+    from ..features import reading_color as pipeline_color
+
+    return pipeline_color(color, features) or "gray"
 
 
 def model_source_options(model, resize):

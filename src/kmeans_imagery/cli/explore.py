@@ -5,7 +5,15 @@ from functools import partial
 
 import click
 
-from ._common import FORCE, SKIP_BAD, consoles, data_options, loading_progress, report_skipped
+from ._common import (
+    FORCE,
+    SKIP_BAD,
+    consoles,
+    data_options,
+    loading_progress,
+    reading_color,
+    report_skipped,
+)
 
 
 def _parse_k(_ctx, _param, value):
@@ -50,7 +58,7 @@ def _parse_k_range(_ctx, _param, value):
 @click.option("--features", default="l2", show_default=True,
               help="Feature pipeline before K-means (see kmi fit --help), e.g. raw or "
                    "onnx:model.onnx.")
-@data_options(size="auto")
+@data_options(size="auto", features=True)
 def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, dask_address,
             seed, features, data_dir, color, size, skip_bad):
     """Explore DATA without labels: choose K, galleries, outliers, duplicates, a 2-D map.
@@ -62,7 +70,8 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
     from ..explore import explore as run_explore
 
     console, err = consoles(False)
-    run = partial(run_explore, data, out, k=k, k_range=k_range, features=features, color=color,
+    run = partial(run_explore, data, out, k=k, k_range=k_range, features=features,
+                  color=reading_color(color, features),
                   size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
                   duplicate_threshold=duplicate_threshold, map_method=map_method,
                   random_state=seed, force=force, progress=loading_progress(err))

@@ -17,6 +17,7 @@ from ._common import (
     metrics_table,
     model_data_options,
     model_source_options,
+    reading_color,
     report_skipped,
 )
 
@@ -38,7 +39,7 @@ from ._common import (
               help="Fit on a dask cluster: 'local' (this machine's cores) or a scheduler address "
                    "such as tcp://scheduler:8786.")
 @algorithm_options
-@data_options
+@data_options(features=True)
 def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address, features, seed,
         algorithm, engine, n_init, data_dir, color, size, skip_bad):
     """Fit a model on DATA and save it: in memory, streamed (--stream) or on Dask (--dask).
@@ -59,7 +60,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     if stream and dask_address:
         raise KMIError("choose one of --stream and --dask")
     mode = "dask" if dask_address else "stream" if stream else "memory"
-    size = reading_size(size, features)
+    size, color = reading_size(size, features), reading_color(color, features)
     source = open_source(data, data_dir=data_dir, color=color, size=size,
                        skip_bad=skip_bad)
     test = None

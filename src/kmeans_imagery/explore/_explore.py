@@ -179,7 +179,8 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
         Feature pipeline spec (see :mod:`kmeans_imagery.features`); the default, shear-corrected
         L2-normalised pixels, clusters shapes rather than ink.
     color : {"gray", "rgb"} or None
-        As for :func:`~kmeans_imagery.datasets.open_source`.
+        As for :func:`~kmeans_imagery.datasets.open_source`; with an ``onnx:`` network that
+        takes three channels, None reads colour (:func:`~kmeans_imagery.features.reading_color`).
     size : "auto", None, "HxW", int or (H, W), default="auto"
         As for :func:`~kmeans_imagery.datasets.open_source`; "auto" reads a collection of mixed
         sizes at its first image's size, scaled down to at most 64 pixels on its longer side
@@ -259,7 +260,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     from threadpoolctl import threadpool_limits
 
     from ..datasets import ArraySource, open_source
-    from ..features import reading_size
+    from ..features import reading_color, reading_size
     from ..fit import FitSpec, drop_unreadable, fit
     from ..metrics import hungarian_accuracy, purity
     from ..model_io import save_model
@@ -274,7 +275,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
         raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
     timings = {}
     clock = time.perf_counter()
-    size = reading_size(size, features)
+    size, color = reading_size(size, features), reading_color(color, features)
     # A collection to explore is every image in it: both splits of a dataset that has two,
     # loose images beside sub-folders too.
     source = open_source(data, split="all", data_dir=data_dir, color=color, size=size,

@@ -63,6 +63,7 @@ _LAZY = {
     "FeaturePipeline": "._pipeline",
     "make_features": "._pipeline",
     "make_pixel_features": "._pipeline",
+    "reading_color": "._pipeline",
     "reading_size": "._pipeline",
 }
 

@@ -184,6 +184,10 @@ class OnnxEmbedding(_Step):
         """(H, W) of the network's input: images of another size are resized to it."""
         return self._session()[4]
 
+    def input_channels(self):
+        """Channels of the network's input: 3 for a network that sees colour, else 1."""
+        return self._session()[3]
+
     def _fit(self, X):
         if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
             raise KMIError(f"onnx batch_size must be a positive integer, got {self.batch_size!r}")

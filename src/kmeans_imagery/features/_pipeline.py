@@ -314,6 +314,34 @@ def reading_size(size, spec):
     return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else size
 
 
+def reading_color(color, spec):
+    """The colour mode to read images in for a pipeline: ``color``, except that None becomes
+    "rgb" when one of the pipeline's ``onnx:`` networks takes three channels: a network trained
+    on photos sees their colour.
+
+    Parameters
+    ----------
+    color : {"gray", "rgb"} or None
+        As for :func:`~kmeans_imagery.datasets.open_source`; None: the source's default.
+    spec : str
+        A feature spec (see :func:`make_features`).
+
+    Returns
+    -------
+    color : {"gray", "rgb"} or None
+
+    Examples
+    --------
+    >>> from kmeans_imagery.features import reading_color
+    >>> reading_color(None, "l2"), reading_color("gray", "onnx:resnet.onnx")
+    (None, 'gray')
+    """
+    if color is not None or not isinstance(spec, str):
+        return color
+    networks = [OnnxEmbedding.from_spec(path, (1, 1)) for path in _onnx_paths(_parse(spec))]
+    return "rgb" if any(network.input_channels() == 3 for network in networks) else None
+
+
 def _parse(spec):
     """The parse tree of an image feature spec, a lone preset name expanded."""
     return Parser(FEATURE_PRESETS.get(spec.strip(), (spec,))[0]).parse()
