@@ -13,6 +13,7 @@ from ._common import (
     loading_progress,
     parse_ks_option,
     progress_bar,
+    reading_color,
     sweep_table,
     versions_table,
     with_options,
@@ -41,7 +42,7 @@ def tutorial_options(command):
                      help="Print results.json to stdout and nothing else there."),
         FORCE,
     ])
-    return data_options(algorithm_options(command))
+    return data_options(algorithm_options(command), features=True)
 
 
 def _data_name(data, dataset):
@@ -54,9 +55,11 @@ def _experiment(data, out_console, err, *, ks, seed, algorithm, engine, transduc
                 n_init, stability_seeds, label_budgets, data_dir, color, size, skip_bad):
     from ..datasets import load_dataset
     from ..experiment import library_versions, run_experiment
+    from ..features import reading_size
 
     out_console.print(versions_table(library_versions()))
-    dataset = load_dataset(data, data_dir=data_dir, color=color, size=size, skip_bad=skip_bad,
+    dataset = load_dataset(data, data_dir=data_dir, color=reading_color(color, features),
+                           size=reading_size(size, features), skip_bad=skip_bad,
                            progress=loading_progress(err))
     skipped = {reason: count for reason, count in dataset.skipped.items() if count}
     if skipped:
