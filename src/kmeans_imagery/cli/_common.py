@@ -153,7 +153,7 @@ def data_options(command=None, *, size=None, features=False):
 
     ``size`` is the default of ``--size`` (None: the images' own size, which must agree); use as
     ``@data_options`` or ``@data_options(size="auto")``. With ``features``, the command reads
-    DATA for a feature pipeline: ``--color`` is None unless given, for :func:`reading_color`.
+    DATA for a feature pipeline: ``--color`` is None unless given, for :func:`color_for_features`.
     """
     if command is None:
         return lambda command: data_options(command, size=size, features=features)
@@ -211,12 +211,12 @@ def report_skipped(name, skipped, console):
         console.print(f"skipped files in {name}: {summary}")
 
 
-def reading_color(color, features):
+def color_for_features(color, features):
     """``--color`` of a command with a feature pipeline: as given, else rgb for an onnx:
     network that takes colour, else gray."""
-    from ..features import reading_color as pipeline_color
+    from ..features import reading_color
 
-    return pipeline_color(color, features) or "gray"
+    return reading_color(color, features) or "gray"
 
 
 def model_source_options(model, resize):

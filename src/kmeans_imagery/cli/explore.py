@@ -8,10 +8,10 @@ import click
 from ._common import (
     FORCE,
     SKIP_BAD,
+    color_for_features,
     consoles,
     data_options,
     loading_progress,
-    reading_color,
     report_skipped,
 )
 
@@ -71,7 +71,7 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
 
     console, err = consoles(False)
     run = partial(run_explore, data, out, k=k, k_range=k_range, features=features,
-                  color=reading_color(color, features),
+                  color=color_for_features(color, features),
                   size=size, data_dir=data_dir, skip_bad=skip_bad, fit_size=fit_size,
                   duplicate_threshold=duplicate_threshold, map_method=map_method,
                   random_state=seed, force=force, progress=loading_progress(err))

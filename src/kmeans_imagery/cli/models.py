@@ -10,6 +10,7 @@ from ..errors import KMIError
 from ._common import (
     FORCE,
     algorithm_options,
+    color_for_features,
     confusion_table,
     consoles,
     data_options,
@@ -17,7 +18,6 @@ from ._common import (
     metrics_table,
     model_data_options,
     model_source_options,
-    reading_color,
     report_skipped,
 )
 
@@ -60,7 +60,7 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     if stream and dask_address:
         raise KMIError("choose one of --stream and --dask")
     mode = "dask" if dask_address else "stream" if stream else "memory"
-    size, color = reading_size(size, features), reading_color(color, features)
+    size, color = reading_size(size, features), color_for_features(color, features)
     source = open_source(data, data_dir=data_dir, color=color, size=size,
                        skip_bad=skip_bad)
     test = None

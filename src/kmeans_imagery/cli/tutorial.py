@@ -8,12 +8,12 @@ from ._common import (
     FORCE,
     algorithm_options,
     budget_table,
+    color_for_features,
     consoles,
     data_options,
     loading_progress,
     parse_ks_option,
     progress_bar,
-    reading_color,
     sweep_table,
     versions_table,
     with_options,
@@ -58,7 +58,7 @@ def _experiment(data, out_console, err, *, ks, seed, algorithm, engine, transduc
     from ..features import reading_size
 
     out_console.print(versions_table(library_versions()))
-    dataset = load_dataset(data, data_dir=data_dir, color=reading_color(color, features),
+    dataset = load_dataset(data, data_dir=data_dir, color=color_for_features(color, features),
                            size=reading_size(size, features), skip_bad=skip_bad,
                            progress=loading_progress(err))
     skipped = {reason: count for reason, count in dataset.skipped.items() if count}
