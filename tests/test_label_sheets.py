@@ -8,7 +8,7 @@ import pytest
 from kmeans_imagery import KMIError
 from kmeans_imagery.cli import main
 from kmeans_imagery.datasets import ArraySource, load_dataset
-from kmeans_imagery.fit import read_label_sheet
+from kmeans_imagery.label_sheets import read_label_sheet
 from kmeans_imagery.model_io import load_model
 
 

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KMIError
+from .label_sheets import read_label_sheet
 from .preprocessing import flatten_scale, image_rows
 
-__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "drop_unreadable", "fit", "read_label_sheet"]
+__all__ = ["FEATURE_SAMPLE", "MODES", "FitResult", "FitSpec", "drop_unreadable", "fit"]
 
 #: Where :func:`fit` runs: the source read whole, streamed batch by batch, or on Dask.
 MODES = ("memory", "stream", "dask")
@@ -501,69 +502,3 @@ def _readable(source, start, stop):
 
 
 # -- label sheets ------------------------------------------------------------------------------
-
-
-def read_label_sheet(path, source):
-    """Read a filled label sheet: the images whose label is filled in, and those labels.
-
-    Parameters
-    ----------
-    path : path-like
-        CSV with the columns ``index`` (or ``path``) and ``label``, as written by
-        :func:`~kmeans_imagery.label_sheets.write_label_sheet`; rows are matched by file path
-        when both the sheet and the source have paths, else by index.
-    source : ImageSource
-        The images the sheet refers to.
-
-    Returns
-    -------
-    indices : ndarray of int64, shape (n_labelled,)
-        Sorted positions of the labelled images in ``source``.
-    labels : ndarray of shape (n_labelled,)
-        Their labels, in the same order: integers when every filled label is an integer, else
-        strings.
-
-    Raises
-    ------
-    KMIError
-        For a missing file or column, an unknown path, a bad or out-of-range index, or no filled
-        label at all.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from kmeans_imagery.datasets import open_source
-    >>> from kmeans_imagery.fit import read_label_sheet
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     sheet = Path(folder) / "labels.csv"
-    ...     _ = sheet.write_text("index,path,cluster,distance,label\\n"
-    ...                          "12,,0,0.5,7\\n40,,1,0.7,\\n3,,2,0.2,1\\n")
-    ...     read_label_sheet(sheet, open_source("digits"))  # the unfilled row is left out
-    (array([ 3, 12]), array([1, 7]))
-    """
-    from .label_sheets import read_sheet_rows
-
-    rows = read_sheet_rows(path)
-    by_path = source.paths is not None and all(row.get("path") for row, _ in rows)
-    if by_path:
-        position = {str(p): i for i, p in enumerate(source.paths)}
-        indices = []
-        for row, _ in rows:
-            if row["path"] not in position:
-                raise KMIError(f"{path}: {row['path']} is not an image of {source.display_name}")
-            indices.append(position[row["path"]])
-    else:
-        indices = []
-        for row, _ in rows:
-            index = (row.get("index") or "").strip()
-            if not index.isdigit() or int(index) >= source.n_images:
-                raise KMIError(f"{path}: index {index!r} is not an image of the "
-                               f"{source.n_images} training images")
-            indices.append(int(index))
-    labels = [label for _, label in rows]
-    order = np.argsort(indices, kind="stable")
-    indices = np.asarray(indices, dtype=np.int64)[order]
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return indices, np.asarray(labels, dtype=np.int64)[order]
-    return indices, np.asarray(labels)[order]

@@ -3,7 +3,7 @@
 A sheet is ``labels.csv`` (the image's position and, for image files, its path; its cluster and
 distance to the centroid; an empty ``label`` column) and ``sheet-NNN.png`` contact sheets. The
 filled CSV names the clusters of ``kmi fit DATA --labels labels.csv``
-(:func:`~kmeans_imagery.fit.read_label_sheet`), matched by path where the images are files, or
+(:func:`read_label_sheet`), matched by path where the images are files, or
 those of the model it was made from, without fitting again (``kmi name``,
 :func:`name_from_sheet`).
 """
@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KMIError
-from .labeling import nearest_members
-from .outputs import atomic_text_file, centroid_images, member_images, prepare_out_dir
 
-__all__ = ["SHEET_COLUMNS", "name_from_sheet", "read_sheet_rows", "write_label_sheet"]
+__all__ = ["SHEET_COLUMNS", "name_from_sheet", "read_label_sheet", "read_sheet_rows",
+           "write_label_sheet"]
 
 
 #: The columns of ``labels.csv``.
@@ -52,7 +51,7 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
 
     See Also
     --------
-    kmeans_imagery.fit.read_label_sheet : Reads the filled sheet back.
+    read_label_sheet : Reads the filled sheet back.
 
     Examples
     --------
@@ -70,7 +69,10 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
     >>> sorted(written), len(rows), rows[0]  # a header, then 3 images for each of 4 clusters
     (['csv', 'sheet-001'], 13, 'index,path,cluster,distance,label')
     """
+    # Imported here: kmeans_imagery.fit reads sheets without loading what writes them.
     from . import plots
+    from .labeling import nearest_members
+    from .outputs import atomic_text_file, centroid_images, member_images, prepare_out_dir
 
     members = nearest_members(model, source, per_cluster)
     out = prepare_out_dir(out_dir)  # once the images are read: a bad input leaves no folder
@@ -143,7 +145,6 @@ def name_from_sheet(model, sheet, source):
     >>> n_labelled, sorted(set(model.cluster_labels_.tolist()))
     (2, ['four', 'three'])
     """
-    from .fit import read_label_sheet
     from .labeling import name_from_clusters
     from .predict import check_model_shape
 
@@ -199,3 +200,67 @@ def read_sheet_rows(path):
     if not filled:
         raise KMIError(f"{path} has no filled-in label")
     return filled
+
+
+def read_label_sheet(path, source):
+    """Read a filled label sheet: the images whose label is filled in, and those labels.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV with the columns ``index`` (or ``path``) and ``label``, as written by
+        :func:`write_label_sheet`; rows are matched by file path when both the sheet and the
+        source have paths, else by index.
+    source : ImageSource
+        The images the sheet refers to.
+
+    Returns
+    -------
+    indices : ndarray of int64, shape (n_labelled,)
+        Sorted positions of the labelled images in ``source``.
+    labels : ndarray of shape (n_labelled,)
+        Their labels, in the same order: integers when every filled label is an integer, else
+        strings.
+
+    Raises
+    ------
+    KMIError
+        For a missing file or column, an unknown path, a bad or out-of-range index, or no filled
+        label at all.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.datasets import open_source
+    >>> from kmeans_imagery.label_sheets import read_label_sheet
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     sheet = Path(folder) / "labels.csv"
+    ...     _ = sheet.write_text("index,path,cluster,distance,label\\n"
+    ...                          "12,,0,0.5,7\\n40,,1,0.7,\\n3,,2,0.2,1\\n")
+    ...     read_label_sheet(sheet, open_source("digits"))  # the unfilled row is left out
+    (array([ 3, 12]), array([1, 7]))
+    """
+    rows = read_sheet_rows(path)
+    by_path = source.paths is not None and all(row.get("path") for row, _ in rows)
+    if by_path:
+        position = {str(p): i for i, p in enumerate(source.paths)}
+        indices = []
+        for row, _ in rows:
+            if row["path"] not in position:
+                raise KMIError(f"{path}: {row['path']} is not an image of {source.display_name}")
+            indices.append(position[row["path"]])
+    else:
+        indices = []
+        for row, _ in rows:
+            index = (row.get("index") or "").strip()
+            if not index.isdigit() or int(index) >= source.n_images:
+                raise KMIError(f"{path}: index {index!r} is not an image of the "
+                               f"{source.n_images} training images")
+            indices.append(int(index))
+    labels = [label for _, label in rows]
+    order = np.argsort(indices, kind="stable")
+    indices = np.asarray(indices, dtype=np.int64)[order]
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return indices, np.asarray(labels, dtype=np.int64)[order]
+    return indices, np.asarray(labels)[order]
