@@ -133,12 +133,40 @@ def test_split_all_reads_train_then_test_as_one_source(idx_folder, images, batch
         open_source(idx_folder).read(0, 5)
 
 
+@pytest.mark.parametrize("suffix", [".gz", ""], ids=["streamed", "random access"])
+def test_split_all_equals_the_splits_concatenated_for_any_range(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    train, test = (rng.integers(0, 256, (n, 4, 5), dtype=np.uint8) for n in (37, 11))
+    for name, array in (("train-images-idx3-ubyte", train), ("train-labels-idx1-ubyte",
+                        np.arange(37) % 3), ("t10k-images-idx3-ubyte", test),
+                        ("t10k-labels-idx1-ubyte", np.arange(11) % 3)):
+        write_idx(tmp_path / (name + suffix), array)
+    source = open_source(tmp_path, split="all")
+    images = np.concatenate([train, test])
+    labels = np.concatenate([np.arange(37) % 3, np.arange(11) % 3])
+    for _ in range(100):
+        batch_size, start = int(rng.integers(1, 60)), int(rng.integers(0, 48))
+        stop = int(rng.integers(start + 1, 49))
+        batches = list(source.iter_batches(batch_size, start=start, stop=stop))
+        np.testing.assert_array_equal(np.concatenate([b.images for b in batches]),
+                                      images[start:stop])
+        np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]),
+                                      labels[start:stop])
+        np.testing.assert_array_equal(np.concatenate([source.positions(b) for b in batches]),
+                                      np.arange(start, stop))
+        wanted = np.sort(rng.choice(48, int(rng.integers(1, 20)), replace=False))
+        taken = source.take(wanted, batch_size=batch_size)
+        np.testing.assert_array_equal(taken.images, images[wanted])
+        np.testing.assert_array_equal(taken.labels, labels[wanted])
+
+
 def test_split_all_reads_across_the_boundary_and_keeps_single_collections(tmp_path, images):
     imgs, labels = images
     np.savez(tmp_path / "two.npz", x_train=imgs, y_train=labels, x_test=imgs[:7])
     source = open_source(tmp_path / "two.npz", split="all")
     assert source.random_access and source.labels is None
     np.testing.assert_array_equal(source.read(50, 56), np.concatenate([imgs[50:], imgs[:3]]))
+    assert source.read(53, 53).shape == (0, 6, 5)
     np.save(tmp_path / "one.npy", imgs)
     assert isinstance(open_source(tmp_path / "one.npy", split="all"), NpySource)
     digits = open_source("digits", split="all")

@@ -451,7 +451,8 @@ class ChainedSource(ImageSource):
 
     def _read_batch(self, start, stop):
         images = [part.read_batch(lo, hi).images for part, _, lo, hi in self._pieces(start, stop)]
-        return Batch(start, np.concatenate(images), self._labels_slice(start, stop))
+        images = np.concatenate(images) if images else np.empty((0, *self.image_shape), np.uint8)
+        return Batch(start, images, self._labels_slice(start, stop))
 
     def iter_batches(self, batch_size, *, start=0, stop=None):
         """As :meth:`ImageSource.iter_batches`; a source read front to back also ends a batch
