@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -189,3 +190,18 @@ def test_evaluate_refuses_a_model_of_other_labels(digit_folders, tmp_path):
     model = ClusterClassifier(n_clusters=10, random_state=0).fit(images, labels)
     with pytest.raises(KMIError, match="not of the kind"):
         evaluate(model, open_source(test))
+
+
+def test_scores_against_labels_the_model_does_not_name_warn(digit_folders):
+    from kmeans_imagery.predict import score_clusters
+
+    _, _, images, labels = digit_folders
+    labels = np.array([f"d{label}" for label in labels])
+    named = ClusterClassifier(n_clusters=10, random_state=0).fit(images, labels)
+    clusters = named.predict_cluster(images)
+    other = np.char.replace(labels, "d", "digit ")  # the same classes, named otherwise
+    with pytest.warns(UserWarning, match=r"no label of 'scans' is one of the model's names"):
+        assert score_clusters(named, other, clusters, "scans")["accuracy"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert score_clusters(named, labels, clusters, "scans")["accuracy"] > 0.5

@@ -5,6 +5,7 @@ once; :func:`evaluate` scores labelled sources with every metric of :mod:`kmeans
 """
 
 import csv
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -498,6 +499,12 @@ def score_clusters(model, labels, clusters, name, label_names=None):
     KMIError
         When the labels are strings and the model's classes integers, or the reverse.
 
+    Warns
+    -----
+    UserWarning
+        When no label is one of the model's names (a model named by hand, say): its accuracy
+        is then 0 whatever its clusters.
+
     Examples
     --------
     >>> import numpy as np
@@ -516,6 +523,11 @@ def score_clusters(model, labels, clusters, name, label_names=None):
             f"the labels of {name!r} ({labels.dtype.kind!r} values such as {labels[0]!r}) are "
             f"not of the kind the model was named with (such as {model_classes[0]!r})"
         )
+    if not np.isin(labels, model_classes).any():
+        names = ", ".join(map(str, model_classes[:5])) + (", ..." if len(model_classes) > 5 else "")
+        warnings.warn(f"no label of {name!r} is one of the model's names ({names}): accuracy "
+                      f"counts only equal names; the cluster scores (homogeneity, NMI, purity, "
+                      f"...) do not depend on them", UserWarning, stacklevel=2)
     y_pred = model.cluster_labels_[clusters]
     classes = np.union1d(model_classes, labels)
     metrics = clustering_scores(labels, clusters, y_pred)
