@@ -168,6 +168,14 @@ def label_sheet_other_size(tmp_path):
     return ["label-sheet", path, tmp_path / "new", "--out", tmp_path / "sheet"], "10x10"
 
 
+def name_sheet_of_other_images(tmp_path):
+    path = _model(tmp_path, shape=(8, 8))
+    _png(tmp_path / "new" / "a.png")
+    (tmp_path / "labels.csv").write_text("index,path,label\n0,/elsewhere/b.png,cat\n")
+    return (["name", path, tmp_path / "new", "--labels", tmp_path / "labels.csv", "--out",
+             tmp_path / "named.kmi"], "/elsewhere/b.png is not an image of new")
+
+
 def predict_missing_file(tmp_path):
     return ["predict", _model(tmp_path), tmp_path / "none.png"], "does not exist"
 
@@ -235,7 +243,7 @@ def bad_size(tmp_path):
 
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
-    predict_mixed_sizes, label_sheet_other_size, idx_truncated, idx_wrong_magic, idx_label_count,
+    predict_mixed_sizes, label_sheet_other_size, name_sheet_of_other_images, idx_truncated, idx_wrong_magic, idx_label_count,
     npy_with_nan, npy_with_inf,
     labels_wrong_length, k_zero, k_too_large, ks_junk, unwritable_output, unwritable_model,
     existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
