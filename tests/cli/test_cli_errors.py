@@ -243,7 +243,8 @@ def bad_size(tmp_path):
 
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
-    predict_mixed_sizes, label_sheet_other_size, name_sheet_of_other_images, idx_truncated, idx_wrong_magic, idx_label_count,
+    predict_mixed_sizes, label_sheet_other_size, name_sheet_of_other_images, idx_truncated,
+    idx_wrong_magic, idx_label_count,
     npy_with_nan, npy_with_inf,
     labels_wrong_length, k_zero, k_too_large, ks_junk, unwritable_output, unwritable_model,
     existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
