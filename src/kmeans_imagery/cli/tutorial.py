@@ -14,6 +14,7 @@ from ._common import (
     loading_progress,
     parse_ks_option,
     progress_bar,
+    report_skipped,
     sweep_table,
     versions_table,
     with_options,
@@ -61,10 +62,7 @@ def _experiment(data, out_console, err, *, ks, seed, algorithm, engine, transduc
     dataset = load_dataset(data, data_dir=data_dir, color=color_for_features(color, features),
                            size=reading_size(size, features), skip_bad=skip_bad,
                            progress=loading_progress(err))
-    skipped = {reason: count for reason, count in dataset.skipped.items() if count}
-    if skipped:
-        listed = ", ".join(f"{count} {reason.replace('_', '-')}" for reason, count in skipped.items())
-        out_console.print(f"skipped files in {dataset.name}: {listed}")
+    report_skipped(dataset.name, dataset.skipped, out_console)
     out_console.print(
         f"dataset {dataset.name}: train {dataset.train_images.shape}, "
         f"test {None if dataset.test_images is None else dataset.test_images.shape}"

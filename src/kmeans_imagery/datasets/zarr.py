@@ -76,6 +76,7 @@ class ZarrSource(ImageSource):
                            f"{images.shape}")
         self._images = images
         self._group = group
+        self._stored_paths = group["paths"] if "paths" in group else None
         self._classes = attrs.get("classes")
         self.name = attrs.get("name") or self.path.stem
         self.origin = str(self.path)
@@ -88,17 +89,17 @@ class ZarrSource(ImageSource):
     @property
     def paths(self):
         """The file each image was read from, when the store was converted from image files."""
-        if "paths" not in self._group:
+        if self._stored_paths is None:
             return None
         if not hasattr(self, "_paths_cache"):
-            self._paths_cache = [Path(path) for path in self._group["paths"][:]]
+            self._paths_cache = [Path(path) for path in self._stored_paths[:]]
         return self._paths_cache
 
     def _read_batch(self, start, stop):
         batch = super()._read_batch(start, stop)
-        if "paths" not in self._group:
+        if self._stored_paths is None:
             return batch
-        return batch._replace(paths=[Path(path) for path in self._group["paths"][start:stop]])
+        return batch._replace(paths=[Path(path) for path in self._stored_paths[start:stop]])
 
     def _read(self, start, stop):
         return self._images[start:stop]

@@ -118,7 +118,7 @@ class Exploration:
                                     f"{r['duplicates']['n_images']:,} images")
         if "accuracy" in r:
             rows["accuracy (labels)"] = (f"majority {r['accuracy']['majority']:.3f}, "
-                                                f"one-to-one {r['accuracy']['hungarian']:.3f}")
+                                         f"one-to-one {r['accuracy']['hungarian']:.3f}")
         rows["seconds"] = ", ".join(f"{name} {value:.2f}" for name, value in r["seconds"].items())
         return rows
 

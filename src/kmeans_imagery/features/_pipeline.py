@@ -310,7 +310,7 @@ def reading_size(size, spec):
 
     if parse_size(size) != "auto" or not isinstance(spec, str):
         return size
-    sizes = [OnnxEmbedding.from_spec(path, (1, 1)).input_size() for path in _onnx_paths(_parse(spec))]
+    sizes = [network.input_size() for network in _networks(spec)]
     return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else size
 
 
@@ -338,8 +338,7 @@ def reading_color(color, spec):
     """
     if color is not None or not isinstance(spec, str):
         return color
-    networks = [OnnxEmbedding.from_spec(path, (1, 1)) for path in _onnx_paths(_parse(spec))]
-    return "rgb" if any(network.input_channels() == 3 for network in networks) else None
+    return "rgb" if any(network.input_channels() == 3 for network in _networks(spec)) else None
 
 
 def _parse(spec):
@@ -347,11 +346,16 @@ def _parse(spec):
     return Parser(FEATURE_PRESETS.get(spec.strip(), (spec,))[0]).parse()
 
 
-def _onnx_paths(node):
-    """The paths of a parsed spec's ``onnx:`` steps."""
+def _networks(spec):
+    """The unfitted ``onnx:`` steps of a spec, to ask their networks about their input."""
+    return [OnnxEmbedding.from_spec(argument, (1, 1)) for argument in _onnx_arguments(_parse(spec))]
+
+
+def _onnx_arguments(node):
+    """The arguments (path and options) of a parsed spec's ``onnx:`` steps."""
     if node[0] == "step":
         return [":".join(node[2])] if node[1] == "onnx" else []
-    return [path for item in node[1] for path in _onnx_paths(item)]
+    return [argument for item in node[1] for argument in _onnx_arguments(item)]
 
 
 def make_features(spec, image_shape, random_state=None):
