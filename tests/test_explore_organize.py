@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -85,39 +86,114 @@ def test_running_again_changes_nothing(setup, mode):
     # Two sources share a file name: the second run finds each in its own place (x.png, x-1.png).
     first = organize(setup["model"], setup["data"], setup["into"], mode=mode)
     before = {p: _digest(p) for p in _placed(setup["into"])}
-    data = setup["into"] if mode == "move" else setup["data"]  # a move leaves nothing behind
+    # A move leaves nothing behind: run on INTO itself, it finds every file sorted.
+    data = setup["into"] if mode == "move" else setup["data"]
     again = organize(setup["model"], data, setup["into"], mode=mode)
-    assert first["done"] == 61 and again["done"] == 0 and again["already"] == 61
+    assert first["done"] == 61 and again["done"] == 0
     assert {p: _digest(p) for p in _placed(setup["into"])} == before
+    if mode == "move":
+        assert again["rows"] == [] and again["sorted_before"] == 61
+        return
+    assert again["already"] == 61
     assert sorted(r["new_path"] for r in _manifest(again["manifest"])) == sorted(
         r["new_path"] for r in _manifest(first["manifest"]))
 
 
-def test_moving_into_a_folder_inside_the_data_twice(setup):
-    # The second run reads the sorted files back from inside DATA: they stay where they are.
+@pytest.mark.parametrize("mode", ["link", "copy", "move"])
+def test_sorting_into_a_folder_inside_the_data_twice(setup, mode):
+    """The second run finds the sorted files inside DATA: they stay, and nothing is doubled."""
     into = setup["data"] / "sorted"
-    organize(setup["model"], setup["data"], into, mode="move")
-    placed = _placed(into)
-    again = organize(setup["model"], setup["data"], into, mode="move")
-    assert again["already"] == 61 and _placed(into) == placed
-    assert sorted(_digest(p) for p in placed) == setup["digests"]
+    organize(setup["model"], setup["data"], into, mode=mode)
+    placed = {p: _digest(p) for p in _placed(into)}
+    again = organize(setup["model"], setup["data"], into, mode=mode)
+    assert again["sorted_before"] == 61 and again["done"] == 0
+    assert again["already"] == (0 if mode == "move" else 61)
+    assert {p: _digest(p) for p in _placed(into)} == placed
+    assert sorted(placed.values()) == setup["digests"]
 
 
-def test_interrupted_move_finishes_when_run_again(setup, monkeypatch):
+def test_sorting_a_folder_into_itself(setup):
+    """INTO = DATA: loose files go into the cluster folders; a second run leaves them there."""
+    data = setup["data"] / "a"
+    loose = sorted(data.glob("*.png"))
+    first = organize(setup["model"], data, data, mode="move")
+    assert first["done"] == len(loose) and not any(f.exists() for f in loose)
+    again = organize(setup["model"], data, data, mode="move")
+    assert again["sorted_before"] == len(loose) and again["rows"] == []
+
+
+def test_a_move_never_takes_a_lookalike_for_the_file(setup):
+    """A same-named, same-content file already in INTO is another file: the move keeps both."""
+    plan = organize(setup["model"], setup["data"], setup["into"], mode="move", dry_run=True)["rows"]
+    target = Path(plan[0]["new_path"])
+    target.parent.mkdir(parents=True)
+    target.write_bytes(Path(plan[0]["old_path"]).read_bytes())
+    done = organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert done["done"] == 61 and target.exists()
+    assert sorted(_digest(p) for p in _placed(setup["into"]) if p != target) == setup["digests"]
+    assert all(Path(r["new_path"]).exists() for r in _manifest(done["manifest"]))
+
+
+def test_moving_symbolic_links_moves_the_links(setup, tmp_path):
+    """DATA of links to files elsewhere: the links move, the files they point to stay."""
+    links = tmp_path / "links"
+    links.mkdir()
+    for i, f in enumerate(setup["files"]):
+        (links / f"{i:02d}-{f.name}").symlink_to(f)
+    done = organize(setup["model"], links, setup["into"], mode="move")
+    assert done["done"] == 61 and not any(links.iterdir())
+    assert all(f.exists() for f in setup["files"])
+    moved = [Path(r["new_path"]) for r in _manifest(done["manifest"])]
+    assert all(p.is_symlink() and p.resolve() in setup["files"] for p in moved)
+    assert all(Path(r["old_path"]).parent == links for r in _manifest(done["manifest"]))
+
+
+def test_broken_or_unreadable_entries_in_the_way_are_left_alone(setup):
+    plan = organize(setup["model"], setup["data"], setup["into"], dry_run=True)["rows"]
+    target = Path(plan[0]["new_path"])
+    target.parent.mkdir(parents=True)
+    target.symlink_to(setup["into"] / "nowhere.png")
+    for mode in ("copy", "move"):
+        rows = organize(setup["model"], setup["data"], setup["into"], mode=mode,
+                        dry_run=True)["rows"]
+        assert rows[0]["new_path"] != str(target)
+    done = organize(setup["model"], setup["data"], setup["into"], mode="copy")
+    assert done["done"] == 61 and target.is_symlink()
+
+
+@pytest.mark.parametrize("label", [" ..", "..", ".", "a/b", "c:d", "tab\there", "x" * 300])
+def test_any_label_gives_a_folder_inside_into(tmp_path, label):
+    files = write_digits_folder(tmp_path / "data", 10, classes=(0, 1))
+    images = load_images(files, color="gray").images
+    labels = [label if f.parent.name == "0" else "a_b" for f in files]
+    save_model(ClusterClassifier(2, random_state=0).fit(images, labels), tmp_path / "m.kmi")
+    into = tmp_path / "out" / "into"
+    organize(tmp_path / "m.kmi", tmp_path / "data", into, mode="copy")
+    placed = [p for p in (tmp_path / "out").rglob("*.png")]
+    assert len(placed) == 20 and all(p.parent.parent == into for p in placed)
+    assert len({p.parent.name for p in placed}) == 2  # two labels, two folders
+    assert all(len(p.parent.name.encode()) <= 120 for p in placed)
+
+
+def _interrupt_after(monkeypatch, n_files):
     real = _organize._apply
     calls = []
 
     def interrupted(old, new, mode):
-        if len(calls) == 10:
+        if len(calls) == n_files:
             raise KeyboardInterrupt
         calls.append(old)
         return real(old, new, mode)
 
     monkeypatch.setattr(_organize, "_apply", interrupted)
+
+
+def test_interrupted_move_finishes_when_run_again(setup, monkeypatch):
+    _interrupt_after(monkeypatch, 10)
     with pytest.raises(KeyboardInterrupt):
         organize(setup["model"], setup["data"], setup["into"], mode="move")
     assert (setup["into"] / _organize.PLAN_NAME).exists()
-    monkeypatch.setattr(_organize, "_apply", real)
+    monkeypatch.undo()
     with pytest.raises(KMIError, match="--mode move"):
         organize(setup["model"], setup["data"], setup["into"], mode="copy")
     done = organize(setup["model"], setup["data"], setup["into"], mode="move")
@@ -125,6 +201,63 @@ def test_interrupted_move_finishes_when_run_again(setup, monkeypatch):
     assert sorted(_digest(p) for p in _placed(setup["into"])) == setup["digests"]
     assert not any(f.exists() for f in setup["files"])
     assert len(_manifest(done["manifest"])) == 61
+
+
+def test_an_interrupted_run_is_finished_only_with_its_own_data_and_model(setup, tmp_path,
+                                                                         monkeypatch):
+    _interrupt_after(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        organize(setup["model"], setup["data"], setup["into"], mode="link")
+    monkeypatch.undo()
+    with pytest.raises(KMIError, match="another data.*remove .kmi-organize-plan.json"):
+        organize(setup["model"], setup["data"] / "a", setup["into"], mode="link")
+    other = tmp_path / "other.kmi"
+    save_model(ClusterClassifier(2, random_state=0).fit(
+        load_images(setup["files"], color="gray").images, None), other)
+    with pytest.raises(KMIError, match="another model"):
+        organize(other, setup["data"], setup["into"], mode="link")
+    done = organize(setup["model"], setup["data"], setup["into"], mode="link")
+    assert done["resumed"] and done["already"] == 5 and done["done"] == 56
+
+
+@pytest.mark.parametrize("plan", ['{"mode": "link", "rows": [{}]}', '{"mode": "link", "rows": 5}',
+                                  '[1, 2]', 'not json'])
+def test_a_damaged_plan_is_one_clear_error(setup, plan):
+    setup["into"].mkdir()
+    (setup["into"] / _organize.PLAN_NAME).write_text(plan)
+    with pytest.raises(KMIError, match="not a readable organize plan"):
+        organize(setup["model"], setup["data"], setup["into"], mode="link")
+
+
+def test_a_move_out_of_a_folder_that_refuses_it_stops_before_any_file_moves(setup, monkeypatch):
+    locked = setup["data"] / "b"
+    real_access = os.access
+    monkeypatch.setattr(_organize.os, "access",
+                        lambda path, how: Path(path) != locked and real_access(path, how))
+    with pytest.raises(KMIError, match=f"cannot move files out of {locked}"):
+        organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert all(f.exists() for f in setup["files"]) and not _placed(setup["into"])
+
+
+def test_a_removal_that_fails_leaves_the_file_in_both_places_and_finishes_later(setup,
+                                                                               monkeypatch):
+    real_unlink = Path.unlink
+
+    def refuse(path, missing_ok=False):
+        if path.suffix == ".png":
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(KMIError, match="in both places"):
+        organize(setup["model"], setup["data"], setup["into"], mode="move")
+    with pytest.raises(KMIError, match="in both places"):  # run again: still one line
+        organize(setup["model"], setup["data"], setup["into"], mode="move")
+    monkeypatch.undo()
+    done = organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert done["resumed"] and done["done"] + done["already"] == 61
+    assert sorted(_digest(p) for p in _placed(setup["into"])) == setup["digests"]
+    assert not any(f.exists() for f in setup["files"])
 
 
 def test_a_failing_target_stops_without_losing_the_file(setup, monkeypatch):

@@ -2,8 +2,10 @@
 
 import csv
 
+import pytest
+
 from explore_data import write_digits_folder
-from kmeans_imagery import ClusterClassifier, save_model
+from kmeans_imagery import ClusterClassifier, KMIError, save_model
 from kmeans_imagery.cli import main
 from kmeans_imagery.datasets import load_images
 from kmeans_imagery.explore import find_similar
@@ -20,7 +22,7 @@ def test_each_query_finds_itself_first_then_its_class(tmp_path):
     for query in queries:
         mine = [r for r in rows if r["query"] == str(query)]
         assert [r["rank"] for r in mine] == [1, 2, 3, 4]
-        assert mine[0]["path"] == str(query) and mine[0]["distance"] < 1e-5
+        assert mine[0]["path"] == str(query) and mine[0]["distance"] == 0
         assert all(r["path"].split("/")[-2] == query.parent.name for r in mine)
         assert all(a["distance"] <= b["distance"] for a, b in zip(mine, mine[1:], strict=False))
     with open(tmp_path / "s.csv", encoding="utf-8") as handle:
@@ -49,10 +51,40 @@ def test_unreadable_files_are_skipped_without_shifting_the_matches(tmp_path, cap
     broken = files[0].parent / "000-broken.png"  # first in its batch: the rest would shift
     broken.write_bytes(b"not a PNG")
     queries = [files[1], files[15]]
-    rows = find_similar(tmp_path / "m.kmi", tmp_path / "data", queries, top=2, skip_bad=True,
-                        sheet=tmp_path / "s.png", batch_size=4)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file"):
+        rows = find_similar(tmp_path / "m.kmi", tmp_path / "data", queries, top=2,
+                            skip_bad=True, sheet=tmp_path / "s.png", batch_size=4)
     assert [r["path"] for r in rows if r["rank"] == 1] == [str(q) for q in queries]
     assert all(r["path"] != str(broken) for r in rows)
     args = ["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"), str(files[1])]
     assert main(args) == 2 and "--skip-bad" in capsys.readouterr().err
     assert main([*args, "--skip-bad"]) == 0
+    assert "kmi: warning: skipped 1 unreadable file(s)" in capsys.readouterr().err
+    # --skip-bad is about DATA: an unreadable query is an error of its own, with no such advice.
+    assert main([*args[:3], str(broken), "--skip-bad"]) == 2
+    assert capsys.readouterr().err == f"kmi: error: query image {broken} cannot be read as an image\n"
+
+
+def test_outputs_are_checked_before_anything_is_written(tmp_path, capsys):
+    files = write_digits_folder(tmp_path / "data", 10, classes=(2, 3))
+    images = load_images(files, color="gray").images
+    save_model(ClusterClassifier(2, random_state=0).fit(images, None), tmp_path / "m.kmi")
+    args = ["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"), str(files[0])]
+    for extra, message in (
+            (["--out", "s.csv", "--sheet", str(tmp_path / "no" / "s.png")], "--sheet="),
+            (["--out", str(tmp_path / "x.png"), "--sheet", str(tmp_path / "x.png")],
+             "are the same file"),
+            (["--sheet", str(tmp_path / "s.jpg")], "must be a .png file")):
+        assert main([*args, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.kmi"]
+
+
+def test_a_query_folder_or_one_path(tmp_path):
+    files = write_digits_folder(tmp_path / "data", 6, classes=(2, 3))
+    images = load_images(files, color="gray").images
+    model = ClusterClassifier(2, random_state=0).fit(images, None)
+    with pytest.raises(KMIError, match="is a folder"):
+        find_similar(model, tmp_path / "data", [files[0].parent])
+    rows = find_similar(model, tmp_path / "data", str(files[0]), top=1)
+    assert [(r["query"], r["path"]) for r in rows] == [(str(files[0]), str(files[0]))]

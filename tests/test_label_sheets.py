@@ -95,3 +95,47 @@ def test_an_explored_model_is_named_from_its_sheet_without_fitting_again(tmp_pat
                  str(tmp_path / "sorted")]) == 0
     assert sorted(p.name for p in (tmp_path / "sorted").iterdir() if p.is_dir()) == [
         "one", "six", "zero"]
+
+
+def test_sheet_paths_match_the_same_files_however_they_are_written(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from kmeans_imagery.datasets import open_source
+
+    data = tmp_path / "photos"
+    for name in ("d/a.png", "b/a.png", "b/c.png"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4), len(name), np.uint8)).save(data / name)
+    source = open_source(data)  # paths as given: absolute here
+    sheet = tmp_path / "sheets" / "l.csv"
+    sheet.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    for written in (str(data / "b" / "c.png"), "photos/b/c.png", "./photos/b/c.png",
+                    "../photos/b/c.png", "b/c.png", "c.png"):
+        sheet.write_text(f"path,label\n{written},cat\n")
+        found = read_label_sheet(sheet, source)[0].tolist()
+        assert found == [source.paths.index(data / "b" / "c.png")], written
+    sheet.write_text("path,label\na.png,cat\n")  # two images end with a.png
+    with pytest.raises(KMIError, match="a.png is not an image of"):
+        read_label_sheet(sheet, source)
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_bytes("\ufeffindex,label\r\n3,cat\r\n".encode())
+    indices, labels = read_label_sheet(path, ArraySource(np.zeros((10, 2, 2), np.uint8)))
+    assert indices.tolist() == [3] and labels.tolist() == ["cat"]
+
+
+def test_an_image_labelled_twice(tmp_path):
+    ten = ArraySource(np.zeros((10, 2, 2), np.uint8))
+    path = tmp_path / "l.csv"
+    path.write_text("index,label\n3,cat\n1,dog\n3,cat\n")
+    indices, labels = read_label_sheet(path, ten)
+    assert indices.tolist() == [1, 3] and labels.tolist() == ["dog", "cat"]
+    path.write_text("index,label\n3,cat\n3,dog\n")
+    with pytest.raises(KMIError, match="index 3 is labelled both 'cat' and 'dog'"):
+        read_label_sheet(path, ten)
+    path.write_text("path,label\nx.png,cat\n")
+    with pytest.raises(KMIError, match="x.png has no index.*has no image files"):
+        read_label_sheet(path, ten)

@@ -9,6 +9,7 @@ those of the model it was made from, without fitting again (``kmi name``,
 """
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,8 @@ def read_sheet_rows(path):
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = set(reader.fieldnames or ())
             if "label" not in columns or not columns & {"index", "path"}:
@@ -202,6 +204,34 @@ def read_sheet_rows(path):
     return filled
 
 
+def _path_finder(paths, sheet_folder):
+    """``find(text) -> position or None``: the image a sheet's path names.
+
+    Tried in turn: the path as the source lists it; the same file, relative to the working
+    folder or to the sheet's folder; and the one image whose path ends with the given parts
+    (a sheet written with DATA named another way, or from another folder).
+    """
+    position = {str(p): i for i, p in enumerate(paths)}
+    real = {os.path.realpath(p): i for i, p in enumerate(paths)}
+    by_name = {}
+    for i, p in enumerate(paths):
+        by_name.setdefault(Path(p).name, []).append(i)
+
+    def find(text):
+        if text in position:
+            return position[text]
+        for base in (Path.cwd(), sheet_folder):
+            found = real.get(os.path.realpath(base / text))
+            if found is not None:
+                return found
+        parts = Path(os.path.normpath(text)).parts
+        ending = [i for i in by_name.get(Path(text).name, [])
+                  if Path(paths[i]).parts[-len(parts):] == parts]
+        return ending[0] if len(ending) == 1 else None
+
+    return find
+
+
 def read_label_sheet(path, source):
     """Read a filled label sheet: the images whose label is filled in, and those labels.
 
@@ -210,7 +240,9 @@ def read_label_sheet(path, source):
     path : path-like
         CSV with the columns ``index`` (or ``path``) and ``label``, as written by
         :func:`write_label_sheet`; rows are matched by file path when both the sheet and the
-        source have paths, else by index.
+        source have paths (the same file, relative to the working folder or the sheet's, or
+        the one image whose path ends the same), else by index. An image given twice keeps
+        one label.
     source : ImageSource
         The images the sheet refers to.
 
@@ -225,8 +257,8 @@ def read_label_sheet(path, source):
     Raises
     ------
     KMIError
-        For a missing file or column, an unknown path, a bad or out-of-range index, or no filled
-        label at all.
+        For a missing file or column, an unknown path, a bad or out-of-range index, an image
+        given two labels, or no filled label at all.
 
     Examples
     --------
@@ -244,23 +276,33 @@ def read_label_sheet(path, source):
     rows = read_sheet_rows(path)
     by_path = source.paths is not None and all(row.get("path") for row, _ in rows)
     if by_path:
-        position = {str(p): i for i, p in enumerate(source.paths)}
+        find = _path_finder(source.paths, Path(path).parent)
         indices = []
         for row, _ in rows:
-            if row["path"] not in position:
+            found = find(row["path"])
+            if found is None:
                 raise KMIError(f"{path}: {row['path']} is not an image of {source.display_name}")
-            indices.append(position[row["path"]])
+            indices.append(found)
     else:
         indices = []
         for row, _ in rows:
             index = (row.get("index") or "").strip()
+            if not index and row.get("path"):
+                why = (f"{source.display_name} has no image files" if source.paths is None
+                       else "some labelled rows have no path")
+                raise KMIError(f"{path}: {row['path']} has no index, and rows are matched by "
+                               f"index: {why}")
             if not index.isdigit() or int(index) >= source.n_images:
                 raise KMIError(f"{path}: index {index!r} is not an image of the "
                                f"{source.n_images} training images")
             indices.append(int(index))
-    labels = [label for _, label in rows]
-    order = np.argsort(indices, kind="stable")
-    indices = np.asarray(indices, dtype=np.int64)[order]
+    given = {}  # each image once, with its one label
+    for index, (row, label) in zip(indices, rows, strict=True):
+        if given.setdefault(index, label) != label:
+            image = row.get("path") or f"index {index}"
+            raise KMIError(f"{path}: {image} is labelled both {given[index]!r} and {label!r}")
+    indices = np.array(sorted(given), dtype=np.int64)
+    labels = [given[i] for i in indices.tolist()]
     if all(label.lstrip("-").isdigit() for label in labels):
-        return indices, np.asarray(labels, dtype=np.int64)[order]
-    return indices, np.asarray(labels)[order]
+        return indices, np.asarray(labels, dtype=np.int64)
+    return indices, np.asarray(labels)

@@ -65,6 +65,8 @@ PARAM_FLAGS = {
     "fit_size": "--fit-size",
     "duplicate_threshold": "--duplicate-threshold",
     "map_method": "--map",
+    "out=": "--out=",
+    "sheet=": "--sheet=",
 }
 
 

@@ -61,11 +61,13 @@ def _parse_k_range(_ctx, _param, value):
 @data_options(size="auto", features=True)
 def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_size, dask_address,
             seed, features, data_dir, color, size, skip_bad):
-    """Explore DATA without labels: choose K, galleries, outliers, duplicates, a 2-D map.
+    """Explore DATA, no labels needed: choose K, galleries, outliers, duplicates, a 2-D map.
 
     DATA is any input kmi fit takes, read whole: every image below a folder, both splits of a
     dataset. Writes OUT/index.html (opens offline), clusters.csv, outliers.csv, duplicates.csv,
-    results.json and model.kmi (usable with kmi predict).
+    results.json and model.kmi (usable with kmi predict). Labels never shape the clusters;
+    where DATA has some (class sub-folders, a dataset's own), the page shows each cluster's
+    label mix and the accuracy, and model.kmi names each cluster by its majority label.
     """
     from ..explore import explore as run_explore
 
@@ -111,6 +113,9 @@ def organize(model_path, data, into, mode, dry_run, skip_bad):
                         progress=loading_progress(err))
     if done["unreadable"]:
         err.print(f"left {done['unreadable']} unreadable file(s) where they are")
+    if done["sorted_before"]:
+        err.print(f"left {done['sorted_before']} file(s) already in the cluster folders of "
+                  f"{into} where they are")
     if dry_run:
         import csv
 
@@ -118,7 +123,8 @@ def organize(model_path, data, into, mode, dry_run, skip_bad):
         writer.writeheader()
         writer.writerows(done["rows"])
         return
-    console.print(f"{mode}: {done['done']} files, {done['already']} already in place; "
+    finished = "finished an interrupted run: " if done["resumed"] else ""
+    console.print(f"{finished}{mode}: {done['done']} files, {done['already']} already in place; "
                   f"manifest {done['manifest']}")
 
 

@@ -74,7 +74,7 @@ def pairs_within(rows, radius, *, keep=None, tile=_TILE):
     return i[by_pair], j[by_pair], d[by_pair]
 
 
-def top_k(queries, rows, k, *, offset=0, best=None):
+def top_k(queries, rows, k, *, offset=0, best=None, exact=False):
     """The ``k`` nearest rows to each query, merged with an earlier result.
 
     Used over a stream: call once per block of ``rows``, passing the previous result as
@@ -89,6 +89,9 @@ def top_k(queries, rows, k, *, offset=0, best=None):
         Index of ``rows[0]`` in the caller's numbering.
     best : (distances, indices) or None
         Earlier ``(q, k')`` results to merge with.
+    exact : bool
+        Compute the kept distances again as norms of differences: an image's distance to
+        itself is then 0, not the float32 rounding of ``|q|^2 + |r|^2 - 2 q.r``.
 
     Returns
     -------
@@ -105,7 +108,12 @@ def top_k(queries, rows, k, *, offset=0, best=None):
     # The square root is monotonic: select on squares, and take the roots of the kept only.
     keep = min(k, sq.shape[1])
     part = np.argpartition(sq, keep - 1, axis=1)[:, :keep]
-    dist = np.sqrt(np.take_along_axis(sq, part, axis=1)).astype(np.float32)
+    if exact:
+        # One query at a time: (keep, d) differences, whatever the number of queries.
+        dist = np.stack([np.linalg.norm(rows[kept] - query, axis=1)
+                         for query, kept in zip(queries, part, strict=True)]).astype(np.float32)
+    else:
+        dist = np.sqrt(np.take_along_axis(sq, part, axis=1)).astype(np.float32)
     index = part + np.int64(offset)
     if best is not None:
         dist = np.hstack([best[0], dist])

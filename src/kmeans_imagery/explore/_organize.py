@@ -6,22 +6,28 @@ The run has two steps, so that it can be interrupted at any moment and run again
    ``INTO/<folder>/<file name>``, where the folder is the cluster's label when the model has
    names (fitted with labels) and ``cluster-NN`` otherwise. A name that is taken (by a file
    already in INTO, or by another planned file) gets ``-1``, ``-2``, ... before its suffix: no
-   file is ever overwritten. The plan is written to ``INTO/.kmi-organize-plan.json``
-   atomically before any file is touched.
+   file is ever overwritten. Files of DATA already inside INTO's cluster folders (INTO within
+   DATA, sorted by an earlier run) stay where they are. The plan, with the mode, DATA and the
+   model's fingerprint, is written to ``INTO/.kmi-organize-plan.json`` atomically before any
+   file is touched.
 2. **Apply.** Each file is linked, copied or moved to its target. A target is only ever
    created, never replaced (hard links and the final step of a copy use ``link``, which fails
    on an existing name); a move is a link followed by removing the old name (or, across file
-   systems, a complete copy followed by the removal), so a file always exists in at least one
-   place. Then ``manifest.csv`` (old and new place of every file) is written atomically and
-   the plan removed.
+   systems, a complete copy followed by the removal; a symbolic link in DATA is moved as a
+   link to the same file), so a file always exists in at least one place. Then
+   ``manifest.csv`` (old and new place of every file) is written atomically and the plan
+   removed.
 
-Running again after an interruption finds the plan and finishes it: files already in place are
-recognised (same file for links and moves, same content for copies) and skipped.
+Running again after an interruption finds the plan and finishes it (with the same mode, DATA
+and model only): files already in place are recognised and skipped. Running again after a run
+finished changes nothing: a file an earlier run put in place (the same file for links and
+moves, an identical copy for copies) is found there.
 """
 
 import csv
 import errno
 import filecmp
+import hashlib
 import json
 import os
 import re
@@ -70,13 +76,17 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
     dict
         ``rows`` (one dict per file: old_path, new_path, cluster, label), ``manifest`` (its
         path, None for a dry run), ``done`` (files linked, copied or moved by this run),
-        ``already`` (found in place from an interrupted run), ``resumed`` (whether a plan was
-        finished), ``unreadable`` (files left where they are with ``skip_bad``).
+        ``already`` (found in place, put there by an earlier run), ``resumed`` (whether an
+        interrupted run's plan was finished), ``unreadable`` (files left where they are with
+        ``skip_bad``), ``sorted_before`` (files of ``data`` already inside the cluster folders
+        of ``into``, left where they are).
 
     Raises
     ------
     KMIError
-        For a bad ``mode``, a destination that refuses writes, or unreadable data.
+        For a bad ``mode``, a destination that refuses writes, a move out of a folder that
+        refuses it, unreadable data, or an interrupted run of another mode, DATA or model
+        pending in ``into``.
 
     Examples
     --------
@@ -100,32 +110,37 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
     6 ['cluster-0', 'cluster-1', 'manifest.csv']
     [('0.png', 0), ('1.png', 0), ('2.png', 0), ('3.png', 1)]
     """
+    from ..model_io import load_model
+
     if mode not in MODES:
         raise KMIError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    into = Path(into)
+    if not hasattr(model, "cluster_centers_"):
+        model = load_model(model)
+    into = Path(os.path.abspath(into))
     plan_path = into / PLAN_NAME
+    identity = {"mode": mode, "data": os.path.realpath(data), "model": _fingerprint(model)}
     resumed = plan_path.exists()
-    unreadable = 0  # a resumed plan holds only the files that were read
+    # A resumed plan holds only the files that were read and still to be sorted.
+    unreadable = sorted_before = 0
     if resumed:
-        rows = _read_plan(plan_path, mode)
+        rows = _read_plan(plan_path, identity)
     else:
-        rows, unreadable = _plan(model, data, into, mode, skip_bad, batch_size, progress)
+        rows, unreadable, sorted_before = _plan(model, data, into, mode, skip_bad, batch_size,
+                                                progress)
+    summary = {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed,
+               "unreadable": unreadable, "sorted_before": sorted_before}
     if dry_run:
-        return {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed,
-                "unreadable": unreadable}
+        return summary
     if not resumed:
-        _prepare(into, rows)
+        _prepare(into, rows, mode)
         with atomic_write(plan_path, "w", encoding="utf-8") as handle:
-            json.dump({"mode": mode, "rows": rows}, handle)
-    done = already = 0
+            json.dump({**identity, "rows": rows}, handle)
     from ..progress import open_progress
 
     with open_progress(progress, len(rows), f"{mode} files") as bar:
         for row in rows:
-            if _apply(Path(row["old_path"]), Path(row["new_path"]), mode):
-                done += 1
-            else:
-                already += 1
+            summary["done" if _apply(Path(row["old_path"]), Path(row["new_path"]), mode)
+                    else "already"] += 1
             bar.advance()
     manifest = _free_name(into / "manifest.csv", set())
     with atomic_write(manifest, "w", encoding="utf-8", newline="") as handle:
@@ -133,45 +148,66 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
         writer.writeheader()
         writer.writerows(rows)
     plan_path.unlink()
-    return {"rows": rows, "manifest": manifest, "done": done, "already": already,
-            "resumed": resumed, "unreadable": unreadable}
+    summary["manifest"] = manifest
+    return summary
+
+
+def _fingerprint(model):
+    """A digest of what decides the folders: the centroids and their names."""
+    digest = hashlib.sha256(np.ascontiguousarray(model.cluster_centers_).tobytes())
+    digest.update(repr(_folder_names(model)).encode())
+    return digest.hexdigest()[:16]
 
 
 def _plan(model, data, into, mode, skip_bad, batch_size, progress):
-    """One row per readable file of ``data``, and the number of unreadable ones."""
+    """One row per readable file of ``data`` not yet sorted; the numbers of unreadable files and
+    of files already inside INTO's cluster folders (an earlier run's, left where they are)."""
     from ..datasets import open_source
-    from ..model_io import load_model
     from ..predict import model_color, model_size
     from ..progress import open_progress
 
-    if not hasattr(model, "cluster_centers_"):
-        model = load_model(model)
     source = open_source(data, color=model_color(model), size=model_size(model), skip_bad=skip_bad)
     if source.paths is None:
         raise KMIError(f"{data} has no image files (a folder, or a store converted from one); "
                        f"organize sorts files")
     folders = _folder_names(model)
+    # Compared on real paths: DATA or INTO may be reached through a symbolic link.
+    sorted_folders = {Path(os.path.realpath(into / name)) for name in folders}
     taken = set()
     rows = []
+    sorted_before = 0
     with open_progress(progress, source.n_images, "predicting") as bar:
         for batch in source.iter_batches(batch_size):
             clusters = model.predict_cluster(batch.images)
             labels = model.cluster_labels_[clusters]
             for path, cluster, label in zip(batch.paths, clusters, labels, strict=True):
-                old = Path(path).resolve()
-                # A file already in its place (an earlier run put it there, or it is ``old``
-                # itself, inside ``into``) stays: running organize again changes nothing.
-                new = _free_name(into.resolve() / folders[int(cluster)] / old.name, taken,
-                                 reusable=partial(_holds, old, mode))
+                # The entry of DATA itself, not what a symbolic link points to: a move moves
+                # the link, never a file outside DATA.
+                old = Path(os.path.abspath(path))
+                real_folder = Path(os.path.realpath(old.parent))
+                if not sorted_folders.isdisjoint((real_folder, *real_folder.parents)):
+                    sorted_before += 1
+                    continue
+                # A file an earlier run already put in place is found there, not sorted twice.
+                new = _free_name(into / folders[int(cluster)] / old.name, taken,
+                                 reusable=partial(_in_place, old, mode=mode, resuming=False))
                 taken.add(new)
                 rows.append({"old_path": str(old), "new_path": str(new), "cluster": int(cluster),
                              "label": str(label)})
             bar.advance(len(clusters))
-    return rows, source.skipped.get("bad", 0)
+    return rows, source.skipped.get("bad", 0), sorted_before
+
+
+#: Longest folder name, in UTF-8 bytes (file systems allow 255).
+_MAX_FOLDER_BYTES = 120
 
 
 def _folder_names(model):
-    """One folder name per cluster: its label when the model has names, else cluster-NN."""
+    """One folder name per cluster: its label when the model has names, else cluster-NN.
+
+    A label becomes one safe path component (no separator, not ``.`` or ``..``, at most 120
+    bytes); two labels that would give one name keep apart with ``-2``, ``-3``, ...
+    """
     k = len(model.cluster_centers_)
     labels = np.asarray(model.cluster_labels_)
     unnamed = labels.dtype.kind in "iu" and np.array_equal(labels, np.arange(k)) and np.array_equal(
@@ -180,12 +216,18 @@ def _folder_names(model):
         width = len(str(k - 1))
         return [f"cluster-{c:0{width}d}" for c in range(k)]
     names = (getattr(model, "metadata_", None) or {}).get("label_names")
-    out = []
-    for label in labels.tolist():
+    folder_of = {}
+    for label in dict.fromkeys(labels.tolist()):
         text = names[label] if names and isinstance(label, int) and 0 <= label < len(names) else label
-        # Folder names must stay one path component, whatever the label holds.
-        out.append(re.sub(r"[\\/:\0]|^\.+$", "_", str(text)).strip() or "_")
-    return out
+        name = re.sub(r"[\\/:\x00-\x1f]", "_", str(text)).strip()
+        name = name.encode()[:_MAX_FOLDER_BYTES].decode(errors="ignore").strip()
+        name = "_" if name.strip(".") == "" else name
+        unique, n = name, 1
+        while unique in folder_of.values():
+            n += 1
+            unique = f"{name}-{n}"
+        folder_of[label] = unique
+    return [folder_of[label] for label in labels.tolist()]
 
 
 def _free_name(path, taken, reusable=None):
@@ -200,43 +242,61 @@ def _free_name(path, taken, reusable=None):
     return candidate
 
 
-def _prepare(into, rows):
-    """Create the target folders, stopping before any file is touched when one is not writable."""
-    for folder in sorted({str(Path(row["new_path"]).parent) for row in rows}):
+def _prepare(into, rows, mode):
+    """Stop before any file is touched when a target folder cannot be made or written, or, for
+    a move, a file's own folder does not let it be removed."""
+    folders = sorted({Path(row["new_path"]).parent for row in rows})
+    for folder in folders:
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise KMIError(f"cannot write to {folder}: it is a file, not a folder")
+    if mode == "move":
+        for folder in sorted({Path(row["old_path"]).parent for row in rows}):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise KMIError(f"cannot move files out of {folder}: it is not writable")
+    for folder in folders:
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            probe = Path(folder) / f".kmi-write-test-{uuid.uuid4().hex}"
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".kmi-write-test-{uuid.uuid4().hex}"
             probe.touch(exist_ok=False)
             probe.unlink()
         except OSError as error:
             raise KMIError(f"cannot write to {folder}: {error.strerror or error}") from None
 
 
-def _read_plan(plan_path, mode):
+def _read_plan(plan_path, identity):
+    """The rows of an interrupted run's plan, which must be this run's (mode, DATA, model)."""
     try:
         plan = json.loads(plan_path.read_text("utf-8"))
-        rows, planned_mode = plan["rows"], plan["mode"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        rows = plan["rows"]
+        if not all(isinstance(row.get("old_path"), str) and isinstance(row.get("new_path"), str)
+                   and set(row) == set(MANIFEST_COLUMNS) for row in rows):
+            raise ValueError("a row is not old_path, new_path, cluster, label")
+        pending = {key: plan[key] for key in identity}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise KMIError(f"{plan_path} is not a readable organize plan ({error}); remove it to "
                        f"start again") from None
-    if planned_mode != mode:
-        raise KMIError(f"an interrupted organize with --mode {planned_mode} is pending in "
-                       f"{plan_path.parent}; run it again with --mode {planned_mode} to finish it")
+    if pending["mode"] != identity["mode"]:
+        raise KMIError(f"an interrupted organize with --mode {pending['mode']} is pending in "
+                       f"{plan_path.parent}; run it again with --mode {pending['mode']} to "
+                       f"finish it")
+    if pending != identity:
+        what = "data" if pending["data"] != identity["data"] else "model"
+        raise KMIError(f"an interrupted organize of {pending['data']} with another {what} is "
+                       f"pending in {plan_path.parent}; run it again with that model and data to "
+                       f"finish it, or remove {plan_path.name} to start again")
     return rows
 
 
 def _apply(old, new, mode):
     """Put ``old`` at ``new``; False when an earlier run already did."""
-    if old == new:
-        return False
     if os.path.lexists(new):
-        if _in_place(old, new, mode):
-            if mode == "move" and old.exists():
-                old.unlink()  # the link was made, the old name not yet removed
-            return False
-        raise KMIError(f"{new} appeared since the plan was made and is not {old}; it is left "
-                       f"alone: move it away and run again")
-    if not old.exists():
+        if not _in_place(old, new, mode=mode, resuming=True):
+            raise KMIError(f"{new} appeared since the plan was made and is not {old}; it is left "
+                           f"alone: move it away and run again")
+        if mode == "move" and os.path.lexists(old):
+            _remove(old, new)  # the move was interrupted after the link, before the removal
+        return False
+    if not os.path.lexists(old):
         raise KMIError(f"{old} is missing and was not organised; it was moved or deleted "
                        f"since the plan was made")
     try:
@@ -244,6 +304,9 @@ def _apply(old, new, mode):
             _copy_new(old, new)
         elif mode == "link":
             _link_new(old, new)
+        elif old.is_symlink():
+            # A moved symbolic link points where it did, wherever it now lies.
+            os.symlink(os.path.realpath(old), new)
         else:
             try:
                 os.link(old, new)
@@ -251,28 +314,47 @@ def _apply(old, new, mode):
                 if error.errno != errno.EXDEV:
                     raise
                 _copy_new(old, new)
-            old.unlink()
     except OSError as error:
         raise KMIError(f"cannot {mode} {old} to {new}: {error.strerror or error}; nothing was "
                        f"lost, run again to finish") from None
+    if mode == "move":
+        _remove(old, new)
     return True
 
 
-def _holds(old, mode, candidate):
-    """Whether ``candidate`` already is ``old`` in its place (``old`` itself, or put there)."""
-    return candidate == old or _in_place(old, candidate, mode)
+def _remove(old, new):
+    """The last step of a move: remove the old name, now that ``new`` holds the file."""
+    try:
+        old.unlink()
+    except OSError as error:
+        raise KMIError(f"cannot remove {old} after putting it at {new}: "
+                       f"{error.strerror or error}; it is in both places until its folder "
+                       f"lets it be removed and the command is run again") from None
 
 
-def _in_place(old, new, mode):
-    """Whether ``new`` is ``old`` put in place by an earlier, interrupted run."""
-    if mode == "link" and new.is_symlink():
-        return Path(os.readlink(new)) == old
-    if _same(old, new):
-        return True
-    if mode == "move" and not old.exists():
-        return True
-    # A copy, or a move across file systems stopped between the copy and the removal.
-    return mode != "link" and old.exists() and filecmp.cmp(old, new, shallow=False)
+def _in_place(old, new, *, mode, resuming):
+    """Whether ``new`` already is ``old`` in its place: put there by an earlier run, or, when
+    ``resuming`` a plan (whose targets were all free), by this plan's interrupted run.
+
+    A file that merely looks the same is never taken for a moved one unless resuming: a move
+    removes the old name, so only the same file (or, resuming, one this plan made) will do.
+    """
+    try:
+        if new.is_symlink():
+            # Link mode's symbolic link across file systems, or a moved symbolic link.
+            if mode == "link":
+                return os.readlink(new) == str(old)
+            return (mode == "move" and os.path.realpath(new) == os.path.realpath(old)
+                    and (old.is_symlink() or (resuming and not os.path.lexists(old))))
+        if mode == "copy":
+            return not _same(old, new) and filecmp.cmp(old, new, shallow=False)
+        if mode == "link" or not resuming:
+            return _same(old, new)
+        # Resuming a move: done (old gone), linked, or copied across file systems.
+        return (not os.path.lexists(old) or _same(old, new)
+                or filecmp.cmp(old, new, shallow=False))
+    except OSError:
+        return False  # an unreadable or broken entry is someone else's: pick another name
 
 
 def _same(a, b):

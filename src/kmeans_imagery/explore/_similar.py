@@ -7,6 +7,8 @@ not matter.
 """
 
 import csv
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     data : str or path-like
         Anything :func:`~kmeans_imagery.datasets.open_source` accepts; both splits of a dataset
         that has two are searched.
-    queries : sequence of path-like
+    queries : path-like or sequence of path-like
         Image files; read at the model's colour mode and size.
     top : int
         Matches per query.
@@ -54,7 +56,8 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     Raises
     ------
     KMIError
-        For a bad ``top``, no query, or an unreadable image.
+        For a bad ``top``, no query, an unreadable image, or an output that cannot be written
+        (its folder missing, ``sheet`` not a ``.png``, ``out`` and ``sheet`` the same file).
 
     Examples
     --------
@@ -81,16 +84,29 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
 
     if not isinstance(top, int | np.integer) or top < 1:
         raise KMIError(f"top must be a positive integer, got {top!r}")
+    queries = [queries] if isinstance(queries, str | os.PathLike) else list(queries)
     if not queries:
         raise KMIError("give at least one query image")
+    _check_outputs(out, sheet)
     if not hasattr(model, "cluster_centers_"):
         model = load_model(model)
     color, size = model_color(model), model_size(model)
     for query in queries:
-        # --skip-bad is about DATA: a query that cannot be read is always an error of its own.
+        if Path(query).is_dir():
+            raise KMIError(f"query {query} is a folder; give image files")
         if not Path(query).is_file():
             raise KMIError(f"query image {query} does not exist")
-    query_images = load_images([Path(q) for q in queries], color=color, size=size).images
+    # skip_bad is about DATA: a query that cannot be read is always an error of its own.
+    query_paths = [Path(q) for q in queries]
+    try:
+        read = load_images(query_paths, color=color, size=size, skip_bad=True)
+    except KMIError:  # not one of them could be read
+        read = None
+    unread = [q for q, path in zip(queries, query_paths, strict=True)
+              if read is None or path not in read.paths]
+    if unread:
+        raise KMIError(f"query image {unread[0]} cannot be read as an image")
+    query_images = read.images
     query_rows = image_rows(model.features_, query_images)
     source = open_source(data, split="all", color=color, size=size, skip_bad=skip_bad)
     best = None
@@ -99,10 +115,13 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     with open_progress(progress, source.n_images, "searching") as bar:
         for batch in source.iter_batches(batch_size):
             best = top_k(query_rows, image_rows(model.features_, batch.images), top, offset=searched,
-                         best=best)
+                         best=best, exact=True)
             positions.append(source.positions(batch))
             searched += len(batch.images)
             bar.advance(len(batch.images))
+    if source.skipped.get("bad"):
+        warnings.warn(f"skipped {source.skipped['bad']} unreadable file(s) of {data}",
+                      stacklevel=2)
     dist, index = best
     index = np.concatenate(positions)[index]
     paths = image_paths(source)
@@ -122,6 +141,18 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
         stacked = np.stack([[lookup[int(j)] for j in row] for row in index])
         save_png(plot_similar(query_images, stacked, [Path(q).name for q in queries], dist), sheet)
     return rows
+
+
+def _check_outputs(out, sheet):
+    """Before any work: both outputs can be written, and not over each other."""
+    for name, path in (("out", out), ("sheet", sheet)):
+        if path is not None and not Path(path).absolute().parent.is_dir():
+            raise KMIError(f"{name}={str(path)!r}: its folder does not exist")
+    if sheet is not None and Path(sheet).suffix.lower() != ".png":
+        raise KMIError(f"sheet={str(sheet)!r} must be a .png file")
+    if out is not None and sheet is not None and (
+            os.path.abspath(out) == os.path.abspath(sheet)):
+        raise KMIError(f"out={str(out)!r} and sheet={str(sheet)!r} are the same file")
 
 
 def plot_similar(query_images, match_images, query_names, distances, ax=None):
