@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import time
 import warnings
@@ -119,6 +120,64 @@ def test_existing_outputs_need_force(collection, tmp_path):
         explore(collection["root"] / "photos", collection["out"], k=3)
 
 
+def test_a_failed_run_leaves_the_earlier_outputs_and_force_leaves_no_stale_one(tmp_path,
+                                                                             monkeypatch):
+    from kmeans_imagery.explore import _explore
+
+    folder = tmp_path / "scans"
+    write_digits_folder(folder, 8, classes=(0, 1, 7), flat=True)
+    out = tmp_path / "out"
+    explore(folder, out, k_range=(2, 8), features="raw")
+    before = {name: (out / name).read_bytes() for name in OUTPUTS}
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_explore, "_write_csvs", fail)  # after the figures are drawn
+    with pytest.raises(OSError):
+        explore(folder, out, k=2, force=True)
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # no stage left behind
+    monkeypatch.undo()
+    explore(folder, out, k=2, features="raw", force=True)  # K given: no K-selection figure
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(OUTPUTS) - {"k_choice.png"})
+
+
+def test_an_output_folder_inside_the_collection_is_not_read_as_images(tmp_path):
+    folder = tmp_path / "scans"
+    write_digits_folder(folder, 8, classes=(0, 1, 7))
+    first = explore(folder, folder / "explored", k=3, features="raw")
+    again = explore(folder, folder / "explored", k=3, features="raw", force=True)
+    assert first.results["n_images"] == again.results["n_images"] == 24
+    assert again.results["skipped"] == {}  # its outputs are neither read nor counted
+    assert sorted(again.results["cluster_labels"]) == ["0", "1", "7"]
+
+
+def test_names_that_are_not_utf8_are_written_as_the_file_system_has_them(tmp_path):
+    folder = tmp_path / "scans"
+    files = write_digits_folder(folder, 6, classes=(0, 1), flat=True)
+    latin1 = os.fsencode(folder) + b"/caf\xe9.png"
+    os.rename(files[0], latin1)
+    explore(folder, tmp_path / "out", k=2, features="raw")
+    for name in ("clusters.csv", "index.html"):
+        assert b"caf\xe9.png" in (tmp_path / "out" / name).read_bytes()
+    assert any(r["path"].endswith("caf\udce9.png") for r in csv.DictReader(
+        open(tmp_path / "out" / "clusters.csv", encoding="utf-8", errors="surrogateescape")))
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("random_state", -1, "random_state must be an integer in"),
+    ("random_state", 2**32, "random_state must be an integer in"),
+    ("duplicate_threshold", None, "duplicate_threshold must be a finite number"),
+    ("duplicate_threshold", float("inf"), "duplicate_threshold must be a finite number"),
+    ("k", True, "must be 'auto' or a positive integer"),
+])
+def test_bad_parameters_are_named(tmp_path, option, value, message):
+    with pytest.raises(KMIError, match=message):
+        explore("digits", tmp_path / "o", **{option: value})
+    assert not (tmp_path / "o").exists()
+
+
 def test_given_k_skips_the_choice(collection, tmp_path):
     found = explore(collection["root"] / "photos", tmp_path / "out", k=4, duplicate_threshold=0,
                     fit_size=120)
@@ -221,11 +280,24 @@ def test_choose_k_finds_separated_blobs(rng):
         choose_k(rows, (5, 6))
 
 
-def test_choose_k_on_images_all_alike_takes_the_smallest_k():
+def test_choose_k_can_pick_the_smallest_k_of_the_range(rng):
+    """Two obvious groups give K=2: the curve starts one K below the range (else K=2 would lie
+    on the chord and never be the elbow)."""
+    centres = rng.normal(scale=10, size=(2, 20))
+    rows = np.concatenate([c + rng.normal(size=(150, 20)) for c in centres])
+    choice = choose_k(rows, (2, 30), random_state=0)
+    assert choice.k == 2 and choice.start_k == 1 and choice.start_wss > choice.wss[0]
+    assert "from K=1 to K=2" in choice.reason
+    assert 3 <= choose_k(rows, (3, 30), random_state=0).k <= 30  # the range is kept
+
+
+def test_choose_k_on_images_all_alike_takes_their_number_of_distinct_rows():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         choice = choose_k(np.zeros((40, 16)), (2, 10))
-    assert choice.k == 2 and "at most 2 distinct" in choice.reason
+        assert choice.k == 1 and "only 1 distinct feature vector" in choice.reason
+        two = choose_k(np.repeat(np.eye(16)[:2], 20, axis=0), (2, 10))
+        assert two.k == 2 and "2 distinct feature vectors" in two.reason
 
 
 def test_too_few_images_to_choose_k_ask_for_k(tmp_path, capsys):
@@ -250,6 +322,20 @@ def test_duplicates_exact_and_near(rng):
     assert 0 < groups.distance[20] < 0.025
     assert (groups.group >= 0).sum() == 4
     assert find_duplicates(pixel_hashes(images), descriptors(images), threshold=0).n_groups == 1
+
+
+def test_a_chain_of_near_pairs_is_not_one_group():
+    """Frames of a bar moving a pixel at a time: each is near the next, not near the tenth."""
+    frames = np.zeros((40, 32, 64), np.uint8)
+    for i, frame in enumerate(frames):
+        frame[:, i:i + 8] = 255
+    groups = find_duplicates(pixel_hashes(frames), descriptors(frames), threshold=0.1)
+    linked = groups.group >= 0
+    assert groups.n_groups > 1 and np.nanmax(groups.distance) <= 0.1
+    for g in range(groups.n_groups):
+        members = groups.members(g)
+        assert members[0] == members.min() and not groups.exact[members[1:]].any()
+    assert linked.sum() >= len(frames) - 1  # every frame near another is in a group
 
 
 def test_tiled_searches_equal_brute_force(rng):
@@ -282,23 +368,30 @@ def test_cli_explore_and_its_errors(collection, tmp_path, capsys):
     assert "MIN-MAX" in capsys.readouterr().err
     assert main(["explore", "digits", "--out", str(tmp_path / "o"), "--k", "0"]) == 2
     assert capsys.readouterr().err == "kmi: error: --k=0 must be 'auto' or a positive integer\n"
+    for seed in ("-1", str(2**32)):
+        assert main(["explore", "digits", "--out", str(tmp_path / "o"), "--seed", seed]) == 2
+        assert "Invalid value for '--seed'" in capsys.readouterr().err
 
 
-def test_photos_of_mixed_sizes_are_read_at_the_first_size_scaled_down(tmp_path, capsys):
-    # Photos of many sizes, larger than AUTO_SIDE: read at the first one's size, scaled down.
+def test_photos_of_mixed_sizes_are_read_at_their_median_size_scaled_down(tmp_path, capsys):
+    # Photos of many sizes, larger than AUTO_SIDE: read at their median size, scaled down.
+    from statistics import median_low
+
+    from kmeans_imagery.datasets.convert import auto_size
+
     rng = np.random.default_rng(0)
     folder = tmp_path / "photos"
     folder.mkdir()
+    sizes = []
     for i in range(24):
         height, width = rng.integers(70, 200, 2)
+        sizes.append((int(height), int(width)))
         photo = np.zeros((height, width, 3), np.uint8)
         photo[..., i % 3] = 220
         Image.fromarray(photo).save(folder / f"{i:02d}.jpg", quality=90)
-    first_height, first_width = Image.open(folder / "00.jpg").size[::-1]
     found = explore(folder, tmp_path / "out", k=3, features="raw", color="rgb")
-    scale = 64 / max(first_height, first_width)
-    assert found.results["image_shape"] == [round(first_height * scale), round(first_width * scale),
-                                            3]
+    expected = auto_size((median_low(h for h, _ in sizes), median_low(w for _, w in sizes)))
+    assert found.results["image_shape"] == [*expected, 3] and max(expected) == 64
     assert found.results["n_images"] == 24 and found.results["skipped"] == {}
     assert found.results["size"] == "auto"
     assert "(size=auto)" in (tmp_path / "out" / "index.html").read_text("utf-8")
@@ -313,7 +406,8 @@ def test_a_collection_of_one_image(tmp_path, capsys):
     assert main(["explore", str(tmp_path / "one"), "--out", str(tmp_path / "o"), "--k", "1"]) == 0
     assert capsys.readouterr().out.startswith("1 image, K=1,")
     rows = list(csv.DictReader(open(tmp_path / "o" / "clusters.csv", encoding="utf-8")))
-    assert [(r["cluster"], float(r["distance"])) for r in rows] == [("0", 0.0)]
+    assert [(r["cluster"], float(r["distance"]), r["margin"]) for r in rows] == [("0", 0.0, "")]
+    assert "borderline" not in (tmp_path / "o" / "index.html").read_text("utf-8")
 
 
 def test_a_dataset_with_a_test_split_is_explored_whole(tmp_path):
@@ -368,3 +462,23 @@ def test_page_loads_in_chromium_without_errors(collection, tmp_path, load_in_chr
     assert time.perf_counter() - start < 30
     assert 'data-broken="0"' in done.dom and 'data-images="3"' in done.dom
     assert done.console == []
+
+
+def test_kmi_predict_reads_new_photos_at_the_explored_model_size(tmp_path):
+    """Photos explored at size=auto: the model predicts them again without --resize."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(18):
+        photo = np.zeros((*rng.integers(70, 160, 2), 3), np.uint8)
+        photo[..., i % 3] = 220
+        Image.fromarray(photo).save(folder / f"{i:02d}.jpg", quality=90)
+    explore(folder, tmp_path / "out", k=3, features="raw", color="rgb")
+    assert load_model(tmp_path / "out" / "model.kmi").metadata_["training"]["resized"]
+    assert main(["predict", str(tmp_path / "out" / "model.kmi"), str(folder), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    with open(tmp_path / "p.csv", encoding="utf-8") as handle:
+        predicted = {r["path"]: r["cluster"] for r in csv.DictReader(handle)}
+    with open(tmp_path / "out" / "clusters.csv", encoding="utf-8") as handle:
+        explored = {r["path"]: r["cluster"] for r in csv.DictReader(handle)}
+    assert predicted == explored

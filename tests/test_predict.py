@@ -179,7 +179,8 @@ def test_unlabelled_flat_folder_fits_clusters_only(tmp_path, capsys):
     code, _, err = run_kmi(capsys, "fit", flat, "--k", 8, "--out", model_path)
     assert code == 0, err
     model = load_model(model_path)
-    assert model.metadata_["training"] == {"dataset": "flat", "n_samples": 200, "labelled": False}
+    assert model.metadata_["training"] == {"dataset": "flat", "n_samples": 200, "labelled": False,
+                                           "resized": False}
     np.testing.assert_array_equal(model.cluster_labels_, np.arange(8))
     code, _, err = run_kmi(capsys, "evaluate", model_path, flat)
     assert code == 2 and "has no labels" in err

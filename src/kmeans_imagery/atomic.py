@@ -25,7 +25,9 @@ def atomic_write(path, mode="wb", *, encoding=None, newline=None):
     mode : {"wb", "w"}, default="wb"
         Binary or text.
     encoding, newline : str, optional
-        For text mode, as for :func:`open`.
+        For text mode, as for :func:`open`. Text is written with ``errors="surrogateescape"``:
+        a file name that is not valid UTF-8 (read by Python as lone surrogates) is written as
+        its own bytes, the name the file system knows, instead of failing the write.
 
     Yields
     ------
@@ -64,7 +66,8 @@ def atomic_write(path, mode="wb", *, encoding=None, newline=None):
     except OSError as error:
         raise KMIError(f"cannot write {path}: {error.strerror or error}") from None
     try:
-        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as handle:
+        text = {} if "b" in mode else {"errors": "surrogateescape"}
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline, **text) as handle:
             yield handle
         os.replace(tmp, path)
     except BaseException:

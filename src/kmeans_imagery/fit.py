@@ -97,7 +97,8 @@ class FitResult:
         homogeneity, ...; in memory mode) and, given a labelled test source, ``test_accuracy``
         and ``test_metrics``; with a label sheet ``labels_used``.
     training : dict
-        The dataset's name, image count and whether it was labelled (no paths).
+        The dataset's name, image count, whether it was labelled and whether its images were
+        resized as they were read (no paths).
     rows : ndarray of shape (n_images, n_features) or None
         With ``fit(..., keep_rows=True)`` in ``"memory"`` mode: the rows the clustering ran on
         (every image's features, in the source's order), so that a caller that goes on to use
@@ -109,7 +110,7 @@ class FitResult:
     >>> from kmeans_imagery.fit import FitSpec, fit
     >>> result = fit(open_source("digits"), FitSpec(16))
     >>> result.training
-    {'dataset': 'digits', 'n_samples': 1437, 'labelled': True}
+    {'dataset': 'digits', 'n_samples': 1437, 'labelled': True, 'resized': False}
     >>> result.model.cluster_centers_.shape, result.metrics["mode"]
     ((16, 64), 'memory')
     """
@@ -212,7 +213,7 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
         metrics["labels_used"] = len(examples[1])
     metrics.update(_scores(model, labels, test))
     training = {"dataset": Path(str(source.name)).name, "n_samples": source.n_images,
-                "labelled": labelled or examples is not None}
+                "labelled": labelled or examples is not None, "resized": source.resizes}
     return FitResult(model, metrics, training, rows)
 
 

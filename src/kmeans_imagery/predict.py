@@ -19,7 +19,7 @@ from .metrics import clustering_scores, confusion
 
 __all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "Evaluation", "check_model_shape", "display_names", "evaluate",
            "model_color", "model_size", "nearest_and_margin", "nearest_two", "open_inputs", "predict_source",
-           "score_clusters", "write_predictions"]
+           "reads_resized", "score_clusters", "write_predictions"]
 
 #: Columns of the predictions CSV, in order (see :func:`write_predictions`).
 CSV_COLUMNS = ("path", "cluster", "label", "distance", "margin")
@@ -99,6 +99,34 @@ def model_color(model):
     """
     shape = model.image_shape_
     return "rgb" if shape is not None and len(shape) == 3 else "gray"
+
+
+def reads_resized(model):
+    """Whether a model was fitted on images resized as they were read (a size was given, or
+    "auto" chose one, as ``kmi explore`` does): new images are then read at its size too.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        A model read by :func:`~kmeans_imagery.load_model` (its metadata say how it was fitted).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> model = ClusterClassifier(n_clusters=1).fit(np.zeros((4, 8, 8), np.uint8), None)
+    >>> reads_resized(model)
+    False
+    >>> model.metadata_ = {"training": {"resized": True}}
+    >>> reads_resized(model)
+    True
+    """
+    metadata = getattr(model, "metadata_", None) or {}
+    return bool((metadata.get("training") or {}).get("resized", False))
 
 
 def model_size(model):

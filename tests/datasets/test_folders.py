@@ -1,12 +1,22 @@
 """Tests for image files: folders (class-per-sub-folder and flat), iter_image_files, load_images."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+import tifffile
+from PIL import Image, features
 
-from kmeans_imagery.datasets import ImageBatch, folders, iter_image_files, load_dataset, load_images
+from kmeans_imagery.datasets import (
+    ImageBatch,
+    folders,
+    iter_image_files,
+    load_dataset,
+    load_images,
+    open_source,
+)
+from kmeans_imagery.datasets.convert import auto_size
 from kmeans_imagery.errors import KMIError
 
 
@@ -72,15 +82,36 @@ def test_flat_folder_is_unlabelled(tmp_path, rng):
     assert dataset.skipped["non_image"] == 1
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
+needs_avif = pytest.mark.skipif(not features.check("avif"), reason="Pillow without AVIF")
+
+
+@pytest.mark.parametrize("suffix", [
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+    ".ppm", ".pnm", ".tga", ".ico", pytest.param(".avif", marks=needs_avif)])
 def test_every_format_reads_as_uint8_gray(tmp_path, suffix):
     array = np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))
-    params = {"lossless": True} if suffix == ".webp" else {}
+    params = {".webp": {"lossless": True}, ".avif": {"quality": 100}}.get(suffix, {})
     save(tmp_path / f"x{suffix.upper()}", array, **params)  # extensions match in any case
+    assert suffix in folders.IMAGE_SUFFIXES
     batch = load_images([tmp_path / f"x{suffix.upper()}"])
     assert batch.images.dtype == np.uint8 and batch.images.shape == (1, 8, 8)
-    tolerance = 8 if suffix in (".jpg", ".jpeg") else 0
+    tolerance = 8 if suffix in (".jpg", ".jpeg", ".jpe", ".jfif", ".avif") else 0
     assert np.abs(batch.images[0].astype(int) - array).max() <= tolerance
+
+
+def test_a_folder_of_pgm_and_ppm_files_reads(tmp_path, rng):
+    # The layout of the AT&T faces: one folder of .pgm files per person.
+    faces = {"s1/1.pgm": noise(rng), "s1/2.pgm": noise(rng), "s2/1.pgm": noise(rng)}
+    for name, array in faces.items():
+        save(tmp_path / name, array)
+    Image.fromarray(np.full((6, 5), 255, np.uint8)).convert("1").save(tmp_path / "s2" / "2.pbm")
+    colour = save(tmp_path / "s3" / "1.ppm", noise(rng, (6, 5, 3)))
+    dataset = load_dataset(tmp_path)
+    assert dataset.train_labels.tolist() == ["s1", "s1", "s2", "s2", "s3"]
+    np.testing.assert_array_equal(dataset.train_images[:3], np.stack(list(faces.values())))
+    assert (dataset.train_images[3] == 255).all()
+    with Image.open(colour) as image:
+        np.testing.assert_array_equal(dataset.train_images[4], np.asarray(image.convert("L")))
 
 
 def test_gif_gives_its_first_frame(tmp_path):
@@ -112,15 +143,64 @@ def test_gray_image_as_rgb_and_alpha_dropped(tmp_path, rng):
     assert (batch.images[0, ..., 0] == batch.images[0, ..., 2]).all()
 
 
-def test_sixteen_bit_images_keep_their_high_bits(tmp_path):
+def test_sixteen_and_thirty_two_bit_images_keep_their_high_bits(tmp_path):
     values = np.array([[0, 256, 4096, 65535]], dtype=np.uint16)
     Image.fromarray(values).save(tmp_path / "deep.png")
     np.testing.assert_array_equal(load_images([tmp_path / "deep.png"]).images[0], [[0, 1, 16, 255]])
+    # 32-bit integers scale from 0..65535 too (Pillow holds 16-bit PGM data as 32-bit).
+    tifffile.imwrite(tmp_path / "i32.tif", np.array([[-7, 4096, 65535, 70000]], np.int32))
+    np.testing.assert_array_equal(load_images([tmp_path / "i32.tif"]).images[0], [[0, 16, 255, 255]])
+
+
+def faint_warnings(caught):
+    return [str(w.message) for w in caught if "nearly black" in str(w.message)]
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_sixteen_bit_images_that_read_nearly_black_are_warned_of_once(tmp_path, monkeypatch,
+                                                                      threads):
+    monkeypatch.setattr(folders, "_THREADED_BYTES", 0 if threads else float("inf"))
+    paths = [tmp_path / name for name in ("0.png", "1.png", "2.png", "3.tif")]
+    for path, largest in zip(paths, [255, 4095, 4096], strict=False):  # 8-, 12- and 13-bit values
+        Image.fromarray(np.array([[0, 1], [2, largest]], np.uint16)).save(path)
+    tifffile.imwrite(paths[3], np.array([[0, 9]], np.int32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batch = load_images(paths, size=2)
+    assert faint_warnings(caught) == [
+        "3 images of the 4 decoded are nearly black: their 16- or 32-bit values, at most 4,095, "
+        "are scaled from 0..65535 to 0..255; convert them to 8-bit first, stretched to their own "
+        "range"]
+    assert batch.images[[0, 3]].max() == 0 and batch.images[1].max() == 15
+    with pytest.warns(UserWarning, match="^1 image of the 1 decoded is nearly black: its 16-.* it "):
+        load_images(paths[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_images(paths[2:3])  # values up to 4096 read up to 16: dark, not black
+
+
+def test_a_folder_of_faint_images_is_warned_of_once_per_source(tmp_path):
+    for i in range(5):
+        Image.fromarray(np.full((2, 2), 200 + i, np.uint16)).save(tmp_path / f"{i}.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        source = folders.FolderSource(tmp_path)
+        source.read_batch(0, 2)
+        source.read_batch(2, 5)
+        source.read_all()
+    assert len(faint_warnings(caught)) == 1
+    assert faint_warnings(caught)[0].startswith(f"5 images of the first 5 decoded from {tmp_path} ")
 
 
 def test_float_tiff_is_clipped(tmp_path):
     Image.fromarray(np.array([[-5.0, 12.4, 300.0]], np.float32)).save(tmp_path / "f.tif")
     np.testing.assert_array_equal(load_images([tmp_path / "f.tif"]).images[0], [[0, 12, 255]])
+
+
+def test_float_tiff_of_zero_to_one_is_scaled_to_255(tmp_path):
+    tifffile.imwrite(tmp_path / "f.tif", np.array([[0.0, 0.25, 0.5, 1.0, np.nan]], np.float32))
+    np.testing.assert_array_equal(load_images([tmp_path / "f.tif"]).images[0],
+                                  [[0, 64, 128, 255, 0]])
 
 
 def test_different_sizes_name_both_files(tmp_path, rng):
@@ -147,27 +227,49 @@ def test_size_resizes_every_image(tmp_path, rng):
     assert (dataset.train_images[1] == 77).all()
 
 
-def test_auto_size_takes_the_first_image_size_and_resizes_the_others(tmp_path, rng):
+def test_auto_size_takes_the_median_size_and_resizes_every_image(tmp_path, rng):
     save(tmp_path / "a.png", noise(rng, (6, 5)))
     save(tmp_path / "b.png", np.full((30, 20), 77, np.uint8))
     save(tmp_path / "c.jpg", np.full((12, 12, 3), 200, np.uint8))
     source = folders.FolderSource(tmp_path, size="auto")
-    assert source.image_shape == (6, 5)
+    assert source.image_shape == (12, 12)  # median height of 6, 30, 12; median width of 5, 20, 12
     images = source.read_all().images
-    assert images.shape == (3, 6, 5)
+    assert images.shape == (3, 12, 12)
     assert (images[1] == 77).all() and (abs(images[2].astype(int) - 200) <= 2).all()
 
 
-def test_auto_size_scales_a_large_first_image_down_keeping_its_aspect(tmp_path, rng):
-    # The first readable file sets the size: the unreadable one before it is passed over.
+def test_auto_size_scales_large_images_down_keeping_their_aspect(tmp_path, rng):
+    # Unreadable files are passed over; of two sizes, the smaller median is taken.
     (tmp_path / "0-bad.png").write_bytes(rng.bytes(50))
     save(tmp_path / "a.png", noise(rng, (300, 400)))
     save(tmp_path / "b.png", noise(rng, (20, 10)))
+    save(tmp_path / "c.png", noise(rng, (300, 400)))
     source = folders.FolderSource(tmp_path, size="auto", color="rgb", skip_bad=True)
     assert source.image_shape == (48, 64, 3)
-    assert source.read_all().images.shape == (2, 48, 64, 3)
+    assert source.read_all().images.shape == (3, 48, 64, 3)
     assert load_images([tmp_path / "b.png", tmp_path / "a.png"], size="auto").images.shape == (
         2, 20, 10)
+
+
+def test_auto_size_is_not_set_by_an_odd_first_image(tmp_path, rng):
+    # A 1 x 1000 banner sorting first used to squash every image to 1 x 64.
+    save(tmp_path / "0-banner.png", noise(rng, (1, 1000)))
+    for i in range(4):
+        save(tmp_path / f"{i + 1}.png", noise(rng, (30, 40)))
+    assert folders.FolderSource(tmp_path, size="auto").image_shape == (30, 40)
+    assert load_images(sorted(tmp_path.iterdir()), size="auto").images.shape == (5, 30, 40)
+
+
+def test_auto_size_reads_the_headers_of_files_spread_over_the_list(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(folders, "_AUTO_SAMPLE", 4)
+    read = []
+    upright_hw = folders._upright_hw
+    monkeypatch.setattr(folders, "_upright_hw", lambda path: read.append(path.name) or
+                        upright_hw(path))
+    paths = [save(tmp_path / f"{i}.png", noise(rng, (8 + i, 8))) for i in range(10)]
+    # The lower median height of 8, 11, 14 and 17: one of the sizes, not a blend.
+    assert load_images(paths, size="auto").images.shape == (10, 11, 8)
+    assert read == ["0.png", "3.png", "6.png", "9.png"]
 
 
 def test_a_jpeg_decoded_at_a_reduced_scale_matches_a_full_decode(tmp_path):
@@ -228,8 +330,13 @@ def test_skip_bad_counts_and_keeps_labels_aligned(tmp_path, rng):
 
 def test_only_bad_images(tmp_path, rng):
     (tmp_path / "x.png").write_bytes(rng.bytes(100))
-    with pytest.raises(KMIError, match="none of the 1 image files .*could be read"):
+    with pytest.raises(KMIError, match="the image file in .* could not be read"):
         load_dataset(tmp_path, skip_bad=True)
+    (tmp_path / "y.png").write_bytes(rng.bytes(100))
+    with pytest.raises(KMIError, match="none of the 2 image files in .* could be read"):
+        load_dataset(tmp_path, skip_bad=True)
+    with pytest.raises(KMIError, match=r"^the image file could not be read \(1 bad, skipped\)$"):
+        load_images([tmp_path / "x.png"], skip_bad=True)
 
 
 def test_empty_folder(tmp_path):
@@ -242,7 +349,7 @@ def test_folder_without_images(tmp_path):
     (tmp_path / ".hidden.png").write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.csv").write_text("x")
-    with pytest.raises(KMIError, match="no image files .* 2 other and 1 hidden files skipped"):
+    with pytest.raises(KMIError, match="no image files .* 2 other files and 1 hidden file skipped"):
         load_dataset(tmp_path)
 
 
@@ -338,17 +445,128 @@ def test_progress_counts_every_file(class_folder):
     assert seen == [5, 5]
 
 
-def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
-    # Stored landscape, tagged "rotate 90 clockwise to show" (orientation 6): read as portrait.
-    stored = np.zeros((20, 40), np.uint8)
-    stored[:, :10] = 255  # the stored left edge becomes the top once upright
-    image = Image.fromarray(stored)
+#: How a file tagged with each EXIF orientation stores an upright picture.
+STORED = {3: lambda up: np.rot90(up, 2), 6: lambda up: np.rot90(up, 1),
+          8: lambda up: np.rot90(up, -1)}
+
+
+def upright_picture():
+    """96 x 48, no two sides alike: a bright top band, a mid-gray left one."""
+    up = np.zeros((96, 48), np.uint8)
+    up[:24] = 255
+    up[:, :12] = 128
+    return up
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_tiffs_are_read_upright_by_their_orientation_once(tmp_path, orientation, compression):
+    # Pillow turns a TIFF itself, and reports its upright size before decoding it.
+    up = upright_picture()
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.ascontiguousarray(STORED[orientation](up)), compression=compression,
+                     extratags=[(0x0112, "H", 1, orientation, True)])
+    np.testing.assert_array_equal(load_images([path]).images[0], up)
+    auto = load_images([path], size="auto").images[0]
+    assert auto.shape == auto_size(up.shape) == (64, 32)
+    assert auto[:10].min() > 100 and auto[-10:, -10:].max() < 20
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".png", ".tif",
+                                    pytest.param(".avif", marks=needs_avif)])
+def test_photos_are_read_upright_by_their_exif_orientation(tmp_path, suffix, orientation):
+    up = upright_picture()
+    image = Image.fromarray(np.ascontiguousarray(STORED[orientation](up)))
     exif = image.getexif()
+    exif[0x0112] = orientation
+    params = {".jpg": {"quality": 95}, ".webp": {"lossless": True}, ".avif": {"quality": 100}}
+    image.save(tmp_path / f"x{suffix}", exif=exif, **params.get(suffix, {}))
+    upright = load_images([tmp_path / f"x{suffix}"]).images[0]
+    assert upright.shape == up.shape
+    assert np.abs(upright.astype(int) - up).mean() < 4
+    auto = load_images([tmp_path / f"x{suffix}"], size="auto").images[0]
+    assert auto.shape == (64, 32) and auto[:10].min() > 100 and auto[-10:, -10:].max() < 20
+
+
+def test_a_png_exif_chunk_after_the_pixels_turns_the_image_but_not_the_auto_size(tmp_path):
+    # Only headers set size="auto": an eXIf chunk after the pixels is found when decoding.
+    up = upright_picture()
+    exif = Image.new("L", (1, 1)).getexif()
     exif[0x0112] = 6
-    image.save(tmp_path / "a.jpg", exif=exif, quality=95)
-    save(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
-    upright = load_images([tmp_path / "a.jpg"]).images[0]
-    assert upright.shape == (40, 20)
-    assert upright[:8].mean() > 200 and upright[12:].mean() < 50
-    auto = load_images([tmp_path / "a.jpg", tmp_path / "b.png"], size="auto").images
-    assert auto.shape == (2, 40, 20)
+    path = tmp_path / "x.png"
+    Image.fromarray(np.ascontiguousarray(STORED[6](up))).save(path, exif=exif)
+    data = path.read_bytes()
+    start = data.index(b"eXIf") - 4
+    chunk = data[start:start + 12 + int.from_bytes(data[start:start + 4], "big")]
+    data = data.replace(chunk, b"")
+    path.write_bytes(data.replace(b"\0\0\0\0IEND", chunk + b"\0\0\0\0IEND"))
+    assert load_images([path]).images[0].shape == up.shape
+    assert load_images([path], size="auto").images[0].shape == (32, 64)
+
+
+def link(path, target):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, path, target_is_directory=True)
+
+
+needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+
+
+@needs_symlinks
+def test_a_link_to_the_folder_itself_reads_no_image_twice(tmp_path, rng):
+    root = tmp_path / "loop"
+    paths = [save(root / f"{i:02d}.png", noise(rng)) for i in range(20)]
+    link(root / "again", root.resolve())
+    for loose_images in ("skip", "read"):
+        source = folders.FolderSource(root, loose_images=loose_images)
+        assert source.paths == paths and source.labels is None
+    assert list(iter_image_files(root)) == paths
+
+
+@needs_symlinks
+def test_links_inside_class_folders_read_each_class_once_under_its_own_label(tmp_path, rng):
+    root = tmp_path / "classes"
+    for c in range(3):
+        for i in range(2):
+            save(root / f"class{c}" / f"{i}.png", noise(rng))
+    link(root / "class0" / "up", "..")
+    link(root / "class0" / "more", "../class1")
+    link(root / "class2" / "deep" / "top", "../../..")
+    source = folders.FolderSource(root)
+    assert [p.relative_to(root).as_posix() for p in source.paths] == [
+        f"class{c}/{i}.png" for c in range(3) for i in range(2)]
+    assert source.labels.tolist() == ["class0"] * 2 + ["class1"] * 2 + ["class2"] * 2
+
+
+@needs_symlinks
+def test_links_to_folders_outside_are_followed_once(tmp_path, rng):
+    outside = tmp_path / "shared"
+    save(outside / "a.png", noise(rng))
+    save(outside / "sub" / "b.png", noise(rng))
+    link(outside / "sub" / "up", "..")  # back up to the linked folder
+    link(outside / "home", tmp_path / "data")  # holds the listed folder
+    root = tmp_path / "data" / "classes"
+    save(root / "own" / "c.png", noise(rng))
+    link(root / "linked", outside)
+    link(root / "same", outside)  # the same folder again: nothing new
+    link(root / "zsub", outside / "sub")  # inside a folder already read
+    source = folders.FolderSource(root)
+    assert [p.relative_to(root).as_posix() for p in source.paths] == [
+        "linked/a.png", "linked/sub/b.png", "own/c.png"]
+    assert source.labels.tolist() == ["linked", "linked", "own"]
+    # Listed on its own, the shared folder reads the folder that holds its link, once.
+    assert [p.relative_to(outside).as_posix() for p in iter_image_files(outside)] == [
+        "a.png", "home/classes/own/c.png", "sub/b.png"]
+
+
+def test_an_excluded_folder_is_neither_read_nor_counted(tmp_path):
+    for name in ("cats/1.png", "dogs/1.png", "out/figure.png", "cats/out/2.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (4, 4)).save(tmp_path / name)
+    (tmp_path / "out" / "results.json").write_text("{}")
+    source = open_source(tmp_path, exclude=[tmp_path / "out"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in source.paths) == [
+        "cats/1.png", "cats/out/2.png", "dogs/1.png"]
+    assert sorted(source.labels.tolist()) == ["cats", "cats", "dogs"]
+    assert not any(source.skipped.values())

@@ -141,10 +141,13 @@ DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type
                              "download).")
 SKIP_BAD = click.option("--skip-bad", is_flag=True,
                         help="Skip unreadable image files (counted) instead of stopping.")
+#: Seeds numpy and scikit-learn both accept.
+SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+                    help="Random seed.")
 
 
-_SIZE_HELP = ("Resize images to HxW, N for NxN, or auto: the first image's size, scaled down to "
-              "at most 64 on its longer side, for images of mixed sizes (with onnx features: the "
+_SIZE_HELP = ("Resize images to HxW, N for NxN, or auto: their median size, scaled down to at "
+              "most 64 on its longer side, for images of mixed sizes (with onnx features: the "
               "network's input size)")
 
 
@@ -174,7 +177,9 @@ def model_data_options(command):
     """How to read DATA for a model: in the model's colour, at its size with --resize."""
     return with_options(command, [
         DATA_DIR,
-        click.option("--resize", is_flag=True, help="Resize images to the model's size."),
+        click.option("--resize", is_flag=True,
+                     help="Resize images to the model's size (always done for a model fitted "
+                          "on resized images, such as kmi explore's)."),
         SKIP_BAD,
     ])
 
@@ -186,7 +191,7 @@ def algorithm_options(command):
 
     presets = "; ".join(f"{name} = {spec} ({text})" for name, (spec, text) in FEATURE_PRESETS.items())
     return with_options(command, [
-        click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
+        SEED,
         click.option("--algorithm", type=click.Choice(ALGORITHMS), default="minibatch",
                      show_default=True, help="Mini-batch K-means (the tutorial's) or full Lloyd."),
         click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None,
@@ -220,7 +225,9 @@ def color_for_features(color, features):
 
 
 def model_source_options(model, resize):
-    """``color`` and ``size`` to read images for a model."""
-    from ..predict import model_color, model_size
+    """``color`` and ``size`` to read images for a model: at its size with --resize, or when it
+    was fitted on resized images."""
+    from ..predict import model_color, model_size, reads_resized
 
-    return {"color": model_color(model), "size": model_size(model) if resize else None}
+    resized = resize or reads_resized(model)
+    return {"color": model_color(model), "size": model_size(model) if resized else None}

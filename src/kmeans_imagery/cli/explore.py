@@ -7,6 +7,7 @@ import click
 
 from ._common import (
     FORCE,
+    SEED,
     SKIP_BAD,
     color_for_features,
     consoles,
@@ -54,7 +55,7 @@ def _parse_k_range(_ctx, _param, value):
               help="Fit on a dask cluster: 'local' (this machine's cores) or a scheduler address "
                    "such as tcp://scheduler:8786; every image is then scored here, batch by "
                    "batch.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@SEED
 @click.option("--features", default="l2", show_default=True,
               help="Feature pipeline before K-means (see kmi fit --help), e.g. raw or "
                    "onnx:model.onnx.")

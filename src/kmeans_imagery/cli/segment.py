@@ -4,7 +4,7 @@ import click
 
 from ..errors import KMIError
 from ..features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES
-from ._common import consoles, metrics_table, parse_ks_option
+from ._common import SEED, consoles, metrics_table, parse_ks_option
 
 
 @click.command()
@@ -32,7 +32,7 @@ from ._common import consoles, metrics_table, parse_ks_option
                    "(comma-separated Ns).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=str),
               help="Classify with this model.kmi from an earlier segment run instead of fitting.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@SEED
 @click.option("--dask", "dask_address", metavar="ADDRESS",
               help="Classify blocks on a dask cluster: 'local' or a scheduler address.")
 def segment(raster, n_clusters, out, force, bands, nodata, var, sample, features, smooth, truth,

@@ -66,7 +66,7 @@ _SPLITS = ("train", "test", "all")
 
 
 def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=None,
-                skip_bad=False, loose_images="skip"):
+                skip_bad=False, loose_images="skip", exclude=()):
     """Open a dataset name or path as a source, without reading its images.
 
     Parameters
@@ -86,13 +86,16 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         Convert every image to this colour mode; None keeps the stored one (image folders: gray).
     size : None, "auto", "HxW", int or (H, W)
         Resize every image to this size. None keeps the sizes, which must then agree; "auto"
-        takes the first image's size, scaled down to at most 64 pixels on its longer side
+        takes the images' size (a folder's median height and width), scaled down to at most 64
+        pixels on its longer side
         (:func:`~kmeans_imagery.datasets.convert.auto_size`), for collections of mixed sizes.
     skip_bad : bool
         Skip unreadable image files (counted in ``skipped["bad"]``) instead of raising.
     loose_images : {"skip", "read"}
         Image folders with class sub-folders: skip the images beside them (torchvision's rule;
         counted as "unlabelled"), or read every image below the folder, without labels.
+    exclude : sequence of path-like
+        Image folders: folders below it not to read (an output folder written inside it).
 
     Returns
     -------
@@ -129,7 +132,7 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         raise KMIError(f"split must be 'train', 'test' or 'all', got {split!r}")
     if split == "all":
         options = {"data_dir": data_dir, "color": color, "size": size, "skip_bad": skip_bad,
-                   "loose_images": loose_images}
+                   "loose_images": loose_images, "exclude": exclude}
         train = open_source(path_or_name, **options)
         if train.split is None:
             return train
@@ -147,7 +150,7 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
             return open_idx_folder(path, split, name=path.resolve().name, origin=str(path),
                                    color=color, size=size)
         return _single(FolderSource(path, color=color or "gray", size=size, skip_bad=skip_bad,
-                                    loose_images=loose_images), split)
+                                    loose_images=loose_images, exclude=exclude), split)
     if path.suffix.lower() in (".npy", ".npz"):
         return open_array_file(path, split, color=color, size=size)
     if "idx" in path.name.lower():

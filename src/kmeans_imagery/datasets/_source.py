@@ -62,8 +62,8 @@ class ImageSource:
         Convert every image to this colour mode; None keeps the stored one.
     size : None, "auto", "HxW", int or (H, W)
         Resize every image to this size; None keeps the stored size (which must then agree);
-        "auto" takes the first image's size, scaled down to at most
-        :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` pixels on its longer side.
+        "auto" takes the images' size (a folder's median height and width), scaled down to at
+        most :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` pixels on its longer side.
 
     Attributes
     ----------
@@ -121,6 +121,12 @@ class ImageSource:
         self._color = None if color is None else check_color(color)
         self._size = parse_size(size)
         self.skipped = {}
+
+    @property
+    def resizes(self):
+        """Whether images are resized as they are read (``size`` given, or "auto" settled on one):
+        a model fitted on them resizes new images to its size too."""
+        return self._size is not None
 
     @property
     def display_name(self):

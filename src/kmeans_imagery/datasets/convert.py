@@ -61,7 +61,7 @@ def parse_size(size):
     Parameters
     ----------
     size : None, "auto", str "HxW", int or (H, W)
-        An int means a square size; "auto" is resolved by the source from its first image
+        An int means a square size; "auto" is resolved by the source from its images' size
         (:func:`auto_size`).
 
     Returns
@@ -100,12 +100,12 @@ def parse_size(size):
 
 
 def auto_size(shape, max_side=AUTO_SIDE):
-    """The size ``size="auto"`` gives images whose first one is ``shape``.
+    """The size ``size="auto"`` gives images of size ``shape`` (a folder's median size).
 
     Parameters
     ----------
     shape : tuple
-        (H, W, ...) of the first image.
+        (H, W, ...) of the images.
     max_side : int
         Longest side kept; a larger image is scaled down to it, its aspect ratio kept.
 

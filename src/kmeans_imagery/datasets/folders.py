@@ -1,14 +1,17 @@
 """Load image files: a folder with one sub-folder per class, a flat folder, or a list of files.
 
-Files are decoded with Pillow (PNG, JPEG, BMP, GIF's first frame, TIFF, WebP) on a thread pool
-that uses every core: Pillow releases the GIL while it decodes and resizes. Small files (a few
-KiB on average) are decoded in the calling thread: their time is mostly Python holding the GIL,
-which threads would only contend for. Hidden files and folders (name starting with ".") and
-files with other extensions are skipped and counted.
+Files are decoded with Pillow (PNG, JPEG, BMP, GIF's first frame, TIFF, WebP, AVIF, PNM, TGA,
+ICO) on a thread pool that uses every core: Pillow releases the GIL while it decodes and
+resizes. Small files (a few KiB on average) are decoded in the calling thread: their time is
+mostly Python holding the GIL, which threads would only contend for. Hidden files and folders
+(name starting with ".") and files with other extensions are skipped and counted; a symbolic
+link to a folder already in the listing is not followed, so no folder is read twice.
 """
 
 import copy
 import os
+import statistics
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -24,8 +27,13 @@ from .convert import RESAMPLE, auto_size, check_color, n_workers, parse_size
 __all__ = ["IMAGE_SUFFIXES", "FolderSource", "ImageBatch", "iter_image_files", "load_images",
            "skipped_summary"]
 
-#: File extensions read as images (compared in lower case).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+#: File extensions read as images (compared in lower case). ".avif" is listed whether or not
+#: Pillow was built with AVIF: a build without it then names each such file as unreadable
+#: rather than counting it among non-image files, and a folder lists the same files everywhere.
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif",
+    ".pgm", ".ppm", ".pbm", ".pnm", ".tga", ".ico",
+})
 _SKIP_KEYS = ("hidden", "non_image", "bad", "unlabelled")
 #: What a folder with class sub-folders does with the images beside them (:class:`FolderSource`).
 LOOSE_IMAGES = ("skip", "read")
@@ -37,6 +45,11 @@ _DECODE_RUN = 64
 #: thread, 0.9-1.5 s on two threads of a busy 2-core machine; 640 x 480 JPEGs (66 KB) took
 #: 2.0 s per 600 in one thread, 1.2 s on two.
 _THREADED_BYTES = 16 * 1024
+#: Files whose headers set ``size="auto"``, spread evenly over the list.
+_AUTO_SAMPLE = 100
+#: A 16- or 32-bit integer image whose values all lie below this reads at most 15 of 255 once
+#: scaled from 0..65535: nearly black, worth a warning.
+_FAINT = 4096
 
 
 class ImageBatch(NamedTuple):
@@ -105,7 +118,8 @@ def iter_image_files(paths, skipped=None):
         paths = [paths]
     for path in map(Path, paths):
         if path.is_dir():
-            yield from _walk(path, counts, {path.resolve()})
+            root = path.resolve()
+            yield from _walk(path, root, counts, root, set())
         elif path.is_file():
             if _keep(path, counts):
                 yield path
@@ -145,7 +159,13 @@ def _keep(path, counts):
     return True
 
 
-def _walk(folder, counts, seen):
+def _walk(folder, real, counts, root, seen):
+    """Yield the image files below ``folder`` in name order.
+
+    ``real`` is the real path of ``folder``, ``root`` that of the folder being listed, and
+    ``seen`` the real paths of the folders walked so far in this listing (updated).
+    """
+    seen.add(real)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -156,11 +176,27 @@ def _walk(folder, counts, seen):
             if entry.name.startswith("."):
                 counts["hidden"] += 1
                 continue
-            real = path.resolve()
-            if real not in seen:  # a symbolic link back up the tree would loop for ever
-                yield from _walk(path, counts, seen | {real})
+            target = _sub_folder(entry, real, root, seen)
+            if target is not None:
+                yield from _walk(path, target, counts, root, seen)
         elif _keep(path, counts):
             yield path
+
+
+def _sub_folder(entry, parent, root, seen):
+    """The real path of the folder ``entry`` in the folder whose real path is ``parent``, or
+    None when walking it would read a folder of this listing again."""
+    if not entry.is_symlink():
+        target = parent / entry.name  # no link on the way: its real path without a system call
+        return None if target in seen else target
+    target = Path(entry.path).resolve()
+    # A link into the listed folder reaches images listed where they are; one to a folder that
+    # holds the listed folder or the link itself would loop. Links elsewhere (datasets linked
+    # in) are followed, each real folder once.
+    if (target in seen or target.is_relative_to(root) or root.is_relative_to(target)
+            or parent.is_relative_to(target)):
+        return None
+    return target
 
 
 def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None):
@@ -175,11 +211,14 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
         Image files, e.g. from :func:`iter_image_files`.
     size : None, "auto", "HxW", int or (H, W)
         Resize every image to this size (Lanczos). None: every image must have the size of the
-        first readable one. "auto": the first readable one's size, scaled down to at most
-        :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` on its longer side.
+        first readable one. "auto": the median height and width of up to 100 files spread over
+        ``paths`` (read from their headers), scaled down to at most
+        :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` on the longer side.
     color : {"gray", "rgb"}
-        Convert to 8-bit gray (luma) or to 8-bit RGB; alpha is dropped. 16-bit images keep their
-        8 high bits; float images are clipped to 0..255.
+        Convert to 8-bit gray (luma) or to 8-bit RGB; alpha is dropped. 16- and 32-bit integer
+        images are scaled from 0..65535 (a warning says when some read nearly black); float
+        images whose values all lie in 0..1 are scaled from 0..1, others clipped to 0..255.
+        Images are read upright by their EXIF orientation (JPEG, TIFF, WebP, PNG, AVIF).
     skip_bad : bool
         Skip unreadable files (counted) instead of raising.
     progress : callable or None
@@ -196,6 +235,11 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
     KMIError
         For an unreadable file (unless ``skip_bad``), images of different sizes without
         ``size``, or when no file could be read.
+
+    Warns
+    -----
+    UserWarning
+        Once, when 16- or 32-bit integer images read nearly black.
 
     Examples
     --------
@@ -215,19 +259,43 @@ def load_images(paths, *, size=None, color="gray", skip_bad=False, progress=None
     paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     if not paths:
         raise KMIError("no image files to load")
-    batch = _decode_all(paths, check_color(color), parse_size(size), skip_bad, progress)
+    batch, faint = _decode_all(paths, check_color(color), parse_size(size), skip_bad, progress)
+    if faint.count:
+        _warn_faint(faint, f"the {len(paths):,} decoded")
     if batch.images is None:
-        raise KMIError(f"none of the {len(paths)} image files could be read ({len(paths)} bad, skipped)")
+        raise KMIError(f"{_none_read(len(paths))} ({len(paths):,} bad, skipped)")
     return batch
 
 
+class _Faint(NamedTuple):
+    """16- or 32-bit integer images of a decoding pass that read nearly black."""
+
+    count: int
+    largest: int  # their largest value
+
+
+def _warn_faint(faint, among):
+    """Warn that ``faint.count`` images ``among`` those decoded (e.g. "the 10 decoded") read
+    nearly black."""
+    one = faint.count == 1
+    warnings.warn(
+        f"{_plural(faint.count, 'image')} of {among} {'is' if one else 'are'} nearly black: "
+        f"{'its' if one else 'their'} 16- or 32-bit values, at most {faint.largest:,}, are "
+        f"scaled from 0..65535 to 0..255; convert {'it' if one else 'them'} to 8-bit first, "
+        f"stretched to {'its' if one else 'their'} own range", UserWarning, stacklevel=3)
+
+
 def _decode_all(paths, color, size, skip_bad, progress):
-    """:func:`load_images` on checked arguments; ``images`` is None when no file could be read."""
+    """:func:`load_images` on checked arguments; ``images`` is None when no file could be read.
+
+    Returns the batch and a :class:`_Faint` of its images, for the caller to warn once.
+    """
     if size == "auto":
-        size = _auto_size_of_first(paths)
+        size = _auto_size(paths)
     images = None
     kept = []
     bad = 0
+    faint = _Faint(0, 0)
     workers = n_workers() if _mean_bytes(paths[:_DECODE_RUN]) >= _THREADED_BYTES else 1
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
@@ -240,7 +308,7 @@ def _decode_all(paths, color, size, skip_bad, progress):
                             range(0, len(paths), run))
             decoded = (result for results in runs for result in results)
         with open_progress(progress, len(paths), "reading images") as bar:
-            for path, (image, error) in zip(paths, decoded, strict=True):
+            for path, (image, error, largest) in zip(paths, decoded, strict=True):
                 bar.advance(1)
                 if error is not None:
                     if not skip_bad:
@@ -260,41 +328,69 @@ def _decode_all(paths, color, size, skip_bad, progress):
                     )
                 images[len(kept)] = image
                 kept.append(path)
+                if largest:
+                    faint = _Faint(faint.count + 1, max(faint.largest, largest))
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     if images is None:
-        return ImageBatch(None, [], {"bad": bad})
+        return ImageBatch(None, [], {"bad": bad}), faint
     if len(kept) < len(images):
         images = images[: len(kept)].copy()
-    return ImageBatch(images, kept, {"bad": bad})
+    return ImageBatch(images, kept, {"bad": bad}), faint
 
 
-def _auto_size_of_first(paths):
-    """``size="auto"`` for these files: from the first whose header reads (None if none does)."""
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if _orientation(image) in _TURNED:
-                    width, height = height, width
-        except Exception:  # noqa: BLE001, S112 - the decoding pass reports or skips this file
-            continue
-        return auto_size((height, width))
-    return None
+def _auto_size(paths):
+    """``size="auto"`` for these files (None when no header reads).
+
+    The median height and width of the headers of up to ``_AUTO_SAMPLE`` files spread evenly
+    over ``paths``, so that one odd file (a banner sorted first) does not set the size of all.
+    """
+    picks = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), _AUTO_SAMPLE)).astype(int))
+    sizes = [hw for hw in (_upright_hw(paths[i]) for i in picks) if hw is not None]
+    if not sizes:  # every sampled file unreadable: the first readable one decides, if any
+        sizes = [next((hw for hw in map(_upright_hw, paths) if hw is not None), None)]
+        if sizes[0] is None:
+            return None
+    heights, widths = zip(*sizes, strict=True)
+    return auto_size((statistics.median_low(heights), statistics.median_low(widths)))
 
 
-#: Formats whose files carry an EXIF orientation (photos from cameras and phones).
-_EXIF_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP"})
+def _upright_hw(path):
+    """(height, width) of an image file read upright, from its header; None if unreadable."""
+    try:
+        with open(path, "rb") as file, Image.open(file) as image:
+            if image.format == "TIFF":
+                # Pillow turns a TIFF upright as it decodes it; whether its size says so before
+                # then depends on its version, its tags do not.
+                width, height = image.tag_v2.get(256, 0), image.tag_v2.get(257, 0)
+                orientation = image.tag_v2.get(0x0112, 1)
+            else:
+                (width, height), orientation = image.size, _orientation(image, decoded=False)
+    except Exception:  # noqa: BLE001 - the decoding pass reports or skips this file
+        return None
+    if not width or not height:
+        return None
+    return (width, height) if orientation in _TURNED else (height, width)
+
+
+#: Formats whose EXIF orientation (of photos from cameras and phones) we apply: Pillow applies
+#: a TIFF's itself as it decodes it.
+_EXIF_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "PNG", "AVIF"})
 
 
 #: EXIF orientations whose upright image swaps the stored width and height.
 _TURNED = frozenset({5, 6, 7, 8})
 
 
-def _orientation(image):
-    """The EXIF orientation of an opened image (1: stored upright)."""
-    if image.format not in _EXIF_FORMATS:
+def _orientation(image, *, decoded=True):
+    """The EXIF orientation to apply to an opened image (1: none).
+
+    Pillow decodes a whole PNG to look for an eXIf chunk after its pixels: with
+    ``decoded=False`` only one before them, in the header, counts.
+    """
+    if image.format not in _EXIF_FORMATS or (
+            not decoded and image.format == "PNG" and "exif" not in image.info):
         return 1
     return image.getexif().get(0x0112, 1)
 
@@ -314,10 +410,28 @@ def _hw(shape):
     return f"{shape[0]}x{shape[1]}"
 
 
+def _plural(count, noun):
+    """``count`` and ``noun``, plural unless there is one: "1 image", "2 images"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _none_read(count, where=""):
+    """Says that none of ``count`` image files (``where``, e.g. " in photos") could be read."""
+    if count == 1:
+        return f"the image file{where} could not be read"
+    return f"none of the {count:,} image files{where} could be read"
+
+
 def _decode(path, color, size):
-    """Decode one file; return (array, None) or (None, reason) so the caller decides to skip."""
+    """Decode one file.
+
+    Returns (array, None, faint) or (None, reason, 0), so the caller decides to skip; ``faint``
+    is the largest value of a 16- or 32-bit integer image that reads nearly black, else 0.
+    """
     try:
-        with Image.open(path) as image:
+        # From an open file, not a name: Pillow 13 maps an uncompressed TIFF from its name into
+        # its upright size, which scrambles a turned one (EXIF orientation 5 to 8).
+        with open(path, "rb") as file, Image.open(file) as image:
             orientation = _orientation(image)
             if size is not None:
                 # A JPEG then decodes at 1/2, 1/4 or 1/8 scale where that still covers the
@@ -328,40 +442,54 @@ def _decode(path, color, size):
             if orientation != 1:
                 # Cameras and phones store a photo's rotation as an EXIF tag: read it upright.
                 image = ImageOps.exif_transpose(image)
-            image = _convert(image, color)
+            image, faint = _convert(image, color)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), RESAMPLE)
-            return np.asarray(image), None
+            return np.asarray(image), None, faint
     except Exception as exc:  # noqa: BLE001 - Pillow reports corrupt data with many exception types
-        return None, " ".join(str(exc).split()) or type(exc).__name__
+        return None, " ".join(str(exc).split()) or type(exc).__name__, 0
 
 
 def _convert(image, color):
-    """Convert a Pillow image (first frame) to mode "L" or "RGB"."""
+    """Convert a Pillow image (first frame) to mode "L" or "RGB".
+
+    Returns the image and, for a 16- or 32-bit integer image whose values all lie below
+    ``_FAINT`` but not all at 0, its largest value (else 0).
+    """
+    faint = 0
     if image.mode.startswith("I"):
-        # 16- and 32-bit integer pixels: keep the 8 high bits of 16-bit data (Pillow would clip).
-        values = np.asarray(image).astype(np.int64) >> 8
-        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+        # 16- and 32-bit integer pixels: keep the 8 high bits of 16 (Pillow would clip). Pillow
+        # also holds 16-bit PGM data as 32-bit, so both scale from 0..65535.
+        values = np.asarray(image)
+        largest = int(values.max())
+        faint = largest if 0 < largest < _FAINT else 0
+        image = Image.fromarray(np.clip(values >> 8, 0, 255).astype(np.uint8))
     elif image.mode == "F":
-        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8))
+        values = np.nan_to_num(np.asarray(image), nan=0.0)
+        if values.min() >= 0 and values.max() <= 1:  # the common 0..1 convention of floats
+            values = values * 255
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
     mode = "L" if color == "gray" else "RGB"
     # Converting to its own mode would only copy the pixels.
-    return image if image.mode == mode else image.convert(mode)
+    return (image if image.mode == mode else image.convert(mode)), faint
 
 
-def _list_image_folder(folder, loose_images="skip"):
+def _list_image_folder(folder, loose_images="skip", exclude=()):
     """List a folder of images without decoding them: one sub-folder per class, or flat.
 
     A folder whose sub-folders hold images is a class-per-sub-folder folder (like torchvision's
     ImageFolder): each sub-folder's name is the label of the images anywhere below it, and
     images directly in the folder are skipped as "unlabelled" (``loose_images="skip"``) or,
     with ``loose_images="read"``, make it one unlabelled collection of every image below it.
-    Otherwise the folder's own images are listed without labels.
+    Otherwise the folder's own images are listed without labels. No real folder is read twice:
+    a symbolic link to a folder inside ``folder``, or to one holding it, is not followed.
 
     Parameters
     ----------
     folder : Path
     loose_images : {"skip", "read"}
+    exclude : sequence of path-like
+        Folders not to read, nor count (an output folder written inside ``folder``).
 
     Returns
     -------
@@ -385,9 +513,13 @@ def _list_image_folder(folder, loose_images="skip"):
     top_files = []
     classes = []
     in_order = []  # every image, in the order of the listing
+    root = Path(folder).resolve()
+    # Real paths of the folders walked, shared by the classes; excluded ones count as walked.
+    seen = {root, *(Path(f).resolve() for f in exclude)}
     for entry in entries:
         if entry.is_dir() and not entry.name.startswith("."):
-            files = list(iter_image_files(entry.path, skipped))
+            real = _sub_folder(entry, root, root, seen)
+            files = [] if real is None else list(_walk(Path(entry.path), real, skipped, root, seen))
             if files:
                 classes.append((entry.name, files))
                 in_order += files
@@ -404,7 +536,8 @@ def _list_image_folder(folder, loose_images="skip"):
         return top_files, None, skipped
     raise KMIError(
         f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}: "
-        f"{skipped['non_image']} other and {skipped['hidden']} hidden files skipped"
+        f"{_plural(skipped['non_image'], 'other file')} and "
+        f"{_plural(skipped['hidden'], 'hidden file')} skipped"
     )
 
 
@@ -413,7 +546,8 @@ class FolderSource(ImageSource):
 
     With one sub-folder per class, the sub-folder names are the labels; a flat folder has no
     labels. Every image is converted to ``color`` and, with ``size``, resized; without ``size``
-    all images must have the size of the first readable one. ``paths`` lists every file;
+    all images must have the size of the first readable one. A warning says, once, when 16- or
+    32-bit integer images read nearly black. ``paths`` lists every file;
     batches carry the paths of their images.
 
     Parameters
@@ -423,8 +557,9 @@ class FolderSource(ImageSource):
     color : {"gray", "rgb"}
         The colour mode every image is converted to.
     size : None, "auto", "HxW", int or (H, W)
-        Resize every image to this size; "auto": the first readable image's size, scaled down
-        to at most :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` on its longer side.
+        Resize every image to this size; "auto": the median height and width of up to 100
+        files spread over the folder (read from their headers), scaled down to at most
+        :data:`~kmeans_imagery.datasets.convert.AUTO_SIDE` on the longer side.
     skip_bad : bool
         Skip unreadable files (counted in ``skipped["bad"]`` as they are met) instead of raising.
     files : sequence of path-like or None
@@ -433,6 +568,9 @@ class FolderSource(ImageSource):
         Images directly in a folder that also has class sub-folders: skipped (counted as
         "unlabelled"), or read, with every other image below the folder, as one unlabelled
         collection.
+    exclude : sequence of path-like
+        Folders below ``folder`` not to read, nor count among the skipped files (an output
+        folder written inside it).
 
     Raises
     ------
@@ -458,7 +596,7 @@ class FolderSource(ImageSource):
     """
 
     def __init__(self, folder, *, color="gray", size=None, skip_bad=False, files=None,
-                 loose_images="skip"):
+                 loose_images="skip", exclude=()):
         super().__init__(color, size)
         if loose_images not in LOOSE_IMAGES:
             raise KMIError(f"loose_images must be one of {', '.join(LOOSE_IMAGES)}, got "
@@ -467,8 +605,8 @@ class FolderSource(ImageSource):
         self.name = self.path.resolve().name
         self.origin = str(folder)
         if files is None:
-            self.paths, self._labels_cache, self.skipped = _list_image_folder(self.path,
-                                                                              loose_images)
+            self.paths, self._labels_cache, self.skipped = _list_image_folder(
+                self.path, loose_images, exclude)
         else:
             self.skipped = dict.fromkeys(_SKIP_KEYS, 0)
             self.paths, self._labels_cache = list(iter_image_files(files, self.skipped)), None
@@ -477,10 +615,14 @@ class FolderSource(ImageSource):
         self.n_images = len(self.paths)
         self._skip_bad = skip_bad
         self._bad = set()
+        self._n_decoded = 0  # files decoded so far, and whether faint images were warned of
+        self._faint_warned = False
+        if self._size == "auto":
+            # From files spread over the whole folder; None when no header reads, and then no
+            # file decodes either.
+            self._size = _auto_size(self.paths)
         first = self._first_readable()
         self.image_shape = tuple(first.shape[1:])
-        if self._size == "auto":
-            self._size = self.image_shape[:2]
 
     def positions(self, batch):
         """Index of each image of a batch, found by its path (unreadable files leave gaps)."""
@@ -512,7 +654,7 @@ class FolderSource(ImageSource):
         """
         indices = np.asarray(indices, dtype=np.int64)
         if not len(indices):
-            raise KMIError(f"none of the {self.n_images} image files in {self.path} could be read")
+            raise KMIError(_none_read(self.n_images, f" in {self.path}"))
         part = copy.copy(self)
         part.paths = [self.paths[i] for i in indices]
         part.n_images = len(part.paths)
@@ -528,13 +670,18 @@ class FolderSource(ImageSource):
             batch = self._load(np.arange(start, min(start + 64, self.n_images)), self._size)
             if len(batch.images):
                 return batch.images[:1]
-        raise KMIError(f"none of the {self.n_images} image files in {self.path} could be read "
-                       f"({len(self._bad)} bad, skipped)")
+        raise KMIError(f"{_none_read(self.n_images, f' in {self.path}')} "
+                       f"({len(self._bad):,} bad, skipped)")
 
     def _load(self, indices, size):
         """Decode the files at ``indices`` (a Batch with ``start`` -1), noting unreadable ones."""
         files = [self.paths[i] for i in indices]
-        batch = _decode_all(files, check_color(self._color), parse_size(size), self._skip_bad, None)
+        batch, faint = _decode_all(files, check_color(self._color), parse_size(size),
+                                   self._skip_bad, None)
+        self._n_decoded += len(files)
+        if faint.count and not self._faint_warned:  # once per source, not once per batch
+            self._faint_warned = True
+            _warn_faint(faint, f"the first {self._n_decoded:,} decoded from {self.path}")
         if batch.images is None:  # every file unreadable (and skipped): not an error for one batch
             batch = ImageBatch(np.empty((0, 0, 0), np.uint8), [], batch.skipped)
         keep = np.ones(len(files), bool)

@@ -3,8 +3,10 @@
 The criterion: ``W(K)``, the within-cluster sum of squared distances of the best partition into K
 groups, falls as K grows, fast while K splits real groups and slowly once it only cuts groups
 apart. The pick is the *elbow* by the Kneedle rule (Satopaa et al., 2011): with K and ``W(K)``
-both rescaled to [0, 1] over the range tried, the K whose point lies farthest below the straight
-line joining the two ends of the curve.
+both rescaled to [0, 1], the K of the range whose point lies farthest below the straight line
+joining the two ends of the curve. The curve starts one K below the range (K=1 for the default
+2-50): the drop into the range's first K is what lets that K be the elbow; a curve starting at
+it has it on the chord, so two obvious groups would never give K=2.
 
 ``W(K)`` for every K comes from one Ward hierarchical clustering of a sample (``sample_size``
 rows, at most 50 principal components): each Ward merge adds exactly its height squared over two
@@ -44,6 +46,8 @@ class KChoice:
         Rows the curve was computed on.
     reason : str
         One sentence saying why ``k`` was picked.
+    start_k, start_wss : int, float
+        The point one K below the range where the curve and its chord start.
 
     Examples
     --------
@@ -60,11 +64,14 @@ class KChoice:
     gap: np.ndarray
     n_sample: int
     reason: str
+    start_k: int
+    start_wss: float
 
     def to_json(self):
         """The choice as JSON-able data (for results.json)."""
         return {"k": self.k, "criterion": "elbow (Kneedle) of the within-cluster sum of squares",
                 "ks": self.ks.tolist(), "wss": [float(v) for v in self.wss],
+                "start": {"k": self.start_k, "wss": self.start_wss},
                 "n_sample": self.n_sample, "reason": self.reason}
 
 
@@ -139,25 +146,33 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
     # Merge i (of n - 1) takes the partition from n - i to n - i - 1 groups and adds h^2 / 2.
     added = np.cumsum(heights**2 / 2)
     n = len(centred)
-    ks = np.arange(k_min, k_max + 1)
-    wss = added[n - ks - 1]
-    x = (ks - k_min) / (k_max - k_min)
-    y = (wss - wss.min()) / max(wss.max() - wss.min(), np.finfo(float).tiny)
+    start_k = k_min - 1
+    curve_ks = np.arange(start_k, k_max + 1)
+    curve = added[n - curve_ks - 1]
+    ks, wss = curve_ks[1:], curve[1:]
+    x = (ks - start_k) / (k_max - start_k)
+    y = (wss - curve.min()) / max(curve.max() - curve.min(), np.finfo(float).tiny)
     gap = (1 - x) - y
     if not wss[0] > 0:
-        # At most k_min distinct rows: every K of the range leaves nothing to remove, no elbow.
-        return KChoice(k_min, ks, wss, gap, n,
-                       f"K={k_min}, the smallest of K={k_min}-{k_max}: the {n} sampled images "
-                       f"have at most {k_min} distinct feature vectors, so no larger K lowers "
-                       f"the within-cluster sum of squares")
+        # At most k_min distinct rows: no K of the range lowers the sum of squares, no elbow.
+        distinct = len(np.unique(centred, axis=0))
+        k = min(k_min, distinct)
+        return KChoice(k, ks, wss, gap, n,
+                       f"K={k}: the {n} sampled images have {_count(distinct, 'distinct feature vector')}, "
+                       f"so no larger K lowers the within-cluster sum of squares",
+                       start_k, float(curve[0]))
     best = int(np.argmax(gap))
     k = int(ks[best])
-    drop_before = 1 - wss[best] / wss[0]
+    drop_before = 1 - wss[best] / curve[0]
     reason = (f"K={k} is the elbow of the within-cluster sum of squares over K={k_min}-{k_max} "
-              f"(on {n} sampled images): going from K={k_min} to K={k} removes "
+              f"(on {n} sampled images): going from K={start_k} to K={k} removes "
               f"{drop_before:.0%} of the sum of squares, and each K beyond it removes less than "
-              f"the average over the range")
-    return KChoice(k, ks, wss, gap, n, reason)
+              f"the average over K={start_k}-{k_max}")
+    return KChoice(k, ks, wss, gap, n, reason, start_k, float(curve[0]))
+
+
+def _count(n, noun):
+    return f"{n:,} {noun}{'s' * (n != 1)}" if n != 1 else f"only 1 {noun}"
 
 
 def plot_k_choice(choice, ax=None):
@@ -185,8 +200,10 @@ def plot_k_choice(choice, ax=None):
 
         ax = Figure(figsize=(6, 3.5)).add_subplot()
     ax.plot(choice.ks, choice.wss, marker=".", color="C0", label="within-cluster sum of squares")
-    ax.plot([choice.ks[0], choice.ks[-1]], [choice.wss[0], choice.wss[-1]], color="0.6", ls="--",
-            label="chord")
+    ax.plot([choice.start_k, choice.ks[0]], [choice.start_wss, choice.wss[0]], color="C0", ls=":",
+            marker="o", mfc="none", label=f"from K={choice.start_k}")
+    ax.plot([choice.start_k, choice.ks[-1]], [choice.start_wss, choice.wss[-1]], color="0.6",
+            ls="--", label="chord")
     ax.axvline(choice.k, color="C3", lw=1)
     ax.annotate(f"K={choice.k}", (choice.k, choice.wss[choice.ks == choice.k][0]),
                 textcoords="offset points", xytext=(6, 6), color="C3")

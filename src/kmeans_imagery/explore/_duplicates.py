@@ -9,8 +9,10 @@
   shrink, every pair within the threshold there is found tile by tile, and each candidate is
   checked on the full descriptor.
 
-Pairs become groups by connected components; a group's first member is its earliest image, and
-each member's distance is to that first member.
+Pairs become groups in order of the images: an image that is in no group yet starts one with
+every later ungrouped image within the threshold of it. So every member lies within the
+threshold of its group's first member (its distance, reported), however long a chain of near
+pairs runs: a burst of slowly changing frames is not one group.
 """
 
 import hashlib
@@ -147,9 +149,6 @@ def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
     >>> round(float(groups.distance[4]), 3)
     0.008
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(hashes)
     width = descs.shape[1]
     pairs = [_exact_pairs(hashes)]
@@ -166,26 +165,29 @@ def find_duplicates(hashes, descs, *, threshold=DEFAULT_THRESHOLD):
         i, j, _ = pairs_within(projected, radius,
                                keep=lambda i, j: _rms(descs, i, j) <= threshold)
         pairs.append(np.column_stack([i, j]))
-    pairs = np.unique(np.concatenate(pairs), axis=0)
+    pairs = np.unique(np.concatenate(pairs), axis=0)  # sorted by first member
     group = np.full(n, -1, dtype=np.int64)
     distance = np.full(n, np.nan, dtype=np.float32)
     exact = np.zeros(n, dtype=bool)
-    if len(pairs):
-        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-        _, component = connected_components(graph, directed=False)
-        sizes = np.bincount(component)
-        linked = np.flatnonzero(sizes[component] > 1)
-        # Number the groups by their first member: np.unique returns first occurrences sorted.
-        _, first, inverse = np.unique(component[linked], return_index=True, return_inverse=True)
-        order = np.argsort(first)
-        renumber = np.empty_like(order)
-        renumber[order] = np.arange(len(order))
-        group[linked] = renumber[inverse.ravel()]
-        head_of = np.empty(len(first), dtype=np.int64)
-        head_of[renumber] = linked[first]
-        heads = head_of[group[linked]]
-        distance[linked] = _rms(descs, linked, heads)
-        exact[linked] = hashes[linked] == hashes[heads]
+    # Each group is an image and every later, ungrouped image within the threshold of it, in
+    # order: every member is near its group's first, however long a chain of near pairs runs
+    # (connected components would join a whole burst of slowly changing frames).
+    bounds = np.searchsorted(pairs[:, 0], np.arange(n + 1)) if len(pairs) else np.zeros(n + 1, int)
+    n_groups = 0
+    for head in np.flatnonzero(np.diff(bounds)):
+        if group[head] >= 0:
+            continue
+        members = pairs[bounds[head]:bounds[head + 1], 1]
+        members = members[group[members] < 0]
+        if len(members):
+            group[head] = group[members] = n_groups
+            n_groups += 1
+    linked = np.flatnonzero(group >= 0)
+    if len(linked):
+        heads = np.flatnonzero(np.r_[True, np.diff(np.sort(group[linked])) > 0])
+        head_of = linked[np.argsort(group[linked], kind="stable")][heads]
+        distance[linked] = _rms(descs, linked, head_of[group[linked]])
+        exact[linked] = hashes[linked] == hashes[head_of[group[linked]]]
     return DuplicateGroups(group, distance, exact, pairs)
 
 

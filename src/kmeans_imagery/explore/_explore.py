@@ -16,6 +16,10 @@ reads the collection as few times as it can, in bounded memory:
 """
 
 import csv
+import math
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +187,7 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
         takes three channels, None reads colour (:func:`~kmeans_imagery.features.reading_color`).
     size : "auto", None, "HxW", int or (H, W), default="auto"
         As for :func:`~kmeans_imagery.datasets.open_source`; "auto" reads a collection of mixed
-        sizes at its first image's size, scaled down to at most 64 pixels on its longer side
+        sizes at their median size, scaled down to at most 64 pixels on its longer side
         (photos), or, with an ``onnx:`` feature step, at the network's input size
         (:func:`~kmeans_imagery.features.reading_size`).
     data_dir, skip_bad
@@ -256,6 +260,32 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
              k_sample,
              duplicate_threshold, n_outliers, map_method, batch_size, random_state, force,
              progress, fit_threads, client):
+    _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method,
+                  random_state)
+    out = Path(out_dir)
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not force:
+        raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
+    # Every output is written into a hidden folder first and moved into place at the end: a
+    # run that fails half-way leaves the earlier outputs (or none) as they were.
+    stage = Path(tempfile.mkdtemp(prefix=".kmi-explore-", dir=out))
+    try:
+        found = _explore_into(stage, data, k, k_range, features, color, size, data_dir, skip_bad,
+                              fit_size, k_sample, duplicate_threshold, n_outliers, map_method,
+                              batch_size, random_state, progress, fit_threads, client, out)
+        for name in OUTPUTS:
+            if (stage / name).exists():
+                os.replace(stage / name, out / name)
+            else:  # an earlier run's, this one has none (K given: no K-selection figure)
+                (out / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return Exploration(found.results, out, found.k_choice)
+
+
+def _explore_into(out, data, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
+                  k_sample, duplicate_threshold, n_outliers, map_method, batch_size, random_state,
+                  progress, fit_threads, client, final_out):
     from sklearn.metrics.pairwise import euclidean_distances
     from threadpoolctl import threadpool_limits
 
@@ -268,18 +298,14 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     from ..predict import nearest_and_margin
     from ..progress import open_progress
 
-    _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method)
-    out = Path(out_dir)
-    existing = [name for name in OUTPUTS if (out / name).exists()]
-    if existing and not force:
-        raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
     timings = {}
     clock = time.perf_counter()
     size, color = reading_size(size, features), reading_color(color, features)
     # A collection to explore is every image in it: both splits of a dataset that has two,
     # loose images beside sub-folders too.
+    # The output folder may lie inside the folder explored: its files are not images of it.
     source = open_source(data, split="all", data_dir=data_dir, color=color, size=size,
-                         skip_bad=skip_bad, loose_images="read")
+                         skip_bad=skip_bad, loose_images="read", exclude=[final_out])
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
     in_memory = (client is None and source.n_images <= fit_size
@@ -395,7 +421,9 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     timings["figures"] = time.perf_counter() - clock
     clock = time.perf_counter()
     _write_csvs(out, paths, clusters, distance, margin, scores, dups, top)
-    save_model(model, out / "model.kmi", force=True, training=fitted.training,
+    # Fitted on images read at a size: `kmi predict` reads new ones at the model's size too.
+    save_model(model, out / "model.kmi", force=True,
+               training={**fitted.training, "resized": source.resizes},
                label_names=source.label_names)
     results = {
         "dataset": source.name, "n_images": n, "image_shape": list(source.image_shape),
@@ -413,8 +441,8 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
                      "top": [{"path": paths[i], "score": float(scores[i])} for i in top[:20]]},
         "duplicates": {"threshold": duplicate_threshold, "n_groups": dups.n_groups,
                        "n_images": int((dups.group >= 0).sum()), "n_pairs": int(len(dups.pairs)),
-                       # Each group's first member is marked exact (it is itself).
-                       "n_exact_copies": int(dups.exact.sum()) - dups.n_groups},
+                       # Images whose pixels repeat an earlier image's, in any group.
+                       "n_exact_copies": int(n - len(np.unique(hashes)))},
         "map": map_method,
         "files": {name: name for name in _output_names(choice is not None)},
     }
@@ -437,17 +465,25 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     return Exploration(results, out, choice)
 
 
-def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method):
+def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method,
+                  random_state):
     if map_method not in MAP_METHODS:
         raise KMIError(f"map_method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}")
-    if not (k == "auto" or (isinstance(k, int | np.integer) and k >= 1)):
+    if not (k == "auto" or (_is_int(k) and k >= 1)):
         raise KMIError(f"k={k!r} must be 'auto' or a positive integer")
     for name, value, low in (("fit_size", fit_size, 2), ("k_sample", k_sample, 10),
                              ("n_outliers", n_outliers, 0), ("batch_size", batch_size, 1)):
-        if not isinstance(value, int | np.integer) or value < low:
+        if not _is_int(value) or value < low:
             raise KMIError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not threshold >= 0:
-        raise KMIError(f"duplicate_threshold must be >= 0, got {threshold!r}")
+    if not (isinstance(threshold, int | float | np.number) and 0 <= threshold < math.inf):
+        raise KMIError(f"duplicate_threshold must be a finite number >= 0, got {threshold!r}")
+    # Seeds numpy and scikit-learn accept alike.
+    if not (_is_int(random_state) and 0 <= random_state < 2**32):
+        raise KMIError(f"random_state must be an integer in [0, 2**32 - 1], got {random_state!r}")
+
+
+def _is_int(value):
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _cluster_picks(clusters, distance, margin, n_clusters, rng):
@@ -507,7 +543,9 @@ def _write_csvs(out, paths, clusters, distance, margin, scores, dups, top):
         writer.writerow(["path", "cluster", "distance", "margin", "outlier_score",
                          "duplicate_group"])
         for i, path in enumerate(paths):
-            writer.writerow([path, int(clusters[i]), f"{distance[i]:.6g}", f"{margin[i]:.6g}",
+            # One cluster has no second-nearest centroid: no margin.
+            writer.writerow([path, int(clusters[i]), f"{distance[i]:.6g}",
+                             f"{margin[i]:.6g}" if np.isfinite(margin[i]) else "",
                              f"{scores[i]:.6g}", "" if dups.group[i] < 0 else int(dups.group[i])])
     with atomic_write(out / "outliers.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -560,11 +598,14 @@ def _sections(paths, picks, stack, sizes, label_mix, model, labels, top, scores,
             note = "labels: " + ", ".join(f"{name} {count / total:.0%}"
                                           for name, count in label_mix[c][:5])
         name = f" \u2014 {model.cluster_labels_[c]}" if labels is not None else ""
-        clusters.append(Gallery(f"c{c}", f"cluster {c}{name}: {sizes[c]:,} images", [
+        rows = [
             ("most central", stack(central), tips(central, lambda i: f"distance {distance[i]:.3g}")),
             ("random", stack(sample), tips(sample, lambda i: f"distance {distance[i]:.3g}")),
             ("borderline", stack(border), tips(border, lambda i: f"margin {margin[i]:.3g}")),
-        ], note=note))
+        ]
+        # With one cluster no image lies near another cluster: no borderline row.
+        clusters.append(Gallery(f"c{c}", f"cluster {c}{name}: {sizes[c]:,} images",
+                                rows if len(picks) > 1 else rows[:2], note=note))
     outliers = Gallery("outliers", f"the {len(top)} highest outlier scores", [
         (f"{r + 1}-{min(r + _PER_ROW, len(top))}", stack(top[r:r + _PER_ROW]),
          tips(top[r:r + _PER_ROW], lambda i: f"score {scores[i]:.3g}"))

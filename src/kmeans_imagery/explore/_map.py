@@ -100,7 +100,11 @@ def plot_map(xy, clusters, thumb_xy, thumbs, *, method="pca", max_points=20000, 
     shown = slice(None, None, max(1, len(xy) // max_points))
     ax.scatter(xy[shown, 0], xy[shown, 1], c=clusters[shown], cmap="tab20", s=3, alpha=0.5,
                linewidths=0)
-    span = np.maximum(xy.max(axis=0) - xy.min(axis=0), np.finfo(np.float32).eps)
+    # In float64, with a floor relative to the coordinates: every image in one spot (a
+    # collection of one picture) still gives axes of some width around it.
+    xy, thumb_xy = np.asarray(xy, np.float64), np.asarray(thumb_xy, np.float64)
+    floor = 1e-6 * max(1.0, float(np.abs(xy).max()))
+    span = np.maximum(xy.max(axis=0) - xy.min(axis=0), floor)
     lo, hi = xy.min(axis=0) - span / 25, xy.max(axis=0) + span / 25
     # All thumbnails pasted into one transparent canvas drawn by a single imshow: one image
     # artist to composite instead of one per thumbnail.
