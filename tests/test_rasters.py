@@ -171,6 +171,24 @@ def test_photo_is_rgb(tmp_path):
     assert values.shape == (9, 7, 3) and valid.all() and raster.crs is None
 
 
+def test_photos_read_as_image_folders_read_them(tmp_path):
+    """Upright by their EXIF orientation, in any folder format but TIFF; a bad one is one line."""
+    photo = np.zeros((6, 10, 3), np.uint8)
+    photo[0, :, 0] = 255  # a red top row
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: shown rotated 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(photo, 1))).save(tmp_path / "turned.jpg",
+                                                                   exif=exif, quality=95)
+    Image.fromarray(photo).save(tmp_path / "photo.ppm")
+    with open_raster(tmp_path / "turned.jpg") as turned, open_raster(tmp_path / "photo.ppm") as ppm:
+        upright = _read_all(turned)[0]  # stored 10 x 6, shown 6 x 10 with the red row on top
+        assert upright.shape == (6, 10, 3) and upright[0, :, 0].mean() > upright[-1, :, 0].mean() + 100
+        np.testing.assert_array_equal(_read_all(ppm)[0], photo)
+    (tmp_path / "bad.png").write_bytes(b"not a PNG")
+    with pytest.raises(KMIError, match="bad.png is not a readable image$"):
+        open_raster(tmp_path / "bad.png")
+
+
 def test_float_nan_is_nodata(tmp_path):
     cube = np.ones((5, 6, 2), dtype=np.float32)
     cube[1, 2, 0] = np.nan

@@ -8,7 +8,8 @@
   the file's only 3-D array (2-D for a one-band raster such as a ground truth) unless ``var``
   names it;
 - ``.npy`` (memory-mapped), ``.npz`` and Zarr arrays of shape (rows, cols, bands) or (rows, cols);
-- PNG, JPEG, BMP, GIF and WebP photos, as RGB.
+- photos (every format of image folders but TIFF: PNG, JPEG, WebP, ...), as RGB, read upright as
+  image folders read them.
 
 A :class:`Raster` reads full-width strips of rows (:meth:`Raster.read`): the values of the chosen
 bands and a validity mask. A pixel is valid when every chosen band is valid there: not equal to the
@@ -24,11 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KMIError
+from .folders import IMAGE_SUFFIXES, load_images
 
 __all__ = ["PHOTO_SUFFIXES", "Raster", "open_raster", "parse_bands"]
 
-#: Suffixes read as RGB photos with Pillow (TIFFs go through GDAL, which keeps their georeferencing).
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+#: Suffixes read as RGB photos by the image-folder reader (TIFFs go through GDAL, which keeps
+#: their georeferencing).
+PHOTO_SUFFIXES = tuple(sorted(IMAGE_SUFFIXES - {".tif", ".tiff"}))
 #: GDAL's block cache while reading: strips are read once each, so a small cache loses nothing and
 #: keeps the resident memory bounded (GDAL's default is 5 % of the machine's memory).
 GDAL_CACHE_BYTES = 64 * 2**20
@@ -397,13 +400,11 @@ def _open_gdal(path, bands, nodata):
 
 
 def _load_photo(path):
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise KMIError(f"{path} is not a readable image ({error})") from None
+        # skip_bad: an unreadable photo is this one line, not advice about skipping files.
+        return load_images([path], color="rgb", skip_bad=True).images[0]
+    except KMIError:
+        raise KMIError(f"{path} is not a readable image") from None
 
 
 def _load_array(path, suffix, var, ndim):

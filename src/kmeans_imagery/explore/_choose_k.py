@@ -84,7 +84,8 @@ def check_k_range(k_range, n_rows):
     if k_min < 2 or k_max - k_min < 2:
         raise KMIError(f"k_range must span at least 3 values of K >= 2, got {k_min}-{k_max}")
     if n_rows - 1 - k_min < 2:
-        raise KMIError(f"{n_rows} images are too few to choose K over k_range {k_min}-{k_max}: "
+        raise KMIError(f"{_plural(n_rows, 'image')} {'is' if n_rows == 1 else 'are'} too few "
+                       f"to choose K over k_range {k_min}-{k_max}: "
                        f"that takes at least {k_min + 3} (three values of K below their number); "
                        f"give k=N instead")
     return k_min, min(k_max, n_rows - 1)
@@ -158,8 +159,9 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
         distinct = len(np.unique(centred, axis=0))
         k = min(k_min, distinct)
         return KChoice(k, ks, wss, gap, n,
-                       f"K={k}: the {n} sampled images have {_count(distinct, 'distinct feature vector')}, "
-                       f"so no larger K lowers the within-cluster sum of squares",
+                       f"K={k}: the {n} sampled images have {'only ' * (distinct == 1)}"
+                       f"{_plural(distinct, 'distinct feature vector')}, so no larger K lowers "
+                       f"the within-cluster sum of squares",
                        start_k, float(curve[0]))
     best = int(np.argmax(gap))
     k = int(ks[best])
@@ -171,8 +173,8 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
     return KChoice(k, ks, wss, gap, n, reason, start_k, float(curve[0]))
 
 
-def _count(n, noun):
-    return f"{n:,} {noun}{'s' * (n != 1)}" if n != 1 else f"only 1 {noun}"
+def _plural(n, noun):
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def plot_k_choice(choice, ax=None):
