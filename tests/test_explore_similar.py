@@ -88,3 +88,18 @@ def test_a_query_folder_or_one_path(tmp_path):
         find_similar(model, tmp_path / "data", [files[0].parent])
     rows = find_similar(model, tmp_path / "data", str(files[0]), top=1)
     assert [(r["query"], r["path"]) for r in rows] == [(str(files[0]), str(files[0]))]
+
+
+def test_images_of_another_size_need_resize_unless_the_model_was_fitted_resized(tmp_path,
+                                                                               capsys):
+    files = write_digits_folder(tmp_path / "data", 6, classes=(2, 3))  # 16 x 16
+    small = load_images(files, color="gray", size=(8, 8)).images
+    save_model(ClusterClassifier(2, random_state=0).fit(small, None), tmp_path / "m.kmi")
+    args = ["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"), str(files[0])]
+    assert main(args) == 2
+    assert "is 16x16 but the model expects 8x8; pass --resize" in capsys.readouterr().err
+    assert main([*args, "--resize"]) == 0
+    organize_args = ["organize", str(tmp_path / "m.kmi"), str(tmp_path / "data"), "--into",
+                     str(tmp_path / "sorted"), "--dry-run"]
+    assert main(organize_args) == 2 and "pass --resize" in capsys.readouterr().err
+    assert main([*organize_args, "--resize"]) == 0

@@ -19,7 +19,7 @@ from .metrics import clustering_scores, confusion
 
 __all__ = ["CSV_COLUMNS", "PREDICT_BATCH", "Evaluation", "check_model_shape", "display_names", "evaluate",
            "model_color", "model_size", "nearest_and_margin", "nearest_two", "open_inputs", "predict_source",
-           "reads_resized", "score_clusters", "write_predictions"]
+           "reading_options", "reads_resized", "score_clusters", "write_predictions"]
 
 #: Columns of the predictions CSV, in order (see :func:`write_predictions`).
 CSV_COLUMNS = ("path", "cluster", "label", "distance", "margin")
@@ -127,6 +127,36 @@ def reads_resized(model):
     """
     metadata = getattr(model, "metadata_", None) or {}
     return bool((metadata.get("training") or {}).get("resized", False))
+
+
+def reading_options(model, resize=False):
+    """How to read images for a model: the ``color`` and ``size`` to open them with.
+
+    Parameters
+    ----------
+    model : ClusterClassifier
+        A fitted model.
+    resize : bool
+        Resize images to the model's size; a model fitted on resized images
+        (:func:`reads_resized`) always does.
+
+    Returns
+    -------
+    dict
+        ``{"color": ..., "size": ...}`` for :func:`~kmeans_imagery.datasets.open_source` or
+        :func:`~kmeans_imagery.datasets.load_images`; ``size`` None keeps the images' own
+        size, which :func:`check_model_shape` then checks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery import ClusterClassifier
+    >>> model = ClusterClassifier(n_clusters=1).fit(np.zeros((4, 8, 8), np.uint8), None)
+    >>> reading_options(model), reading_options(model, resize=True)
+    ({'color': 'gray', 'size': None}, {'color': 'gray', 'size': (8, 8)})
+    """
+    resized = resize or reads_resized(model)
+    return {"color": model_color(model), "size": model_size(model) if resized else None}
 
 
 def model_size(model):

@@ -141,6 +141,9 @@ DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type
                              "download).")
 SKIP_BAD = click.option("--skip-bad", is_flag=True,
                         help="Skip unreadable image files (counted) instead of stopping.")
+RESIZE = click.option("--resize", is_flag=True,
+                      help="Resize images to the model's size (always done for a model fitted on "
+                           "resized images, such as kmi explore's).")
 #: Seeds numpy and scikit-learn both accept.
 SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
                     help="Random seed.")
@@ -177,9 +180,7 @@ def model_data_options(command):
     """How to read DATA for a model: in the model's colour, at its size with --resize."""
     return with_options(command, [
         DATA_DIR,
-        click.option("--resize", is_flag=True,
-                     help="Resize images to the model's size (always done for a model fitted "
-                          "on resized images, such as kmi explore's)."),
+        RESIZE,
         SKIP_BAD,
     ])
 
@@ -222,12 +223,3 @@ def color_for_features(color, features):
     from ..features import reading_color
 
     return reading_color(color, features) or "gray"
-
-
-def model_source_options(model, resize):
-    """``color`` and ``size`` to read images for a model: at its size with --resize, or when it
-    was fitted on resized images."""
-    from ..predict import model_color, model_size, reads_resized
-
-    resized = resize or reads_resized(model)
-    return {"color": model_color(model), "size": model_size(model) if resized else None}

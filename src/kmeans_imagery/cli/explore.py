@@ -7,6 +7,7 @@ import click
 
 from ._common import (
     FORCE,
+    RESIZE,
     SEED,
     SKIP_BAD,
     color_for_features,
@@ -100,8 +101,9 @@ def explore(data, out, force, k, k_range, map_method, duplicate_threshold, fit_s
 @click.option("--mode", type=click.Choice(["link", "copy", "move"]), default="link",
               show_default=True, help="Hard-link, copy or move the files.")
 @click.option("--dry-run", is_flag=True, help="Print the manifest CSV and touch nothing.")
+@RESIZE
 @SKIP_BAD
-def organize(model_path, data, into, mode, dry_run, skip_bad):
+def organize(model_path, data, into, mode, dry_run, resize, skip_bad):
     """Sort the image files of DATA into a folder per cluster of MODEL; never overwrites.
 
     Writes INTO/manifest.csv (old and new place of every file); an interrupted run finishes
@@ -110,8 +112,8 @@ def organize(model_path, data, into, mode, dry_run, skip_bad):
     from ..explore import organize as run_organize
 
     console, err = consoles(dry_run)
-    done = run_organize(model_path, data, into, mode=mode, dry_run=dry_run, skip_bad=skip_bad,
-                        progress=loading_progress(err))
+    done = run_organize(model_path, data, into, mode=mode, dry_run=dry_run, resize=resize,
+                        skip_bad=skip_bad, progress=loading_progress(err))
     if done["unreadable"]:
         err.print(f"left {done['unreadable']} unreadable file(s) where they are")
     if done["sorted_before"]:
@@ -140,8 +142,9 @@ def organize(model_path, data, into, mode, dry_run, skip_bad):
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=str),
               help="Also draw a contact sheet PNG: each query, then its matches.")
 @FORCE
+@RESIZE
 @SKIP_BAD
-def similar(model_path, data, queries, top, out, sheet, force, skip_bad):
+def similar(model_path, data, queries, top, out, sheet, force, resize, skip_bad):
     """The images of DATA nearest to each QUERY image, in MODEL's space."""
     from ..explore import find_similar
     from ..outputs import check_new_output
@@ -151,7 +154,7 @@ def similar(model_path, data, queries, top, out, sheet, force, skip_bad):
             check_new_output(path, force)
     _, err = consoles(out is None)
     rows = find_similar(model_path, data, list(queries), top=top, out=out, sheet=sheet,
-                        skip_bad=skip_bad, progress=loading_progress(err))
+                        resize=resize, skip_bad=skip_bad, progress=loading_progress(err))
     if out is None:
         import csv
 

@@ -17,7 +17,6 @@ from ._common import (
     loading_progress,
     metrics_table,
     model_data_options,
-    model_source_options,
     report_skipped,
 )
 
@@ -107,13 +106,13 @@ def predict(model_path, data, out, force, batch_size, data_dir, resize, skip_bad
 
     from ..model_io import load_model
     from ..outputs import atomic_text_file, check_new_output
-    from ..predict import open_inputs, predict_source, write_predictions
+    from ..predict import open_inputs, predict_source, reading_options, write_predictions
 
     if out is not None:
         check_new_output(out, force)
     model = load_model(model_path)
     sources = open_inputs(data, data_dir=data_dir, skip_bad=skip_bad,
-                          **model_source_options(model, resize))
+                          **reading_options(model, resize))
     rows = chain.from_iterable(predict_source(model, s, batch_size=batch_size) for s in sources)
     if out is None:
         count = write_predictions(rows, sys.stdout)
@@ -146,13 +145,14 @@ def evaluate(model_path, data, split, json_mode, out, force, data_dir, resize, s
     from ..model_io import load_model
     from ..outputs import check_new_output, evaluation_outputs, output_folder
     from ..predict import evaluate as evaluate_model
+    from ..predict import reading_options
 
     console, err = consoles(json_mode)
     if out is not None:
         check_new_output(out, force)
     with nullcontext() if out is None else output_folder(out):
         model = load_model(model_path)
-        options = {"data_dir": data_dir, "skip_bad": skip_bad, **model_source_options(model, resize)}
+        options = {"data_dir": data_dir, "skip_bad": skip_bad, **reading_options(model, resize)}
         first = open_source(data, split="train", **options)
         if first.split is None:
             if split == "test":
@@ -192,6 +192,7 @@ def show(model_path, data, out, force, per_cluster, max_clusters, data_dir, resi
     """Draw MODEL's centroids with their labels; with DATA, each cluster's nearest members."""
     from ..model_io import load_model
     from ..outputs import check_new_output, draw_model
+    from ..predict import reading_options
 
     console, err = consoles(False)
     check_new_output(out, force)
@@ -199,7 +200,7 @@ def show(model_path, data, out, force, per_cluster, max_clusters, data_dir, resi
     source = None
     if data is not None:
         source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
-                           **model_source_options(model, resize))
+                           **reading_options(model, resize))
     draw_model(model, out, source=source, per_cluster=per_cluster, max_clusters=max_clusters)
     if source is not None:
         report_skipped(source.name, source.skipped, err)
@@ -226,12 +227,13 @@ def label_sheet(model_path, data, per_cluster, out, force, data_dir, resize, ski
     from ..label_sheets import write_label_sheet
     from ..model_io import load_model
     from ..outputs import check_new_output
+    from ..predict import reading_options
 
     console, err = consoles(False)
     check_new_output(out, force)
     model = load_model(model_path)
     source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
-                       **model_source_options(model, resize))
+                       **reading_options(model, resize))
     written = write_label_sheet(model, source, out, per_cluster=per_cluster)
     report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {written['csv']} and {len(written) - 1} contact sheet(s) to {out}")
@@ -257,12 +259,13 @@ def name(model_path, data, labels_csv, out, force, data_dir, resize, skip_bad):
     from ..label_sheets import name_from_sheet
     from ..model_io import load_model, save_model
     from ..outputs import check_new_output
+    from ..predict import reading_options
 
     console, err = consoles(False)
     check_new_output(out, force)
     model = load_model(model_path)
     source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
-                         **model_source_options(model, resize))
+                         **reading_options(model, resize))
     model, n_labelled = name_from_sheet(model, labels_csv, source)
     report_skipped(source.name, source.skipped, err)
     metadata = model.metadata_

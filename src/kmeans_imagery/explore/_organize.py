@@ -48,8 +48,8 @@ PLAN_NAME = ".kmi-organize-plan.json"
 MANIFEST_COLUMNS = ("old_path", "new_path", "cluster", "label")
 
 
-def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, batch_size=1024,
-             progress=None):
+def organize(model, data, into, *, mode="link", dry_run=False, resize=False, skip_bad=False,
+             batch_size=1024, progress=None):
     """Link, copy or move every image file of ``data`` into a folder per cluster.
 
     Parameters
@@ -64,6 +64,9 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
         Hard links (same file system; a symbolic link otherwise), copies, or moves.
     dry_run : bool
         Only plan: return the rows, touch nothing.
+    resize : bool
+        Read images at the model's size (as :func:`~kmeans_imagery.predict.reading_options`:
+        always for a model fitted on resized images); else they must have its size.
     skip_bad : bool
         Leave unreadable files where they are (counted) instead of stopping.
     batch_size : int
@@ -125,8 +128,8 @@ def organize(model, data, into, *, mode="link", dry_run=False, skip_bad=False, b
     if resumed:
         rows = _read_plan(plan_path, identity)
     else:
-        rows, unreadable, sorted_before = _plan(model, data, into, mode, skip_bad, batch_size,
-                                                progress)
+        rows, unreadable, sorted_before = _plan(model, data, into, mode, resize, skip_bad,
+                                                batch_size, progress)
     summary = {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed,
                "unreadable": unreadable, "sorted_before": sorted_before}
     if dry_run:
@@ -159,17 +162,18 @@ def _fingerprint(model):
     return digest.hexdigest()[:16]
 
 
-def _plan(model, data, into, mode, skip_bad, batch_size, progress):
+def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
     """One row per readable file of ``data`` not yet sorted; the numbers of unreadable files and
     of files already inside INTO's cluster folders (an earlier run's, left where they are)."""
     from ..datasets import open_source
-    from ..predict import model_color, model_size
+    from ..predict import check_model_shape, reading_options
     from ..progress import open_progress
 
-    source = open_source(data, color=model_color(model), size=model_size(model), skip_bad=skip_bad)
+    source = open_source(data, **reading_options(model, resize), skip_bad=skip_bad)
     if source.paths is None:
         raise KMIError(f"{data} has no image files (a folder, or a store converted from one); "
                        f"organize sorts files")
+    check_model_shape(model, source)
     folders = _folder_names(model)
     # Compared on real paths: DATA or INTO may be reached through a symbolic link.
     sorted_folders = {Path(os.path.realpath(into / name)) for name in folders}

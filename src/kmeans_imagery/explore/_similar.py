@@ -24,8 +24,8 @@ __all__ = ["find_similar", "plot_similar"]
 CSV_COLUMNS = ("query", "rank", "path", "distance")
 
 
-def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=False, batch_size=1024,
-                 progress=None):
+def find_similar(model, data, queries, *, top=8, out=None, sheet=None, resize=False,
+                 skip_bad=False, batch_size=1024, progress=None):
     """The ``top`` nearest images in ``data`` to each query image.
 
     Parameters
@@ -36,13 +36,16 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
         Anything :func:`~kmeans_imagery.datasets.open_source` accepts; both splits of a dataset
         that has two are searched.
     queries : path-like or sequence of path-like
-        Image files; read at the model's colour mode and size.
+        Image files; read as ``data`` is.
     top : int
         Matches per query.
     out : path-like or None
         CSV file to write (query, rank, path, distance).
     sheet : path-like or None
         PNG contact sheet to write: one row per query, the query then its matches.
+    resize : bool
+        Read images at the model's size (as :func:`~kmeans_imagery.predict.reading_options`:
+        always for a model fitted on resized images); else they must have its size.
     skip_bad : bool
         Pass over unreadable files of ``data`` instead of stopping (the queries must be readable).
     batch_size : int
@@ -77,9 +80,9 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     >>> [(r["rank"], Path(r["path"]).name, round(r["distance"], 2)) for r in rows]
     [(1, 'bar1.png', 0.0), (2, 'bar0.png', 4.0), (3, 'bar2.png', 4.0)]
     """
-    from ..datasets import load_images, open_source
+    from ..datasets import open_source
     from ..model_io import load_model
-    from ..predict import model_color, model_size
+    from ..predict import check_model_shape, reading_options
     from ..progress import open_progress
 
     if not isinstance(top, int | np.integer) or top < 1:
@@ -90,25 +93,11 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
     _check_outputs(out, sheet)
     if not hasattr(model, "cluster_centers_"):
         model = load_model(model)
-    color, size = model_color(model), model_size(model)
-    for query in queries:
-        if Path(query).is_dir():
-            raise KMIError(f"query {query} is a folder; give image files")
-        if not Path(query).is_file():
-            raise KMIError(f"query image {query} does not exist")
-    # skip_bad is about DATA: a query that cannot be read is always an error of its own.
-    query_paths = [Path(q) for q in queries]
-    try:
-        read = load_images(query_paths, color=color, size=size, skip_bad=True)
-    except KMIError:  # not one of them could be read
-        read = None
-    unread = [q for q, path in zip(queries, query_paths, strict=True)
-              if read is None or path not in read.paths]
-    if unread:
-        raise KMIError(f"query image {unread[0]} cannot be read as an image")
-    query_images = read.images
+    reading = reading_options(model, resize)
+    query_images = np.stack([_read_query(q, reading, model) for q in queries])
     query_rows = image_rows(model.features_, query_images)
-    source = open_source(data, split="all", color=color, size=size, skip_bad=skip_bad)
+    source = open_source(data, split="all", **reading, skip_bad=skip_bad)
+    check_model_shape(model, source)
     best = None
     positions = []  # of the images searched, in the source: unreadable files leave gaps
     searched = 0
@@ -141,6 +130,26 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, skip_bad=
         stacked = np.stack([[lookup[int(j)] for j in row] for row in index])
         save_png(plot_similar(query_images, stacked, [Path(q).name for q in queries], dist), sheet)
     return rows
+
+
+def _read_query(query, reading, model):
+    """One query image, read as the collection is; an unreadable one is always an error (skip_bad
+    is about the collection)."""
+    from ..datasets import load_images
+
+    if Path(query).is_dir():
+        raise KMIError(f"query {query} is a folder; give image files")
+    if not Path(query).is_file():
+        raise KMIError(f"query image {query} does not exist")
+    try:
+        image = load_images([Path(query)], **reading, skip_bad=True).images[0]
+    except KMIError:  # its one file could not be read
+        raise KMIError(f"query image {query} cannot be read as an image") from None
+    expected = model.image_shape_
+    if expected is not None and image.shape != tuple(expected):
+        raise KMIError(f"query image {query} is {'x'.join(map(str, image.shape))} but the model "
+                       f"expects {'x'.join(map(str, expected))}; pass resize=True to resize it")
+    return image
 
 
 def _check_outputs(out, sheet):
