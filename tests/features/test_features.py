@@ -316,3 +316,9 @@ def test_umap_step_round_trip_out_of_sample_and_seed(digits_rows):
     assert knn.score(test, y[600:]) > 0.75
     again = make_features("pca:20+umap:3", (8, 8), random_state=0).fit_transform(X[:600])
     np.testing.assert_array_equal(again, train)
+
+
+def test_a_step_that_cannot_fit_names_the_features_it_belongs_to():
+    rows = np.random.default_rng(0).random((30, 784), dtype=np.float32)
+    with pytest.raises(KMIError, match=r"^features='deskew\+\(l2\|hog:7\)\+pca:100': pca needs"):
+        make_features("pixhog", (28, 28), 0).fit(rows)

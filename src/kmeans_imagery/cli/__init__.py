@@ -65,6 +65,7 @@ PARAM_FLAGS = {
     "fit_size": "--fit-size",
     "duplicate_threshold": "--duplicate-threshold",
     "map_method": "--map",
+    "features=": "--features=",
     "out=": "--out=",
     "sheet=": "--sheet=",
 }

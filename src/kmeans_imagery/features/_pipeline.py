@@ -105,7 +105,13 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         Xt = _check_rows(X)
         self.n_features_in_ = Xt.shape[1]
         for step in self.steps:
-            Xt = step.fit_transform(Xt)
+            try:
+                Xt = step.fit_transform(Xt)
+            except KMIError as error:
+                # A preset's steps are not the user's words: say which features failed.
+                if self.spec is None:
+                    raise
+                raise KMIError(f"features={self.spec!r}: {error}") from None
         self.n_features_out_ = Xt.shape[1]
         return Xt
 
