@@ -104,7 +104,8 @@ def test_a_network_is_hashed_and_loaded_once_while_unchanged(tmp_path, weight, d
     from kmeans_imagery.features import _onnx, reading_size
 
     hashed = []
-    monkeypatch.setattr(_onnx, "_sha256", lambda path: hashed.append(path) or f"{len(hashed)}")
+    monkeypatch.setattr(_onnx, "_sha256",
+                        lambda path: (hashed.append(path) or f"{len(hashed)}", []))
     path = _network(tmp_path / "net.onnx", weight)
     assert reading_size("auto", f"onnx:{path}") == (8, 8)
     make_features(f"onnx:{path}", (8, 8)).fit(digits_rows[0][:10])
@@ -155,3 +156,133 @@ def test_auto_size_reads_images_at_the_networks_input_size(tmp_path, rng):
     gray_network = _network(tmp_path / "gray.onnx", rng.normal(size=(64, 4)))
     assert reading_color(None, f"onnx:{gray_network}") is None
     assert reading_color(None, f"l2|onnx:{gray_network}|onnx:{path}") == "rgb"
+
+
+def _graph_network(path, nodes, inputs, outputs, *, initializers=(), meta=None, **save):
+    """Any small graph: inputs and outputs as (name, element type, shape)."""
+    graph = helper.make_graph(
+        nodes, "variant", [helper.make_tensor_value_info(*i) for i in inputs],
+        [helper.make_tensor_value_info(*o) for o in outputs], initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    if meta:
+        helper.set_model_props(model, meta)
+    onnx.save(model, str(path), **save)
+    return path
+
+
+_MEAN_COLOUR = [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+                helper.make_node("Flatten", ["p"], ["y"])]
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_a_network_exported_with_a_fixed_batch_size_runs_in_chunks_of_it(tmp_path, rng, batch):
+    """torch.onnx.export without dynamic axes: (1, 3, H, W); 13 images are 13 or 2 calls."""
+    images = rng.random((13, 8, 8, 3)).astype(np.float32)
+    path = _graph_network(tmp_path / "fixed.onnx", _MEAN_COLOUR,
+                          [("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                          [("y", TensorProto.FLOAT, [batch, 3])])
+    out = make_features(f"onnx:{path}", (8, 8, 3)).fit_transform(images.reshape(13, -1))
+    np.testing.assert_allclose(out, images.mean(axis=(1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("element", [TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.UINT8])
+def test_inputs_of_other_element_types_get_their_type(tmp_path, rng, element):
+    images = rng.random((6, 8, 8, 3)).astype(np.float32)
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+             helper.make_node("GlobalAveragePool", ["xf"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["y"])]
+    path = _graph_network(tmp_path / "typed.onnx", nodes, [("x", element, ["n", 3, 8, 8])],
+                          [("y", TensorProto.FLOAT, ["n", 3])])
+    out = make_features(f"onnx:{path}", (8, 8, 3)).fit_transform(images.reshape(6, -1))
+    # uint8: the 0-255 pixels as they are; else [0, 1].
+    scale = 255 if element == TensorProto.UINT8 else 1
+    np.testing.assert_allclose(out, images.mean(axis=(1, 2)) * scale, rtol=1e-2, atol=0.6)
+    if element == TensorProto.UINT8:
+        with pytest.raises(KMIError, match="takes uint8 pixels"):
+            make_features(f"onnx:{path}:norm=imagenet", (8, 8, 3)).fit(images.reshape(6, -1))
+
+
+def test_channels_last_inputs_and_any_size_inputs(tmp_path, rng):
+    from kmeans_imagery.features import reading_size
+
+    images = rng.random((5, 8, 8, 3)).astype(np.float32)
+    nhwc = _graph_network(tmp_path / "nhwc.onnx",
+                          [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2], keepdims=0)],
+                          [("x", TensorProto.FLOAT, ["n", 8, 8, 3])],
+                          [("y", TensorProto.FLOAT, ["n", 3])])
+    out = make_features(f"onnx:{nhwc}", (8, 8, 3)).fit_transform(images.reshape(5, -1))
+    np.testing.assert_allclose(out, images.mean(axis=(1, 2)), rtol=1e-5)
+    anysize = _graph_network(tmp_path / "any.onnx", _MEAN_COLOUR,
+                             [("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                             [("y", TensorProto.FLOAT, ["n", 3])])
+    assert reading_size("auto", f"onnx:{anysize}") == "auto"  # the images' own size
+    out = make_features(f"onnx:{anysize}", (8, 8, 3)).fit_transform(images.reshape(5, -1))
+    np.testing.assert_allclose(out, images.mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_outputs_must_be_one_finite_row_per_image(tmp_path, rng):
+    rows = rng.random((6, 8 * 8 * 3)).astype(np.float32)
+    x = [("x", TensorProto.FLOAT, ["n", 3, 8, 8])]
+    transposed = _graph_network(tmp_path / "t.onnx", [
+        *_MEAN_COLOUR, helper.make_node("Transpose", ["y"], ["yt"], perm=[1, 0])], x,
+        [("yt", TensorProto.FLOAT, [3, "n"])])
+    pooled = _graph_network(tmp_path / "p.onnx", [
+        helper.make_node("ReduceMean", ["x"], ["y"], axes=[0, 2, 3], keepdims=0)], x,
+        [("y", TensorProto.FLOAT, [3])])
+    for path in (transposed, pooled):
+        with pytest.raises(KMIError, match="its first axis must be the batch"):
+            make_features(f"onnx:{path}", (8, 8, 3)).fit_transform(rows)
+    nan = _graph_network(tmp_path / "nan.onnx", [
+        *_MEAN_COLOUR, helper.make_node("Div", ["y", "zero"], ["q"])], x,
+        [("q", TensorProto.FLOAT, ["n", 3])],
+        initializers=[numpy_helper.from_array(np.zeros(3, np.float32), "zero")])
+    with pytest.raises(KMIError, match="is not finite"):
+        make_features(f"onnx:{nan}", (8, 8, 3)).fit_transform(rows)
+    for meta in ({"kmi.mean": "nan"}, {"kmi.std": "inf"}):
+        path = _graph_network(tmp_path / "meta.onnx", _MEAN_COLOUR, x,
+                              [("y", TensorProto.FLOAT, ["n", 3])], meta=meta)
+        with pytest.raises(KMIError, match="kmi.(mean|std) metadata of .* must be finite"):
+            make_features(f"onnx:{path}", (8, 8, 3)).fit(rows)
+
+
+def test_external_weights_are_part_of_the_checksum(tmp_path, rng):
+    rows = rng.random((10, 8 * 8 * 3)).astype(np.float32)
+    weight = numpy_helper.from_array(rng.normal(size=(192, 4)).astype(np.float32), "w")
+    path = _graph_network(
+        tmp_path / "ext.onnx",
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])],
+        [("x", TensorProto.FLOAT, ["n", 3, 8, 8])], [("y", TensorProto.FLOAT, ["n", 4])],
+        initializers=[weight], save_as_external_data=True, location="ext.onnx.data",
+        size_threshold=0)
+    model = ClusterClassifier(2, features=f"onnx:{path}", random_state=0).fit(
+        (rows.reshape(10, 8, 8, 3) * 255).astype(np.uint8), None)
+    save_model(model, tmp_path / "m.kmi")
+    data = tmp_path / "ext.onnx.data"
+    data.write_bytes(np.frombuffer(data.read_bytes(), np.float32)[::-1].tobytes())
+    with pytest.raises(KMIError, match="changed since the model was fitted"):
+        load_model(tmp_path / "m.kmi").predict((rows.reshape(10, 8, 8, 3) * 255).astype(np.uint8))
+
+
+def test_output_names_with_colons_and_paths_with_any_letter(tmp_path, rng):
+    folder = tmp_path / "réseaux @1"
+    folder.mkdir()
+    path = _graph_network(folder / "net#2.onnx", [
+        *_MEAN_COLOUR, helper.make_node("Identity", ["y"], ["dense/BiasAdd:0"])],
+        [("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [("y", TensorProto.FLOAT, ["n", 3]), ("dense/BiasAdd:0", TensorProto.FLOAT, ["n", 3])])
+    rows = rng.random((4, 8 * 8 * 3)).astype(np.float32)
+    with pytest.raises(KMIError, match="unexpected|bad feature spec"):
+        make_features(f"onnx:{path}", (8, 8, 3))  # a space ends a word of the spec
+    (tmp_path / "nets").symlink_to(folder)
+    step = make_features(f"onnx:{tmp_path}/nets/net#2.onnx:output=dense/BiasAdd:0",
+                         (8, 8, 3)).steps[0]
+    assert step.output == "dense/BiasAdd:0" and step.fit_transform(rows).shape == (4, 3)
+
+
+def test_a_network_of_several_inputs_is_refused(tmp_path):
+    path = _graph_network(tmp_path / "two.onnx", [helper.make_node("Add", ["x", "z"], ["y"])],
+                          [("x", TensorProto.FLOAT, ["n", 3]), ("z", TensorProto.FLOAT, ["n", 3])],
+                          [("y", TensorProto.FLOAT, ["n", 3])])
+    with pytest.raises(KMIError, match="has 2 inputs \\(x, z\\)"):
+        make_features(f"onnx:{path}", (8, 8, 3)).fit(np.zeros((2, 192), np.float32))

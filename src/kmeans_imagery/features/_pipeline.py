@@ -316,7 +316,8 @@ def reading_size(size, spec):
 
     if parse_size(size) != "auto" or not isinstance(spec, str):
         return size
-    sizes = [network.input_size() for network in _networks(spec)]
+    # A network that takes any size (None) leaves "auto" to the images.
+    sizes = [hw for hw in (network.input_size() for network in _networks(spec)) if hw is not None]
     return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else size
 
 

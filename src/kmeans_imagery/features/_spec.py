@@ -53,9 +53,9 @@ FEATURE_PRESETS = {
 }
 
 
-# Paths (for onnx:PATH) may hold / ~ and -, options (onnx:PATH:mean=0.5,0.5,0.5) = and ,;
-# + | ( ) stay operators.
-_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_:./~=,\-]+)|([+|()]))")
+# A word is anything but spaces and the operators + | ( ): paths (onnx:PATH, any characters a
+# file name has but those) and options (onnx:PATH:mean=0.5,0.5,0.5).
+_TOKEN = re.compile(r"\s*(?:([^\s+|()]+)|([+|()]))")
 
 
 def _valid_names():
