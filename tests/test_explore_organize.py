@@ -203,6 +203,17 @@ def test_interrupted_move_finishes_when_run_again(setup, monkeypatch):
     assert len(_manifest(done["manifest"])) == 61
 
 
+def test_a_file_gone_since_the_plan_is_left_out_and_the_run_finishes(setup, monkeypatch):
+    _interrupt_after(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        organize(setup["model"], setup["data"], setup["into"], mode="copy")
+    monkeypatch.undo()
+    setup["files"][-1].unlink()
+    done = organize(setup["model"], setup["data"], setup["into"], mode="copy")
+    assert done["resumed"] and done["missing"] == 1 and done["done"] + done["already"] == 60
+    assert len(_manifest(done["manifest"])) == 60
+
+
 def test_an_interrupted_run_is_finished_only_with_its_own_data_and_model(setup, tmp_path,
                                                                          monkeypatch):
     _interrupt_after(monkeypatch, 5)
@@ -324,6 +335,12 @@ def test_a_store_converted_from_the_folder_sorts_its_files(setup, tmp_path):
                            dry_run=True)
     assert [int(r["cluster"]) for r in _manifest(from_store["manifest"])] == [
         r["cluster"] for r in from_folder["rows"]]
+    # Files deleted since the store was made are left out, counted, and sort nothing.
+    gone = [Path(r["old_path"]) for r in from_folder["rows"][:2]]
+    for path in gone:
+        path.unlink()
+    again = organize(setup["model"], tmp_path / "data.zarr", tmp_path / "again", mode="copy")
+    assert again["missing"] == 2 and again["done"] == 59 and len(_manifest(again["manifest"])) == 59
     digits = convert_to_zarr(open_source("digits"), tmp_path / "digits.zarr")
     with pytest.raises(KMIError, match="has no image files"):
         organize(setup["model"], digits.path, tmp_path / "no", mode="link")

@@ -116,6 +116,8 @@ def organize(model_path, data, into, mode, dry_run, resize, skip_bad):
                         skip_bad=skip_bad, progress=loading_progress(err))
     if done["unreadable"]:
         err.print(f"left {done['unreadable']} unreadable file(s) where they are")
+    if done["missing"]:
+        err.print(f"left out {done['missing']} file(s) no longer on disk")
     if done["sorted_before"]:
         err.print(f"left {done['sorted_before']} file(s) already in the cluster folders of "
                   f"{into} where they are")

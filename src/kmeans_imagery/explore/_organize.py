@@ -77,12 +77,15 @@ def organize(model, data, into, *, mode="link", dry_run=False, resize=False, ski
     Returns
     -------
     dict
-        ``rows`` (one dict per file: old_path, new_path, cluster, label), ``manifest`` (its
+        ``rows`` (one dict per file in its place, or planned for a dry run: old_path,
+        new_path, cluster, label), ``manifest`` (its
         path, None for a dry run), ``done`` (files linked, copied or moved by this run),
         ``already`` (found in place, put there by an earlier run), ``resumed`` (whether an
         interrupted run's plan was finished), ``unreadable`` (files left where they are with
         ``skip_bad``), ``sorted_before`` (files of ``data`` already inside the cluster folders
-        of ``into``, left where they are).
+        of ``into``, left where they are), ``missing`` (files listed but gone from disk: a
+        store's deleted files, or files moved away during an interrupted run; not in the
+        manifest).
 
     Raises
     ------
@@ -124,14 +127,14 @@ def organize(model, data, into, *, mode="link", dry_run=False, resize=False, ski
     identity = {"mode": mode, "data": os.path.realpath(data), "model": _fingerprint(model)}
     resumed = plan_path.exists()
     # A resumed plan holds only the files that were read and still to be sorted.
-    unreadable = sorted_before = 0
+    unreadable = sorted_before = missing = 0
     if resumed:
         rows = _read_plan(plan_path, identity)
     else:
-        rows, unreadable, sorted_before = _plan(model, data, into, mode, resize, skip_bad,
-                                                batch_size, progress)
+        rows, unreadable, sorted_before, missing = _plan(model, data, into, mode, resize,
+                                                         skip_bad, batch_size, progress)
     summary = {"rows": rows, "manifest": None, "done": 0, "already": 0, "resumed": resumed,
-               "unreadable": unreadable, "sorted_before": sorted_before}
+               "unreadable": unreadable, "sorted_before": sorted_before, "missing": missing}
     if dry_run:
         return summary
     if not resumed:
@@ -140,18 +143,21 @@ def organize(model, data, into, *, mode="link", dry_run=False, resize=False, ski
             json.dump({**identity, "rows": rows}, handle)
     from ..progress import open_progress
 
+    placed = []
     with open_progress(progress, len(rows), f"{mode} files") as bar:
         for row in rows:
-            summary["done" if _apply(Path(row["old_path"]), Path(row["new_path"]), mode)
-                    else "already"] += 1
+            outcome = _apply(Path(row["old_path"]), Path(row["new_path"]), mode)
+            summary[outcome] += 1
+            if outcome != "missing":
+                placed.append(row)
             bar.advance()
     manifest = _free_name(into / "manifest.csv", set())
     with atomic_write(manifest, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, MANIFEST_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(placed)
     plan_path.unlink()
-    summary["manifest"] = manifest
+    summary.update(rows=placed, manifest=manifest)
     return summary
 
 
@@ -163,8 +169,9 @@ def _fingerprint(model):
 
 
 def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
-    """One row per readable file of ``data`` not yet sorted; the numbers of unreadable files and
-    of files already inside INTO's cluster folders (an earlier run's, left where they are)."""
+    """One row per readable file of ``data`` not yet sorted; the numbers of unreadable files, of
+    files already inside INTO's cluster folders (an earlier run's, left where they are), and of
+    files a store lists that are no longer on disk."""
     from ..datasets import open_source
     from ..predict import check_model_shape, reading_options
     from ..progress import open_progress
@@ -179,7 +186,7 @@ def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
     sorted_folders = {Path(os.path.realpath(into / name)) for name in folders}
     taken = set()
     rows = []
-    sorted_before = 0
+    sorted_before = missing = 0
     with open_progress(progress, source.n_images, "predicting") as bar:
         for batch in source.iter_batches(batch_size):
             clusters = model.predict_cluster(batch.images)
@@ -188,6 +195,9 @@ def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
                 # The entry of DATA itself, not what a symbolic link points to: a move moves
                 # the link, never a file outside DATA.
                 old = Path(os.path.abspath(path))
+                if not os.path.lexists(old):  # a store's file deleted since it was converted
+                    missing += 1
+                    continue
                 real_folder = Path(os.path.realpath(old.parent))
                 if not sorted_folders.isdisjoint((real_folder, *real_folder.parents)):
                     sorted_before += 1
@@ -199,7 +209,7 @@ def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
                 rows.append({"old_path": str(old), "new_path": str(new), "cluster": int(cluster),
                              "label": str(label)})
             bar.advance(len(clusters))
-    return rows, source.skipped.get("bad", 0), sorted_before
+    return rows, source.skipped.get("bad", 0), sorted_before, missing
 
 
 #: Longest folder name, in UTF-8 bytes (file systems allow 255).
@@ -292,17 +302,17 @@ def _read_plan(plan_path, identity):
 
 
 def _apply(old, new, mode):
-    """Put ``old`` at ``new``; False when an earlier run already did."""
+    """Put ``old`` at ``new``: "done", "already" (an earlier run did), or "missing" (``old``
+    was moved or deleted since the plan was made: nothing to sort)."""
     if os.path.lexists(new):
         if not _in_place(old, new, mode=mode, resuming=True):
             raise KMIError(f"{new} appeared since the plan was made and is not {old}; it is left "
                            f"alone: move it away and run again")
         if mode == "move" and os.path.lexists(old):
             _remove(old, new)  # the move was interrupted after the link, before the removal
-        return False
+        return "already"
     if not os.path.lexists(old):
-        raise KMIError(f"{old} is missing and was not organised; it was moved or deleted "
-                       f"since the plan was made")
+        return "missing"
     try:
         if mode == "copy":
             _copy_new(old, new)
@@ -323,7 +333,7 @@ def _apply(old, new, mode):
                        f"lost, run again to finish") from None
     if mode == "move":
         _remove(old, new)
-    return True
+    return "done"
 
 
 def _remove(old, new):
