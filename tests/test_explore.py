@@ -324,6 +324,27 @@ def test_duplicates_exact_and_near(rng):
     assert find_duplicates(pixel_hashes(images), descriptors(images), threshold=0).n_groups == 1
 
 
+def test_dark_images_are_told_apart_by_what_they_show(rng):
+    """Thirty distinct frames of gray levels 0-15 are not one group; their JPEG copies are
+    found, and blank frames of different levels stay apart."""
+    import io
+
+    smooth = [np.asarray(Image.fromarray((rng.random((6, 8)) * 255).astype(np.uint8)).resize(
+        (64, 48), Image.BICUBIC)) for _ in range(30)]
+    dark = np.stack([np.round(s / 255 * 15).astype(np.uint8) for s in smooth])
+
+    def jpeg(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=75)
+        return np.asarray(Image.open(buffer))
+
+    blank = np.stack([np.full((48, 64), v, np.uint8) for v in (0, 8, 64)])
+    images = np.concatenate([dark, np.stack([jpeg(a) for a in dark[:5]]), blank])
+    groups = find_duplicates(pixel_hashes(images), descriptors(images))
+    assert groups.n_groups == 5
+    assert all(groups.members(g).tolist() == [g, 30 + g] for g in range(5))
+
+
 def test_a_chain_of_near_pairs_is_not_one_group():
     """Frames of a bar moving a pixel at a time: each is near the next, not near the tenth."""
     frames = np.zeros((40, 32, 64), np.uint8)

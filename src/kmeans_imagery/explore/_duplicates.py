@@ -2,9 +2,12 @@
 
 - **Exact duplicates** have the same decoded pixels: equal BLAKE2b digests of the pixel bytes.
 - **Near-duplicates** (re-encoded, resized, slightly changed copies) have close *descriptors*:
-  the image in gray, resized to 16 x 16 (Lanczos), values in [0, 1]. Two images are near
-  duplicates when the root-mean-square difference of their descriptors is at most
-  ``threshold`` (default 0.025, i.e. 2.5% of the full intensity range on average). The search is
+  the image in gray, resized to 16 x 16 (Lanczos), values in [0, 1]; a low-contrast image
+  (standard deviation under 0.15) has its values stretched about their mean towards that
+  contrast, at most 5 times, so that dark or faint images are told apart by what they show, not
+  all taken for copies because their intensities are close. Two images are near duplicates when
+  the root-mean-square difference of their descriptors is at most ``threshold`` (default 0.025,
+  i.e. 2.5% of the full intensity range on average). The search is
   exact: descriptors are projected on their top principal axes, where distances can only
   shrink, every pair within the threshold there is found tile by tile, and each candidate is
   checked on the full descriptor.
@@ -30,6 +33,11 @@ DESCRIPTOR_SIDE = 16
 DEFAULT_THRESHOLD = 0.025
 #: Principal axes the candidate search runs on.
 _SEARCH_DIMS = 32
+#: Descriptors of less contrast (standard deviation) are stretched towards it, by at most
+#: _CONTRAST / _CONTRAST_FLOOR: on 2,000 MNIST digits (contrast 0.13-0.29) nothing moves, while
+#: 30 distinct frames of 0-15 gray levels go from 0.016 apart (one false group) to 0.077.
+_CONTRAST = 0.15
+_CONTRAST_FLOOR = 0.03
 
 
 def pixel_hashes(images):
@@ -58,7 +66,7 @@ def pixel_hashes(images):
 
 
 def descriptors(images):
-    """The perceptual descriptor of each image: gray, 16 x 16, in [0, 1].
+    """The perceptual descriptor of each image: gray, 16 x 16, in [0, 1], low contrast stretched.
 
     Parameters
     ----------
@@ -79,7 +87,11 @@ def descriptors(images):
     """
     gray = images if images.ndim == 3 else np.round(images.mean(axis=3)).astype(np.uint8)
     small = resize_images(np.ascontiguousarray(gray), (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE))
-    return (small.reshape(len(images), -1) / np.float32(255)).astype(np.float16)
+    values = small.reshape(len(images), -1) / np.float32(255)
+    mean = values.mean(axis=1, keepdims=True)
+    spread = values.std(axis=1, keepdims=True)
+    stretch = np.maximum(1, _CONTRAST / np.maximum(spread, _CONTRAST_FLOOR))
+    return (mean + (values - mean) * stretch).astype(np.float16)
 
 
 class DuplicateGroups:
