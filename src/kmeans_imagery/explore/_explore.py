@@ -270,9 +270,9 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     # run that fails half-way leaves the earlier outputs (or none) as they were.
     stage = Path(tempfile.mkdtemp(prefix=".kmi-explore-", dir=out))
     try:
-        found = _explore_into(stage, data, k, k_range, features, color, size, data_dir, skip_bad,
-                              fit_size, k_sample, duplicate_threshold, n_outliers, map_method,
-                              batch_size, random_state, progress, fit_threads, client, out)
+        found = _explore_into(stage, out, data, k, k_range, features, color, size, data_dir,
+                              skip_bad, fit_size, k_sample, duplicate_threshold, n_outliers,
+                              map_method, batch_size, random_state, progress, fit_threads, client)
         for name in OUTPUTS:
             if (stage / name).exists():
                 os.replace(stage / name, out / name)
@@ -283,9 +283,10 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     return Exploration(found.results, out, found.k_choice)
 
 
-def _explore_into(out, data, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
-                  k_sample, duplicate_threshold, n_outliers, map_method, batch_size, random_state,
-                  progress, fit_threads, client, final_out):
+def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_dir, skip_bad,
+                  fit_size, k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
+                  random_state, progress, fit_threads, client):
+    """Explore ``data``, writing every output into ``out``: the staging folder in ``out_dir``."""
     from sklearn.metrics.pairwise import euclidean_distances
     from threadpoolctl import threadpool_limits
 
@@ -305,7 +306,7 @@ def _explore_into(out, data, k, k_range, features, color, size, data_dir, skip_b
     # loose images beside sub-folders too.
     # The output folder may lie inside the folder explored: its files are not images of it.
     source = open_source(data, split="all", data_dir=data_dir, color=color, size=size,
-                         skip_bad=skip_bad, loose_images="read", exclude=[final_out])
+                         skip_bad=skip_bad, loose_images="read", exclude=[out_dir])
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
     in_memory = (client is None and source.n_images <= fit_size
