@@ -291,13 +291,19 @@ def test_choose_k_can_pick_the_smallest_k_of_the_range(rng):
     assert 3 <= choose_k(rows, (3, 30), random_state=0).k <= 30  # the range is kept
 
 
-def test_choose_k_on_images_all_alike_takes_their_number_of_distinct_rows():
+def test_choose_k_on_images_all_alike_takes_their_number_of_distinct_rows(tmp_path):
+    from kmeans_imagery.explore import plot_k_choice
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         choice = choose_k(np.zeros((40, 16)), (2, 10))
         assert choice.k == 1 and "only 1 distinct feature vector" in choice.reason
-        two = choose_k(np.repeat(np.eye(16)[:2], 20, axis=0), (2, 10))
+        two = choose_k(np.repeat(np.eye(16)[:2], 20, axis=0), (5, 10))
         assert two.k == 2 and "2 distinct feature vectors" in two.reason
+        plot_k_choice(choice), plot_k_choice(two)  # picks outside the range are drawn too
+        np.save(tmp_path / "same.npy", np.full((10, 8, 8), 90, np.uint8))
+        found = explore(tmp_path / "same.npy", tmp_path / "out")
+    assert found.k == 1 and (tmp_path / "out" / "k_choice.png").exists()
 
 
 def test_too_few_images_to_choose_k_ask_for_k(tmp_path, capsys):
@@ -503,3 +509,13 @@ def test_kmi_predict_reads_new_photos_at_the_explored_model_size(tmp_path):
     with open(tmp_path / "out" / "clusters.csv", encoding="utf-8") as handle:
         explored = {r["path"]: r["cluster"] for r in csv.DictReader(handle)}
     assert predicted == explored
+
+
+def test_a_model_explored_from_arrays_reads_new_images_at_its_size(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "xy.npz", x_train=rng.integers(0, 256, (30, 12, 12), dtype=np.uint8),
+             x_test=rng.integers(0, 256, (10, 12, 12), dtype=np.uint8))
+    explore(tmp_path / "xy.npz", tmp_path / "out", k=2, features="raw")
+    assert load_model(tmp_path / "out" / "model.kmi").metadata_["training"]["resized"]
+    Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(tmp_path / "big.png")
+    assert main(["predict", str(tmp_path / "out" / "model.kmi"), str(tmp_path / "big.png")]) == 0

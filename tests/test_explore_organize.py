@@ -341,6 +341,10 @@ def test_a_store_converted_from_the_folder_sorts_its_files(setup, tmp_path):
         path.unlink()
     again = organize(setup["model"], tmp_path / "data.zarr", tmp_path / "again", mode="copy")
     assert again["missing"] == 2 and again["done"] == 59 and len(_manifest(again["manifest"])) == 59
+    for path in setup["files"][2:]:  # every file gone: an empty manifest in a new INTO
+        path.unlink(missing_ok=True)
+    none = organize(setup["model"], tmp_path / "data.zarr", tmp_path / "new" / "into")
+    assert none["missing"] == 61 and _manifest(none["manifest"]) == []
     digits = convert_to_zarr(open_source("digits"), tmp_path / "digits.zarr")
     with pytest.raises(KMIError, match="has no image files"):
         organize(setup["model"], digits.path, tmp_path / "no", mode="link")

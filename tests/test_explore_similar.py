@@ -2,7 +2,9 @@
 
 import csv
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from explore_data import write_digits_folder
 from kmeans_imagery import ClusterClassifier, KMIError, save_model
@@ -103,3 +105,20 @@ def test_images_of_another_size_need_resize_unless_the_model_was_fitted_resized(
                      str(tmp_path / "sorted"), "--dry-run"]
     assert main(organize_args) == 2 and "pass --resize" in capsys.readouterr().err
     assert main([*organize_args, "--resize"]) == 0
+
+
+def test_a_named_dataset_is_searched_in_its_data_dir(tmp_path, capsys):
+    from kmeans_imagery.datasets import write_idx
+    from kmeans_imagery.datasets.idx import IDX_FILES
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    (tmp_path / "idx").mkdir()
+    for name, array in zip(IDX_FILES, (images[:20], np.zeros(20, np.uint8), images[20:],
+                                       np.zeros(10, np.uint8)), strict=True):
+        write_idx(tmp_path / "idx" / name, array)
+    save_model(ClusterClassifier(2, random_state=0).fit(images, None), tmp_path / "m.kmi")
+    Image.fromarray(images[25]).save(tmp_path / "query.png")
+    assert main(["similar", str(tmp_path / "m.kmi"), "mnist", str(tmp_path / "query.png"),
+                 "--top", "1", "--data-dir", str(tmp_path / "idx")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1].split(",")[2].endswith("#test:5")

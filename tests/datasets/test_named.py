@@ -452,3 +452,13 @@ def test_reading_a_bundled_dataset_imports_no_downloader():
             " cache_dir(); print('pooch' in sys.modules, 'tqdm' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_offline_without_the_files_points_to_data_dir_and_digits(monkeypatch, capsys):
+    from kmeans_imagery.cli import main
+
+    monkeypatch.setattr(registry, "default_downloader", offline)
+    with pytest.raises(KMIError, match="pass data_dir=FOLDER .* use the digits dataset"):
+        load_dataset("fashion-mnist")
+    assert main(["explore", "fashion-mnist", "--out", "unused"]) == 2
+    assert "pass --data-dir FOLDER (or set KMI_DATA_DIR)" in capsys.readouterr().err

@@ -127,9 +127,10 @@ def test_split_all_reads_train_then_test_as_one_source(idx_folder, images, batch
     origin = str(idx_folder)
     assert source.image_names([52, 53]) == [f"{origin}#train:52", f"{origin}#test:0"]
     # The train split is a gzip stream: read front to back, converted for anything else.
-    with pytest.raises(KMIError, match=r"`kmi convert idx DEST.zarr --split all` for random"):
+    # The command names the folder as it was given, from wherever it is run.
+    with pytest.raises(KMIError, match=rf"`kmi convert {origin} DEST.zarr --split all` for random"):
         source.read(0, 5)
-    with pytest.raises(KMIError, match=r"`kmi convert idx DEST.zarr` for random"):
+    with pytest.raises(KMIError, match=rf"`kmi convert {origin} DEST.zarr` for random"):
         open_source(idx_folder).read(0, 5)
 
 
@@ -252,6 +253,21 @@ def test_convert_idx_keeps_int_labels_and_to_dask(tmp_path, idx_folder, images):
     np.testing.assert_array_equal(mem.compute(), images[0][:7])
 
 
+@pytest.mark.parametrize(("stored", "read"), [("rgb", "gray"), ("gray", "rgb")])
+def test_a_store_read_in_the_other_colour_mode_is_a_dask_array_of_that_mode(tmp_path, stored,
+                                                                           read):
+    pytest.importorskip("zarr")
+    pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    shape = (20, 6, 6, 3) if stored == "rgb" else (20, 6, 6)
+    np.save(tmp_path / "a.npy", rng.integers(0, 256, shape, dtype=np.uint8))
+    convert_to_zarr(open_source(tmp_path / "a.npy", color=stored), tmp_path / "a.zarr")
+    store = open_source(tmp_path / "a.zarr", color=read)
+    lazy = store.to_dask(8)
+    assert lazy.shape == (20, *store.image_shape)
+    np.testing.assert_array_equal(lazy.compute(), store.read_all().images)
+
+
 def test_convert_is_atomic(tmp_path, idx_folder):
     pytest.importorskip("zarr")
     dest = tmp_path / "m.zarr"
@@ -354,3 +370,28 @@ def test_folder_subset_and_loose_files(class_folder):
     loose = FolderSource.of_files(source.paths[:4])
     assert loose.n_images == 4 and loose.labels is None
     np.testing.assert_array_equal(loose.read(0, 4), source.read(0, 4))
+
+
+def test_a_file_or_store_of_no_images_is_refused(tmp_path, images):
+    pytest.importorskip("zarr")
+    write_idx(tmp_path / "empty-images-idx3-ubyte", images[0][:0])
+    with pytest.raises(KMIError, match="empty-images-idx3-ubyte holds no images"):
+        open_source(tmp_path / "empty-images-idx3-ubyte")
+    with pytest.raises(KMIError, match="holds no images"):
+        convert_to_zarr(open_source(tmp_path / "empty-images-idx3-ubyte"), tmp_path / "e.zarr")
+    assert not (tmp_path / "e.zarr").exists()
+
+
+def test_a_file_that_is_not_numpy_is_not_called_a_pickle(tmp_path):
+    (tmp_path / "text.npy").write_text("hello")
+    with pytest.raises(KMIError, match=r"text\.npy is not a valid numpy \.npy or \.npz file"):
+        open_source(tmp_path / "text.npy")
+
+
+def test_sklearn_style_npz_keys_and_test_arrays_beside_images(tmp_path, images):
+    imgs, labels = images
+    np.savez(tmp_path / "a.npz", X_train=imgs, y_train=labels, X_test=imgs[:5], y_test=labels[:5])
+    np.savez(tmp_path / "b.npz", images=imgs, labels=labels, test_images=imgs[:5])
+    for name in ("a.npz", "b.npz"):
+        assert open_source(tmp_path / name, split="test").n_images == 5
+        assert open_source(tmp_path / name, split="all").n_images == len(imgs) + 5

@@ -226,6 +226,15 @@ def test_connect_to_a_missing_scheduler_is_a_kmi_error():
             pass
 
 
+@pytest.mark.parametrize("address", ["foo", "tcp://scheduler"])
+def test_a_malformed_address_is_refused_at_once(address):
+    started = time.perf_counter()
+    with pytest.raises(KMIError, match="is not a dask scheduler address.*missing port"):
+        with connect(address, timeout=30):
+            pass
+    assert time.perf_counter() - started < 10  # not the 30 s timeout, nor a hang after it
+
+
 def test_kmeans_estimator_selects_dask_for_a_dask_array(rows):
     X, init = rows
     local = KMeans(n_clusters=8, init=init, random_state=0).fit(X)

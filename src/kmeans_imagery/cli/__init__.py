@@ -56,6 +56,7 @@ PARAM_FLAGS = {
     "batch_size": "--batch-size",
     "per_cluster": "--per-cluster",
     "skip_bad": "--skip-bad",
+    "data_dir=FOLDER": "--data-dir FOLDER",
     "data_dir": "--data-dir",
     "chunk_size": "--chunk-size",
     "random_state": "--seed",

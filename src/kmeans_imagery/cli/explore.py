@@ -6,6 +6,7 @@ from functools import partial
 import click
 
 from ._common import (
+    DATA_DIR,
     FORCE,
     RESIZE,
     SEED,
@@ -144,9 +145,10 @@ def organize(model_path, data, into, mode, dry_run, resize, skip_bad):
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=str),
               help="Also draw a contact sheet PNG: each query, then its matches.")
 @FORCE
+@DATA_DIR
 @RESIZE
 @SKIP_BAD
-def similar(model_path, data, queries, top, out, sheet, force, resize, skip_bad):
+def similar(model_path, data, queries, top, out, sheet, force, data_dir, resize, skip_bad):
     """The images of DATA nearest to each QUERY image, in MODEL's space."""
     from ..explore import find_similar
     from ..outputs import check_new_output
@@ -156,7 +158,8 @@ def similar(model_path, data, queries, top, out, sheet, force, resize, skip_bad)
             check_new_output(path, force)
     _, err = consoles(out is None)
     rows = find_similar(model_path, data, list(queries), top=top, out=out, sheet=sheet,
-                        resize=resize, skip_bad=skip_bad, progress=loading_progress(err))
+                        data_dir=data_dir, resize=resize, skip_bad=skip_bad,
+                        progress=loading_progress(err))
     if out is None:
         import csv
 

@@ -137,6 +137,15 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
         if train.split is None:
             return train
         return ChainedSource([train, open_source(path_or_name, split="test", **options)])
+    source = _open_split(path_or_name, split, data_dir, color, size, skip_bad, loose_images,
+                         exclude)
+    if source.n_images == 0:  # an IDX file or a store may say so in its header
+        raise KMIError(f"{source.origin or source.display_name} holds no images")
+    return source
+
+
+def _open_split(path_or_name, split, data_dir, color, size, skip_bad, loose_images, exclude):
+    """:func:`open_source` for one split."""
     if is_dataset_name(path_or_name):
         return open_named(path_or_name, split, data_dir=data_dir, color=color, size=size)
     path = Path(path_or_name)

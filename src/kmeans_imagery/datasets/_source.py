@@ -11,6 +11,7 @@ for folders the list of file paths), whatever the number of images: readers use 
 memory maps, so no file pages stay mapped into the process after their batch.
 """
 
+import shlex
 from typing import NamedTuple
 
 import numpy as np
@@ -120,13 +121,14 @@ class ImageSource:
     def __init__(self, color=None, size=None):
         self._color = None if color is None else check_color(color)
         self._size = parse_size(size)
+        self._size_asked = self._size is not None
         self.skipped = {}
 
     @property
     def resizes(self):
-        """Whether images are resized as they are read (``size`` given, or "auto" settled on one):
-        a model fitted on them resizes new images to its size too."""
-        return self._size is not None
+        """Whether images are read at a size asked for (given, or "auto", even where it keeps
+        theirs): a model fitted on them reads new images at its size too."""
+        return self._size_asked
 
     @property
     def display_name(self):
@@ -179,9 +181,10 @@ class ImageSource:
         return batch.start + np.arange(len(batch.images), dtype=np.int64)
 
     def _convert_command(self):
-        """The ``kmi convert`` command that writes this source as a Zarr store."""
+        """The ``kmi convert`` command that writes this source as a Zarr store: of the path it
+        was opened from (a named dataset's folder, wherever it was found)."""
         split = " --split test" if self.split == "test" else ""
-        return f"kmi convert {self.name} DEST.zarr{split}"
+        return f"kmi convert {_quoted(self.origin or self.name)} DEST.zarr{split}"
 
     def image_names(self, positions):
         """A name for each image at ``positions`` of a source without files per image.
@@ -444,6 +447,10 @@ class ChainedSource(ImageSource):
         self._offsets = np.cumsum([0] + [part.n_images for part in self.parts])
         self.n_images = int(self._offsets[-1])
 
+    @property
+    def resizes(self):
+        return self.parts[0].resizes
+
     def _pieces(self, start, stop):
         """``(part, its offset, local start, local stop)`` for each part overlapping the range."""
         for part, offset in zip(self.parts, self._offsets, strict=False):
@@ -473,7 +480,7 @@ class ChainedSource(ImageSource):
                                      labels=None if self.labels is None else batch.labels)
 
     def _convert_command(self):
-        return f"kmi convert {self.name} DEST.zarr --split all"
+        return f"kmi convert {_quoted(self.origin or self.name)} DEST.zarr --split all"
 
     def image_names(self, positions):
         positions = np.asarray(positions, dtype=np.int64)
@@ -521,3 +528,7 @@ def dask_modules():
         ) from None
     return da, delayed
 
+
+def _quoted(path):
+    """A path as a shell command line needs it."""
+    return shlex.quote(str(path))

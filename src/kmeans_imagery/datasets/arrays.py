@@ -36,9 +36,10 @@ __all__ = ["NpySource", "open_array_file"]
 _NPZ_KEYS = (
     ("train_images", "train_labels", "test_images", "test_labels"),
     ("x_train", "y_train", "x_test", "y_test"),
-    ("images", "labels", None, None),
-    ("X", "y", None, None),
-    ("x", "y", None, None),
+    ("X_train", "y_train", "X_test", "y_test"),
+    ("images", "labels", "test_images", "test_labels"),
+    ("X", "y", "X_test", "y_test"),
+    ("x", "y", "x_test", "y_test"),
 )
 
 
@@ -72,14 +73,22 @@ def _load_array_file(path):
     except KMIError:
         raise
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        # numpy takes any file without its .npy header for a pickle.
+        if "allow_pickle" in str(exc) and _numpy_container(path):
             raise KMIError(
                 f"{path} holds an object array, which would need pickle to load; save plain "
                 f"numeric (or string) arrays instead"
             ) from None
-        raise KMIError(f"{path} is not a valid numpy file ({exc})") from None
+        raise KMIError(f"{path} is not a valid numpy .npy or .npz file") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise KMIError(f"cannot read {path}: {exc}") from None
+
+
+def _numpy_container(path):
+    """Whether a file starts as a .npy file or a zip archive (.npz) does."""
+    with open(path, "rb") as handle:
+        start = handle.read(6)
+    return start == b"\x93NUMPY" or start[:4] == b"PK\x03\x04"
 
 
 def _from_npz(npz, path):

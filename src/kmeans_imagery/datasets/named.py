@@ -126,7 +126,8 @@ def _locate_idx(name, data_dir):
         raise KMIError(
             f"cannot get {name}: {', '.join(IDX_FILES)} are not in {', '.join(looked)}, and "
             f"downloading them failed ({exc}); put them in a folder and pass "
-            f"--data-dir FOLDER (or set KMI_DATA_DIR), or use --dataset digits, which works offline"
+            f"data_dir=FOLDER (or set KMI_DATA_DIR), or use the digits dataset, which is bundled "
+            f"and works offline"
         ) from None
 
 

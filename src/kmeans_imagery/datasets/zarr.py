@@ -141,8 +141,13 @@ class ZarrSource(ImageSource):
                              chunks=(size, *self._images.shape[1:]))
         if self._color is None and self._size is None:
             return array
+        # Colour to gray drops the channel axis, gray to colour adds one: dask must be told.
+        ndim = 1 + len(self.image_shape)
+        axes = ({"drop_axis": list(range(ndim, array.ndim))} if ndim < array.ndim
+                else {"new_axis": list(range(array.ndim, ndim))} if ndim > array.ndim else {})
         return array.map_blocks(self._conform, dtype=np.uint8,
-                                chunks=(array.chunks[0], *((s,) for s in self.image_shape)))
+                                chunks=(array.chunks[0], *((s,) for s in self.image_shape)),
+                                **axes)
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -398,6 +398,7 @@ def connect(address, *, n_workers=None, timeout=30.0):
     """
     try:
         from distributed import Client, LocalCluster
+        from distributed.comm.addressing import parse_address, parse_host_port
     except ImportError:
         raise KMIError(
             "dask.distributed is not installed; install kmeans-imagery[scale] (dask, distributed, "
@@ -408,6 +409,15 @@ def connect(address, *, n_workers=None, timeout=30.0):
             with Client(cluster, set_as_default=False) as client:
                 yield client
         return
+    try:
+        # A malformed address fails here at once: Client would fail too, then hang a minute in
+        # its own cleanup.
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise KMIError(f"{address!r} is not a dask scheduler address ({exc}); give 'local' or "
+                       f"one such as tcp://scheduler:8786") from None
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:

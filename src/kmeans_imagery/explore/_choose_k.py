@@ -207,7 +207,11 @@ def plot_k_choice(choice, ax=None):
     ax.plot([choice.start_k, choice.ks[-1]], [choice.start_wss, choice.wss[-1]], color="0.6",
             ls="--", label="chord")
     ax.axvline(choice.k, color="C3", lw=1)
-    ax.annotate(f"K={choice.k}", (choice.k, choice.wss[choice.ks == choice.k][0]),
+    # The pick may lie below the range (fewer distinct images than its smallest K): there the
+    # sum of squares is 0.
+    at = dict(zip([choice.start_k, *choice.ks.tolist()], [choice.start_wss, *choice.wss],
+                  strict=True))
+    ax.annotate(f"K={choice.k}", (choice.k, at.get(choice.k, 0.0)),
                 textcoords="offset points", xytext=(6, 6), color="C3")
     ax.set_xlabel("K")
     ax.set_ylabel("sum of squares (sample)")

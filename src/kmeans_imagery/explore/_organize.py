@@ -259,7 +259,8 @@ def _free_name(path, taken, reusable=None):
 def _prepare(into, rows, mode):
     """Stop before any file is touched when a target folder cannot be made or written, or, for
     a move, a file's own folder does not let it be removed."""
-    folders = sorted({Path(row["new_path"]).parent for row in rows})
+    # INTO itself too: it holds the plan and the manifest, even when no file is to move.
+    folders = sorted({into, *(Path(row["new_path"]).parent for row in rows)})
     for folder in folders:
         if os.path.lexists(folder) and not folder.is_dir():
             raise KMIError(f"cannot write to {folder}: it is a file, not a folder")

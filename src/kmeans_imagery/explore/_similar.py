@@ -24,8 +24,8 @@ __all__ = ["find_similar", "plot_similar"]
 CSV_COLUMNS = ("query", "rank", "path", "distance")
 
 
-def find_similar(model, data, queries, *, top=8, out=None, sheet=None, resize=False,
-                 skip_bad=False, batch_size=1024, progress=None):
+def find_similar(model, data, queries, *, top=8, out=None, sheet=None, data_dir=None,
+                 resize=False, skip_bad=False, batch_size=1024, progress=None):
     """The ``top`` nearest images in ``data`` to each query image.
 
     Parameters
@@ -43,6 +43,8 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, resize=Fa
         CSV file to write (query, rank, path, distance).
     sheet : path-like or None
         PNG contact sheet to write: one row per query, the query then its matches.
+    data_dir : path-like or None
+        As for :func:`~kmeans_imagery.datasets.open_source`: where a named dataset's files are.
     resize : bool
         Read images at the model's size (as :func:`~kmeans_imagery.predict.reading_options`:
         always for a model fitted on resized images); else they must have its size.
@@ -96,7 +98,7 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, resize=Fa
     reading = reading_options(model, resize)
     query_images = np.stack([_read_query(q, reading, model) for q in queries])
     query_rows = image_rows(model.features_, query_images)
-    source = open_source(data, split="all", **reading, skip_bad=skip_bad)
+    source = open_source(data, split="all", data_dir=data_dir, **reading, skip_bad=skip_bad)
     check_model_shape(model, source)
     best = None
     positions = []  # of the images searched, in the source: unreadable files leave gaps
