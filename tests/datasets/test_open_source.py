@@ -395,3 +395,23 @@ def test_sklearn_style_npz_keys_and_test_arrays_beside_images(tmp_path, images):
     for name in ("a.npz", "b.npz"):
         assert open_source(tmp_path / name, split="test").n_images == 5
         assert open_source(tmp_path / name, split="all").n_images == len(imgs) + 5
+
+
+def test_a_damaged_store_is_one_clear_error(tmp_path, images):
+    zarr = pytest.importorskip("zarr")
+    imgs, labels = images
+    store = tmp_path / "s.zarr"
+    convert_to_zarr(ArraySource(imgs, labels), store, chunk_size=16)
+    chunk = next(p for p in (store / "images").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(KMIError, match="s.zarr: the store is damaged .*convert it again"):
+        open_source(store).read_all()
+    group = zarr.open_group(str(store), mode="a")
+    group["labels"].resize((5,))
+    with pytest.raises(KMIError, match="damaged: its labels array has 5 entries for"):
+        open_source(store)
+
+
+def test_data_that_is_not_a_path_or_name_is_named(images):
+    with pytest.raises(KMIError, match="data must be a path or a dataset name, got ndarray"):
+        open_source(images[0])

@@ -19,6 +19,7 @@ The optional ``progress`` argument shows progress while loading: a callable
 ``advance(n=1)`` method, for instance a thin wrapper around :class:`rich.progress.Progress`.
 """
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -130,6 +131,9 @@ def open_source(path_or_name, *, split="train", data_dir=None, color=None, size=
     """
     if split not in _SPLITS:
         raise KMIError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if not isinstance(path_or_name, str | os.PathLike):
+        raise KMIError(f"data must be a path or a dataset name, got {type(path_or_name).__name__}"
+                       f" (save an array with numpy.save and give the .npy file)")
     if split == "all":
         options = {"data_dir": data_dir, "color": color, "size": size, "skip_bad": skip_bad,
                    "loose_images": loose_images, "exclude": exclude}

@@ -74,6 +74,10 @@ class ZarrSource(ImageSource):
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise KMIError(f"{path}: images must be uint8 (n, H, W[, 3]), got {images.dtype} "
                            f"{images.shape}")
+        for extra in ("paths", "labels"):
+            if extra in group and group[extra].shape[:1] != images.shape[:1]:
+                raise KMIError(f"{path} is damaged: its {extra} array has "
+                               f"{group[extra].shape[0]:,} entries for {images.shape[0]:,} images")
         self._images = images
         self._group = group
         self._stored_paths = group["paths"] if "paths" in group else None
@@ -102,7 +106,12 @@ class ZarrSource(ImageSource):
         return batch._replace(paths=[Path(path) for path in self._stored_paths[start:stop]])
 
     def _read(self, start, stop):
-        return self._images[start:stop]
+        try:
+            return self._images[start:stop]
+        except Exception as exc:  # noqa: BLE001 - each codec raises its own types
+            raise KMIError(f"cannot read images {start:,}-{stop:,} of {self.path}: the store is "
+                           f"damaged ({' '.join(str(exc).split()) or type(exc).__name__}); "
+                           f"convert it again") from None
 
     def _decode_labels(self, codes):
         if self._classes is None:
