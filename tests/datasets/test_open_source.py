@@ -165,7 +165,8 @@ def test_split_all_reads_across_the_boundary_and_keeps_single_collections(tmp_pa
     imgs, labels = images
     np.savez(tmp_path / "two.npz", x_train=imgs, y_train=labels, x_test=imgs[:7])
     source = open_source(tmp_path / "two.npz", split="all")
-    assert source.random_access and source.labels is None
+    with pytest.warns(UserWarning, match="the test split .* has no labels"):
+        assert source.random_access and source.labels is None
     np.testing.assert_array_equal(source.read(50, 56), np.concatenate([imgs[50:], imgs[:3]]))
     assert source.read(53, 53).shape == (0, 6, 5)
     np.save(tmp_path / "one.npy", imgs)
@@ -415,3 +416,10 @@ def test_a_damaged_store_is_one_clear_error(tmp_path, images):
 def test_data_that_is_not_a_path_or_name_is_named(images):
     with pytest.raises(KMIError, match="data must be a path or a dataset name, got ndarray"):
         open_source(images[0])
+
+
+def test_two_splits_of_which_one_has_labels_are_read_without_them_and_said(tmp_path, images):
+    imgs, labels = images
+    np.savez(tmp_path / "half.npz", x_train=imgs, y_train=labels, x_test=imgs[:5])
+    with pytest.warns(UserWarning, match=r"the test split of .*half\.npz has no labels, so it is"):
+        assert open_source(tmp_path / "half.npz", split="all").labels is None

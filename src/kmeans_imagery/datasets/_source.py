@@ -12,6 +12,7 @@ memory maps, so no file pages stay mapped into the process after their batch.
 """
 
 import shlex
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -460,7 +461,13 @@ class ChainedSource(ImageSource):
 
     def _load_labels(self):
         labels = [part.labels for part in self.parts]
-        return None if any(part is None for part in labels) else np.concatenate(labels)
+        missing = [part.split or part.display_name
+                   for part, part_labels in zip(self.parts, labels, strict=True)
+                   if part_labels is None]
+        if missing and len(missing) < len(self.parts):
+            warnings.warn(f"the {' and '.join(missing)} split of {self.origin or self.name} has "
+                          f"no labels, so it is read whole without labels", stacklevel=2)
+        return None if missing else np.concatenate(labels)
 
     def _read_batch(self, start, stop):
         images = [part.read_batch(lo, hi).images for part, _, lo, hi in self._pieces(start, stop)]
