@@ -500,6 +500,3 @@ def drop_unreadable(source, client=None):
 def _readable(source, start, stop):
     paths = set(source.read_batch(start, stop).paths)
     return np.array([i for i in range(start, stop) if source.paths[i] in paths], dtype=np.int64)
-
-
-# -- label sheets ------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ class KChoice:
         Rows the curve was computed on.
     reason : str
         One sentence saying why ``k`` was picked.
-    start_k, start_wss : int, float
-        The point one K below the range where the curve and its chord start.
+    start_wss : float
+        The sum of squares one K below the range (:attr:`start_k`), where the curve and its
+        chord start.
 
     Examples
     --------
@@ -64,8 +65,12 @@ class KChoice:
     gap: np.ndarray
     n_sample: int
     reason: str
-    start_k: int
     start_wss: float
+
+    @property
+    def start_k(self):
+        """The K one below the range, where the curve and its chord start."""
+        return int(self.ks[0]) - 1
 
     def to_json(self):
         """The choice as JSON-able data (for results.json)."""
@@ -161,8 +166,7 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
         return KChoice(k, ks, wss, gap, n,
                        f"K={k}: the {n} sampled images have {'only ' * (distinct == 1)}"
                        f"{_plural(distinct, 'distinct feature vector')}, so no larger K lowers "
-                       f"the within-cluster sum of squares",
-                       start_k, float(curve[0]))
+                       f"the within-cluster sum of squares", float(curve[0]))
     best = int(np.argmax(gap))
     k = int(ks[best])
     drop_before = 1 - wss[best] / curve[0]
@@ -170,7 +174,7 @@ def choose_k(rows, k_range=(2, 50), *, sample_size=2000, random_state=None):
               f"(on {n} sampled images): going from K={start_k} to K={k} removes "
               f"{drop_before:.0%} of the sum of squares, and each K beyond it removes less than "
               f"the average over K={start_k}-{k_max}")
-    return KChoice(k, ks, wss, gap, n, reason, start_k, float(curve[0]))
+    return KChoice(k, ks, wss, gap, n, reason, float(curve[0]))
 
 
 def _plural(n, noun):

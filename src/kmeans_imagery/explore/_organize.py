@@ -33,7 +33,7 @@ import os
 import re
 import shutil
 import uuid
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +182,15 @@ def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
                        f"organize sorts files")
     check_model_shape(model, source)
     folders = _folder_names(model)
-    # Compared on real paths: DATA or INTO may be reached through a symbolic link.
+    # Compared on real paths: DATA or INTO may be reached through a symbolic link. Once per
+    # folder, not per file: the files of a folder share the answer.
     sorted_folders = {Path(os.path.realpath(into / name)) for name in folders}
+
+    @cache
+    def sorted_already(folder):
+        real = Path(os.path.realpath(folder))
+        return not sorted_folders.isdisjoint((real, *real.parents))
+
     taken = set()
     rows = []
     sorted_before = missing = 0
@@ -198,8 +205,7 @@ def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
                 if not os.path.lexists(old):  # a store's file deleted since it was converted
                     missing += 1
                     continue
-                real_folder = Path(os.path.realpath(old.parent))
-                if not sorted_folders.isdisjoint((real_folder, *real_folder.parents)):
+                if sorted_already(old.parent):
                     sorted_before += 1
                     continue
                 # A file an earlier run already put in place is found there, not sorted twice.
