@@ -9,6 +9,8 @@ and runs each tool as a whole child process under ``/usr/bin/time -v`` (wall tim
   and clustimage (``Clustimage().fit_transform`` on the file list: its defaults, and with
   ``dim`` set to the images' own size, and at that size with its K fixed to the one kmi
   picked in the same pair, ``same-k``; ``--clustimage`` picks), each bounded by ``--timeout``,
+  and with ``--floor`` the least any Python tool does on the folder (start, decode every file,
+  nothing else), alone and with scikit-learn and matplotlib imported,
   ``--pairs`` times in turn (A B A B ...). Reported: wall seconds, peak RSS, the K each picked,
   and the accuracy at that K (majority naming = purity, and one-to-one = Hungarian) against the
   sub-folder labels; with several pairs, each run's medians and the median of the pair-by-pair
@@ -239,7 +241,34 @@ def _clustimage_child(folder, out, dim, k):
                                      "labels": [int(v) for v in results["labels"]]}))
 
 
-def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=("defaults", "own"), pairs=1):
+def run_floor(folder, timeout, imports=False):
+    command = [PYTHON, __file__, "_floor", str(folder)] + (["--floor-imports"] if imports else [])
+    return timed(command, timeout)
+
+
+def _floor_child(folder, imports):
+    """Child process: the least an image-clustering tool in Python does: start, list the PNG
+    files, decode each to a gray array (in threads); with ``imports``, also import what a
+    scikit-learn estimator and a matplotlib figure need. No clustering, nothing written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def gray(path):
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+
+    paths = sorted(Path(folder).rglob("*.png"))
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        images = list(pool.map(gray, paths, chunksize=64))
+    if imports:
+        import matplotlib.pyplot  # noqa: F401
+        import sklearn.base  # noqa: F401
+    print(len(images), "images")
+
+
+def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=("defaults", "own"), pairs=1,
+            floor=False):
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -267,11 +296,16 @@ def compare(work, timeout, sizes, kmi_features=("raw",), clustimage=("defaults",
             runs.append((f"clustimage dim={own[0]}x{own[1]} at kmi's K", run_clustimage,
                          (folder, work / f"ci-same-k-{name}.json", timeout),
                          {"dim": own, "k": "kmi's"}))
+        if floor:
+            runs += [("floor: decode the files", run_floor, (folder, timeout), {}),
+                     ("floor: decode, import scikit-learn and matplotlib", run_floor,
+                      (folder, timeout), {"imports": True})]
         done = []
         for pair in range(pairs):
             for peer, run, run_args, run_kwargs in runs:
                 if run_kwargs.get("k") == "kmi's":
-                    run_kwargs = {**run_kwargs, "k": done[-len(runs) + 1].get("k")}
+                    # The K of this turn's first run: kmi's.
+                    run_kwargs = {**run_kwargs, "k": done[pair * len(runs)].get("k")}
                 result = run(*run_args, **run_kwargs)
                 result.update({"folder": name, "peer": peer, "pair": pair})
                 done.append(result)
@@ -401,6 +435,10 @@ def main(argv=None):
                              "kmi runs only.")
     parser.add_argument("--pairs", type=int, default=1,
                         help="compare: times every run is made, in turn (A B A B ...).")
+    parser.add_argument("--floor", action="store_true",
+                        help="compare: also time the least any Python tool does (start, decode "
+                             "every file), alone and with scikit-learn and matplotlib imported.")
+    parser.add_argument("--floor-imports", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dim", help="(child only) clustimage image size HxW")
     parser.add_argument("--k", type=int, help="(child only) clustimage's K")
     parser.add_argument("--out", type=Path, help="JSON file for the results.")
@@ -409,13 +447,16 @@ def main(argv=None):
         dim = None if args.dim is None else tuple(int(v) for v in args.dim.split("x"))
         _clustimage_child(args.experiments[1], args.experiments[2], dim, args.k)
         return
+    if args.experiments[0] == "_floor":
+        _floor_child(args.experiments[1], args.floor_imports)
+        return
     args.work_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in args.experiments:
         if name == "compare":
             results[name] = compare(args.work_dir, args.timeout, args.folders.split(","),
                                     args.kmi_features.split(","), args.clustimage.split(","),
-                                    args.pairs)
+                                    args.pairs, args.floor)
         else:
             results[name] = EXPERIMENTS[name](args.work_dir, args.timeout)
         print(json.dumps({name: results[name]}, default=str)[:3000], flush=True)
