@@ -249,30 +249,69 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     # several times slower. The fit runs its own workers with the threads BLAS had.
     from ..outputs import output_folder
 
-    fit_threads = blas_threads()
+    settings = _Settings(k, k_range, features, color, size, data_dir, skip_bad, fit_size,
+                         k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
+                         random_state, force, progress, client, fit_threads=blas_threads())
+    settings.check()
     with threadpool_limits(1, user_api="blas"), output_folder(out_dir) as out_dir:
-        return _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
-                        k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
-                        random_state, force, progress, fit_threads, client)
+        return _explore(data, out_dir, settings)
 
 
-def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_bad, fit_size,
-             k_sample,
-             duplicate_threshold, n_outliers, map_method, batch_size, random_state, force,
-             progress, fit_threads, client):
-    _check_params(k, fit_size, k_sample, n_outliers, batch_size, duplicate_threshold, map_method,
-                  random_state)
+@dataclass(frozen=True)
+class _Settings:
+    """:func:`explore`'s parameters, passed on as one (see its docstring)."""
+
+    k: object
+    k_range: tuple
+    features: str
+    color: object
+    size: object
+    data_dir: object
+    skip_bad: bool
+    fit_size: int
+    k_sample: int
+    duplicate_threshold: float
+    n_outliers: int
+    map_method: str
+    batch_size: int
+    random_state: int
+    force: bool
+    progress: object
+    client: object
+    #: BLAS threads for the K-means fit (the other steps run with one).
+    fit_threads: int = 1
+
+    def check(self):
+        """Raise KMIError naming the first parameter out of its range."""
+        if self.map_method not in MAP_METHODS:
+            raise KMIError(f"map_method must be one of {', '.join(MAP_METHODS)}, "
+                           f"got {self.map_method!r}")
+        if not (self.k == "auto" or (_is_int(self.k) and self.k >= 1)):
+            raise KMIError(f"k={self.k!r} must be 'auto' or a positive integer")
+        for name, low in (("fit_size", 2), ("k_sample", 10), ("n_outliers", 0),
+                          ("batch_size", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise KMIError(f"{name} must be an integer >= {low}, got {value!r}")
+        threshold = self.duplicate_threshold
+        if not (isinstance(threshold, int | float | np.number) and 0 <= threshold < math.inf):
+            raise KMIError(f"duplicate_threshold must be a finite number >= 0, got {threshold!r}")
+        # Seeds numpy and scikit-learn accept alike.
+        if not (_is_int(self.random_state) and 0 <= self.random_state < 2**32):
+            raise KMIError("random_state must be an integer in [0, 2**32 - 1], "
+                           f"got {self.random_state!r}")
+
+
+def _explore(data, out_dir, settings):
     out = Path(out_dir)
     existing = [name for name in OUTPUTS if (out / name).exists()]
-    if existing and not force:
+    if existing and not settings.force:
         raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
     # Every output is written into a hidden folder first and moved into place at the end: a
     # run that fails half-way leaves the earlier outputs (or none) as they were.
     stage = Path(tempfile.mkdtemp(prefix=".kmi-explore-", dir=out))
     try:
-        found = _explore_into(stage, out, data, k, k_range, features, color, size, data_dir,
-                              skip_bad, fit_size, k_sample, duplicate_threshold, n_outliers,
-                              map_method, batch_size, random_state, progress, fit_threads, client)
+        found = _explore_into(stage, out, data, settings)
         for name in OUTPUTS:
             if (stage / name).exists():
                 os.replace(stage / name, out / name)
@@ -283,9 +322,7 @@ def _explore(data, out_dir, k, k_range, features, color, size, data_dir, skip_ba
     return Exploration(found.results, out, found.k_choice)
 
 
-def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_dir, skip_bad,
-                  fit_size, k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
-                  random_state, progress, fit_threads, client):
+def _explore_into(out, out_dir, data, settings):
     """Explore ``data``, writing every output into ``out``: the staging folder in ``out_dir``."""
     from sklearn.metrics.pairwise import euclidean_distances
     from threadpoolctl import threadpool_limits
@@ -299,17 +336,21 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
     from ..predict import nearest_and_margin
     from ..progress import open_progress
 
+    k, features, batch_size, progress = (settings.k, settings.features, settings.batch_size,
+                                         settings.progress)
+    random_state, client = settings.random_state, settings.client
     timings = {}
     clock = time.perf_counter()
-    size, color = reading_size(size, features), reading_color(color, features)
+    size = reading_size(settings.size, features)
+    color = reading_color(settings.color, features)
     # A collection to explore is every image in it: both splits of a dataset that has two,
     # loose images beside sub-folders too.
     # The output folder may lie inside the folder explored: its files are not images of it.
-    source = open_source(data, split="all", data_dir=data_dir, color=color, size=size,
-                         skip_bad=skip_bad, loose_images="read", exclude=[out_dir])
+    source = open_source(data, split="all", data_dir=settings.data_dir, color=color, size=size,
+                         skip_bad=settings.skip_bad, loose_images="read", exclude=[out_dir])
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
-    in_memory = (client is None and source.n_images <= fit_size
+    in_memory = (client is None and source.n_images <= settings.fit_size
                  and source.n_images * row_bytes <= _FIT_BYTES)
     mode = "memory" if in_memory else "stream" if client is None else "dask"
     if in_memory:
@@ -339,11 +380,12 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
         from ..features import make_features
         from ..preprocessing import flatten_scale
 
-        pick = np.sort(rng.choice(len(sample), min(len(sample), k_sample), replace=False))
+        pick = np.sort(rng.choice(len(sample), min(len(sample), settings.k_sample), replace=False))
         rows = flatten_scale(sample[pick])
         if features not in (None, "raw"):
             rows = make_features(features, source.image_shape, random_state).fit_transform(rows)
-        choice = choose_k(rows, k_range, sample_size=k_sample, random_state=random_state)
+        choice = choose_k(rows, settings.k_range, sample_size=settings.k_sample,
+                          random_state=random_state)
         n_clusters = choice.k
     else:
         n_clusters = int(k)
@@ -354,7 +396,7 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
     clock = time.perf_counter()
     spec = FitSpec(n_clusters, algorithm="full", features=features, n_init=_N_INIT,
                    random_state=random_state, max_iter=None if in_memory else _STREAM_PASSES)
-    with threadpool_limits(fit_threads, user_api="blas"):
+    with threadpool_limits(settings.fit_threads, user_api="blas"):
         # In memory, the fit hands back every image's features: the passes below reuse them.
         fitted = fit(data, spec, mode=mode, client=client, progress=progress, keep_rows=True)
     model, fit_rows = fitted.model, fitted.rows
@@ -367,7 +409,7 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
     clock = time.perf_counter()
     pick = np.sort(rng.choice(len(sample), min(len(sample), _MAP_SAMPLE), replace=False))
     map_rows = rows_of(sample_idx[pick], sample[pick])
-    projection = fit_map(map_rows, map_method, random_state=random_state)
+    projection = fit_map(map_rows, settings.map_method, random_state=random_state)
     reference = np.sort(rng.choice(len(sample), min(len(sample), REFERENCE_SIZE), replace=False))
     scorer = OutlierScorer(sample[reference], sample_idx[reference])
     del sample, map_rows
@@ -397,13 +439,13 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
 
     clock = time.perf_counter()
     scores = OutlierScorer.scale(raw_scores)
-    dups = find_duplicates(hashes, descs, threshold=duplicate_threshold)
+    dups = find_duplicates(hashes, descs, threshold=settings.duplicate_threshold)
     del descs, raw_scores
     timings["outliers_duplicates"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     sizes = np.bincount(clusters, minlength=n_clusters)
-    top = np.argsort(-scores, kind="stable")[:n_outliers]
+    top = np.argsort(-scores, kind="stable")[:settings.n_outliers]
     picks = _cluster_picks(clusters, distance, margin, n_clusters, rng)
     shown_groups = np.arange(min(dups.n_groups, _GROUPS_SHOWN))
     group_members = [dups.members(g) for g in shown_groups]
@@ -418,7 +460,7 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
     timings["galleries"] = time.perf_counter() - clock
     clock = time.perf_counter()
     figures = _figures(out, choice, sizes, xy, clusters, xy[map_picks], stack(map_picks),
-                       map_method)
+                       settings.map_method)
     timings["figures"] = time.perf_counter() - clock
     clock = time.perf_counter()
     _write_csvs(out, paths, clusters, distance, margin, scores, dups, top)
@@ -440,11 +482,11 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
         "outliers": {"score": "distance to the 10th-nearest of 2,000 sampled images, in gray "
                               "pixels and in their HOG, each over its median; the larger",
                      "top": [{"path": paths[i], "score": float(scores[i])} for i in top[:20]]},
-        "duplicates": {"threshold": duplicate_threshold, "n_groups": dups.n_groups,
+        "duplicates": {"threshold": settings.duplicate_threshold, "n_groups": dups.n_groups,
                        "n_images": int((dups.group >= 0).sum()), "n_pairs": int(len(dups.pairs)),
                        # Images whose pixels repeat an earlier image's, in any group.
                        "n_exact_copies": int(n - len(np.unique(hashes)))},
-        "map": map_method,
+        "map": settings.map_method,
         "files": {name: name for name in _output_names(choice is not None)},
     }
     if labels is not None:
@@ -457,30 +499,13 @@ def _explore_into(out, out_dir, data, k, k_range, features, color, size, data_di
                 figures=[(caption, png) for caption, png in (
                     (f"The K criterion: {choice.reason}." if choice else None, figures[0]),
                     ("Images per cluster.", figures[1]),
-                    (f"Every image on a 2-D map ({map_method}), with thumbnails.", figures[2]),
+                    (f"Every image on a 2-D map ({settings.map_method}), with thumbnails.", figures[2]),
                 ) if png is not None],
                 sections=_sections(paths, picks, stack, sizes, label_mix, model, labels,
                                    top, scores, group_members, dups, distance, margin))
     timings["files_page"] = time.perf_counter() - clock
     write_json(results, out / "results.json")
     return Exploration(results, out, choice)
-
-
-def _check_params(k, fit_size, k_sample, n_outliers, batch_size, threshold, map_method,
-                  random_state):
-    if map_method not in MAP_METHODS:
-        raise KMIError(f"map_method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}")
-    if not (k == "auto" or (_is_int(k) and k >= 1)):
-        raise KMIError(f"k={k!r} must be 'auto' or a positive integer")
-    for name, value, low in (("fit_size", fit_size, 2), ("k_sample", k_sample, 10),
-                             ("n_outliers", n_outliers, 0), ("batch_size", batch_size, 1)):
-        if not _is_int(value) or value < low:
-            raise KMIError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not (isinstance(threshold, int | float | np.number) and 0 <= threshold < math.inf):
-        raise KMIError(f"duplicate_threshold must be a finite number >= 0, got {threshold!r}")
-    # Seeds numpy and scikit-learn accept alike.
-    if not (_is_int(random_state) and 0 <= random_state < 2**32):
-        raise KMIError(f"random_state must be an integer in [0, 2**32 - 1], got {random_state!r}")
 
 
 def _is_int(value):
