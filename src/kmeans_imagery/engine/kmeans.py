@@ -34,7 +34,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..errors import KMIError
 from . import _backends
@@ -47,6 +48,30 @@ from ._reduced import N_COMPONENTS, subspace_components
 __all__ = ["KMeans", "MiniBatchKMeans"]
 
 _INITS = ("k-means++", "random")
+
+#: scikit-learn's constraints on the parameters both estimators share (its ``_BaseKMeans``'s).
+_BASE_CONSTRAINTS = {
+    "n_clusters": [Interval(Integral, 1, None, closed="left")],
+    "init": [StrOptions(set(_INITS)), callable, "array-like"],
+    "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+    "random_state": ["random_state"],
+}
+
+
+class _InvalidParameterError(KMIError, InvalidParameterError):
+    """A bad estimator parameter: scikit-learn's error (a ValueError and a TypeError, with its
+    message), and a KMIError for the CLI."""
+
+
+def _validate_params(estimator):
+    """Check ``estimator``'s parameters against its ``_parameter_constraints``, as scikit-learn does."""
+    try:
+        estimator._validate_params()
+    except InvalidParameterError as exc:
+        raise _InvalidParameterError(str(exc)) from None
 
 
 def _init_rows(n_clusters):
@@ -113,6 +138,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
     # -- validation -------------------------------------------------------------------------
 
     def _check_params(self):
+        """The engine's own checks (DaskKMeans'); KMeans and MiniBatchKMeans check scikit-learn's
+        ``_parameter_constraints`` instead, with its errors."""
         if not isinstance(self.n_clusters, Integral) or self.n_clusters < 1:
             raise KMIError(f"n_clusters must be an integer >= 1, got {self.n_clusters!r}.")
         if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
@@ -216,6 +243,29 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             return centers.copy()
         return kmeans_plusplus(X, x_sq, self.n_clusters, rng, sample_weight=sample_weight)
 
+    def _centred(self, X):
+        """``X`` less its mean where its rows sit far from the origin (see :data:`_FAR_ROUNDING`).
+
+        The norm expansion of distances then keeps their clusters; scikit-learn's KMeans always
+        centres dense rows, which costs a copy of them. An array ``init`` moves alike.
+
+        Returns
+        -------
+        X : ndarray or sparse matrix
+        data : Prepared
+            The preparation of the returned ``X``.
+        offset : ndarray of shape (n_features,) or None
+            What was subtracted, to add back to the centroids; None when nothing was.
+        """
+        data = prepared(X)
+        offset = None if sp.issparse(X) else _far_offset(X, data.x_sq())
+        if offset is None:
+            return X, data, None
+        if self._init_array is not None:
+            self._init_array -= offset
+        X = X - offset
+        return X, prepared(X), offset
+
     def _abs_tol(self, X, x_sq):
         """``tol`` times the mean per-feature variance, as in scikit-learn."""
         if self.tol == 0:
@@ -245,9 +295,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         if _is_dask(X):
             check_is_fitted(self)
             return _backends.get("dask").predict(X, self.cluster_centers_)
-        X = self._check_test_data(X)
+        X, centers = _near_origin(self._check_test_data(X), self.cluster_centers_)
         with Workers(blas_threads()) as workers:
-            return assign(workers, X, row_sq_norms(X), Centers(self.cluster_centers_))["labels"]
+            return assign(workers, X, row_sq_norms(X), Centers(centers))["labels"]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_``.
@@ -279,8 +329,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         -------
         distances : ndarray of shape (n_samples, n_clusters)
         """
-        X = self._check_test_data(X)
-        centers = Centers(self.cluster_centers_)
+        X, centers = _near_origin(self._check_test_data(X), self.cluster_centers_)
+        centers = Centers(centers)
         x_sq = row_sq_norms(X)
         with Workers(blas_threads()) as workers:
 
@@ -323,10 +373,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         -------
         score : float
         """
-        X = self._check_test_data(X)
-        weights, scale = _check_weights(sample_weight, X)
+        X, centers = _near_origin(self._check_test_data(X), self.cluster_centers_)
+        weights, scale = _check_weights(sample_weight, X, non_negative=False)
         with Workers(blas_threads()) as workers:
-            return -scale * self._finish(workers, X, row_sq_norms(X), self.cluster_centers_, weights)[1]
+            return -scale * self._finish(workers, X, row_sq_norms(X), centers, weights)[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -347,8 +397,12 @@ def _canonical(X):
     return X
 
 
-def _check_weights(sample_weight, X):
+def _check_weights(sample_weight, X, non_negative=True):
     """Validated per-row weights, and the factor the inertia takes.
+
+    scikit-learn's checks and messages (a scalar, or one finite weight per row, not all 0);
+    ``non_negative`` also refuses negative weights (fits; ``score`` takes any, as
+    scikit-learn's).
 
     Returns
     -------
@@ -360,19 +414,57 @@ def _check_weights(sample_weight, X):
     """
     if sample_weight is None:
         return None, 1.0
-    n = X.shape[0]
-    w = np.asarray(sample_weight, dtype=X.dtype)
-    if w.ndim == 0:
-        w = np.full(n, w, dtype=X.dtype)
-    if w.shape != (n,):
-        raise KMIError(f"sample_weight.shape == {w.shape}, expected ({n},).")
-    if not np.isfinite(w).all() or (w < 0).any():
+    try:
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+    except ValueError as exc:
+        raise KMIError(str(exc)) from None
+    if non_negative and (w < 0).any():
         raise KMIError("sample_weight must be finite and >= 0.")
-    if not (w > 0).any():
-        raise KMIError("sample_weight must contain at least one non-zero weight.")
+    if not w.any():  # older scikit-learn's _check_sample_weight lets all zeros through
+        raise KMIError("Sample weights must contain at least one non-zero number.")
     if (w == w[0]).all():
         return None, float(w[0])
     return w, 1.0
+
+
+#: Rows are fitted centred when the rounding of their squared norms (machine epsilon times the
+#: squared norm of their mean) exceeds this fraction of their mean squared distance to the mean:
+#: the norm expansion of distances would then blur their clusters (float32 rows around 1000 with
+#: unit spread: most labels wrong).
+_FAR_ROUNDING = 1e-5
+
+
+def _far_offset(X, x_sq):
+    """The mean of the dense rows ``X`` when they sit too far from the origin for their spread
+    (see :data:`_FAR_ROUNDING`), in their dtype; else None."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    mean_sq = float(mean @ mean)
+    spread = x_sq.mean(dtype=np.float64) - mean_sq
+    if np.finfo(X.dtype).eps * mean_sq <= _FAR_ROUNDING * spread:
+        return None
+    return mean.astype(X.dtype)
+
+
+def _near_origin(X, centers):
+    """``X`` and ``centers`` less the centres' mean when the centres sit too far from the origin
+    for their spread (see :data:`_FAR_ROUNDING`) and ``X`` is dense; else both as they are.
+
+    So that ``predict(X)`` finds the labels ``fit`` found on the centred rows.
+    """
+    offset = None if sp.issparse(X) else _far_offset(centers, row_sq_norms(centers))
+    return (X, centers) if offset is None else (X - offset, centers - offset)
+
+
+def _partition_inertia(x_sq, labels, centers, sample_weight=None):
+    """(Weighted) inertia of the partition ``labels`` about ``centers``, the means of its clusters.
+
+    From the norms alone: the (weighted) sum of ``||x||^2`` less each cluster's weight times
+    ``||c||^2``; at least the inertia of the nearest centroids.
+    """
+    weight = np.bincount(labels, weights=sample_weight, minlength=len(centers))
+    total = x_sq.sum(dtype=np.float64) if sample_weight is None else x_sq @ sample_weight.astype(np.float64)
+    c = centers.astype(np.float64)
+    return max(float(total - weight @ np.einsum("ij,ij->i", c, c)), 0.0)
 
 
 def _is_dask(X):
@@ -403,10 +495,15 @@ class KMeans(_BaseKMeans):
     converge on ``max(4096, 256 * n_clusters)`` projected rows, where that is at most half of
     them, and the one of least inertia goes on; iterations over all projected rows stop once one
     gains under 0.005 % of the inertia (or at ``tol``, or ``max_iter``); the clusters become
-    full-space means. With ``tol=0``, exact full-space Lloyd then runs to convergence.
+    full-space means. With ``tol=0``, exact full-space Lloyd then runs to convergence (within
+    ``max_iter`` iterations in all).
     Elsewhere, and always on sparse rows, all iterations are full-space, with Hamerly's bounds
     skipping the rows that cannot change cluster. Results depend only on ``random_state``, not
     on the number of threads.
+
+    Dense rows far from the origin for their spread (float32 rows around 10,000 that vary by a few
+    units) are fitted less their mean, as scikit-learn's are, and ``predict``, ``transform`` and
+    ``score`` move them alike; other rows are used as they are, with no copy.
 
     Sparse rows stay sparse: distances come from one sparse-times-dense product per block against
     ``-2 C^T`` plus precomputed norms (``nnz * n_clusters`` work per pass), cluster sums from one
@@ -528,12 +625,15 @@ default='k-means++'
         self.algorithm = algorithm
         self.engine = engine
 
+    _parameter_constraints = {
+        **_BASE_CONSTRAINTS,
+        "copy_x": ["boolean"],
+        "algorithm": [StrOptions({"lloyd", "elkan"})],
+        "engine": "no_validation",  # not scikit-learn's: fit checks it, with its own message
+    }
+
     def _check_params(self):
-        super()._check_params()
-        if self.algorithm not in ("lloyd", "elkan"):
-            raise KMIError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}.")
-        if not isinstance(self.copy_x, bool | np.bool_):
-            raise KMIError(f"copy_x must be a bool, got {self.copy_x!r}.")
+        _validate_params(self)
         if self.algorithm == "elkan" and self.n_clusters == 1:
             warnings.warn(
                 "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
@@ -560,6 +660,7 @@ default='k-means++'
         if self.engine not in (None, "numpy", "dask"):
             raise KMIError(f"engine must be None, 'numpy' or 'dask', got {self.engine!r}")
         if self.engine == "dask" or _is_dask(X):
+            self._check_params()
             return self._fit_dask(X, sample_weight)
         X = self._check_fit_data(X)
         weights, scale = _check_weights(sample_weight, X)
@@ -569,7 +670,7 @@ default='k-means++'
         if isinstance(self.init, str) and self.init == "k-means++" and not sp.issparse(X):
             n_rows = min(n, _init_rows(k))
         best = None
-        data = prepared(X)
+        X, data, offset = self._centred(X)
         with Workers(blas_threads()) as workers:
             x_sq = data.x_sq()
             tol = self._abs_tol(X, x_sq)
@@ -592,6 +693,8 @@ default='k-means++'
                 if best is None or inertia < best[2]:
                     best = (centers, labels, inertia, n_iter)
         self.cluster_centers_, self.labels_, inertia, self.n_iter_ = best
+        if offset is not None:
+            self.cluster_centers_ += offset
         self.inertia_ = scale * inertia
         self._n_features_out = k
         distinct = len(np.unique(self.labels_))
@@ -622,7 +725,8 @@ default='k-means++'
         several seedings run to convergence on a sample of the projected rows and the lowest
         inertia wins; the winner (or the only seeding) then runs on all projected rows. The
         clusters found become full-space means, which the caller labels and scores exactly;
-        with ``tol == 0`` full-space Lloyd first converges from them.
+        with ``tol == 0`` full-space Lloyd first converges from them, in the iterations left of
+        ``max_iter``.
 
         Returns
         -------
@@ -661,9 +765,9 @@ default='k-means++'
         )
         # A cluster left without rows keeps its centroid mapped back to full space.
         centers = cluster_means(workers, X, labels, reduced @ axes.T, sample_weight)
-        if tol == 0:
+        if tol == 0 and n_iter < self.max_iter:  # n_iter_ stays within max_iter, as scikit-learn's
             centers, more = lloyd(
-                workers, X, x_sq, centers, max_iter=self.max_iter, tol=0, sample_weight=sample_weight
+                workers, X, x_sq, centers, max_iter=self.max_iter - n_iter, tol=0, sample_weight=sample_weight
             )
             n_iter += more
         return centers, n_iter
@@ -691,7 +795,9 @@ class MiniBatchKMeans(_BaseKMeans):
 
     On wide dense rows (see :class:`KMeans`) seeding, steps and those iterations run on the rows
     projected on their top principal axes; the last partition's full-space means are the
-    centroids. :meth:`partial_fit` always works in full space.
+    centroids. :meth:`partial_fit` always works in full space. Dense rows far from the origin for
+    their spread are fitted less their mean, as in :class:`KMeans` (scikit-learn's mini-batch
+    does not centre them).
 
     Memory beyond ``X``: O(n_samples) for norms and labels, the projected rows
     (``n_samples * 64`` values), one batch of gathered rows, the seeding sample (``init_size``
@@ -713,8 +819,8 @@ default='k-means++'
         Print each seeding's inertia, each step's batch inertia, reassignments and why the
         steps stopped, as scikit-learn does.
     compute_labels : bool, default=True
-        Compute ``labels_`` and ``inertia_`` over all rows at the end of ``fit`` (over the batch
-        in ``partial_fit``).
+        Compute ``labels_`` and the exact ``inertia_`` over all rows at the end of ``fit`` (over
+        the batch in ``partial_fit``).
     random_state : int, RandomState instance or None, default=None
         Seed of the seeding, the batches and the reassignments.
     tol : float, default=0.0
@@ -741,7 +847,8 @@ default='k-means++'
         Only with ``compute_labels``.
     inertia_ : float
         Exact (weighted) inertia of the rows of the last ``fit`` (or ``partial_fit`` batch).
-        Only with ``compute_labels``.
+        Without ``compute_labels``, ``fit`` sets that of the last Lloyd pass's partition of all
+        rows about its means, the centroids (an upper bound, up to rounding), and ``partial_fit`` none.
     n_iter_ : int
         Passes over the data started by ``fit``.
     n_steps_ : int
@@ -807,22 +914,17 @@ default='k-means++'
 
     _auto_random_inits = 3
 
+    _parameter_constraints = {
+        **_BASE_CONSTRAINTS,
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "compute_labels": ["boolean"],
+        "max_no_improvement": [Interval(Integral, 0, None, closed="left"), None],
+        "init_size": [Interval(Integral, 1, None, closed="left"), None],
+        "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
+    }
+
     def _check_params(self):
-        super()._check_params()
-        if not isinstance(self.batch_size, Integral) or self.batch_size < 1:
-            raise KMIError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
-        if self.max_no_improvement is not None and (
-            not isinstance(self.max_no_improvement, Integral) or self.max_no_improvement < 0
-        ):
-            raise KMIError(
-                f"max_no_improvement must be None or an integer >= 0, got {self.max_no_improvement!r}."
-            )
-        if self.init_size is not None and (not isinstance(self.init_size, Integral) or self.init_size < 1):
-            raise KMIError(f"init_size must be None or an integer >= 1, got {self.init_size!r}.")
-        if not isinstance(self.reassignment_ratio, Real) or self.reassignment_ratio < 0:
-            raise KMIError(f"reassignment_ratio must be a number >= 0, got {self.reassignment_ratio!r}.")
-        if not isinstance(self.compute_labels, bool | np.bool_):
-            raise KMIError(f"compute_labels must be a bool, got {self.compute_labels!r}.")
+        _validate_params(self)
 
     def _check_fit_data(self, X):
         """As for KMeans, and sets ``_batch_size`` and ``_init_size`` as scikit-learn does."""
@@ -940,7 +1042,7 @@ default='k-means++'
         weights, scale = _check_weights(sample_weight, X)
         self._start(X)
         n = X.shape[0]
-        data = prepared(X)
+        X, data, offset = self._centred(X)
         with Workers(blas_threads()) as workers:
             x_sq = data.x_sq()
             tol = self._abs_tol(X, x_sq)
@@ -962,8 +1064,10 @@ default='k-means++'
                 centers = cluster_means(workers, X, labels, centers @ space.axes.T, weights)
             if self.compute_labels:
                 self.labels_, inertia = self._finish(workers, X, x_sq, centers, weights)
-                self.inertia_ = scale * inertia
-        self.cluster_centers_ = centers
+            else:  # scikit-learn estimates it from the batches; this costs as little
+                inertia = _partition_inertia(x_sq, labels, centers, weights)
+            self.inertia_ = scale * inertia
+        self.cluster_centers_ = centers if offset is None else centers + offset
         self._n_features_out = self.n_clusters
         self.n_iter_ = int(np.ceil(self.n_steps_ * self._batch_size / n))
         return self
