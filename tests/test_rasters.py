@@ -231,3 +231,124 @@ def test_shared_salinas_mat():
         pytest.skip(f"{path} not found")
     with open_raster(path) as raster:
         assert (raster.height, raster.width, raster.n_bands) == (83, 86, 204)
+
+
+def _write(path, bands, **profile):
+    """A GeoTIFF of (bands, rows, cols) values with the given profile entries."""
+    from affine import Affine
+
+    profile = {"driver": "GTiff", "height": bands.shape[1], "width": bands.shape[2], "count": len(bands),
+               "dtype": bands.dtype, "crs": "EPSG:32618", "transform": Affine(30, 0, 0, 0, -30, 0), **profile}
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(bands)
+    return path
+
+
+def test_strips_of_an_odd_block_height_stay_near_the_target(tmp_path, monkeypatch):
+    monkeypatch.setattr("kmeans_imagery.datasets.rasters.STRIP_ALIGN", 16)
+    cube, _ = planted_scene(height=100, width=20)
+    path = _write(tmp_path / "striped.tif", np.moveaxis(cube, -1, 0), blockysize=13)
+    with open_raster(path) as raster:
+        assert raster.block_height == 13
+        # Whole 13-row blocks in 16-row multiples would be 208-row strips: the whole scene at once.
+        assert raster.strips(target_pixels=64) == [(0, 16), (16, 32), (32, 48), (48, 64), (64, 80), (80, 100)]
+        values, valid = _read_all(raster)
+    np.testing.assert_array_equal(values, cube)
+
+
+def test_nodata_given_that_the_values_type_cannot_hold_matches_nothing(tmp_path):
+    values = np.array([[[241, 1, 44, 7]]], dtype=np.uint8)
+    path = _write(tmp_path / "bytes.tif", values)
+    for nodata in (-9999, 1.5, 300, np.nan):  # cast to uint8, they would be 241, 1, 44, 0
+        with open_raster(path, nodata=nodata) as raster:
+            assert raster.read(0, 1)[1].all(), nodata
+    with open_raster(path, nodata=7.0) as raster:
+        assert raster.read(0, 1)[1].tolist() == [[True, True, True, False]]
+    lowest = np.finfo(np.float32).min  # the nodata of many float rasters, as rasterio prints it
+    floats = _write(tmp_path / "floats.tif", np.array([[[lowest, 2.5]]], dtype=np.float32))
+    with open_raster(floats, nodata=-3.4028235e38) as raster:
+        assert raster.read(0, 1)[1].tolist() == [[False, True]]
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_file_without_geotransform_has_no_transform(tmp_path):
+    path = _write(tmp_path / "plain.tif", np.ones((1, 3, 4), np.uint8), crs=None, transform=None)
+    with open_raster(path) as raster:
+        assert raster.transform is None and raster.crs is None and raster.gcps is None
+
+
+def test_an_alpha_band_masks_and_is_not_read_as_a_band(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    rgb = np.full((3, 4, 5), 90, np.uint8)
+    alpha = np.full((4, 5), 255, np.uint8)
+    alpha[0] = 0
+    path = _write(tmp_path / "rgba.tif", np.concatenate([rgb, alpha[None]]), photometric="RGB")
+    with rasterio.open(path, "r+") as dataset:
+        dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    with open_raster(path) as raster:
+        assert raster.bands == (1, 2, 3)
+        values, valid = _read_all(raster)
+    assert valid.tolist() == (alpha > 0).tolist() and (values == 90).all()
+    with open_raster(path, bands=(1, 4)) as raster:  # asked for, it is read
+        assert raster.n_bands == 2
+
+
+def test_nodata_values_per_band_are_recorded_per_band(tmp_path):
+    cube = np.full((2, 3, 4), 9, np.uint16)
+    cube[0, 0, 0], cube[1, 2, 3] = 5, 7
+    _write(tmp_path / "bands.tif", cube)
+    sources = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>{nodata}</NoDataValue><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">bands.tif</SourceFilename><SourceBand>{b}</SourceBand>'
+        f"</SimpleSource></VRTRasterBand>" for b, nodata in ((1, 5), (2, 7)))
+    (tmp_path / "bands.vrt").write_text(f'<VRTDataset rasterXSize="4" rasterYSize="3"><SRS>EPSG:32618</SRS>'
+                                        f"<GeoTransform>0,30,0,0,0,-30</GeoTransform>{sources}</VRTDataset>")
+    with open_raster(tmp_path / "bands.vrt") as raster:
+        assert raster.file_nodata == (5.0, 7.0)
+        assert (~_read_all(raster)[1]).sum() == 2
+    with open_raster(tmp_path / "bands.vrt", bands=(2,)) as raster:
+        assert raster.file_nodata == 7.0
+
+
+def test_complex_bands_are_refused(tmp_path):
+    path = _write(tmp_path / "slc.tif", np.ones((1, 3, 4), np.complex64))
+    with pytest.raises(KMIError, match="slc.tif: the bands hold complex values"):
+        open_raster(path)
+
+
+def test_rasters_of_a_container_are_chosen_with_var(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "scene.h5", "w") as handle:
+        handle["reflectance"] = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+        handle["quality"] = np.zeros((3, 4), np.uint8)
+    with pytest.raises(KMIError, match=r"scene.h5 holds several rasters \(quality, reflectance\); name one "
+                                       r"with --var"):
+        open_raster(tmp_path / "scene.h5")
+    with pytest.raises(KMIError, match="--var: scene.h5 has no array 'cloud'; it has quality, reflectance"):
+        open_raster(tmp_path / "scene.h5", var="cloud")
+    with open_raster(tmp_path / "scene.h5", var="reflectance") as raster:
+        assert (raster.height, raster.width, raster.n_bands) == (3, 4, 2)
+        assert _read_all(raster)[0][2, 3].tolist() == [11, 23]
+
+
+def test_var_is_refused_for_a_single_raster(tmp_path):
+    path = write_geotiff(tmp_path / "s.tif", planted_scene()[0])
+    with pytest.raises(KMIError, match="--var: s.tif has no array 'x'; it is a single raster"):
+        open_raster(path, var="x")
+    Image.new("RGB", (4, 3)).save(tmp_path / "p.png")
+    with pytest.raises(KMIError, match="--var: p.png is a single image"):
+        open_raster(tmp_path / "p.png", var="x")
+
+
+def test_transparent_pixels_of_a_photo_are_nodata(tmp_path):
+    rgba = np.full((4, 6, 4), 200, np.uint8)
+    rgba[1, 2:5, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut-out.png")
+    with open_raster(tmp_path / "cut-out.png") as raster:
+        assert raster.n_bands == 3
+        _, valid = _read_all(raster)
+    assert valid.tolist() == (rgba[..., 3] > 0).tolist()
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "opaque.png")
+    with open_raster(tmp_path / "opaque.png") as raster:
+        assert _read_all(raster)[1].all()

@@ -437,3 +437,145 @@ def test_more_than_255_classes_are_uint16(tmp_path, rng):
         classes = dataset.read(1)
         assert dataset.dtypes[0] == "uint16" and dataset.colormap(1)[300][3] == 255
     assert classes.min() >= 1 and classes.max() <= 300
+
+
+# -- inputs and outputs as GIS users have them ----------------------------------------------------
+
+def test_an_interrupted_run_leaves_earlier_outputs_whole(scene, tmp_path, monkeypatch):
+    path, _, _ = scene
+    out = tmp_path / "seg"
+    segment(path, out, n_clusters=3, n_init=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):  # Ctrl-C once classes.tif, signatures.csv, ... are written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kmeans_imagery.segment._api.write_report_page", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        segment(path, out, n_clusters=2, n_init=1, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging folder either
+    with pytest.raises(KeyboardInterrupt):
+        segment(path, tmp_path / "new", n_clusters=2, n_init=1)
+    assert not (tmp_path / "new").exists()
+
+
+def test_nan_nodata_is_recorded_as_valid_json(tmp_path):
+    cube = planted_scene(collar=0)[0].astype(np.float32)
+    cube[:3] = np.nan
+    path = write_geotiff(tmp_path / "floats.tif", cube, nodata=np.nan)
+    segment(path, tmp_path / "seg", n_clusters=3, n_init=1)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    results = json.loads((tmp_path / "seg" / "results.json").read_text(), parse_constant=refuse)
+    assert results["input"]["nodata"] == "NaN"
+    assert results["input"]["valid_pixels"] == cube[3:, :, 0].size
+
+
+def test_class_map_is_georeferenced_as_the_input_or_not_at_all(tmp_path):
+    from affine import Affine
+    from rasterio.control import GroundControlPoint
+
+    bands = np.moveaxis(planted_scene(collar=0)[0], -1, 0)
+    profile = {"driver": "GTiff", "height": bands.shape[1], "width": bands.shape[2], "count": 4,
+               "dtype": bands.dtype}
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), \
+            rasterio.open(tmp_path / "plain.tif", "w", **profile) as dataset:
+        dataset.write(bands)
+    results = segment(tmp_path / "plain.tif", tmp_path / "plain", n_clusters=3, n_init=1).results
+    assert results["input"]["transform"] is None and results["input"]["crs"] is None
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning):  # no invented identity geotransform
+        rasterio.open(tmp_path / "plain" / "classes.tif").close()
+
+    gcps = [GroundControlPoint(row, col, 500000 + 30 * col, 4000000 - 30 * row)
+            for row, col in [(0, 0), (0, 48), (40, 0), (40, 48)]]
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), \
+            rasterio.open(tmp_path / "gcps.tif", "w", **profile) as dataset:
+        dataset.write(bands)
+        dataset.gcps = (gcps, rasterio.crs.CRS.from_epsg(32618))
+    segment(tmp_path / "gcps.tif", tmp_path / "gcps", n_clusters=3, n_init=1)
+    with rasterio.open(tmp_path / "gcps" / "classes.tif") as classes:
+        assert classes.gcps[1].to_epsg() == 32618
+        assert [(p.row, p.col, p.x, p.y) for p in classes.gcps[0]] == [(p.row, p.col, p.x, p.y) for p in gcps]
+
+    skewed = Affine(30, 5, 500000, 3, -30, 4000000)
+    with rasterio.open(tmp_path / "skewed.tif", "w", crs="EPSG:32618", transform=skewed,
+                       **profile) as dataset:
+        dataset.write(bands)
+    results = segment(tmp_path / "skewed.tif", tmp_path / "skewed", n_clusters=3, n_init=1).results
+    with rasterio.open(tmp_path / "skewed" / "classes.tif") as classes:
+        assert classes.transform == skewed
+    assert results["classes"][0]["area"] == pytest.approx(results["classes"][0]["pixels"] * (900 + 15))
+
+
+def test_truth_nodata_is_unlabelled(scene, tmp_path):
+    path, _, truth = scene
+    marked = truth.copy()
+    marked[:10] = 255  # the truth's nodata: not a class
+    write_geotiff(tmp_path / "truth.tif", marked[..., None], nodata=255)
+    results = segment(path, tmp_path / "seg", n_clusters=3, truth=tmp_path / "truth.tif", n_init=1).results
+    assert results["test"]["classes"] == [1, 2, 3]
+    assert results["test"]["n_labelled"] == ((marked > 0) & (marked < 255)).sum()
+    assert results["test"]["hungarian_accuracy"] == 1.0
+
+
+def test_truth_on_another_grid_is_refused(scene, tmp_path):
+    from affine import Affine
+
+    path, _, truth = scene
+    write_geotiff(tmp_path / "wgs84.tif", truth[..., None], crs="EPSG:4326")
+    with pytest.raises(KMIError, match="--truth: wgs84.tif is in EPSG:4326, the raster in EPSG:32618"):
+        segment(path, tmp_path / "seg", n_clusters=3, truth=tmp_path / "wgs84.tif")
+    with rasterio.open(tmp_path / "coarse.tif", "w", driver="GTiff", height=truth.shape[0],
+                       width=truth.shape[1], count=1, dtype="uint8", crs="EPSG:32618",
+                       transform=Affine(60, 0, 500000, 0, -60, 4000000)) as dataset:
+        dataset.write(truth, 1)
+    with pytest.raises(KMIError, match="--truth: coarse.tif is not on the raster's grid"):
+        segment(path, tmp_path / "seg", n_clusters=3, truth=tmp_path / "coarse.tif")
+    assert not (tmp_path / "seg").exists()
+
+
+def test_model_reuse_reads_the_bands_it_was_fitted_on_and_notes_differences(scene, tmp_path):
+    from affine import Affine
+
+    path, cube, _ = scene
+    segment(path, tmp_path / "a", n_clusters=3, bands=(3, 1), features="l2+std|nbr:1+std", n_init=1)
+    # Another scene: the same values as int32, at 60 m.
+    with rasterio.open(tmp_path / "other.tif", "w", driver="GTiff", height=cube.shape[0], width=cube.shape[1],
+                       count=4, dtype="int32", nodata=0, crs="EPSG:32618",
+                       transform=Affine(60, 0, 500000, 0, -60, 4000000)) as dataset:
+        dataset.write(np.moveaxis(cube, -1, 0).astype(np.int32))
+    lines = []
+    results = segment(tmp_path / "other.tif", tmp_path / "b", model=tmp_path / "a" / "model.kmi",
+                      log=lines.append).results
+    assert results["input"]["bands"] == [3, 1]
+    np.testing.assert_array_equal(_classes(tmp_path / "a"), _classes(tmp_path / "b"))
+    text = "\n".join(lines)
+    assert "bands 3,1 of other.tif" in text and "fitted on uint16 values, other.tif holds int32" in text
+    assert "pixels of [30.0, 30.0], other.tif has [60.0, 60.0]" in text
+    with pytest.raises(KMIError, match="fitted on 2 bands; other.tif has 3"):
+        segment(tmp_path / "other.tif", tmp_path / "c", model=tmp_path / "a" / "model.kmi", bands=(1, 2, 3))
+    # A model of the first bands (here all 4) is not applied to the first 4 of 5 bands unasked.
+    segment(path, tmp_path / "all", n_clusters=3, n_init=1)
+    write_geotiff(tmp_path / "five.tif", np.concatenate([cube, cube[..., :1]], axis=-1))
+    with pytest.raises(KMIError, match="fitted on 4 bands; five.tif has 5"):
+        segment(tmp_path / "five.tif", tmp_path / "c", model=tmp_path / "all" / "model.kmi")
+
+
+def test_library_errors_name_the_option(scene, tmp_path):
+    path, _, _ = scene
+    out = tmp_path / "seg"
+    with pytest.raises(KMIError, match="--model sets K and the features"):
+        segment(path, out, n_clusters=3, model=tmp_path / "m.kmi")
+    with pytest.raises(KMIError, match="^--smooth: "):
+        segment(path, out, n_clusters=3, smooth=-1)
+    with pytest.raises(KMIError, match="^--label-budget: "):
+        segment(path, out, n_clusters=3, truth=tmp_path / "truth.npy", label_budgets=(0,))
+    with pytest.raises(KMIError, match="^--truth: .*missing.npy does not exist"):
+        segment(path, out, n_clusters=3, truth=tmp_path / "missing.npy")
+    with pytest.raises(KMIError, match="^--model: .*m.kmi does not exist"):
+        segment(path, out, model=tmp_path / "m.kmi")
+    with pytest.raises(KMIError, match="^--features: "):
+        segment(path, out, n_clusters=3, features="nbr:0")
+    assert not out.exists()

@@ -90,3 +90,20 @@ def test_existing_output_without_force(tmp_path, capsys):
 def test_model_with_k_is_refused(tmp_path, capsys):
     _fails(capsys, ["segment", "x.tif", "--model", "m.kmi", "--k", "3", "--out", str(tmp_path / "o")],
            "--model sets K and the features")
+
+
+def test_errors_name_the_option(tmp_path, capsys):
+    path = write_geotiff(tmp_path / "s.tif", planted_scene()[0])
+    out = ["--out", str(tmp_path / "o")]
+    scene = ["segment", str(path), *out]
+    _fails(capsys, [*scene, "--k", "3", "--truth", str(tmp_path / "missing.npy")], "kmi: error: --truth: ")
+    _fails(capsys, [*scene, "--model", str(tmp_path / "missing.kmi")], "kmi: error: --model: ")
+    _fails(capsys, [*scene, "--k", "3", "--features", "bogus"], "kmi: error: --features: ")
+    _fails(capsys, [*scene, "--k", "3", "--var", "x"], "kmi: error: --var: s.tif has no array")
+    assert not (tmp_path / "o").exists()
+
+
+def test_complex_raster_is_one_line(tmp_path, capsys):
+    cube = np.ones((6, 5, 2), dtype=np.complex64)
+    path = write_geotiff(tmp_path / "slc.tif", cube, nodata=None)
+    _fails(capsys, ["segment", str(path), "--k", "2", "--out", str(tmp_path / "o")], "complex values")

@@ -2,7 +2,6 @@
 
 import click
 
-from ..errors import KMIError
 from ..features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES
 from ._common import SEED, consoles, metrics_table, parse_ks_option
 
@@ -45,8 +44,6 @@ def segment(raster, n_clusters, out, force, bands, nodata, var, sample, features
     from ..segment import segment as segment_raster
 
     console, err = consoles(False)
-    if model_path is not None and (n_clusters is not None or features is not None):
-        raise KMIError("--model sets K and the features: drop --k and --features")
     results = segment_raster(
         raster, out, n_clusters=n_clusters, force=force, bands=parse_bands(bands), nodata=nodata, var=var,
         sample=sample, features=features, smooth=smooth, truth=truth,

@@ -9,7 +9,7 @@
   names it;
 - ``.npy`` (memory-mapped), ``.npz`` and Zarr arrays of shape (rows, cols, bands) or (rows, cols);
 - photos (every format of image folders but TIFF: PNG, JPEG, WebP, ...), as RGB, read upright as
-  image folders read them.
+  image folders read them; their fully transparent pixels are nodata.
 
 A :class:`Raster` reads full-width strips of rows (:meth:`Raster.read`): the values of the chosen
 bands and a validity mask. A pixel is valid when every chosen band is valid there: not equal to the
@@ -20,6 +20,7 @@ is read in bounded memory.
 
 import math
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +98,16 @@ class Raster:
         The values' type.
     crs : rasterio.crs.CRS or None
     transform : affine.Affine or None
-        Pixel to map coordinates; None for arrays and photos.
+        Pixel to map coordinates; None for arrays, photos and files without a geotransform.
+    gcps : (list of rasterio.control.GroundControlPoint, CRS) or None
+        The file's ground control points, when it has some.
+    rpcs : rasterio.rpc.RPC or None
+        The file's rational polynomial coefficients, when it has them.
     nodata : float or None
         The value that marks missing data given by the caller (it overrides the file's masks).
-    file_nodata : float or None
-        The file's own nodata value, for the record (GDAL's masks apply it).
+    file_nodata : float, tuple or None
+        The file's own nodata value, for the record (GDAL's masks apply it): one value, or a tuple
+        of each chosen band's (None for a band without one) where they differ.
     block_height : int
         Rows per block of the file; strips are whole blocks.
     wavelengths : tuple of float or None
@@ -134,6 +140,7 @@ class Raster:
         self.n_bands = len(self.bands)
         self.dtype = np.dtype(dtype)
         self.crs, self.transform, self.nodata = crs, transform, nodata
+        self.gcps = self.rpcs = None
         self.block_height = max(1, int(block_height))
         self.file_nodata = file_nodata
         self.wavelengths, self.wavelength_unit = wavelengths, wavelength_unit
@@ -162,10 +169,15 @@ class Raster:
         Each strip is a multiple of the file's block height and of :data:`STRIP_ALIGN` rows, so
         that it reads whole blocks and writes whole tiles of the output; a last strip shorter than
         :data:`STRIP_ALIGN` rows joins the one before (neighbourhood steps then always find their
-        halo in one neighbouring strip).
+        halo in one neighbouring strip). A block height that is neither a divisor nor a multiple
+        of :data:`STRIP_ALIGN` (strips of 13 rows, tiles of 500) would make that common multiple
+        thousands of rows: strips are then multiples of :data:`STRIP_ALIGN` rows at least one
+        block high, and read parts of the blocks at their edges.
         """
         target_pixels = STRIP_PIXELS if target_pixels is None else target_pixels
         unit = math.lcm(self.block_height, STRIP_ALIGN)
+        if unit * self.width > target_pixels:  # whole blocks would hold more rows than wanted
+            unit = STRIP_ALIGN * -(-self.block_height // STRIP_ALIGN)
         step = unit * max(1, -(-target_pixels // max(1, self.width * unit)))
         starts = list(range(0, self.height, step))
         if len(starts) > 1 and self.height - starts[-1] < STRIP_ALIGN:
@@ -192,16 +204,30 @@ class Raster:
         """
         with self._lock:  # a GDAL dataset must not be read by two threads at once
             values, valid = self._read(start, stop, out)
-        if self.nodata is not None:
-            valid &= ~(values == _as_dtype(self.nodata, values.dtype)).any(axis=-1)
+        nodata = None if self.nodata is None else _as_dtype(self.nodata, values.dtype)
+        if nodata is not None:
+            valid &= ~(values == nodata).any(axis=-1)
         if values.dtype.kind == "f":
             valid &= np.isfinite(values).all(axis=-1)
         return values, valid
 
 
 def _as_dtype(value, dtype):
-    """A nodata value in the values' type (1.0 given for uint8 data compares as 1)."""
-    return np.asarray(value).astype(dtype) if np.dtype(dtype).kind in "iub" else value
+    """A nodata value in the values' type, as GDAL compares it, or None when no value of that type
+    equals it.
+
+    1.0 given for uint8 data compares as 1, -3.4028235e38 for float32 data as float32's lowest
+    value; -9999 or 1.5 given for uint8 data matches no pixel (cast, they would match 241 or 1).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            cast = dtype.type(value)
+        return cast if np.isfinite(cast) == np.isfinite(value) else None
+    if not math.isfinite(value) or not float(value).is_integer():
+        return None
+    low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return dtype.type(value) if low <= value <= high else None
 
 
 class _GdalRaster(Raster):
@@ -212,14 +238,20 @@ class _GdalRaster(Raster):
         self._use_masks = nodata is None and not all(
             flags == [_all_valid_flag()] for flags in (dataset.mask_flag_enums[b - 1] for b in bands)
         )
+        # GDAL gives a file without a geotransform the identity: no georeferencing to pass on.
+        transform = None if dataset.transform.is_identity else dataset.transform
         super().__init__(
             path, dataset.height, dataset.width, bands, dataset.dtypes[bands[0] - 1],
-            crs=dataset.crs, transform=dataset.transform,
+            crs=dataset.crs, transform=transform,
             # The file's nodata value is applied through GDAL's masks, which also cover per-band
             # values and mask bands; a nodata given by the caller overrides it.
-            nodata=nodata, file_nodata=dataset.nodata, block_height=dataset.block_shapes[bands[0] - 1][0],
-            **_band_wavelengths(dataset, bands),
+            nodata=nodata, file_nodata=_band_nodata(dataset, bands),
+            block_height=dataset.block_shapes[bands[0] - 1][0], **_band_wavelengths(dataset, bands),
         )
+        # Ground control points and RPCs georeference a scene that has no geotransform.
+        gcps, gcp_crs = dataset.gcps
+        self.gcps = (gcps, gcp_crs) if gcps else None
+        self.rpcs = dataset.rpcs
 
     def close(self):
         self._dataset.close()
@@ -235,6 +267,13 @@ class _GdalRaster(Raster):
         else:
             valid = np.ones(values.shape[1:], dtype=bool)
         return np.moveaxis(values, 0, -1), valid
+
+
+def _band_nodata(dataset, bands):
+    """The file's nodata value of the chosen bands: one value, a tuple where they differ, or None."""
+    values = [dataset.nodatavals[b - 1] for b in bands]
+    # Compared as text: NaN is not equal to itself.
+    return values[0] if len({repr(v) for v in values}) == 1 else tuple(values)
 
 
 #: Spellings of wavelength units in ENVI headers and GDAL metadata, and the symbols shown.
@@ -274,8 +313,8 @@ def _all_valid_flag():
 class _ArrayRaster(Raster):
     """A raster held in an array (in memory, memory-mapped, or a Zarr array read by slices)."""
 
-    def __init__(self, path, array, bands, nodata):
-        self._array = array
+    def __init__(self, path, array, bands, nodata, mask=None):
+        self._array, self._mask = array, mask
         super().__init__(path, array.shape[0], array.shape[1], bands, array.dtype, nodata=nodata,
                          block_height=_zarr_block_height(array))
 
@@ -287,7 +326,10 @@ class _ArrayRaster(Raster):
         if out is not None:
             np.copyto(out, np.moveaxis(values, -1, 0))
             values = np.moveaxis(out, 0, -1)
-        return values, np.ones(values.shape[:2], dtype=bool)
+        # A mask given (a photo's alpha) is overridden by a nodata given, as GDAL's masks are.
+        if self._mask is None or self.nodata is not None:
+            return values, np.ones(values.shape[:2], dtype=bool)
+        return values, self._mask[start:stop].copy()
 
 
 def _zarr_block_height(array):
@@ -302,11 +344,14 @@ def open_raster(path, *, bands=None, nodata=None, var=None, ndim=3):
     ----------
     path : path-like
     bands : sequence of int, optional
-        1-based numbers of the bands to read; default all.
+        1-based numbers of the bands to read; default all but an alpha band (which masks the
+        others).
     nodata : float, optional
-        Value marking missing data; replaces the file's own nodata value and masks.
+        Value marking missing data; replaces the file's own nodata value and masks. A value that
+        the bands' type cannot hold (-9999 for uint8 data) marks no pixel.
     var : str, optional
-        The array to read in a MATLAB, ``.npz`` or Zarr group file that holds several.
+        The array to read in a MATLAB, ``.npz`` or Zarr group file that holds several, or the
+        subdataset of a GDAL container (HDF5, netCDF).
     ndim : {3, 2}, default=3
         Which arrays ``var`` may be chosen among automatically: 3-D cubes (rows, cols, bands) or
         2-D maps (a ground truth).
@@ -318,8 +363,8 @@ def open_raster(path, *, bands=None, nodata=None, var=None, ndim=3):
     Raises
     ------
     KMIError
-        When the file is missing or not a raster, a band is out of range, or the array to read is
-        ambiguous.
+        When the file is missing or not a raster, a band is out of range, the bands hold complex
+        values, or the array to read is ambiguous.
 
     Examples
     --------
@@ -350,19 +395,24 @@ def _open(path, bands, nodata, var, ndim):
     if not path.exists():
         raise KMIError(f"{path} does not exist")
     suffix = path.suffix.lower()
+    mask = None
     if suffix in (".npy", ".npz", ".mat", ".zarr") or path.is_dir():
         array = _load_array(path, suffix, var, ndim)
     elif suffix in PHOTO_SUFFIXES:
+        if var is not None:
+            raise KMIError(f"--var: {path.name} is a single image; --var names an array in a MATLAB, "
+                           f".npz, Zarr, HDF5 or netCDF file")
         array = _load_photo(path)
+        mask = _photo_opaque(path, array.shape[:2])
     else:
-        return _open_gdal(path, bands, nodata)
+        return _open_gdal(path, bands, nodata, var)
     if array.ndim not in (2, 3) or min(array.shape) == 0:
         raise KMIError(f"{path}: expected an array of shape (rows, cols, bands) or (rows, cols), got "
                        f"{tuple(array.shape)}")
     if array.dtype.kind not in "iubf":
         raise KMIError(f"{path}: expected numbers, got an array of {array.dtype}")
     count = 1 if array.ndim == 2 else array.shape[2]
-    return _ArrayRaster(path, array, _check_bands(bands, count, path), nodata)
+    return _ArrayRaster(path, array, _check_bands(bands, count, path), nodata, mask=mask)
 
 
 def _check_bands(bands, count, path):
@@ -375,28 +425,63 @@ def _check_bands(bands, count, path):
     return tuple(bands)
 
 
-def _open_gdal(path, bands, nodata):
+def _open_gdal(path, bands, nodata, var):
     try:
         import rasterio
     except ImportError:
         raise KMIError("reading rasters needs rasterio: install kmeans-imagery[geo]") from None
     env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
     env.__enter__()
+    dataset = None
     try:
-        dataset = rasterio.open(path)
-    except rasterio.errors.RasterioIOError:
-        env.__exit__(None, None, None)
-        raise KMIError(f"{path} is not a raster that GDAL can read") from None
-    try:
-        bands = _check_bands(bands, dataset.count, path)
+        dataset = _open_dataset(rasterio, path, path)
+        if var is not None or (dataset.count == 0 and dataset.subdatasets):
+            # A container (HDF5, netCDF) holds its rasters as subdatasets, named by --var.
+            dataset = _open_subdataset(rasterio, dataset, path, var)
+        if dataset.count == 0:
+            raise KMIError(f"{path} holds no raster band")
+        bands = _check_bands(_unless_alpha(dataset) if bands is None else bands, dataset.count, path)
         if len({dataset.dtypes[b - 1] for b in bands}) > 1:
             raise KMIError(f"{path}: the chosen bands have different data types; choose bands of one "
                            f"type with --bands")
+        if np.dtype(dataset.dtypes[bands[0] - 1]).kind == "c":
+            raise KMIError(f"{path}: the bands hold complex values ({dataset.dtypes[bands[0] - 1]}); "
+                           f"cluster their amplitude or intensity, written as a raster of real values")
     except KMIError:
-        dataset.close()
+        if dataset is not None:
+            dataset.close()
         env.__exit__(None, None, None)
         raise
     return _GdalRaster(path, dataset, env, bands, nodata)
+
+
+def _open_dataset(rasterio, name, path):
+    try:
+        with warnings.catch_warnings():  # a missing geotransform is a fact of the file, kept as None
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(name)
+    except rasterio.errors.RasterioIOError:
+        raise KMIError(f"{path} is not a raster that GDAL can read") from None
+
+
+def _open_subdataset(rasterio, container, path, var):
+    """The subdataset of ``container`` named ``var`` (its name after the last ``:`` or ``/``)."""
+    names = {name.rsplit(":", 1)[-1].rsplit("/", 1)[-1]: name for name in container.subdatasets}
+    if var is None:
+        raise KMIError(f"{path.name} holds several rasters ({', '.join(sorted(names))}); name one with --var")
+    if var not in names:
+        found = f"it has {', '.join(sorted(names))}" if names else "it is a single raster"
+        raise KMIError(f"--var: {path.name} has no array {var!r}; {found}")
+    container.close()
+    return _open_dataset(rasterio, names[var], path)
+
+
+def _unless_alpha(dataset):
+    """Every band but an alpha band: GDAL's masks apply it to the others; its values are no measurement."""
+    from rasterio.enums import ColorInterp
+
+    bands = tuple(b for b, kind in enumerate(dataset.colorinterp, 1) if kind != ColorInterp.alpha)
+    return bands or None
 
 
 def _load_photo(path):
@@ -405,6 +490,18 @@ def _load_photo(path):
         return load_images([path], color="rgb", skip_bad=True).images[0]
     except KMIError:
         raise KMIError(f"{path} is not a readable image") from None
+
+
+def _photo_opaque(path, shape):
+    """Where a photo with transparency (an alpha channel, or a transparent palette entry or colour)
+    is not fully transparent, upright as :func:`_load_photo` reads it; None for an opaque photo."""
+    from PIL import Image, ImageOps
+
+    with open(path, "rb") as file, Image.open(file) as image:
+        if "A" not in image.getbands() and "transparency" not in image.info:
+            return None
+        alpha = np.asarray(ImageOps.exif_transpose(image).convert("RGBA").getchannel("A"))
+    return alpha > 0 if alpha.shape == tuple(shape) else None
 
 
 def _load_array(path, suffix, var, ndim):

@@ -1,9 +1,12 @@
 """``kmi segment`` as one library call: sample, fit, classify block by block, write, score."""
 
 import math
+import os
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -128,16 +131,24 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
     _check_out(out, force)
     if label_budgets and truth is None:
         raise KMIError("--label-budget needs --truth (the labels that name the clusters)")
+    if model is not None and (n_clusters is not None or features is not None):
+        raise KMIError("--model sets K and the features: drop --k and --features")
+    if smooth < 0:
+        raise KMIError(f"--smooth: the radius must be at least 0, got {smooth}")
+    if any(size < 1 for size in label_budgets):
+        raise KMIError(f"--label-budget: every N must be at least 1, got {list(label_budgets)}")
     with ExitStack() as stack:
-        raster = stack.enter_context(open_raster(raster_path, bands=bands, nodata=nodata, var=var))
+        pixel_model = model_meta = None
+        if model is not None:
+            with _option("--model"):
+                pixel_model, model_meta = load_pixel_model(model)
+        raster = stack.enter_context(_open_for_model(raster_path, bands, nodata, var, pixel_model, model_meta,
+                                                     model, log))
         truth_raster = None
         if truth is not None:
-            truth_raster = stack.enter_context(open_raster(truth, ndim=2))
+            with _option("--truth"):
+                truth_raster = stack.enter_context(open_raster(truth, ndim=2))
             _check_truth(truth_raster, raster)
-        pixel_model, model_meta = (None, None) if model is None else load_pixel_model(model)
-        if pixel_model is not None and pixel_model.n_bands != raster.n_bands:
-            raise KMIError(f"--model: {model} was fitted on {pixel_model.n_bands} bands; {raster.name} "
-                           f"has {raster.n_bands} (choose them with --bands)")
         k = pixel_model.n_clusters if pixel_model is not None else n_clusters
         if k is None or k < 1:
             raise KMIError("--k: give the number of classes (at least 1), or --model")
@@ -145,7 +156,8 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
             raise KMIError(f"--k: at most 65535 classes fit in classes.tif, got {k}")
         # The specs are parsed here, before anything is read or written: a bad one is a user error.
         spec = features or DEFAULT_PIXEL_FEATURES
-        radii = pixel_model.radii if pixel_model is not None else input_radii(make_pixel_features(spec))
+        with _option("--features"):
+            radii = pixel_model.radii if pixel_model is not None else input_radii(make_pixel_features(spec))
         # Budget models share the class map's features unless both are left to their defaults.
         budget_spec = None
         if label_budgets and features is None and model is None:
@@ -176,21 +188,95 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         budget_models = [fit_pixel_model(budget_rows, b, features=budget_features, random_state=random_state,
                                          n_init=n_init)[0] for b in label_budgets]
         timings["fit_seconds"] = time.perf_counter() - clock
-        log(f"fitted K={k} on {len(drawn.rows):,} pixels in {timings['fit_seconds']:.2f} s; classifying")
+        if inertia is None:
+            log(f"classifying with the K={k} model {model}")
+        else:
+            log(f"fitted K={k} on {len(drawn.rows):,} pixels in {timings['fit_seconds']:.2f} s; classifying")
         clock = time.perf_counter()
-        out.mkdir(parents=True, exist_ok=True)
         colours = class_colours(k)
-        passed = _classify_all(raster, pixel_model, out, colours, truth_raster, budget_models, smooth, dask,
-                               stack)
-        timings["classify_write_seconds"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        results, means = _write_rest(raster, raster_path, out, pixel_model, model_meta, passed, colours,
-                                     drawn, inertia, label_budgets, budget_models,
-                                     dict(k=k, features=pixel_model.features.spec, sample=sample,
-                                          smooth=smooth, seed=random_state, n_init=n_init, dask=dask,
-                                          truth=None if truth is None else str(truth),
-                                          model=None if model is None else str(model)), timings, clock)
+        # Every file is written into a staging folder and moved into place once all are: an error or
+        # an interruption leaves the outputs of an earlier run whole, not mixed with half of this one's.
+        with _staged(out) as staging:
+            passed = _classify_all(raster, pixel_model, staging, colours, truth_raster, budget_models, smooth,
+                                   dask, stack)
+            timings["classify_write_seconds"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            results, means = _write_rest(raster, raster_path, staging, pixel_model, model_meta, passed,
+                                         colours, drawn, inertia, label_budgets, budget_models,
+                                         dict(k=k, features=pixel_model.features.spec, sample=sample,
+                                              smooth=smooth, seed=random_state, n_init=n_init, dask=dask,
+                                              truth=None if truth is None else str(truth),
+                                              model=None if model is None else str(model)), timings, clock)
     return Segmentation(results=results, out=out, signatures=means, colours=colours)
+
+
+@contextmanager
+def _staged(out):
+    """A hidden folder in ``out`` to write the outputs into, moved into ``out`` when the block succeeds.
+
+    On any error or interruption the folder is removed, and so is ``out`` when this run created it.
+    """
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".kmi-segment-"))
+    except OSError as error:
+        raise KMIError(f"--out: cannot write into {out}: {error.strerror or error}") from None
+    try:
+        yield staging
+        for name in OUTPUT_NAMES:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+
+
+def _open_for_model(path, bands, nodata, var, model, meta, model_path, log):
+    """The raster, with the bands ``model`` was fitted on (see :func:`segment`).
+
+    Without ``bands``, a scene with another number of bands than a model fitted on chosen bands
+    is read with the model's band numbers (a model fitted with ``--bands 2,3,4,8`` on a Landsat
+    scene classifies another scene's bands 2, 3, 4 and 8) where it has them; a model fitted on its
+    scene's first bands (all of them, most often) is not guessed at. The values' type and the pixel
+    size are compared with the model's scene: another type is likely another scale of values,
+    another pixel size changes what the neighbourhood steps see; either is logged.
+    """
+    raster = open_raster(path, bands=bands, nodata=nodata, var=var)
+    if model is None:
+        return raster
+    fitted = meta.get("bands", {})
+    numbers = tuple(fitted.get("numbers") or ())
+    chosen = len(numbers) == model.n_bands and numbers != tuple(range(1, model.n_bands + 1))
+    if model.n_bands != raster.n_bands and bands is None and chosen:
+        raster.close()  # first: GDAL's environments (one per open file) must close in reverse order
+        try:
+            raster = open_raster(path, bands=numbers, nodata=nodata, var=var)
+            log(f"bands {','.join(map(str, numbers))} of {raster.name}, as {model_path} was fitted on")
+        except KMIError:  # the scene lacks some of them: the error below says so
+            raster = open_raster(path, bands=bands, nodata=nodata, var=var)
+    if model.n_bands != raster.n_bands:
+        raster.close()
+        raise KMIError(f"--model: {model_path} was fitted on {model.n_bands} bands; {raster.name} "
+                       f"has {raster.n_bands} (choose them with --bands)")
+    training = meta.get("training", {})
+    if fitted.get("dtype") not in (None, str(raster.dtype)):
+        log(f"note: {model_path} was fitted on {fitted['dtype']} values, {raster.name} holds "
+            f"{raster.dtype}: check that they are on one scale")
+    pixel_size = _pixel_size(raster)
+    if max(model.radii) > 0 and None not in (pixel_size, training.get("pixel_size")) \
+            and not np.allclose(pixel_size, training["pixel_size"]):
+        log(f"note: {model_path} was fitted on pixels of {training['pixel_size']}, {raster.name} has "
+            f"{list(pixel_size)}: its neighbourhood features (nbr) cover another ground extent")
+    return raster
+
+
+def _pixel_size(raster):
+    """Width and height of a pixel in map units, or None without a transform."""
+    if raster.transform is None:
+        return None
+    t = raster.transform
+    return [math.hypot(t.a, t.d), math.hypot(t.b, t.e)]
 
 
 def _columns(rows, radii, wanted):
@@ -208,10 +294,28 @@ def _check_out(out, force):
         raise KMIError(f"--out: {out} exists and is not a folder")
 
 
+@contextmanager
+def _option(flag):
+    """Errors of the block name ``flag`` (the option whose value caused them)."""
+    try:
+        yield
+    except KMIError as error:
+        text = str(error)
+        raise KMIError(text if text.startswith(flag) else f"{flag}: {text}") from None
+
+
 def _check_truth(truth, raster):
     if (truth.height, truth.width) != (raster.height, raster.width):
         raise KMIError(f"--truth: {truth.name} is {truth.height} x {truth.width} pixels, the raster "
                        f"{raster.height} x {raster.width}")
+    # Of the same size but georeferenced elsewhere (another resolution or origin), it is another grid.
+    if truth.transform is not None and raster.transform is not None \
+            and not truth.transform.almost_equals(raster.transform):
+        raise KMIError(f"--truth: {truth.name} is not on the raster's grid (transform "
+                       f"{tuple(truth.transform)[:6]}, the raster's {tuple(raster.transform)[:6]})")
+    if truth.crs and raster.crs and truth.crs != raster.crs:
+        raise KMIError(f"--truth: {truth.name} is in {truth.crs.to_string()}, the raster in "
+                       f"{raster.crs.to_string()}")
     if truth.n_bands != 1:
         raise KMIError(f"--truth: {truth.name} has {truth.n_bands} bands; a truth is a single band of "
                        f"class numbers")
@@ -332,7 +436,9 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
     write_signatures(out / "signatures.csv", passed.counts, means, pixel_area=pixel_area, area_unit=area_unit,
                      band_names=band_names)
     write_preview(out / "preview.png", passed.classes, colours)
-    training = {"scene": raster.name, "n_sample": len(drawn.rows), "seed": params["seed"], "inertia": inertia}
+    training = {"scene": raster.name, "n_sample": len(drawn.rows), "seed": params["seed"],
+                "inertia": inertia, "crs": None if raster.crs is None else raster.crs.to_string(),
+                "pixel_size": _pixel_size(raster)}
     if model_meta is not None:
         training = model_meta.get("training", {})
     save_pixel_model(model, out / "model.kmi", bands={"count": raster.n_bands, "numbers": list(raster.bands),
@@ -345,7 +451,7 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
                      if raster.wavelengths is not None else {}),
                   "crs": None if raster.crs is None else raster.crs.to_string(),
                   "transform": None if raster.transform is None else list(raster.transform)[:6],
-                  "nodata": raster.nodata if raster.nodata is not None else raster.file_nodata,
+                  "nodata": _recorded(raster.nodata if raster.nodata is not None else raster.file_nodata),
                   "valid_pixels": int(passed.kmeans_counts.sum())},
         "features": params["features"],
         "seed": params["seed"],
@@ -380,6 +486,15 @@ def _write_rest(raster, raster_path, out, model, model_meta, passed, colours, dr
                       bands=raster.bands, wavelengths=raster.wavelengths,
                       wavelength_unit=raster.wavelength_unit)
     return results, means
+
+
+def _recorded(nodata):
+    """A nodata value (or a tuple of them) as JSON can hold it: NaN and infinities as text."""
+    if isinstance(nodata, tuple):
+        return [_recorded(value) for value in nodata]
+    if nodata is None or math.isfinite(nodata):
+        return nodata
+    return "NaN" if math.isnan(nodata) else "Infinity" if nodata > 0 else "-Infinity"
 
 
 def _pixel_area(raster):

@@ -299,7 +299,7 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
     start, stop : int
     model : PixelModel
     truth : Raster, optional
-        Single-band ground truth of the same size; 0 = unlabelled.
+        Single-band ground truth of the same size; 0 (and the truth's nodata) = unlabelled.
     budget_models : sequence of PixelModel
         Models (sharing one feature pipeline, whose radii are ``model``'s or 0) whose clusters are
         to be named from the truth of their most central labelled pixel: for each, the strip's
@@ -329,7 +329,8 @@ def classify_strip(raster, start, stop, model, *, truth=None, budget_models=(), 
     sums, counts = np.zeros((k, n_bands)), np.zeros(k, dtype=np.int64)
     out = {}
     if truth is not None:
-        out["truth"] = truth.read(start, stop)[0][:, :, 0]
+        classes, labelled = truth.read(start, stop)
+        out["truth"] = np.where(labelled, classes[:, :, 0], 0)  # the truth's nodata is unlabelled
     budgets = [_BudgetStats(m.n_clusters) for m in budget_models]
     # A few image rows at a time: features (and neighbourhood means) of a bounded number of pixels.
     step = max(1, CHUNK_PIXELS // width)

@@ -31,8 +31,9 @@ class ClassMapWriter:
     """Writes a class map as a tiled, compressed GeoTIFF strip by strip, then moves it into place.
 
     Classes 0..K-1 are stored as 1..K, nodata as 0 (uint8, or uint16 past 255 classes), with the
-    raster's CRS and transform and a colour table. Use as a context manager; :meth:`commit`
-    renames the finished file, and leaving the block without it removes the temporary file.
+    raster's CRS and transform (or its ground control points, or RPCs) and a colour table. Use as a
+    context manager; :meth:`commit` renames the finished file, and leaving the block without it
+    removes the temporary file.
 
     Parameters
     ----------
@@ -62,6 +63,10 @@ class ClassMapWriter:
                 self._dataset = rasterio.open(self._tmp, "w", **profile)
             except rasterio.errors.RasterioIOError as error:
                 raise KMIError(f"cannot write {self.path}: {error}") from None
+        if raster.gcps is not None:
+            self._dataset.gcps = raster.gcps
+        if raster.rpcs is not None:
+            self._dataset.rpcs = raster.rpcs
 
     def __enter__(self):
         return self
