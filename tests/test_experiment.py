@@ -23,6 +23,19 @@ def test_parse_ks():
             parse_ks(junk)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"ks": (10, 5000)}, "ks: K=5000 is larger than the 1437 images"),
+    ({"ks": ()}, "ks is empty"),
+    ({"ks": (10, 0)}, "ks: 0 is not a positive integer"),
+    ({"ks": (10,), "label_budgets": (5000,)}, "label_budgets: K=5000 is larger"),
+])
+def test_bad_ks_are_refused_before_any_fit(digits, monkeypatch, options, message):
+    # A K too large used to be found only after the first look at K = 10 had been fitted.
+    monkeypatch.setattr("kmeans_imagery.experiment.run_sweep", None)
+    with pytest.raises(KMIError, match=message):
+        run_experiment(digits, stability_seeds=0, **options)
+
+
 def test_experiment_with_features_budget_and_stability(digits, tmp_path):
     experiment = run_experiment(digits, ks=(10, 36), features="l2", n_init=2,
                                 stability_seeds=3, label_budgets=(10, 36), random_state=0)

@@ -197,6 +197,31 @@ def test_bad_specifications(blobs):
         fit(source, FitSpec(2, engine="sklearn"), mode="stream")
 
 
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+@pytest.mark.parametrize("spec, message", [
+    (FitSpec(True), "n_clusters must be a positive integer, got True"),
+    (FitSpec(2, algorithm="lloyd"), "unknown algorithm 'lloyd'"),
+    (FitSpec(2, n_init=0), "n_init must be a positive integer, got 0"),
+    (FitSpec(2, max_iter=1.5), "max_iter must be a positive integer, got 1.5"),
+    (FitSpec(2, random_state=-1), "random_state must be None or an integer"),
+])
+def test_every_mode_checks_the_spec_up_front(blobs, spec, mode, message):
+    # Streamed fits ignored a bad algorithm or n_init, and crashed on a negative seed.
+    images, _ = blobs
+    with pytest.raises(KMIError, match=message):
+        fit(ArraySource(images[:50]), spec, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_test_images_of_another_shape_are_refused_before_fitting(blobs, mode, monkeypatch):
+    images, labels = blobs
+    monkeypatch.setattr("kmeans_imagery.fit._fit_memory", None)  # no fit may start
+    monkeypatch.setattr("kmeans_imagery.fit._fit_passes", None)
+    test = ArraySource(np.zeros((5, 9, 9), np.uint8), np.arange(5))
+    with pytest.raises(KMIError, match="test images are 9x9 but the training images 8x8"):
+        fit(ArraySource(images[:50], labels[:50]), FitSpec(2), mode=mode, test=test)
+
+
 def test_folder_source_is_the_one_for_loose_files(folder):
     loose = FolderSource.of_files(sorted((folder / "c1").glob("*.png"))[:12])
     model = fit(loose, FitSpec(3, random_state=0), mode="stream").model

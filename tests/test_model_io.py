@@ -183,3 +183,66 @@ def test_feature_pipeline_travels_in_the_model_file(images_and_labels, tmp_path)
     np.testing.assert_array_equal(loaded.cluster_images_, model.cluster_images_)
     with zipfile.ZipFile(tmp_path / "hog.kmi") as archive:
         assert all(name.endswith((".json", ".npy")) for name in archive.namelist())
+
+
+@pytest.mark.parametrize("field, value", [
+    ("preprocessing", {"image_shape": "abc"}),
+    ("preprocessing", {"image_shape": [8, -8]}),
+    ("preprocessing", [8, 8]),
+    ("params", [1]),
+    ("params", {"n_clusters": 7}),
+    ("label_names", "digits"),
+    ("inertia", "large"),
+    ("training", ["mnist"]),
+    ("fit_metrics", 0.9),
+])
+def test_malformed_metadata_is_a_clear_error(fitted, tmp_path, field, value):
+    # A hand-edited file: each of these crashed while the model was built.
+    path = save_model(fitted, tmp_path / "m.kmi")
+    metadata, _ = read_model_file(path)
+    metadata[field] = value
+    edited = _rewrite(path, tmp_path / "edited.kmi", metadata=metadata)
+    with pytest.raises(KMIError, match="malformed"):
+        load_model(edited)
+
+
+def test_a_folder_is_not_a_model(tmp_path):
+    (tmp_path / "model.kmi").mkdir()
+    with pytest.raises(KMIError, match="is a folder"):
+        load_model(tmp_path / "model.kmi")
+
+
+def test_numpy_scalars_in_metrics_are_saved(fitted, tmp_path):
+    path = save_model(fitted, tmp_path / "m.kmi",
+                      fit_metrics={"accuracy": np.float32(0.5), "sizes": np.arange(2)},
+                      training={"n_samples": np.int64(1437)})
+    metadata = load_model(path).metadata_
+    assert metadata["fit_metrics"] == {"accuracy": 0.5, "sizes": [0, 1]}
+    assert metadata["training"] == {"n_samples": 1437}
+
+
+def test_metrics_json_cannot_store_leave_nothing(fitted, tmp_path):
+    with pytest.raises(KMIError, match="fit_metrics and training must be JSON-able"):
+        save_model(fitted, tmp_path / "m.kmi", fit_metrics={"classes": {1, 2}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_over_a_folder_is_a_clear_error(fitted, tmp_path):
+    (tmp_path / "m.kmi").mkdir()
+    with pytest.raises(KMIError, match="cannot write"):
+        save_model(fitted, tmp_path / "m.kmi", force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.kmi"]
+
+
+def test_the_same_model_is_the_same_file(fitted, tmp_path, monkeypatch):
+    import time as time_module
+
+    first = save_model(fitted, tmp_path / "a.kmi")
+    # A later save (the zip members would carry its time) writes the same bytes.
+    later = time_module.time() + 3 * 86400
+    monkeypatch.setattr(time_module, "time", lambda: later)
+    monkeypatch.setattr(time_module, "localtime", lambda *args: time_module.gmtime(later))
+    second = save_model(fitted, tmp_path / "b.kmi")
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(second) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}

@@ -141,6 +141,27 @@ def test_minimal_results(tmp_path):
     assert "<title>Empty</title>" in text and "<h2>" not in text
 
 
+@pytest.mark.parametrize("class_names, shown", [
+    (["a"], ["a", "1"]), (["a", None], ["a", "1"]), (None, ["0", "1"]), (["a", "b", "c"], ["a", "b"]),
+])
+def test_confusion_table_with_missing_class_names(tmp_path, class_names, shown):
+    # Names short of the matrix (or null) used to crash: the unnamed classes show their index.
+    results = {"test": {"confusion_matrix": [[1, 2], [3, 4]], "class_names": class_names}}
+    text = write_report(results, {}, tmp_path / "report.html").read_text("utf-8")
+    head = "".join(f"<th>{name}</th>" for name in shown)
+    assert f"<th>true \\ predicted</th>{head}</tr>" in text
+    assert f"<tr><th>{shown[0]}</th><td>1</td><td>2</td></tr>" in text
+    assert f"<tr><th>{shown[1]}</th><td>3</td><td>4</td></tr>" in text
+
+
+def test_first_predictions_with_null_lists(tmp_path):
+    results = {"first_predictions": {"predicted": [1, 2], "true": None}}
+    text = write_report(results, {}, tmp_path / "report.html").read_text("utf-8")
+    assert "<td>1</td><td>2</td>" in text
+    results = {"first_predictions": {"predicted": None, "true": [1]}}
+    assert "<td>1</td>" in write_report(results, {}, tmp_path / "r.html").read_text("utf-8")
+
+
 def test_hostile_strings_are_escaped(tmp_path, results, figures):
     results["dataset"] = HOSTILE
     results["source"] = HOSTILE

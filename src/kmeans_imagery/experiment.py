@@ -296,11 +296,14 @@ def _jsonable(values):
     return np.asarray(values).tolist()
 
 
-def _check_ks(ks, n_samples):
+def _check_ks(ks, n_samples, name="ks"):
+    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1]
+    if bad:
+        raise KMIError(f"{name}: {bad[0]!r} is not a positive integer")
     too_big = [k for k in ks if k > n_samples]
     if too_big:
         raise KMIError(
-            f"K={too_big[0]} is larger than the {n_samples} images it would cluster; "
+            f"{name}: K={too_big[0]} is larger than the {n_samples} images it would cluster; "
             f"use K <= {n_samples}"
         )
 
@@ -354,7 +357,7 @@ def run_sweep(
     Raises
     ------
     KMIError
-        When a K exceeds the number of rows.
+        When a K is not a positive integer or exceeds the number of rows.
 
     Examples
     --------
@@ -525,7 +528,7 @@ def label_budget_curve(X_fit, y_fit, X_test, y_test, budgets, *, algorithm="mini
     >>> [(row["labels"], round(row["test_accuracy"], 2)) for row in rows]
     [(10, 0.71), (30, 0.89)]
     """
-    _check_ks(budgets, len(X_fit))
+    _check_ks(budgets, len(X_fit), "budgets")
     rows = []
     with sharing(X_fit):
         for budget in budgets:
@@ -604,7 +607,9 @@ def run_experiment(
     Raises
     ------
     KMIError
-        When the dataset has no labels, or a K exceeds the number of images.
+        When the dataset has no labels, ``ks`` is empty, or a K of ``ks`` or ``label_budgets``
+        is not a positive integer or exceeds the number of images it would cluster (checked
+        before any fit).
 
     See Also
     --------
@@ -647,6 +652,11 @@ def run_experiment(
     say(f"train images: {dataset.train_images.shape} -> rows {X_train.shape} {X_train.dtype}")
     say(f"test images:  {dataset.test_images.shape} -> rows {X_test.shape} {X_test.dtype}")
     pixels_fit, y_fit = (X_test, y_test) if transductive else (X_train, y_train)
+    # Before any fit: a bad K found after the first models would waste their time.
+    if not ks:
+        raise KMIError("ks is empty: give at least one K")
+    _check_ks(ks, len(pixels_fit))
+    _check_ks(label_budgets, len(pixels_fit), "label_budgets")
     X_fit = pixels_fit
     feature_spec = "raw"
     if features not in (None, "raw"):

@@ -156,7 +156,8 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     Raises
     ------
     KMIError
-        For a bad parameter (named), too few images for K, or data that cannot be read.
+        For a bad parameter or field of ``spec`` (named), too few images for K, test images of
+        another shape than the training images, or data that cannot be read.
 
     See Also
     --------
@@ -183,11 +184,14 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     """
     if mode not in MODES:
         raise KMIError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if not isinstance(spec.n_clusters, int | np.integer) or spec.n_clusters < 1:
-        raise KMIError(f"n_clusters must be a positive integer, got {spec.n_clusters!r}")
+    _check_spec(spec)
     if spec.n_clusters > source.n_images:
         raise KMIError(f"n_clusters={spec.n_clusters} is more than the {source.n_images} images "
                        f"of {source.display_name}")
+    if test is not None and tuple(test.image_shape) != tuple(source.image_shape):
+        # Found now, not after the fit that would be scored on them.
+        raise KMIError(f"test images are {'x'.join(map(str, test.image_shape))} but the "
+                       f"training images {'x'.join(map(str, source.image_shape))}")
     weights = _check_weights(sample_weight, source.n_images)
     examples = None if spec.labels is None else read_label_sheet(spec.labels, source)
     started = time.perf_counter()
@@ -215,6 +219,27 @@ def fit(source, spec, *, mode="memory", client=None, test=None, progress=None,
     training = {"dataset": Path(str(source.name)).name, "n_samples": source.n_images,
                 "labelled": labelled or examples is not None, "resized": source.resizes}
     return FitResult(model, metrics, training, rows)
+
+
+def _check_spec(spec):
+    """Check every field of a spec before any work, the same way in every mode (the streamed
+    and Dask passes read some fields only after the sample is drawn, or never)."""
+    from .engine import ALGORITHMS
+
+    def whole(value):
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+    for name, value, optional in (("n_clusters", spec.n_clusters, False),
+                                  ("n_init", spec.n_init, True),
+                                  ("max_iter", spec.max_iter, True)):
+        if not (optional and value is None) and not (whole(value) and value >= 1):
+            raise KMIError(f"{name} must be a positive integer, got {value!r}")
+    if spec.algorithm not in ALGORITHMS:
+        raise KMIError(f"unknown algorithm {spec.algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    if spec.random_state is not None and not (whole(spec.random_state)
+                                              and 0 <= spec.random_state < 2**32):
+        raise KMIError(f"random_state must be None or an integer in 0..2**32-1, got "
+                       f"{spec.random_state!r}")
 
 
 def _check_weights(sample_weight, n_images):

@@ -58,9 +58,11 @@ def save_model(model, path, *, force=False, fit_metrics=None, training=None, lab
     force : bool, default=False
         Replace an existing file. Without it an existing file is an error.
     fit_metrics : dict, optional
-        Scores measured at fit time (JSON-able), kept for ``kmi show``/``evaluate``.
+        Scores measured at fit time (JSON-able; NumPy scalars and arrays are written as numbers
+        and lists), kept for ``kmi show``/``evaluate``.
     training : dict, optional
-        Facts about the training data (JSON-able), e.g. ``{"dataset": "mnist", "n_samples": 60000}``.
+        Facts about the training data (JSON-able, as ``fit_metrics``), e.g.
+        ``{"dataset": "mnist", "n_samples": 60000}``.
     label_names : sequence of str, optional
         Display names for integer labels.
 
@@ -72,7 +74,8 @@ def save_model(model, path, *, force=False, fit_metrics=None, training=None, lab
     Raises
     ------
     KMIError
-        When the file exists without ``force`` or cannot be written.
+        When the file exists without ``force``, cannot be written, or ``fit_metrics`` or
+        ``training`` hold values JSON cannot store.
 
     See Also
     --------
@@ -98,6 +101,8 @@ def save_model(model, path, *, force=False, fit_metrics=None, training=None, lab
     path = Path(path)
     if path.exists() and not force:
         raise KMIError(f"{path} already exists; use force=True to replace it")
+    if path.is_dir():
+        raise KMIError(f"cannot write model file {path}: it is a folder")
     classes = np.asarray(model.classes_)
     if classes.dtype.kind not in "iub":
         classes = classes.astype(str)
@@ -144,6 +149,13 @@ def _jsonable_param(value):
     return value
 
 
+def _json_value(value):
+    """NumPy scalars and arrays in metrics and training facts (a score, a count) as plain JSON."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+
 def _color_mode(image_shape):
     if image_shape is None:
         return None
@@ -152,18 +164,31 @@ def _color_mode(image_shape):
 
 def _atomic_zip(path, metadata, arrays):
     try:
+        text = json.dumps(metadata, indent=2, default=_json_value)
+    except TypeError as error:
+        raise KMIError(f"fit_metrics and training must be JSON-able: {error}") from None
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise KMIError(f"cannot write model file {path}: {error.strerror or error}") from None
     with atomic_write(path) as handle:
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
+            archive.writestr(_member(METADATA_MEMBER), text)
             for name, array in arrays.items():
                 buffer = io.BytesIO()
                 np.save(buffer, array, allow_pickle=False)
-                archive.writestr(f"{ARRAY_PREFIX}{name}.npy", buffer.getvalue())
+                archive.writestr(_member(f"{ARRAY_PREFIX}{name}.npy"), buffer.getvalue())
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _member(name):
+    """A zip member stamped with a fixed date: the same model is the same file, byte for byte
+    (a plain ``writestr`` stamps the current time)."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16  # rw-r--r-- when unzipped
+    return info
 
 
 def read_model_file(path):
@@ -204,6 +229,8 @@ def read_model_file(path):
     {'cluster_centers': (16, 64), 'classes': (10,), 'cluster_label_codes': (16,)}
     """
     path = Path(path)
+    if path.is_dir():
+        raise KMIError(f"model file {path} is a folder, not a model file")
     if not path.is_file():
         raise KMIError(f"model file {path} does not exist")
     try:
@@ -258,6 +285,41 @@ def _read_array(archive, info, path):
                 f"{path}: {info.filename} holds pickled objects, which are never loaded"
             ) from None
         raise KMIError(f"{path}: {info.filename} is not a valid .npy array ({error})") from None
+
+
+def _check_image_metadata(metadata, n_clusters, path):
+    """Refuse an image model's metadata whose fields are not of the documented types.
+
+    A hand-edited or damaged file must be a clear error, not a crash while the model is built.
+    """
+
+    def whole(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    preprocessing = metadata.get("preprocessing") or {}
+    image_shape = preprocessing.get("image_shape") if isinstance(preprocessing, dict) else None
+    params = metadata.get("params") or {}
+    label_names = metadata.get("label_names")
+    inertia = metadata.get("inertia")
+    malformed = [
+        name for name, ok in (
+            ("preprocessing", isinstance(preprocessing, dict)),
+            ("image_shape", image_shape is None or (
+                isinstance(image_shape, list) and len(image_shape) in (2, 3)
+                and all(whole(side) and side > 0 for side in image_shape))),
+            ("params", isinstance(params, dict)
+             and params.get("n_clusters", n_clusters) == n_clusters),
+            ("label_names", label_names is None or (
+                isinstance(label_names, list) and all(isinstance(n, str) for n in label_names))),
+            ("inertia", inertia is None or (isinstance(inertia, int | float)
+                                            and not isinstance(inertia, bool))),
+            *((name, isinstance(metadata.get(name) or {}, dict))
+              for name in ("fit_metrics", "training", "features")),
+        ) if not ok
+    ]
+    if malformed:
+        raise KMIError(f"{path}: model metadata field {malformed[0]!r} is malformed (corrupt model "
+                       f"file)")
 
 
 def load_model(path):
@@ -319,9 +381,9 @@ def load_model(path):
         or codes.max(initial=0) >= len(classes)
     ):
         raise KMIError(f"{path}: model arrays are inconsistent (corrupt model file)")
-    preprocessing = metadata.get("preprocessing") or {}
-    image_shape = preprocessing.get("image_shape")
-    image_shape = None if image_shape is None else tuple(int(side) for side in image_shape)
+    _check_image_metadata(metadata, len(centers), path)
+    image_shape = (metadata.get("preprocessing") or {}).get("image_shape")
+    image_shape = None if image_shape is None else tuple(image_shape)
     features, cluster_images = None, centers
     feature_meta = metadata.get("features")
     if feature_meta is not None:

@@ -282,7 +282,9 @@ def _test_section(test, confusion_uri):
 
 def _confusion_table(matrix, class_names):
     """The confusion matrix as a table, for reports made without its figure."""
-    names = class_names or [str(i) for i in range(len(matrix))]
+    # A class without a name (a list shorter than the matrix, or a null) is shown by its index.
+    names = [str(i) if i >= len(class_names or []) or class_names[i] is None else class_names[i]
+             for i in range(len(matrix))]
     head = "".join(f"<th>{_esc(name)}</th>" for name in names)
     lines = [f"<table>\n<thead><tr><th>true \\ predicted</th>{head}</tr></thead>\n<tbody>"]
     for name, row in zip(names, matrix, strict=True):
@@ -293,7 +295,7 @@ def _confusion_table(matrix, class_names):
 
 
 def _first_predictions(first):
-    predicted, true = first.get("predicted", []), first.get("true", [])
+    predicted, true = first.get("predicted") or [], first.get("true") or []
     lines = ["<h2>First predictions (K = number of classes, on the images it was fitted on)</h2>",
              "<table>\n<tbody>"]
     # Wrong predictions are highlighted.

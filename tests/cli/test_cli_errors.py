@@ -11,6 +11,7 @@ from PIL import Image
 
 from kmeans_imagery.cli import main
 from kmeans_imagery.datasets import write_idx
+from kmeans_imagery.errors import KMIError
 from kmeans_imagery.labeling import ClusterClassifier
 from kmeans_imagery.model_io import save_model
 
@@ -241,6 +242,50 @@ def bad_size(tmp_path):
     return ["fit", tmp_path / "imgs", "--k", 2, "--size", "big", "--out", tmp_path / "m.kmi"], "--size='big'"
 
 
+def model_malformed_metadata(tmp_path):
+    path = _model(tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    metadata = json.loads(members["kmi-model.json"])
+    metadata["preprocessing"]["image_shape"] = ["eight", 8]
+    members["kmi-model.json"] = json.dumps(metadata).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+    return ["predict", path, tmp_path], "model metadata field 'image_shape' is malformed"
+
+
+def model_is_a_folder(tmp_path):
+    (tmp_path / "model.kmi").mkdir()
+    _png(tmp_path / "new" / "a.png")
+    return ["predict", tmp_path / "model.kmi", tmp_path / "new"], "is a folder, not a model file"
+
+
+def size_zero(tmp_path):
+    _class_folder(tmp_path / "imgs")
+    return ["fit", tmp_path / "imgs", "--k", 2, "--size", "0", "--out", tmp_path / "m.kmi"], "--size='0'"
+
+
+def convert_force_onto_the_images(tmp_path):
+    root = _class_folder(tmp_path / "imgs")
+    return ["convert", root, root, "--force"], "--force replaces only a store"
+
+
+def convert_force_onto_a_file(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 4, 4), np.uint8))
+    return ["convert", tmp_path / "x.npy", tmp_path / "x.npy", "--force"], "is not a Zarr store"
+
+
+def run_ks_too_large(tmp_path):
+    return (["run", "digits", "--ks", "10,5000", "--stability-seeds", 0, "--out", tmp_path / "r"],
+            "--ks: K=5000 is larger than the 1437 images")
+
+
+def run_label_budget_too_large(tmp_path):
+    return (["run", "digits", "--ks", "10", "--label-budget", "5000", "--stability-seeds", 0,
+             "--out", tmp_path / "r"], "--label-budget: K=5000")
+
+
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
     predict_mixed_sizes, label_sheet_other_size, name_sheet_of_other_images, idx_truncated,
@@ -250,6 +295,8 @@ CASES = [
     existing_model, predict_other_size, predict_missing_file, model_truncated, model_newer,
     model_pickled, not_a_model, unknown_dataset, bad_size,
     explore_k_range_too_wide, explore_k_too_large, run_missing_data, evaluate_missing_model,
+    model_malformed_metadata, model_is_a_folder, size_zero, convert_force_onto_the_images,
+    convert_force_onto_a_file, run_ks_too_large, run_label_budget_too_large,
 ]
 
 
@@ -290,3 +337,29 @@ def test_predict_resizes_only_when_asked(tmp_path, capsys):
 def test_force_replaces_an_existing_model(tmp_path, capsys):
     path = _model(tmp_path)
     assert main(["fit", "digits", "--k", "3", "--out", str(path), "--force"]) == 0
+
+
+def test_debug_after_the_command_shows_the_error_traceback(tmp_path):
+    # --debug is kmi's own option; typed after the command it used to fail as an unknown option.
+    path = _model(tmp_path, shape=(8, 8))
+    _png(tmp_path / "new" / "a.png", size=(10, 10))
+    with pytest.raises(KMIError, match="the model expects 8x8"):
+        main(["predict", str(path), str(tmp_path / "new"), "--debug"])
+
+
+def test_fit_finds_an_unwritable_output_before_fitting(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code = main(["fit", "digits", "--k", "3", "--out", str(tmp_path / "file" / "m.kmi")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "cannot write" in err
+    assert "fitting" not in out
+
+
+def test_fit_makes_the_model_folder(tmp_path, capsys):
+    assert main(["fit", "digits", "--k", "3", "--out", str(tmp_path / "a" / "b" / "m.kmi")]) == 0
+    assert (tmp_path / "a" / "b" / "m.kmi").is_file()
+
+
+def test_fit_error_leaves_no_model_folder(tmp_path, capsys):
+    assert main(["fit", "digits", "--k", "0", "--out", str(tmp_path / "a" / "b" / "m.kmi")]) == 2
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,7 @@
 """Tests for .npy / .npz datasets: keys, pixel value conversion, labels, and bad files."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -172,3 +174,12 @@ def test_auto_size_keeps_small_arrays_and_scales_large_ones_down(tmp_path, rng):
     assert open_source(tmp_path / "small.npy", size="auto").image_shape == (4, 5)
     large = open_source(tmp_path / "large.npy", size="auto")
     assert large.image_shape == (64, 51) and large.read(0, 3).shape == (3, 64, 51)
+
+
+@pytest.mark.parametrize("size, shown", [("0", "size='0'"), ((8, 0), "size=(8, 0)"),
+                                         ((8, 8, 3), "size=(8, 8, 3)"), ([None], "size=[None]")])
+def test_a_bad_size_is_named_with_its_value(size, shown):
+    from kmeans_imagery.datasets import parse_size
+
+    with pytest.raises(KMIError, match=re.escape(shown)):
+        parse_size(size)

@@ -423,3 +423,44 @@ def test_two_splits_of_which_one_has_labels_are_read_without_them_and_said(tmp_p
     np.savez(tmp_path / "half.npz", x_train=imgs, y_train=labels, x_test=imgs[:5])
     with pytest.warns(UserWarning, match=r"the test split of .*half\.npz has no labels, so it is"):
         assert open_source(tmp_path / "half.npz", split="all").labels is None
+
+
+def test_convert_force_replaces_only_a_store(tmp_path, class_folder):
+    # force used to delete whatever stood at dest: the source's own images, any folder.
+    pytest.importorskip("zarr")
+    files = sorted(class_folder.rglob("*"))
+    with pytest.raises(KMIError, match="force=True replaces only a store"):
+        convert_to_zarr(open_source(class_folder), class_folder, force=True)
+    assert sorted(class_folder.rglob("*")) == files
+    np.save(tmp_path / "x.npy", np.zeros((3, 4, 4), np.uint8))
+    with pytest.raises(KMIError, match="is not a Zarr store"):
+        convert_to_zarr(open_source(tmp_path / "x.npy"), tmp_path / "x.npy", force=True)
+    assert open_source(tmp_path / "x.npy").n_images == 3
+    (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose: no force needed
+    assert convert_to_zarr(open_source(class_folder), tmp_path / "empty").n_images == 20
+    store = convert_to_zarr(open_source(tmp_path / "x.npy"), tmp_path / "empty", force=True)
+    assert store.n_images == 3
+
+
+@pytest.mark.parametrize("images, expected", [
+    (np.full((2, 3, 3), 0.5), 128),  # floats in [0, 1]: scaled, not cast to 0
+    (np.full((2, 3, 3), 200.0), 200),
+    (np.ones((2, 3, 3), bool), 255),
+    (np.full((2, 3, 3, 1), 7, np.int16), 7),
+])
+def test_array_source_converts_images_as_array_files_do(images, expected):
+    read = ArraySource(images).read_all().images
+    assert read.dtype == np.uint8 and read.shape == (2, 3, 3)
+    assert (read == expected).all()
+
+
+@pytest.mark.parametrize("images, labels, message", [
+    (np.zeros((4, 9), np.uint8), None, r"images must have shape \(n, H, W\)"),
+    (np.full((4, 3, 3), 300, np.int16), None, "0..255"),
+    (np.full((4, 3, 3), np.nan), None, "NaN"),
+    (np.zeros((4, 3, 3), np.uint8), np.arange(3), "3 labels for 4 images"),
+    (np.zeros((4, 3, 3), np.uint8), np.arange(4).reshape(4, 1), "one-dimensional"),
+])
+def test_array_source_refuses_bad_images_and_labels(images, labels, message):
+    with pytest.raises(KMIError, match=message):
+        ArraySource(images, labels, name="scans")

@@ -69,6 +69,8 @@ PARAM_FLAGS = {
     "features=": "--features=",
     "out=": "--out=",
     "sheet=": "--sheet=",
+    "ks": "--ks",
+    "label_budgets": "--label-budget",
 }
 
 
@@ -136,6 +138,9 @@ def main(argv=None):
     import warnings
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" in argv:
+        # --debug belongs to kmi itself, but is often typed after the command: take it anywhere.
+        argv = ["--debug", *(arg for arg in argv if arg != "--debug")]
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV) == "1"
     python_warnings = warnings.showwarning
     if not debug:

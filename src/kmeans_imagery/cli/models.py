@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -52,39 +53,41 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     from ..fit import FitSpec
     from ..fit import fit as fit_source
     from ..model_io import save_model
-    from ..outputs import check_new_output
+    from ..outputs import check_new_output, output_folder
 
     console, err = consoles(False)
     check_new_output(out, force)
-    if stream and dask_address:
-        raise KMIError("choose one of --stream and --dask")
-    mode = "dask" if dask_address else "stream" if stream else "memory"
-    size, color = reading_size(size, features), color_for_features(color, features)
-    source = open_source(data, data_dir=data_dir, color=color, size=size,
-                       skip_bad=skip_bad)
-    test = None
-    if source.split is not None:
-        test = open_source(data, split="test", data_dir=data_dir, color=color, size=size,
-                         skip_bad=skip_bad)
-    spec = FitSpec(n_clusters, algorithm=algorithm, engine=engine, features=features,
-                   n_init=n_init, max_iter=max_iter, random_state=seed, labels=labels_csv)
-    console.print(f"fitting K={n_clusters} on {source.display_name}: {source.n_images} images of "
-                  f"{'x'.join(map(str, source.image_shape))} ({mode})")
-    if dask_address:
-        from ..engine.dask import connect
+    # The model's folder is made (and found writable) before the fit, not after it.
+    with output_folder(Path(out).parent):
+        if stream and dask_address:
+            raise KMIError("choose one of --stream and --dask")
+        mode = "dask" if dask_address else "stream" if stream else "memory"
+        size, color = reading_size(size, features), color_for_features(color, features)
+        source = open_source(data, data_dir=data_dir, color=color, size=size,
+                             skip_bad=skip_bad)
+        test = None
+        if source.split is not None:
+            test = open_source(data, split="test", data_dir=data_dir, color=color, size=size,
+                               skip_bad=skip_bad)
+        spec = FitSpec(n_clusters, algorithm=algorithm, engine=engine, features=features,
+                       n_init=n_init, max_iter=max_iter, random_state=seed, labels=labels_csv)
+        console.print(f"fitting K={n_clusters} on {source.display_name}: {source.n_images} "
+                      f"images of {'x'.join(map(str, source.image_shape))} ({mode})")
+        if dask_address:
+            from ..engine.dask import connect
 
-        with connect(dask_address) as client:
-            result = fit_source(source, spec, mode=mode, client=client, test=test)
-    else:
-        with err.status(f"fitting K={n_clusters}"):
-            result = fit_source(source, spec, mode=mode, test=test,
-                                progress=loading_progress(err) if stream else None)
-    report_skipped(source.name, source.skipped, err)
-    save_model(result.model, out, force=force, fit_metrics=result.metrics,
-               training=result.training, label_names=source.label_names)
-    console.print(metrics_table(f"model K={n_clusters} on {source.name}", {
-        k: v for k, v in result.metrics.items() if k != "test_metrics"}))
-    console.print(f"saved model to {out}")
+            with connect(dask_address) as client:
+                result = fit_source(source, spec, mode=mode, client=client, test=test)
+        else:
+            with err.status(f"fitting K={n_clusters}"):
+                result = fit_source(source, spec, mode=mode, test=test,
+                                    progress=loading_progress(err) if stream else None)
+        report_skipped(source.name, source.skipped, err)
+        save_model(result.model, out, force=force, fit_metrics=result.metrics,
+                   training=result.training, label_names=source.label_names)
+        console.print(metrics_table(f"model K={n_clusters} on {source.name}", {
+            k: v for k, v in result.metrics.items() if k != "test_metrics"}))
+        console.print(f"saved model to {out}")
 
 
 @click.command()

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import KMIError
 from ..progress import open_progress
-from .convert import auto_size, check_color, conform_images, parse_size
+from .convert import auto_size, check_color, check_labels, conform_images, parse_size, to_uint8_images
 
 #: Images per batch when a caller does not say (6.4 MB of 28x28 images).
 DEFAULT_CHUNK = 8192
@@ -364,10 +364,12 @@ class ArraySource(ImageSource):
 
     Parameters
     ----------
-    images : ndarray of uint8, shape (n, H, W) or (n, H, W, 3)
-        The images (kept, not copied).
-    labels : ndarray of shape (n,) or None
-        Their labels.
+    images : array-like of shape (n, H, W), (n, H, W, 1) or (n, H, W, 3)
+        The images: uint8 arrays are kept, not copied; others are converted as array files are
+        (bool to 0/255, other integers in 0..255, floats in [0, 1] scaled by 255 or in [0, 255];
+        see :func:`~kmeans_imagery.datasets.convert.to_uint8_images`).
+    labels : array-like of shape (n,) or None
+        Their labels: integers or strings, one per image.
     name : str
         The source's name.
     label_names : sequence of str or None
@@ -378,6 +380,11 @@ class ArraySource(ImageSource):
         Where the images came from.
     color, size
         As in :func:`~kmeans_imagery.datasets.open_source`.
+
+    Raises
+    ------
+    KMIError
+        For images of another shape or out of range, or labels of another length or kind.
 
     Examples
     --------
@@ -394,6 +401,11 @@ class ArraySource(ImageSource):
     def __init__(self, images, labels=None, *, name="array", label_names=None, split=None,
                  origin="", color=None, size=None):
         super().__init__(color, size)
+        # A plain cast would make floats in [0, 1] black images; labels of another length would
+        # misalign.
+        images = to_uint8_images(np.asarray(images), f"{name} images")
+        if labels is not None:
+            labels = check_labels(np.asarray(labels), len(images), f"{name} labels")
         self._images = images
         self._labels_cache = labels
         self.name = name

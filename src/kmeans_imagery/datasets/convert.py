@@ -93,9 +93,9 @@ def parse_size(size):
         try:
             parsed = tuple(int(v) for v in size)
         except (TypeError, ValueError):
-            raise KMIError(f"size must be HxW or (H, W), got {size!r}") from None
+            raise KMIError(f"size={size!r} is neither HxW nor (H, W)") from None
     if len(parsed) != 2 or min(parsed) < 1:
-        raise KMIError(f"size must be two positive numbers H and W, got {size!r}")
+        raise KMIError(f"size={size!r} is not two positive numbers H and W")
     return parsed
 
 

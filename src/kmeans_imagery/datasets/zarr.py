@@ -225,7 +225,8 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
     chunk_size : int
         Images per chunk.
     force : bool
-        Replace an existing ``dest``.
+        Replace an existing store at ``dest`` (an empty folder is replaced without it; any other
+        file or folder never is).
     progress : callable or None
         ``progress(total, description)`` returning a context manager with ``advance(n=1)``.
 
@@ -237,8 +238,8 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
     Raises
     ------
     KMIError
-        When zarr is not installed, ``dest`` exists without ``force``, or ``source`` is not a
-        source.
+        When zarr is not installed, ``dest`` exists without ``force`` or is not a store, or
+        ``source`` is not a source.
 
     Examples
     --------
@@ -258,8 +259,13 @@ def convert_to_zarr(source, dest, *, chunk_size=DEFAULT_CHUNK, force=False, prog
     if not isinstance(source, ImageSource):
         raise KMIError(f"source must be an open source (see open_source), got {source!r}")
     dest = Path(dest)
-    if dest.exists() and not force:
-        raise KMIError(f"{dest} already exists; use force=True to replace it")
+    if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
+        if not force:
+            raise KMIError(f"{dest} already exists; use force=True to replace it")
+        # force deletes what it replaces: never the source's images or another folder of files.
+        if not ((dest / "zarr.json").is_file() or (dest / ".zgroup").is_file()):
+            raise KMIError(f"{dest} is not a Zarr store: force=True replaces only a store, never "
+                           f"another file or folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
