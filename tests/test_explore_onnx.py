@@ -286,3 +286,43 @@ def test_a_network_of_several_inputs_is_refused(tmp_path):
                           [("y", TensorProto.FLOAT, ["n", 3])])
     with pytest.raises(KMIError, match="has 2 inputs \\(x, z\\)"):
         make_features(f"onnx:{path}", (8, 8, 3)).fit(np.zeros((2, 192), np.float32))
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_images_neither_gray_nor_rgb_are_refused_by_a_colour_network(tmp_path, rng, channels):
+    path = _graph_network(tmp_path / "rgb.onnx", _MEAN_COLOUR, [("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                          [("y", TensorProto.FLOAT, ["n", 3])])
+    rows = rng.random((4, 8 * 8 * channels)).astype(np.float32)
+    # they were repeated to 3 x channels and onnxruntime refused its input
+    with pytest.raises(KMIError, match=f"takes RGB images; images of {channels} channels"):
+        make_features(f"onnx:{path}", (8, 8, channels)).fit(rows)
+    # a network of one channel sees their mean
+    gray = _graph_network(tmp_path / "gray.onnx", _MEAN_COLOUR, [("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+                          [("y", TensorProto.FLOAT, ["n", 1])])
+    out = make_features(f"onnx:{gray}", (8, 8, channels)).fit_transform(rows)
+    np.testing.assert_allclose(out[:, 0], rows.mean(axis=1), rtol=1e-5)
+
+
+def test_onnx_errors_name_the_features(tmp_path, rng):
+    from kmeans_imagery.features import reading_color, reading_size
+
+    missing = tmp_path / "missing.onnx"
+    for ask in (lambda: reading_color(None, f"onnx:{missing}"),
+                lambda: reading_size("auto", f"l2|onnx:{missing}")):
+        with pytest.raises(KMIError, match=r"^features='.*missing.onnx': ONNX model .* does not exist"):
+            ask()
+    with pytest.raises(KMIError, match=r"^features='onnx:': 'onnx' needs a path"):
+        make_features("onnx:", (8, 8))
+
+
+def test_an_onnx_pipeline_embeds_no_images_and_survives_its_state(tmp_path, rng):
+    from kmeans_imagery.features import FeaturePipeline
+
+    path = _graph_network(tmp_path / "rgb.onnx", _MEAN_COLOUR, [("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                          [("y", TensorProto.FLOAT, ["n", 3])])
+    rows = rng.random((6, 8 * 8 * 3)).astype(np.float32)
+    pipeline = make_features(f"ONNX:{path}+std|l2", (8, 8, 3)).fit(rows)
+    meta, arrays = pipeline.get_state()
+    again = FeaturePipeline.from_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(again.transform(rows), pipeline.transform(rows))
+    assert again.transform(rows[:0]).shape == (0, 3 + 192)

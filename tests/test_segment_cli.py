@@ -98,7 +98,7 @@ def test_errors_name_the_option(tmp_path, capsys):
     scene = ["segment", str(path), *out]
     _fails(capsys, [*scene, "--k", "3", "--truth", str(tmp_path / "missing.npy")], "kmi: error: --truth: ")
     _fails(capsys, [*scene, "--model", str(tmp_path / "missing.kmi")], "kmi: error: --model: ")
-    _fails(capsys, [*scene, "--k", "3", "--features", "bogus"], "kmi: error: --features: ")
+    _fails(capsys, [*scene, "--k", "3", "--features", "bogus"], "kmi: error: --features='bogus': ")
     _fails(capsys, [*scene, "--k", "3", "--var", "x"], "kmi: error: --var: s.tif has no array")
     assert not (tmp_path / "o").exists()
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import sys
 
 import numpy as np
@@ -237,6 +238,70 @@ def test_bad_spec_message_lists_valid_names():
         assert name in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("spec", "valid"),
+    [
+        ("", "presets raw, l2"),
+        ("deskew+", "presets raw, l2"),
+        ("a||b", "presets raw, l2"),
+        ("(l2|hog", r"a '\)' is missing; valid: steps .*hog\[:cell\]"),
+        ("pca:0", r"pca\[:n\]\[:whiten\]"),
+        ("pca:-1", r"at least 1 \(pca\[:n\]\[:whiten\]\)"),
+        ("hog:abc", r"hog does not take 'abc' \(hog\[:cell\]\)"),
+        ("l2:3", r"does not take '3' \(l2\)"),
+        ("pca:20+hog", "needs image rows"),
+        ("onnx", "needs a path"),
+    ],
+)
+def test_spec_errors_name_the_features_parameter_and_what_is_valid(spec, valid):
+    # "features=" is the parameter's name in the library; the CLI shows it as --features=
+    with pytest.raises(KMIError, match=rf"^features={re.escape(repr(spec))}: .*{valid}"):
+        make_features(spec, (28, 28))
+
+
+def test_spec_errors_on_the_command_line_name_the_option(capsys, tmp_path):
+    from kmeans_imagery.cli import main
+
+    out = str(tmp_path / "m.kmi")
+    assert main(["fit", "digits", "--k", "3", "--out", out, "--features", "pca:0"]) == 2
+    assert "kmi: error: --features='pca:0': " in capsys.readouterr().err
+
+
+def test_step_names_are_read_in_any_case():
+    assert make_features("PCA:5:Whiten", (8, 8)).spec == "pca:5:whiten"
+    assert make_features(" Deskew+(L2|HOG:2) ", (8, 8)).spec == "deskew+(l2|hog:2)"
+    assert make_features("PixHog", (8, 8)).spec == FEATURE_PRESETS["pixhog"][0]
+
+
+def test_transform_of_other_images_names_the_features_and_their_size(digits_rows):
+    pipeline = make_features("l2|hog:2", (8, 8)).fit(digits_rows[0])
+    with pytest.raises(KMIError, match=r"^features='l2\|hog:2': expected rows \(8x8 images\) of 64 "
+                                       r"values each, got 100"):
+        pipeline.transform(np.zeros((3, 100), np.float32))
+
+
+@pytest.mark.parametrize("spec", ["std", "raw", "deskew+(l2|hog:2)+pca:2"])
+def test_fitting_on_no_rows_is_an_error(spec):
+    # std learnt a NaN mean from no rows, and the raw pixels fitted nothing
+    with pytest.raises(KMIError, match=rf"^features='{re.escape(spec)}': .*at least one row, got 0"):
+        make_features(spec, (8, 8)).fit(np.zeros((0, 64), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 5), (5, 3), (1, 7), (2, 2, 3), (3, 5, 3),
+                                   (4, 4, 1)])
+@pytest.mark.parametrize("spec", ["raw", "deskew", "l2", "std", "hog:1", "pca:2:whiten",
+                                  "deskew+(l2|hog:1)+std+pca:3"])
+def test_every_step_on_tiny_gray_and_colour_images(rng, shape, spec):
+    """Blank, constant and random images: finite float32 rows, equal after the state round trip."""
+    width = int(np.prod(shape))
+    rows = np.vstack([np.zeros((3, width)), np.full((3, width), 0.5), rng.random((6, width))])
+    pipeline = make_features(spec, shape, random_state=0)
+    fitted = pipeline.fit_transform(rows)  # float64 rows are read as float32
+    assert fitted.dtype == np.float32 and np.isfinite(fitted).all()
+    np.testing.assert_array_equal(pipeline.transform(rows.astype(np.float32)), fitted)
+    np.testing.assert_array_equal(_round_trip(pipeline).transform(rows), fitted)
+
+
 def test_umap_missing_names_the_extra(monkeypatch, digits_rows):
     # a None entry makes both find_spec and import report the module as absent
     monkeypatch.setitem(sys.modules, "umap", None)
@@ -322,3 +387,16 @@ def test_a_step_that_cannot_fit_names_the_features_it_belongs_to():
     rows = np.random.default_rng(0).random((30, 784), dtype=np.float32)
     with pytest.raises(KMIError, match=r"^features='deskew\+\(l2\|hog:7\)\+pca:100': pca needs"):
         make_features("pixhog", (28, 28), 0).fit(rows)
+
+
+@needs_umap
+def test_umap_on_a_tiny_set(rng):
+    rows = rng.random((20, 64), dtype=np.float32)
+    # umap-learn's spectral start failed with a TypeError from scipy at 19 dimensions of 20 rows
+    with pytest.raises(KMIError, match=r"^features='umap:19': umap:19 needs at least 21 training "
+                                       r"rows, got 20; use at most umap:18"):
+        make_features("umap:19", (8, 8), random_state=0).fit(rows)
+    pipeline = make_features("umap:18", (8, 8), random_state=0)
+    assert pipeline.fit_transform(rows).shape == (20, 18)
+    # no rows to embed: no rows out, not scikit-learn's error for an empty search
+    assert pipeline.transform(rows[:0]).shape == (0, 18)

@@ -100,6 +100,16 @@ def test_pixel_spec_errors(spec, message):
         make_pixel_features(spec)
 
 
+def test_pixel_spec_errors_name_the_features_and_the_pixel_steps():
+    with pytest.raises(KMIError) as info:
+        make_pixel_features("l2+sobel")
+    message = str(info.value)
+    assert message.startswith("features='l2+sobel': bad feature spec: unknown step 'sobel'")
+    # the steps a pixel takes, not the image steps and presets
+    assert "raw, std, l2, pca[:n][:whiten], umap[:n], nbr[:r]" in message
+    assert "hog" not in message and "presets" not in message
+
+
 def test_nbr_is_not_an_image_step():
     with pytest.raises(KMIError, match="pixels of a raster"):
         make_features("nbr:1", (8, 8))

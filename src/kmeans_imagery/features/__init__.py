@@ -11,7 +11,11 @@ A pipeline is written as a *spec*, a short string:
 - parentheses group: ``"deskew+(l2|hog)"`` is the same as the line above, deskewing once;
 - ``name:value`` sets a step's main parameter: ``"hog:4"`` (4x4-pixel cells), ``"pca:50"``,
   ``"umap:10"``; ``"pca:50:whiten"`` whitens; ``"onnx:PATH"`` runs a network exported to ONNX,
-  with options such as ``"onnx:PATH:norm=imagenet"`` (:class:`OnnxEmbedding`).
+  with options such as ``"onnx:PATH:norm=imagenet"`` (:class:`OnnxEmbedding`);
+- names are read in any case (``"PCA:20"`` is ``"pca:20"``), an ``onnx:`` path as written.
+
+An error in a spec starts with ``features=SPEC``, the parameter (``--features`` on the command
+line), and says what is valid.
 
 A spec that is only a preset name (see :data:`FEATURE_PRESETS`) expands to that preset: ``"umap"``
 alone means ``"deskew+pca:50+umap:10"``, while the ``umap`` inside ``"pca:50+umap"`` is the single

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import KMIError
-from ._steps import _check_shape, _Step
+from ._steps import _check_shape, _describe_shape, _Step
 
 __all__ = ["OnnxEmbedding"]
 
@@ -301,7 +301,15 @@ class OnnxEmbedding(_Step):
             raise KMIError(f"onnx batch_size must be a positive integer, got {self.batch_size!r}")
         self._cache = None
         self.sha256_ = None
-        self.sha256_ = self._session().sha256
+        net = self._session()
+        self.sha256_ = net.sha256
+        shape = _check_shape(self.image_shape)
+        channels = shape[2] if len(shape) == 3 else 1
+        # a network of 1 channel gets the channels' mean; one of 3, gray repeated or RGB as it is
+        if net.channels == 3 and channels not in (1, 3):
+            raise KMIError(f"ONNX model {self.path} takes RGB images; images of {channels} "
+                           f"channels ({_describe_shape(shape)}) are neither gray nor RGB: read "
+                           f"them as one or the other")
         self.n_features_out_ = self._embed(X[:1]).shape[1]
 
     def _transform(self, X):

@@ -9,18 +9,31 @@ from sklearn.utils.validation import check_is_fitted
 from ..errors import KMIError
 from ._hog import HOG
 from ._onnx import OnnxEmbedding
-from ._pixels import Neighbourhood
+from ._pixels import Neighbourhood, _all_steps
 from ._spec import (
     DEFAULT_PIXEL_FEATURES,
     FEATURE_PRESETS,
     KEEPS_IMAGES,
     NEEDS_SHAPE,
     PIXEL_ONLY,
+    PIXEL_STEPS,
+    STEP_USAGE,
     Parser,
     canonical,
     int_arg,
+    naming_spec,
 )
-from ._steps import PCA, Concat, Deskew, Identity, L2Normalize, Standardize, _check_rows, _check_shape
+from ._steps import (
+    PCA,
+    Concat,
+    Deskew,
+    Identity,
+    L2Normalize,
+    Standardize,
+    _check_rows,
+    _check_shape,
+    _describe_shape,
+)
 from ._umap import UMAP, _umap_missing
 
 _STATE_FORMAT = 1
@@ -127,7 +140,13 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         Xt : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "n_features_in_")
-        Xt = _check_rows(X, self.n_features_in_)
+        try:
+            Xt = _check_rows(X, self.n_features_in_, _rows_of(self.steps))
+        except KMIError as error:
+            # rows of images of another size than the pipeline was fitted on, most often
+            if self.spec is None:
+                raise
+            raise KMIError(f"features={self.spec!r}: {error}") from None
         for step in self.steps:
             Xt = step.transform(Xt)
         return Xt
@@ -187,6 +206,14 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         return pipeline
 
 
+def _rows_of(steps):
+    """What a pipeline's input rows are, for errors: rows of images of its size when one of its
+    steps knows it (all of a pipeline's image steps read the same images)."""
+    shapes = (getattr(step, "image_shape", None) for step in _all_steps(steps))
+    shape = next((shape for shape in shapes if shape is not None), None)
+    return "rows" if shape is None else f"rows ({_describe_shape(shape)} images)"
+
+
 def _steps_state(steps, prefix, arrays):
     out = []
     for i, step in enumerate(steps):
@@ -237,12 +264,15 @@ def _build_step(name, args, image_shape, random_state):
     """A step from its spec name and ':' arguments."""
     if name == "onnx":
         return _STEPS["onnx"].from_spec(":".join(args), image_shape)
-    flags = {arg for arg in args if not arg.isdigit()}
-    numbers = [int_arg(name, arg) for arg in args if arg.isdigit()]
+    # "-1" is a number too small, not an unknown flag
+    is_number = [arg.removeprefix("-").isdigit() for arg in args]
+    flags = {arg for arg, number in zip(args, is_number, strict=True) if not number}
+    numbers = [int_arg(name, arg) for arg, number in zip(args, is_number, strict=True) if number]
     allowed_flags = {"pca": {"whiten"}}.get(name, set())
     if flags - allowed_flags or len(numbers) > (0 if name in ("raw", "deskew", "l2", "std") else 1):
         extra = sorted(flags - allowed_flags) or args
-        raise KMIError(f"'{':'.join([name, *args])}': {name} does not take {':'.join(extra)!r}")
+        raise KMIError(f"'{':'.join([name, *args])}': {name} does not take {':'.join(extra)!r} "
+                       f"({STEP_USAGE[name]})")
     if name == "hog":
         return HOG(image_shape, **({"cell_size": numbers[0]} if numbers else {}))
     if name == "pca":
@@ -317,7 +347,7 @@ def reading_size(size, spec):
     if parse_size(size) != "auto" or not isinstance(spec, str):
         return size
     # A network that takes any size (None) leaves "auto" to the images.
-    sizes = [hw for hw in (network.input_size() for network in _networks(spec)) if hw is not None]
+    sizes = [hw for hw, _ in _network_inputs(spec) if hw is not None]
     return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else size
 
 
@@ -345,17 +375,20 @@ def reading_color(color, spec):
     """
     if color is not None or not isinstance(spec, str):
         return color
-    return "rgb" if any(network.input_channels() == 3 for network in _networks(spec)) else None
+    return "rgb" if any(channels == 3 for _, channels in _network_inputs(spec)) else None
 
 
 def _parse(spec):
     """The parse tree of an image feature spec, a lone preset name expanded."""
-    return Parser(FEATURE_PRESETS.get(spec.strip(), (spec,))[0]).parse()
+    return Parser(FEATURE_PRESETS.get(spec.strip().lower(), (spec,))[0]).parse()
 
 
-def _networks(spec):
-    """The unfitted ``onnx:`` steps of a spec, to ask their networks about their input."""
-    return [OnnxEmbedding.from_spec(argument, (1, 1)) for argument in _onnx_arguments(_parse(spec))]
+def _network_inputs(spec):
+    """``(size, channels)`` of the input of each ``onnx:`` network of a spec (see
+    :meth:`OnnxEmbedding.input_size`, :meth:`OnnxEmbedding.input_channels`)."""
+    with naming_spec(spec):
+        networks = [OnnxEmbedding.from_spec(argument, (1, 1)) for argument in _onnx_arguments(_parse(spec))]
+        return [(network.input_size(), network.input_channels()) for network in networks]
 
 
 def _onnx_arguments(node):
@@ -404,13 +437,14 @@ def make_features(spec, image_shape, random_state=None):
     >>> make_features("pca+deskew", (8, 8))
     Traceback (most recent call last):
     ...
-    kmeans_imagery.errors.KMIError: 'deskew' needs image rows; put it before any step that leaves pixels
+    kmeans_imagery.errors.KMIError: features='pca+deskew': 'deskew' needs image rows; put it before ...
     """
     if not isinstance(spec, str):
-        raise KMIError(f"feature spec must be a string, got {spec!r}")
+        raise KMIError(f"features={spec!r}: a feature spec must be a string")
     image_shape = _check_shape(image_shape)
-    node = _parse(spec)
-    steps, _ = _build(node, image_shape, random_state, is_image=True)
+    with naming_spec(spec):
+        node = _parse(spec)
+        steps, _ = _build(node, image_shape, random_state, is_image=True)
     return FeaturePipeline(steps, spec=canonical(node))
 
 
@@ -452,10 +486,11 @@ def make_pixel_features(spec=DEFAULT_PIXEL_FEATURES, random_state=None):
     (100, 8)
     """
     if not isinstance(spec, str):
-        raise KMIError(f"feature spec must be a string, got {spec!r}")
-    node = Parser(spec).parse()
-    radii = tuple(sorted({0} | {_nbr_radius(args) for args in _nbr_args(node)}))
-    steps, _ = _build(node, None, random_state, is_image=True, radii=radii)
+        raise KMIError(f"features={spec!r}: a feature spec must be a string")
+    with naming_spec(spec):
+        node = Parser(spec, pixels=True).parse()
+        radii = tuple(sorted({0} | {_nbr_radius(args) for args in _nbr_args(node)}))
+        steps, _ = _build(node, None, random_state, is_image=True, radii=radii)
     return FeaturePipeline(steps, spec=canonical(node))
 
 
@@ -474,7 +509,7 @@ def _nbr_radius(args):
 def _pixel_steps(name, args, random_state, at_input, radii):
     """The steps of one spec step in a pixel pipeline; at the input, the pipeline's columns first."""
     if name in NEEDS_SHAPE:
-        raise KMIError(f"'{name}' needs images; the pixels of a raster take raw, std, l2, pca, umap, nbr")
+        raise KMIError(f"'{name}' needs images; the pixels of a raster take {', '.join(PIXEL_STEPS)}")
     if name == "nbr":
         if not at_input:
             raise KMIError("'nbr' averages the band values: it must come first in its pipeline")

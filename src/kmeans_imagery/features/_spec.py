@@ -6,6 +6,7 @@ spec that is only a preset name expands to that preset.
 """
 
 import re
+from contextlib import contextmanager
 
 from ..errors import KMIError
 
@@ -29,6 +30,20 @@ DEFAULT_PIXEL_FEATURES = "l2+std|nbr:1+std"
 #: benchmark it meets the label-budget targets on all three scenes.
 DEFAULT_BUDGET_FEATURES = "l2+std|std+pca:1+std"
 KEEPS_IMAGES = ("raw", "deskew", "l2")
+#: How each step is written, for the errors that say what a step takes.
+STEP_USAGE = {
+    "raw": "raw",
+    "deskew": "deskew",
+    "l2": "l2",
+    "std": "std",
+    "hog": "hog[:cell]",
+    "pca": "pca[:n][:whiten]",
+    "umap": "umap[:n]",
+    "onnx": "onnx:PATH[:norm=imagenet]",
+    "nbr": "nbr[:r]",
+}
+#: The steps of a pixel pipeline (``kmi segment``).
+PIXEL_STEPS = ("raw", "std", "l2", "pca", "umap", "nbr")
 
 #: Named pipelines: name -> (spec, one-line help). A spec that is only one of these names means
 #: the best measured pipeline ending in that step. Figures: MNIST, fit on the 60k training
@@ -58,11 +73,15 @@ FEATURE_PRESETS = {
 _TOKEN = re.compile(r"\s*(?:([^\s+|()]+)|([+|()]))")
 
 
-def _valid_names():
-    return (
-        f"steps {', '.join(STEP_NAMES)} (joined with '+', side by side with '|'); "
-        f"presets {', '.join(FEATURE_PRESETS)}"
-    )
+def _valid_names(pixels=False):
+    """What a spec may hold, for error messages: the steps (and, for images, the presets)."""
+    if pixels:
+        return f"steps {', '.join(STEP_USAGE[name] for name in PIXEL_STEPS)} {_OPERATORS}"
+    steps = ", ".join(STEP_USAGE[name] for name in STEP_NAMES if name not in PIXEL_ONLY)
+    return f"steps {steps} {_OPERATORS}; presets {', '.join(FEATURE_PRESETS)}"
+
+
+_OPERATORS = "(joined with '+', side by side with '|', grouped with parentheses)"
 
 
 def _tokenize(spec):
@@ -71,7 +90,7 @@ def _tokenize(spec):
     while pos < len(spec):
         match = _TOKEN.match(spec, pos)
         if match is None:
-            raise KMIError(f"bad feature spec {spec!r} at {spec[pos:]!r}; valid: {_valid_names()}")
+            raise KMIError(f"bad feature spec at {spec[pos:]!r}")
         tokens.append(match.group(1) or match.group(2))
         pos = match.end()
     return tokens
@@ -80,15 +99,19 @@ def _tokenize(spec):
 class Parser:
     """Recursive descent over ``alt := seq ('|' seq)*``, ``seq := term ('+' term)*``,
     ``term := step | '(' alt ')'``. Nodes: ``("step", name, args)``, ``("seq", [...])``,
-    ``("alt", [...])``."""
+    ``("alt", [...])``. Step names and their flags are read in any case (``PCA:20:Whiten``);
+    an ``onnx`` step's argument, a path, as written. Errors do not name the spec: the callers
+    say ``features=SPEC`` (see :func:`naming_spec`); ``pixels`` lists the pixel steps as valid.
+    """
 
-    def __init__(self, spec):
+    def __init__(self, spec, pixels=False):
         self.spec = spec
+        self.pixels = pixels
         self.tokens = _tokenize(spec)
         self.pos = 0
 
     def error(self, what):
-        return KMIError(f"bad feature spec {self.spec!r}: {what}; valid: {_valid_names()}")
+        return KMIError(f"bad feature spec: {what}; valid: {_valid_names(self.pixels)}")
 
     def peek(self):
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -127,20 +150,31 @@ class Parser:
             self.pos += 1
             return node
         name, *args = token.split(":")
+        name = name.lower()
         if name not in STEP_NAMES:
             raise self.error(f"unknown step {name!r}")
-        return ("step", name, args)
+        return ("step", name, args if name == "onnx" else [arg.lower() for arg in args])
 
 
 def int_arg(name, value):
     try:
         number = int(value)
     except ValueError:
-        raise KMIError(f"'{name}:{value}': expected a whole number after '{name}:'") from None
-    if number < 1:
-        raise KMIError(f"'{name}:{value}': the number must be at least 1")
+        number = None
+    if number is None or number < 1:
+        raise KMIError(f"'{name}:{value}': {name} takes a whole number of at least 1 "
+                       f"({STEP_USAGE[name]})")
     return number
 
+
+@contextmanager
+def naming_spec(spec):
+    """Errors of the block, about the spec ``spec``, start with ``features=SPEC``: the parameter
+    (``--features`` on the command line) and the value that caused them."""
+    try:
+        yield
+    except KMIError as error:
+        raise KMIError(f"features={spec!r}: {error}") from None
 
 
 def canonical(node, top=True):

@@ -76,6 +76,9 @@ class _Step(TransformerMixin, BaseEstimator):
         self
         """
         X = _check_rows(X, self._expected_width())
+        if not len(X):
+            # what a step learns from no rows is NaN (a mean) or undefined (PCA, UMAP)
+            raise KMIError("fitting needs at least one row, got 0")
         self._fit(X)
         self.n_features_in_ = X.shape[1]
         return self

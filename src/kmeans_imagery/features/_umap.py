@@ -94,6 +94,13 @@ class UMAP(_Step):
             raise KMIError(
                 f"umap needs more training rows than n_neighbors={self.n_neighbors}, got {len(X)}"
             )
+        # umap-learn's spectral start takes n_components + 1 eigenvectors of the rows' graph,
+        # which has len(X) (scipy fails with a TypeError otherwise)
+        if self.n_components > len(X) - 2:
+            raise KMIError(
+                f"umap:{self.n_components} needs at least {self.n_components + 2} training rows, "
+                f"got {len(X)}; use at most umap:{len(X) - 2}"
+            )
         self.umap_ = umap.UMAP(
             n_components=int(self.n_components),
             n_neighbors=int(self.n_neighbors),
@@ -111,6 +118,8 @@ class UMAP(_Step):
     def _transform(self, X):
         from sklearn.neighbors import NearestNeighbors
 
+        if not len(X):  # scikit-learn's search refuses no rows
+            return np.zeros((0, self.embedding_.shape[1]), np.float32)
         search = NearestNeighbors(n_neighbors=int(self.n_neighbors), algorithm="brute")
         dist, index = search.fit(self.train_X_).kneighbors(X)
         weights = _membership(dist)

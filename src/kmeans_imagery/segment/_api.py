@@ -296,12 +296,14 @@ def _check_out(out, force):
 
 @contextmanager
 def _option(flag):
-    """Errors of the block name ``flag`` (the option whose value caused them)."""
+    """Errors of the block name ``flag`` (the option whose value caused them), unless they name it
+    already, as the option or as the parameter (``features='...'``, which the CLI maps to it)."""
     try:
         yield
     except KMIError as error:
         text = str(error)
-        raise KMIError(text if text.startswith(flag) else f"{flag}: {text}") from None
+        named = text.startswith((flag, f"{flag.lstrip('-')}="))
+        raise KMIError(text if named else f"{flag}: {text}") from None
 
 
 def _check_truth(truth, raster):
