@@ -1,12 +1,15 @@
 """The Dask backend: the in-memory engine's results, whatever the workers; lazy predict; clear errors."""
 
 import os
+import re
 import signal
 import threading
 import time
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import InvalidParameterError
 
 da = pytest.importorskip("dask.array", reason="the dask backend needs dask[array]")
 distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed")
@@ -157,14 +160,18 @@ def test_empty_cluster_is_reseeded(rows):
 def test_bad_input():
     with pytest.raises(KMIError, match="n_samples=3 should be >= n_clusters=4"):
         DaskKMeans(4).fit(da.zeros((3, 2), chunks=2))
-    with pytest.raises(KMIError, match="init has shape"):
+    with pytest.raises(KMIError, match="does not match the number of features of the data 2"):
         DaskKMeans(4, init=np.zeros((4, 3))).fit(da.zeros((30, 2), chunks=10))
-    with pytest.raises(KMIError, match="init must be"):
+    with pytest.raises(KMIError, match="'init' parameter of DaskKMeans must be"):
         DaskKMeans(4, init="kmeans").fit(da.zeros((30, 2), chunks=10))
-    with pytest.raises(KMIError, match="expected float rows"):
-        DaskKMeans(4).fit(da.zeros((30, 2), chunks=10, dtype=np.int32))
-    with pytest.raises(KMIError, match="timeout must be"):
+    with pytest.raises(KMIError, match="expected rows"):
+        DaskKMeans(4).fit(da.zeros((30, 2, 2), chunks=10, dtype=np.float32))
+    with pytest.raises(KMIError, match="at least 1 feature"):
+        DaskKMeans(1).fit(da.zeros((30, 0), chunks=10))
+    with pytest.raises(KMIError, match="'timeout' parameter of DaskKMeans must be"):
         DaskKMeans(4, timeout=0).fit(da.zeros((30, 2), chunks=10))
+    with pytest.raises(KMIError, match="client must be a distributed.Client"):
+        DaskKMeans(4, client="tcp://scheduler:8786").fit(da.zeros((30, 2), chunks=10))
     with pytest.raises(KMIError, match="sample_weight has shape"):
         DaskKMeans(4).fit(da.zeros((30, 2), chunks=10), sample_weight=np.ones(29))
     with pytest.raises(KMIError, match="sample_weight must be"):
@@ -264,3 +271,137 @@ def test_public_kmeans_on_dask_names_its_output_features(rows):
     X, init = rows
     model = KMeans(8, init=init).fit(da.from_array(X, chunks=700))
     assert list(model.get_feature_names_out()) == [f"kmeans{i}" for i in range(8)]
+
+
+@pytest.mark.parametrize("params", [
+    {"n_clusters": 0}, {"n_clusters": 2.5}, {"max_iter": 0}, {"tol": -1.0}, {"tol": float("nan")},
+    {"n_init": 0}, {"n_init": "x"}, {"init": "kmeans"}, {"verbose": -1}, {"random_state": "x"},
+    {"init": np.zeros((3, 2))}, {"init": np.zeros((2, 3))}, {"init": np.zeros(2)},
+    {"init": np.full((2, 2), np.nan)},
+])
+def test_bad_parameters_raise_what_kmeans_raises(params):
+    """The same bad parameter, the same error (scikit-learn's, naming the estimator), in both."""
+    X = np.random.default_rng(0).random((30, 2))
+    params = {"n_clusters": 2, **params}
+    with pytest.raises(ValueError) as memory:
+        KMeans(**params).fit(X)
+    with pytest.raises(type(memory.value)) as on_dask:
+        DaskKMeans(**params).fit(da.from_array(X, chunks=10))
+    assert str(on_dask.value) == str(memory.value).replace("of KMeans", "of DaskKMeans")
+    with pytest.raises(type(memory.value), match=re.escape(str(memory.value))):
+        KMeans(**params).fit(da.from_array(X, chunks=10))
+
+
+@pytest.mark.parametrize("params", [{"timeout": -1}, {"timeout": "5"}, {"retries": -1},
+                                    {"retries": 1.5}])
+def test_bad_dask_parameters_are_scikit_learn_errors(params):
+    with pytest.raises(InvalidParameterError, match=f"'{next(iter(params))}' parameter of DaskKMeans"):
+        DaskKMeans(2, **params).fit(da.zeros((30, 2), chunks=10))
+
+
+@pytest.mark.parametrize("chunks", [1, ((1, 2, 297, 100), (12,)), (64, 5), -1])
+def test_chunking_does_not_change_the_fit(rows, chunks):
+    """Chunks of one row, uneven chunks, chunks along the features, one chunk: the same fit."""
+    X = rows[0][:400]
+    expected = DaskKMeans(8, random_state=4).fit(da.from_array(X, chunks=100))
+    model = DaskKMeans(8, random_state=4).fit(da.from_array(X, chunks=chunks))
+    np.testing.assert_allclose(model.cluster_centers_, expected.cluster_centers_, atol=1e-6)
+    assert model.inertia_ == pytest.approx(expected.inertia_, rel=1e-6)
+    np.testing.assert_array_equal(model.labels_.compute(), expected.labels_.compute())
+
+
+def test_rows_far_from_the_origin_keep_their_labels():
+    """float32 rows around 10,000 with unit spread: fitted less their mean, as in memory (the
+    norm expansion alone got two thirds of the labels wrong)."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 2000)
+    X = (10_000 + rng.normal(0, 2, (4, 4))[truth] + rng.normal(0, 1, (2000, 4))).astype(np.float32)
+    memory = KMeans(4, random_state=0).fit(X)
+    lazy = da.from_array(X, chunks=500)
+    model = DaskKMeans(4, random_state=0).fit(lazy)
+    np.testing.assert_allclose(model.cluster_centers_, memory.cluster_centers_, rtol=1e-6)
+    assert model.inertia_ == pytest.approx(memory.inertia_, rel=1e-6)
+    exact = ((X[:, None].astype(np.float64) - model.cluster_centers_[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(model.labels_.compute(), exact)
+    np.testing.assert_array_equal(model.predict(lazy).compute(), exact)
+    np.testing.assert_allclose(model.transform(lazy).compute(), model.transform(X), atol=1e-3)
+    assert model.score(lazy) == pytest.approx(-model.inertia_, rel=1e-6)
+    init = memory.cluster_centers_.copy()
+    started = DaskKMeans(4, init=init).fit(lazy)
+    np.testing.assert_array_equal(init, memory.cluster_centers_)  # the init is not moved
+    assert started.inertia_ == pytest.approx(memory.inertia_, rel=1e-6)
+
+
+def test_nan_in_a_chunk_is_a_clear_error(rows):
+    X = rows[0].copy()
+    X[1234, 5] = np.nan
+    with pytest.raises(KMIError, match="Input X contains NaN"):
+        DaskKMeans(8, random_state=0).fit(da.from_array(X, chunks=500))
+    model = DaskKMeans(8, random_state=0).fit(da.from_array(rows[0], chunks=500))
+    with pytest.raises(KMIError, match="Input X contains NaN"):
+        model.predict(da.from_array(X, chunks=500)).compute()
+    with pytest.raises(KMIError, match="Input X contains NaN"):
+        model.score(da.from_array(X, chunks=500))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float16])
+def test_other_rows_become_float64_as_in_memory(rows, dtype):
+    X = (rows[0] * 100).astype(dtype)
+    memory = KMeans(8, random_state=0).fit(X)
+    model = KMeans(8, random_state=0).fit(da.from_array(X, chunks=500))
+    assert model.cluster_centers_.dtype == memory.cluster_centers_.dtype == np.float64
+    np.testing.assert_allclose(model.cluster_centers_, memory.cluster_centers_, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(da.from_array(X, chunks=500)).compute(),
+                                  memory.labels_)
+
+
+def test_a_number_as_sample_weight_weighs_every_row(rows):
+    X, init = rows
+    lazy = da.from_array(X, chunks=700)
+    memory = KMeans(8, init=init).fit(X, sample_weight=2.0)
+    model = DaskKMeans(8, init=init).fit(lazy, sample_weight=2.0)
+    np.testing.assert_allclose(model.cluster_centers_, memory.cluster_centers_, atol=1e-6)
+    assert model.inertia_ == pytest.approx(memory.inertia_, rel=1e-6)
+    assert model.score(lazy, sample_weight=3.0) == pytest.approx(-1.5 * model.inertia_, rel=1e-6)
+    with pytest.raises(KMIError, match="sample_weight must be"):
+        DaskKMeans(8, init=init).fit(lazy, sample_weight=0.0)
+
+
+def _scikit_learn_init(X, n_clusters, random_state):
+    return X[random_state.choice(len(X), n_clusters, replace=False)]
+
+
+def test_callable_init_as_in_memory(rows, wide):
+    """scikit-learn's signature (a RandomState), and the rows KMeans gives it, in full space and
+    in the principal subspace."""
+    X = rows[0]
+    memory = KMeans(8, init=_scikit_learn_init, n_init=1, random_state=1).fit(X)
+    model = DaskKMeans(8, init=_scikit_learn_init, n_init=1, random_state=1).fit(
+        da.from_array(X, chunks=700))
+    np.testing.assert_allclose(model.cluster_centers_, memory.cluster_centers_, atol=1e-5)
+    memory = KMeans(16, init=_scikit_learn_init, n_init=1, random_state=1).fit(wide)
+    model = DaskKMeans(16, init=_scikit_learn_init, n_init=1, random_state=1).fit(
+        da.from_array(wide, chunks=4096))
+    np.testing.assert_allclose(model.cluster_centers_, memory.cluster_centers_, atol=1e-4)
+    assert model.inertia_ == pytest.approx(memory.inertia_, rel=1e-6)
+
+
+def test_fitted_names_and_the_duplicate_rows_warning_as_in_memory():
+    X = np.repeat(np.eye(3, dtype=np.float32), 10, axis=0)
+    with pytest.warns(ConvergenceWarning, match=r"clusters \(3\) found smaller than n_clusters \(4\)"):
+        model = DaskKMeans(4, random_state=0).fit(da.from_array(X, chunks=7))
+    assert list(model.get_feature_names_out()) == [f"daskkmeans{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("as_dask", [False, True])
+def test_sample_weights_on_a_distributed_client(rows, client, as_dask):
+    """The weights' chunks stay on the cluster for every pass (they were lost after the first)."""
+    X, init = rows
+    w = np.random.default_rng(4).integers(0, 3, len(X)).astype(np.float64)
+    weights = da.from_array(w, chunks=1000) if as_dask else w
+    lazy = da.from_array(X, chunks=700)
+    remote = DaskKMeans(8, init=init, tol=0, client=client).fit(lazy, sample_weight=weights)
+    local = DaskKMeans(8, init=init, tol=0).fit(lazy, sample_weight=w)
+    np.testing.assert_array_equal(remote.cluster_centers_, local.cluster_centers_)
+    assert remote.inertia_ == local.inertia_
+    assert remote.score(lazy, sample_weight=weights) == pytest.approx(-remote.inertia_, rel=1e-6)

@@ -72,6 +72,22 @@ def test_weights_equal_repeated_rows(blobs):
     assert by_label["counts"].tolist() == [w.sum(), 0]
 
 
+def test_weighted_inertia_is_exact_too():
+    # float32 rows with a large common part: the norm expansion's rounding is far above the
+    # spread, the differences' is not.
+    rng = np.random.default_rng(2)
+    X = (100 + rng.normal(0, 0.01, (500, 4))).astype(np.float32)
+    C, w = X[:3].copy(), rng.random(500)
+    stats = _pass(X, w)(C)
+    d = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(axis=2)
+    assert stats["inertia"] == pytest.approx(d[np.arange(500), _nearest(X, C)] @ w, rel=1e-4)
+
+
+def _nearest(X, C):
+    with Workers(1) as workers:
+        return block_stats(workers, X, C, labels=True)["labels"]
+
+
 def test_reseed_moves_the_farthest_rows_into_empty_clusters():
     sums = np.array([[10.0, 0.0], [0.0, 0.0], [3.0, 3.0], [0.0, 0.0]])
     counts = np.array([5.0, 0.0, 3.0, 0.0])

@@ -112,8 +112,8 @@ def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=
     sample_weight : ndarray of shape (m,) or None
         Weight of each row; None weighs every row 1.
     exact : bool
-        Inertia from the differences themselves (no cancellation; unweighted blocks only), else
-        from the distances the assignment computes, clipped at 0.
+        Inertia from the differences themselves (no cancellation), else from the distances the
+        assignment computes, clipped at 0.
     labels : bool
         Also return the nearest centre of each row.
 
@@ -128,21 +128,17 @@ def block_stats(workers, rows, centers, *, x_sq=None, sample_weight=None, exact=
     """
     if x_sq is None:
         x_sq = row_sq_norms(rows)
-    n_clusters = centers.shape[0]
-    weighted = sample_weight is not None
-    res = assign(workers, rows, x_sq, Centers(centers), sums=not weighted,
-                 inertia=exact and not weighted)
+    res = assign(workers, rows, x_sq, Centers(centers), sums=True, inertia=exact,
+                 sample_weight=sample_weight)
     d1 = res["d1"]
-    if weighted:
-        out = label_stats(rows, res["labels"], n_clusters, sample_weight)
-        w = sample_weight.astype(np.float64)
-        out["inertia"] = float(d1 @ w)
-        candidates = np.where(w > 0, d1, -1.0)
+    out = {"sums": res["sums"], "counts": res["counts"].astype(np.float64)}
+    w = None if sample_weight is None else sample_weight.astype(np.float64)
+    if exact:
+        out["inertia"] = res["inertia"]
     else:
-        out = {"sums": res["sums"], "counts": res["counts"].astype(np.float64)}
-        out["inertia"] = res["inertia"] if exact else float(d1.sum(dtype=np.float64))
-        w = None
-        candidates = d1
+        out["inertia"] = float(d1.sum(dtype=np.float64) if w is None else d1 @ w)
+    # Rows of weight 0 are never far rows (they would become centroids).
+    candidates = d1 if w is None else np.where(w > 0, d1, -1.0)
     far = _farthest(candidates)
     out["sq_norms"] = float(x_sq.sum(dtype=np.float64))
     out["far_d"] = d1[far].astype(np.float64)

@@ -33,11 +33,14 @@ the first Lloyd step), computes in float64, runs every Lloyd iteration in full s
 each from generic dask array operations; ``benchmarks/bench_dask.py`` compares the two.
 """
 
+import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import KMIError
@@ -48,11 +51,14 @@ from ._passes import abs_tol, block_stats, label_stats, lloyd_passes, merge_stat
 from ._prepared import _PCA_SEED, PCA_ROWS
 from ._reduced import MIN_EXPLAINED, N_COMPONENTS, principal_axes, subspace_components
 from .kmeans import (
+    _BASE_CONSTRAINTS,
+    _FAR_ROUNDING,
     _REL_TOL,
     _SEARCH_ITER,
     _SEARCH_MIN_ROWS,
     _SEARCH_ROWS_PER_CLUSTER,
     _BaseKMeans,
+    _far_offset,
     _init_rows,
     _n_starts,
     _use_subspace,
@@ -73,8 +79,8 @@ class DaskKMeans(_BaseKMeans):
         Number of clusters K.
     init : {'k-means++', 'random'}, callable or array of shape (n_clusters, n_features), \
 default='k-means++'
-        As for ``KMeans``; a callable ``init(sample, n_clusters, seed)`` gets the gathered
-        seeding sample (``max(4096, 16 * n_clusters)`` rows), not all rows.
+        As for ``KMeans``; a callable ``init(sample, n_clusters, random_state=RandomState)``
+        gets the gathered seeding sample (``max(4096, 16 * n_clusters)`` rows), not all rows.
     n_init : 'auto' or int, default='auto'
         Independent runs, the one of lowest inertia kept; each costs passes over all rows.
     max_iter : int, default=300
@@ -142,12 +148,12 @@ default='k-means++'
         self.timeout = timeout
         self.retries = retries
 
-    def _check_params(self):
-        super()._check_params()
-        if self.timeout is not None and (not isinstance(self.timeout, Real) or self.timeout <= 0):
-            raise KMIError(f"timeout must be None or a number of seconds > 0, got {self.timeout!r}.")
-        if not isinstance(self.retries, Integral) or self.retries < 0:
-            raise KMIError(f"retries must be an integer >= 0, got {self.retries!r}.")
+    _parameter_constraints = {
+        **_BASE_CONSTRAINTS,
+        "client": "no_validation",  # checked by _Runner, with its own message
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        "retries": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute the clustering with passes over the chunks of ``X``.
@@ -156,12 +162,14 @@ default='k-means++'
         ----------
         X : dask array of shape (n_samples, n_features), or integer images of shape
             (n_samples, H, W[, C]); or an array-like of rows, made a dask array
-            Float rows are used as they are (float32 stays float32); integer images become
-            float32 rows scaled by 1/255, on the workers. Chunked along the first axis.
+            Float rows are used as they are (float32 stays float32, other floats and integer
+            rows become float64, as in ``KMeans``); integer images become float32 rows scaled
+            by 1/255, on the workers. Rows far from the origin for their spread are fitted less
+            their mean, as in ``KMeans`` (one more pass, and a centred copy on the workers).
         y : Ignored
-        sample_weight : array-like or dask array of shape (n_samples,), or None
+        sample_weight : float, array-like or dask array of shape (n_samples,), or None
             Weight of each row in the passes over all rows (means, inertia); the start on a
-            sample ignores them. None weighs every row 1.
+            sample ignores them. None weighs every row 1; a number weighs every row alike.
 
         Returns
         -------
@@ -174,9 +182,18 @@ default='k-means++'
             raise KMIError(f"n_samples={n} should be >= n_clusters={k}.")
         self._init_array = None
         if not isinstance(self.init, str) and not callable(self.init):
-            self._init_array = self._checked_centers(np.asarray(self.init, dtype=data.dtype), d)
+            self._init_array = self._checked_centers(
+                check_array(self.init, dtype=data.dtype, copy=True, order="C"), d)
         self._resolve_n_init()
         moments = data.moments()
+        # Rows far from the origin for their spread are fitted less their mean, as in memory
+        # (see kmeans._FAR_ROUNDING): the norm expansion of distances would blur their clusters.
+        offset = _moments_offset(moments, n, data.dtype)
+        if offset is not None:
+            data.centre(offset)
+            moments = data.moments()  # the spread that scales tol, without the cancellation
+            if self._init_array is not None:
+                self._init_array -= offset
         tol = abs_tol(self.tol, moments["sq_norms"], moments["row_sums"], n)
         space = data.subspace(subspace_components(k)) if _use_subspace(n, d, k) else None
         best = None
@@ -193,33 +210,57 @@ default='k-means++'
             if stats is None:  # the last pass was not over the final centres: one exact pass
                 stats = data.full_pass(centers)
             if best is None or stats["inertia"] < best[1]:
-                best = (centers, stats["inertia"], n_iter)
-        self.cluster_centers_, self.inertia_, self.n_iter_ = best[0], float(best[1]), best[2]
-        self.n_features_in_ = d
-        self.labels_ = predict_dask(data.X, self.cluster_centers_)
-        if not np.isfinite(self.cluster_centers_).all():
+                best = (centers, stats["inertia"], n_iter, stats["counts"])
+        centers, inertia, self.n_iter_, counts = best
+        if not np.isfinite(centers).all():
             raise KMIError("the fit produced non-finite centroids; check the data for NaN or inf")
+        # The labels of the rows the fit assigned (centred where the fit centred them).
+        self.labels_ = predict_dask(data.X, centers)
+        self.cluster_centers_ = centers if offset is None else centers + offset
+        self.inertia_ = data.scale * float(inertia)
+        self.n_features_in_ = d
+        self._n_features_out = k
+        distinct = int(np.count_nonzero(counts))
+        if distinct < k:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). "
+                "Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
     def _checked_centers(self, centers, n_features):
-        if centers.shape != (self.n_clusters, n_features):
-            raise KMIError(f"init has shape {centers.shape}, expected (n_clusters, n_features) = "
-                           f"({self.n_clusters}, {n_features}).")
+        """``centers`` (an array init, or what a callable init returned), with KMeans' checks."""
+        if centers.shape[0] != self.n_clusters:
+            raise KMIError(
+                f"The shape of the initial centers {centers.shape} does not match the number of "
+                f"clusters {self.n_clusters}."
+            )
+        if centers.shape[1] != n_features:
+            raise KMIError(
+                f"The shape of the initial centers {centers.shape} does not match the number of "
+                f"features of the data {n_features}."
+            )
         return centers
 
-    def _seed_rows(self, data, rng, n_rows):
-        """Full-space starting centres, drawing rows as ``KMeans._seed`` draws them."""
+    def _seed_rows(self, data, rng, n_rows, rows=None):
+        """Full-space starting centres, drawing rows as ``KMeans._seed`` draws them: k-means++
+        and a callable seed from ``rows`` when given, else from ``n_rows`` rows drawn."""
         n, k = data.n, self.n_clusters
         if self._init_array is not None:
             return self._init_array.copy()
         if self.init == "random":
             return data.rows(np.sort(rng.choice(n, k, replace=False)))
-        rows = np.sort(rng.choice(n, n_rows, replace=False)) if n_rows < n else np.arange(n)
+        if rows is None:
+            rows = np.sort(rng.choice(n, n_rows, replace=False)) if n_rows < n else np.arange(n)
         sample = data.rows(rows)
         if callable(self.init):
-            seed = int(rng.integers(np.iinfo(np.int32).max))
-            return self._checked_centers(np.asarray(self.init(sample, k, seed), dtype=data.dtype),
-                                         data.n_features)
+            # scikit-learn's signature, as KMeans calls it: the rows and a RandomState.
+            state = np.random.RandomState(int(rng.integers(np.iinfo(np.int32).max)))
+            centers = check_array(self.init(sample, k, random_state=state), dtype=data.dtype,
+                                  copy=True, order="C")
+            return self._checked_centers(centers, data.n_features)
         return kmeans_plusplus(sample, row_sq_norms(sample), k, rng)
 
     def _subspace_fit(self, data, space, rng, tol):
@@ -239,7 +280,7 @@ default='k-means++'
             if self._init_array is None and self.init == "k-means++":
                 Z = space.rows(rows)
                 return kmeans_plusplus(Z, row_sq_norms(Z), k, rng)
-            return self._seed_rows(data, rng, len(rows)) @ axes
+            return self._seed_rows(data, rng, len(rows), rows) @ axes
 
         n_search = max(_SEARCH_MIN_ROWS, _SEARCH_ROWS_PER_CLUSTER * k)
         n_starts = 1 if self._init_array is not None else _n_starts(k)
@@ -297,7 +338,8 @@ default='k-means++'
         check_is_fitted(self)
         X, centers = _check_rows(X), self.cluster_centers_
         _check_width(X, centers)
-        return X.map_blocks(_chunk_distances, centers, dtype=centers.dtype,
+        offset, centers = _near_origin(centers)
+        return X.map_blocks(_chunk_distances, centers, offset, dtype=centers.dtype,
                             chunks=(X.chunks[0], (len(centers),)),
                             drop_axis=list(range(2, X.ndim)) or None)
 
@@ -315,11 +357,16 @@ default='k-means++'
         score : float
         """
         check_is_fitted(self)
-        if not _is_dask_array(X) and sample_weight is None:
-            return super().score(X)
+        if not _is_dask_array(X):
+            return super().score(X, sample_weight=sample_weight)
         data = _Data(_as_dask(X), sample_weight, _Runner(self.client, self.timeout, self.retries))
         _check_width(data.X, self.cluster_centers_)
-        return -float(data.full_pass(self.cluster_centers_.astype(data.dtype))["inertia"])
+        offset, centers = _near_origin(self.cluster_centers_.astype(data.dtype))
+        if offset is not None:
+            data.centre(offset)
+        stats = data.full_pass(centers)
+        _check_finite(stats["sq_norms"])
+        return -data.scale * float(stats["inertia"])
 
 
 def predict_dask(X, centers):
@@ -359,7 +406,9 @@ def predict_dask(X, centers):
     X = _check_rows(X)
     centers = np.asarray(centers, dtype=_row_dtype(X.dtype))
     _check_width(X, centers)
-    return X.map_blocks(_chunk_labels, centers, dtype=np.int32, drop_axis=list(range(1, X.ndim)))
+    offset, centers = _near_origin(centers)
+    return X.map_blocks(_chunk_labels, centers, offset, dtype=np.int32,
+                        drop_axis=list(range(1, X.ndim)))
 
 
 @contextmanager
@@ -452,8 +501,6 @@ def _as_dask(X):
     da = _import_dask_array()
     if not isinstance(X, da.Array):
         X = np.asarray(X)
-        if X.ndim == 2 and X.dtype.kind in "iub":
-            X = X.astype(np.float64)
         X = da.from_array(X, chunks=(min(8192, max(len(X), 1)),) + X.shape[1:])
     return _check_rows(X)
 
@@ -463,11 +510,15 @@ def _check_rows(X):
     if not isinstance(X, da.Array):
         raise KMIError(f"expected a dask array, got {type(X).__name__}")
     kind = X.dtype.kind
-    if not ((X.ndim == 2 and kind == "f") or (X.ndim in (3, 4) and kind in "iu")):
-        raise KMIError(f"expected float rows (n, d) or integer images (n, H, W[, C]), got "
+    if not ((X.ndim == 2 and kind in "fiub") or (X.ndim in (3, 4) and kind in "iu")):
+        raise KMIError(f"expected rows (n, d) or integer images (n, H, W[, C]), got "
                        f"{X.dtype} of shape {X.shape}")
     if any(np.isnan(c) for c in X.chunks[0]):
         raise KMIError("the dask array has unknown chunk sizes; call compute_chunk_sizes() first")
+    if _n_features(X) == 0:
+        raise KMIError(f"expected at least 1 feature, got shape {X.shape}")
+    if X.ndim == 2 and kind != "f":
+        X = X.astype(np.float64)  # integer rows are values, as in KMeans; images are pixels
     # Chunks along the first axis only: each task then holds whole rows.
     return X.rechunk({axis: -1 for axis in range(1, X.ndim)})
 
@@ -483,7 +534,30 @@ def _check_width(X, centers):
 
 
 def _row_dtype(dtype):
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+    """float32 for float32 rows and integer images, float64 for other rows (as KMeans)."""
+    return np.dtype(np.float32) if dtype == np.float32 or dtype.kind in "iu" else np.dtype(np.float64)
+
+
+def _moments_offset(moments, n_rows, dtype):
+    """:func:`.kmeans._far_offset` from the moments of the rows: their mean when they sit too
+    far from the origin for their spread, else None."""
+    mean = moments["row_sums"] / n_rows
+    mean_sq = float(mean @ mean)
+    if np.finfo(dtype).eps * mean_sq <= _FAR_ROUNDING * (moments["sq_norms"] / n_rows - mean_sq):
+        return None
+    return mean.astype(dtype)
+
+
+def _near_origin(centers):
+    """``(offset, centers - offset)`` when the centres sit too far from the origin for their
+    spread (as ``KMeans.predict`` moves rows and centres), else ``(None, centers)``."""
+    offset = _far_offset(centers, row_sq_norms(centers))
+    return (None, centers) if offset is None else (offset, centers - offset)
+
+
+def _check_finite(sq_norms):
+    if not np.isfinite(sq_norms).all():
+        raise KMIError("Input X contains NaN or infinity; K-means needs finite values.")
 
 
 # -- running graphs -----------------------------------------------------------------------------
@@ -500,6 +574,9 @@ class _Runner:
                 client = default_client()
             except (ImportError, ValueError):  # no distributed, or no client started
                 client = None
+        elif not (hasattr(client, "persist") and hasattr(client, "compute")):
+            raise KMIError(f"client must be a distributed.Client or None, got {client!r}; "
+                           f"kmeans_imagery.engine.dask.connect(address) makes one")
         self.client, self.timeout, self.retries = client, timeout, retries
 
     def persist(self, obj):
@@ -564,6 +641,10 @@ class _Data:
         self.blocks = self.X.to_delayed().ravel().tolist()
         self.starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
         self.weights = [None] * len(self.blocks)
+        # A number weighs every row alike: the unweighted passes, their inertia times it.
+        self.scale = 1.0
+        if sample_weight is not None and not _is_dask_array(sample_weight) and np.ndim(sample_weight) == 0:
+            self.scale, sample_weight = float(sample_weight), None
         if sample_weight is not None:
             w = sample_weight
             if not _is_dask_array(w):
@@ -571,17 +652,28 @@ class _Data:
             if w.shape != (self.n,):
                 raise KMIError(f"sample_weight has shape {w.shape}, expected (n_samples,) = "
                                f"({self.n},)")
-            w = runner.persist(w.astype(np.float64).rechunk((X.chunks[0],)))
-            self.weights = w.to_delayed().ravel().tolist()
+            # Held here: the delayed chunks alone do not keep a distributed client's futures.
+            self.sample_weight = runner.persist(w.astype(np.float64).rechunk((X.chunks[0],)))
+            self.weights = self.sample_weight.to_delayed().ravel().tolist()
 
     def moments(self):
-        """Sum of squared row norms and of the rows; checks the weights."""
+        """Sum of squared row norms and of the rows; checks the rows and the weights."""
         parts = [_lazy(_chunk_moments)(b, w, self.dtype) for b, w in zip(self.blocks, self.weights,
                                                                                 strict=True)]
         out = self.runner.compute(_merged(parts, _merge_moments), "reading the data")
-        if out["weight_min"] < 0 or not np.isfinite(out["weight_sum"]) or out["weight_sum"] <= 0:
+        _check_finite(out["row_sums"])  # float64 sums: NaN and infinity carry, nothing overflows
+        weight_sum = self.scale * out["weight_sum"]
+        if out["weight_min"] < 0 or self.scale < 0 or not np.isfinite(weight_sum) or weight_sum <= 0:
             raise KMIError("sample_weight must be finite, >= 0, and not all 0")
         return out
+
+    def centre(self, offset):
+        """Make the rows the rows less ``offset``, as float rows kept on the workers in their place."""
+        X = self.X
+        self.X = self.runner.persist(X.map_blocks(
+            _chunk_centred, offset, dtype=self.dtype, chunks=(X.chunks[0], (self.n_features,)),
+            drop_axis=list(range(2, X.ndim)) or None))
+        self.blocks = self.X.to_delayed().ravel().tolist()
 
     def full_pass(self, centers):
         """Merged :func:`._passes.block_stats` of all rows (exact inertia)."""
@@ -721,14 +813,29 @@ def _concat_weights(weights):
     return None if weights[0] is None else np.concatenate(weights)
 
 
-def _chunk_labels(block, centers):
+def _chunk_centred(block, offset):
+    return _as_rows(block, offset.dtype) - offset
+
+
+def _test_rows(block, centers, offset):
+    """A chunk of rows to predict, less ``offset`` (the centres' shift), and their squared norms;
+    a KMIError for NaN or infinity, as ``KMeans.predict`` refuses them."""
     rows = _as_rows(block, centers.dtype)
+    if offset is not None:
+        rows = rows - offset
+    x_sq = row_sq_norms(rows)
+    _check_finite(x_sq)
+    return rows, x_sq
+
+
+def _chunk_labels(block, centers, offset):
+    rows, x_sq = _test_rows(block, centers, offset)
     with Workers(1) as workers:
-        return assign(workers, rows, row_sq_norms(rows), Centers(centers))["labels"]
+        return assign(workers, rows, x_sq, Centers(centers))["labels"]
 
 
-def _chunk_distances(block, centers):
-    rows = _as_rows(block, centers.dtype)
+def _chunk_distances(block, centers, offset):
+    rows, x_sq = _test_rows(block, centers, offset)
     G = Centers(centers).partial_sq_dist(rows)
-    G += row_sq_norms(rows)[:, None]
+    G += x_sq[:, None]
     return np.sqrt(np.maximum(G, 0, out=G), out=G)

@@ -138,20 +138,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
     # -- validation -------------------------------------------------------------------------
 
     def _check_params(self):
-        """The engine's own checks (DaskKMeans'); KMeans and MiniBatchKMeans check scikit-learn's
-        ``_parameter_constraints`` instead, with its errors."""
-        if not isinstance(self.n_clusters, Integral) or self.n_clusters < 1:
-            raise KMIError(f"n_clusters must be an integer >= 1, got {self.n_clusters!r}.")
-        if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
-            raise KMIError(f"max_iter must be an integer >= 1, got {self.max_iter!r}.")
-        if not isinstance(self.tol, Real) or self.tol < 0:
-            raise KMIError(f"tol must be a number >= 0, got {self.tol!r}.")
-        if not (self.n_init == "auto" or (isinstance(self.n_init, Integral) and self.n_init >= 1)):
-            raise KMIError(f"n_init must be 'auto' or an integer >= 1, got {self.n_init!r}.")
-        if isinstance(self.init, str) and self.init not in _INITS:
-            raise KMIError(f"init must be one of {_INITS}, an array or a callable, got {self.init!r}.")
-        if not isinstance(self.verbose, Integral) or self.verbose < 0:
-            raise KMIError(f"verbose must be an integer >= 0 or a bool, got {self.verbose!r}.")
+        """Check the parameters against ``_parameter_constraints``: scikit-learn's errors."""
+        _validate_params(self)
 
     def _check_fit_data(self, X):
         """Validated training rows (dense, or canonical CSR); sets ``_n_init`` as scikit-learn does."""
@@ -633,7 +621,7 @@ default='k-means++'
     }
 
     def _check_params(self):
-        _validate_params(self)
+        super()._check_params()
         if self.algorithm == "elkan" and self.n_clusters == 1:
             warnings.warn(
                 "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
@@ -650,8 +638,9 @@ default='k-means++'
             Training rows; float32 stays float32, anything else becomes float64.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each row (not with the dask engine). Weighted k-means++ and 'random'
-            draws, weighted means and inertia; rows of weight 0 are never seeds.
+            Weight of each row. Weighted k-means++ and 'random' draws, weighted means and
+            inertia; rows of weight 0 are never seeds (the dask engine's start on a sample
+            ignores the weights: see :class:`~kmeans_imagery.engine.dask.DaskKMeans`).
 
         Returns
         -------
@@ -922,9 +911,6 @@ default='k-means++'
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
     }
-
-    def _check_params(self):
-        _validate_params(self)
 
     def _check_fit_data(self, X):
         """As for KMeans, and sets ``_batch_size`` and ``_init_size`` as scikit-learn does."""

@@ -13,6 +13,10 @@ k-means++ search and subspace path, on a sample) and a reader of row blocks, the
    gaining under 0.005% of the inertia ends the fit. The returned centroids are those the last
    pass assigned every row to, so the inertia is exact for them.
 
+Rows far from the origin for their spread (the starting sample's, else the centroids') are fitted
+less their mean, block by block, as the in-memory engine fits them (see
+``kmeans._FAR_ROUNDING``): the norm expansion of distances would blur their clusters.
+
 The reader is any object with ``n_rows``, ``blocks()`` (every block in order, as
 ``(rows, weight, batch)``: float rows, their sample weights or None, and whatever the caller wants
 to see again in ``observe``) and ``shuffled(batch_size, rng)`` (``(rows, weight)`` pairs for the
@@ -30,7 +34,7 @@ from ..errors import KMIError
 from ..progress import open_progress
 from ._kernels import Workers, blas_threads, row_sq_norms
 from ._passes import abs_tol, block_stats, lloyd_passes, merge_stats
-from .kmeans import _REL_TOL, MiniBatchKMeans
+from .kmeans import _REL_TOL, MiniBatchKMeans, _far_offset
 
 __all__ = ["StreamResult", "stream_kmeans"]
 
@@ -86,7 +90,8 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     max_iter : int, default=10
         Most exact Lloyd passes after the mini-batch passes.
     batch_size : int, default=4096
-        Rows per mini-batch step.
+        Rows per mini-batch step (the first takes at least ``n_clusters`` rows: the leading
+        batches are merged up to that).
     tol : float, default=1e-4
         The engine's stopping rule, as ``tol`` of :class:`~kmeans_imagery.engine.kmeans.KMeans`;
         0 runs to a fixed point or ``max_iter`` passes.
@@ -107,7 +112,7 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     Raises
     ------
     KMIError
-        For a parameter out of range, or fewer rows than centroids.
+        For a parameter out of range, fewer rows than centroids, or rows with NaN or infinity.
 
     Examples
     --------
@@ -136,19 +141,27 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     >>> bool(result.inertia < 1.01 * in_memory)
     True
     """
-    _check_params(reader, len(start), minibatch_passes, max_iter, batch_size, tol)
-    rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     centers = np.asarray(start)
+    _check_params(reader, centers, minibatch_passes, max_iter, batch_size, tol)
+    rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     n_clusters = len(centers)
+    near = centers if sample is None else sample
+    offset = _far_offset(near, row_sq_norms(near))
+    if offset is not None:  # every row, centroid and the sample, less the offset
+        offset = offset.astype(centers.dtype)
+        centers = centers - offset
+        sample = None if sample is None else sample - offset
     if minibatch_passes:
         mbk = MiniBatchKMeans(n_clusters, init=centers, n_init=1, batch_size=batch_size,
                               random_state=int(rng.integers(np.iinfo(np.int32).max)))
         for p in range(minibatch_passes):
             with open_progress(progress, reader.n_rows,
                                f"mini-batch pass {p + 1}/{minibatch_passes}") as bar:
-                for rows, weight in reader.shuffled(batch_size, rng):
-                    if len(rows) >= n_clusters or hasattr(mbk, "cluster_centers_"):
-                        mbk.partial_fit(rows, sample_weight=weight)
+                batches = reader.shuffled(batch_size, rng)
+                if not hasattr(mbk, "cluster_centers_"):
+                    batches = _first_whole(batches, n_clusters)
+                for rows, weight in batches:
+                    mbk.partial_fit(_shifted(rows, offset), sample_weight=weight)
                     bar.advance(len(rows))
         centers = mbk.cluster_centers_.astype(centers.dtype, copy=False)
     history, seconds, last = [], [], {}
@@ -160,7 +173,9 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     def full_pass(centers):
         started = time.perf_counter()
         stats, last["seen"] = _full_pass(workers, reader, centers, progress,
-                                         f"exact pass {len(history) + 1}", observe)
+                                         f"exact pass {len(history) + 1}", observe, offset)
+        if not np.isfinite(stats["sq_norms"]):  # a float64 sum: NaN and infinity carry
+            raise KMIError("the rows contain NaN or infinity; K-means needs finite values.")
         seconds.append(time.perf_counter() - started)
         history.append(stats["inertia"])
         return stats
@@ -168,10 +183,32 @@ def stream_kmeans(reader, start, *, sample=None, minibatch_passes=1, max_iter=10
     with Workers(blas_threads()) as workers:
         _, stats, assigned, n_iter = lloyd_passes(full_pass, centers, max_iter=max_iter,
                                                   tol=threshold, rel_tol=_REL_TOL if tol else 0.0)
-    return StreamResult(assigned, float(stats["inertia"]), n_iter, history, seconds, last["seen"])
+    centers = assigned if offset is None else assigned + offset
+    return StreamResult(centers, float(stats["inertia"]), n_iter, history, seconds, last["seen"])
 
 
-def _check_params(reader, n_clusters, minibatch_passes, max_iter, batch_size, tol):
+def _first_whole(batches, n_rows):
+    """``batches`` with the leading ones merged until they hold ``n_rows`` rows: the first
+    mini-batch step seeds from its batch, which needs as many rows as centroids."""
+    rows, weights = [], []
+    for r, w in batches:
+        if rows is None:
+            yield r, w
+            continue
+        rows.append(r)
+        weights.append(w)
+        if sum(map(len, rows)) >= n_rows:
+            yield np.concatenate(rows), None if w is None else np.concatenate(weights)
+            rows = None
+    if rows:  # fewer rows than centroids in all: partial_fit says so
+        yield np.concatenate(rows), None if weights[0] is None else np.concatenate(weights)
+
+
+def _shifted(rows, offset):
+    return rows if offset is None else rows - offset
+
+
+def _check_params(reader, start, minibatch_passes, max_iter, batch_size, tol):
     def whole(name, value, low):
         if not isinstance(value, Integral) or value < low:
             raise KMIError(f"{name} must be an integer >= {low}, got {value!r}.")
@@ -179,20 +216,27 @@ def _check_params(reader, n_clusters, minibatch_passes, max_iter, batch_size, to
     whole("minibatch_passes", minibatch_passes, 0)
     whole("max_iter", max_iter, 1)
     whole("batch_size", batch_size, 1)
-    if not isinstance(tol, Real) or tol < 0:
+    if not isinstance(tol, Real) or not tol >= 0:  # NaN too
         raise KMIError(f"tol must be a number >= 0, got {tol!r}.")
-    if reader.n_rows < n_clusters:
-        raise KMIError(f"n_samples={reader.n_rows} should be >= n_clusters={n_clusters}.")
+    if start.ndim != 2 or start.dtype.kind != "f" or not np.isfinite(start).all():
+        raise KMIError(f"start must be finite float centroids of shape (n_clusters, n_features), "
+                       f"got {start.dtype} of shape {start.shape}.")
+    if reader.n_rows < len(start):
+        raise KMIError(f"n_samples={reader.n_rows} should be >= n_clusters={len(start)}.")
 
 
-def _full_pass(workers, reader, centers, progress, what, observe):
-    """One exact pass: summed Lloyd statistics, and the observer fed every row's cluster."""
+def _full_pass(workers, reader, centers, progress, what, observe, offset):
+    """One exact pass: summed Lloyd statistics, and the observer fed every row's cluster.
+
+    The rows are taken less ``offset`` (None: as they are); ``centers`` meet them in their dtype.
+    """
     total = None
     seen = None if observe is None else observe()
     with open_progress(progress, reader.n_rows, what) as bar:
         for rows, weight, batch in reader.blocks():
-            stats = block_stats(workers, rows, centers, sample_weight=weight,
-                                labels=seen is not None)
+            rows = _shifted(rows, offset)
+            stats = block_stats(workers, rows, centers.astype(rows.dtype, copy=False),
+                                sample_weight=weight, labels=seen is not None)
             if seen is not None:
                 seen.add(batch, stats.pop("labels"), weight)
             total = stats if total is None else merge_stats(total, stats)
