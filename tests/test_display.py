@@ -48,3 +48,13 @@ def test_result_html_holds_table_and_images():
     page = display.result_html("Run", display.html_table({"K": 3}),
                                [display.image_html(np.zeros((4, 4)), alt="x")], note="out/")
     assert "<table>" in page and page.count("<img") == 1 and "out/" in page
+
+
+def test_large_figures_are_shrunk_to_thumbnails():
+    # the centroids of K = 1437 digits are drawn 1146 px wide: inline, only a preview of it
+    from kmeans_imagery.plots import plot_centroids
+
+    centers = np.random.default_rng(0).random((1437, 64))
+    tag = display.figure_html(plot_centroids(centers, (8, 8), np.arange(1437) % 10), alt="centroids")
+    assert _inline_png(tag).width == display.THUMBNAIL_WIDTH
+    assert len(tag) < 100 * 1024

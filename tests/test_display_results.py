@@ -88,3 +88,16 @@ def test_fitted_estimators_keep_scikit_learns_html(estimator):
     assert 'class="sk-top-container' in page and type(fitted).__name__ in page
     assert 'class="sk-estimator fitted' in page  # marked as fitted, with its parameters
     assert "kmi-result" not in page
+
+
+def test_experiment_at_large_k_stays_light(digits):
+    # one centroid per training image: the centroid figure is a thumbnail, not a 2,300 px montage
+    experiment = run_experiment(digits, ks=(len(digits.train_images),), algorithm="full",
+                                stability_seeds=0)
+    _check_html(experiment._repr_html_(), 4)
+
+
+def test_sweep_of_no_k_displays():
+    sweep = Sweep([])
+    assert repr(sweep) == "Sweep(ks=[])"
+    assert sweep._repr_html_().count("<table>") == 1

@@ -1,5 +1,9 @@
 """The tutorial pipeline as a library: sweeps, features, init stability, label budgets, label sheets."""
 
+import dataclasses
+import json
+import warnings
+
 import numpy as np
 import pytest
 
@@ -99,3 +103,68 @@ def test_sweep_fits_share_one_preparation_of_wide_rows(monkeypatch):
     assert [row["k"] for row in rows] == [4, 8, 64]
     assert rows[0]["accuracy"] > 0.99
     assert not getattr(_prepared._local, "registry", {})
+
+
+def test_a_class_only_in_the_test_split_keeps_its_confusion_row(digits):
+    # the matrix used to have the training classes only: the 3s of the test split were dropped
+    keep = digits.train_labels != 3
+    data = dataclasses.replace(digits, train_images=digits.train_images[keep],
+                               train_labels=digits.train_labels[keep])
+    test = run_experiment(data, ks=(9,), algorithm="full", stability_seeds=0).results["test"]
+    assert test["class_names"] == [str(label) for label in range(10)]
+    matrix = np.array(test["confusion_matrix"])
+    assert matrix.sum() == len(digits.test_labels)
+    threes = np.sum(digits.test_labels == 3)
+    assert matrix[3].sum() == threes and matrix[:, 3].sum() == 0  # never predicted
+
+
+def test_string_labels_and_one_class(digits):
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    data = dataclasses.replace(digits, train_labels=names[digits.train_labels],
+                               test_labels=names[digits.test_labels])
+    results = run_experiment(data, ks=(10,), algorithm="full", stability_seeds=0).results
+    assert results["test"]["class_names"] == sorted(names)
+    zeros, test_zeros = digits.train_labels == 0, digits.test_labels == 0
+    one_class = dataclasses.replace(digits, train_images=digits.train_images[zeros],
+                                    train_labels=digits.train_labels[zeros],
+                                    test_images=digits.test_images[test_zeros],
+                                    test_labels=digits.test_labels[test_zeros])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warned about the single label
+        test = run_experiment(one_class, ks=(1, 3), algorithm="full", stability_seeds=0).results["test"]
+    assert test["confusion_matrix"] == [[int(test_zeros.sum())]] and test["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: {"train_labels": np.array([1, "one"] * (len(d.train_labels) // 2) + [1], dtype=object)},
+     "train labels mixes numbers and strings"),
+    (lambda d: {"test_labels": d.test_labels.astype(str)},
+     "test labels are strings but train labels are numbers"),
+    (lambda d: {"test_images": d.test_images[:, :4]},
+     r"test images of shape \(4, 8\) do not match the train images' \(8, 8\)"),
+])
+def test_splits_that_cannot_be_compared_are_refused_before_any_fit(digits, monkeypatch, change,
+                                                                   message):
+    monkeypatch.setattr("kmeans_imagery.experiment.run_sweep", None)
+    with pytest.raises(KMIError, match=message):
+        run_experiment(dataclasses.replace(digits, **change(digits)), ks=(10,), stability_seeds=0)
+
+
+def test_rerun_into_a_folder_leaves_no_figure_of_the_earlier_run(digits, tmp_path):
+    with_budget = run_experiment(digits, ks=(10,), algorithm="full", stability_seeds=0,
+                                 label_budgets=(10,))
+    assert "label_budget" in write_outputs(with_budget, tmp_path)
+    without = run_experiment(digits, ks=(10,), algorithm="full", stability_seeds=0)
+    written = write_outputs(without, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(p.name for p in written.values())
+    assert "label_budget" not in json.loads((tmp_path / "results.json").read_text())["figures"]
+
+
+def test_results_json_is_strict_json(digits, tmp_path):
+    experiment = run_experiment(digits, ks=(10,), algorithm="full", stability_seeds=0)
+    experiment.results["sweep"][0]["homogeneity"] = float("nan")
+    experiment.results["n_classes"] = np.int64(10)
+    write_outputs(experiment, tmp_path)
+    text = (tmp_path / "results.json").read_text()
+    results = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
+    assert results["sweep"][0]["homogeneity"] is None and results["n_classes"] == 10

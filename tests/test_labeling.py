@@ -163,3 +163,53 @@ def test_name_from_examples_uses_only_the_given_labels(digits_rows):
         name_from_examples(model, [len(X)], [1])
     with pytest.raises(KMIError, match="2 labels for 1 samples"):
         name_from_examples(model, [0], [1, 2])
+
+
+def test_float_images_in_0_255_are_scaled_like_uint8_images():
+    # float images in 0..255 used to be taken as already in [0, 1]: 256 times too bright
+    images, y = _digit_images()
+    model = ClusterClassifier(n_clusters=10, random_state=0).fit(images, y)
+    expected = model.predict(images)
+    for same in (images.astype(np.float32), images / 255.0, images.astype(np.int64)):
+        np.testing.assert_array_equal(model.predict(same), expected)
+    # fitted on floats in 0..255, it predicts on raw uint8 images
+    from_floats = ClusterClassifier(n_clusters=10, random_state=0).fit(images.astype(np.float64), y)
+    np.testing.assert_allclose(from_floats.cluster_centers_, model.cluster_centers_, atol=1e-5)
+    np.testing.assert_array_equal(from_floats.predict(images), expected)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.full((2, 8, 8), 300.0), r"float pixel values must lie in \[0, 1\] or \[0, 255\], found 300"),
+    (np.full((2, 8, 8), -0.5), r"found -0.5\.\.-0.5"),
+    (np.full((2, 8, 8), 256, np.int64), "integer pixel values must lie in 0..255"),
+    (np.full((2, 8, 8), np.nan), "NaN or infinite"),
+])
+def test_images_out_of_range_are_refused(images, message):
+    model = ClusterClassifier(n_clusters=2, random_state=0).fit(np.zeros((4, 8, 8), np.uint8), None)
+    with pytest.raises(KMIError, match=message):
+        model.predict(images)
+
+
+def test_one_image_or_none_is_a_clear_error():
+    images, y = _digit_images()
+    model = ClusterClassifier(n_clusters=10, random_state=0).fit(images, y)
+    with pytest.raises(KMIError, match=r"X is one image of shape 8x8; pass a stack .*X\[None\]"):
+        model.predict(images[0])
+    assert model.predict(images[0][None]).shape == (1,)
+    with pytest.raises(ValueError, match="0 sample"):  # not a failed reshape
+        model.predict(images[:0])
+
+
+def test_labels_mixing_strings_and_numbers_are_refused():
+    images, _ = _digit_images()
+    y = np.array([1, "cat"] * 10, dtype=object)
+    with pytest.raises(KMIError, match="y mixes numbers and strings"):
+        ClusterClassifier(n_clusters=2, random_state=0).fit(images[:20], y)
+
+
+def test_tied_majority_goes_to_the_first_class_whatever_the_order():
+    X = np.array([[0.0], [0.1], [9.0], [9.1]])
+    for order in ([0, 1, 2, 3], [1, 0, 3, 2]):
+        model = ClusterClassifier(n_clusters=2, algorithm="full", random_state=0)
+        model.fit(X[order], np.array(["b", "a", "b", "a"])[order])
+        assert model.predict(X).tolist() == ["a", "a", "a", "a"]

@@ -1,6 +1,9 @@
+import warnings
+
 import numpy as np
 import pytest
 
+from kmeans_imagery import KMIError
 from kmeans_imagery.metrics import (
     clustering_scores,
     confusion,
@@ -65,3 +68,45 @@ def test_sweep_scores_are_the_subset_of_clustering_scores_a_sweep_reports():
     assert set(light) == {"homogeneity", "completeness", "v_measure", "accuracy"}
     assert light == {name: full[name] for name in light}
     assert "accuracy" not in clustering_scores(y, clusters)
+
+
+def test_labels_of_mixed_types_are_compared_by_equality():
+    # an object array mixing ints and strings cannot be sorted; scores only need equality
+    y = np.array([1, "a", "a", 2, 1], dtype=object)
+    clusters = np.array([0, 1, 1, 0, 0])
+    scores = clustering_scores(y, clusters, y)
+    assert scores["purity"] == scores["hungarian_accuracy"] == pytest.approx(0.8)
+    assert scores["accuracy"] == 1.0
+    assert sweep_scores(y, clusters, y)["homogeneity"] == pytest.approx(scores["homogeneity"])
+    assert confusion(y, y, np.array([1, 2, "a"], dtype=object)).tolist() == [
+        [2, 0, 0], [0, 1, 0], [0, 0, 2]]
+    # 1 and "1" are different labels
+    assert sweep_scores([0, 1, 1], [0, 0, 0], ["0", "1", "1"])["accuracy"] == 0.0
+
+
+def test_one_class_and_one_cluster():
+    assert clustering_scores([7, 7, 7], [0, 0, 0], [7, 7, 7])["accuracy"] == 1.0
+    scores = clustering_scores([0, 1, 2], [0, 0, 0], [0, 0, 0])
+    assert scores["purity"] == scores["hungarian_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_confusion_of_one_class_without_warning():
+    # scikit-learn warns about a single label even when all labels are passed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert confusion([3, 3], [3, 3], [3]).tolist() == [[2]]
+    assert confusion([0, 5], [0, 0], [0, 1]).tolist() == [[1, 0], [0, 0]]  # 5 is not a class
+
+
+@pytest.mark.parametrize("score", [
+    lambda y, other: clustering_scores(y, other),
+    lambda y, other: sweep_scores(y, other, other),
+    hungarian_accuracy,
+    purity,
+    lambda y, other: confusion(y, other, [0, 1]),
+])
+def test_empty_or_unequal_labels_are_one_clear_error(score):
+    with pytest.raises(KMIError, match="y_true is empty"):
+        score([], [])
+    with pytest.raises(KMIError, match="y_true has 2 labels"):
+        score([0, 1], [0])

@@ -213,3 +213,57 @@ def test_save_png_closes_pyplot_figures(tmp_path):
     plots.plot_label_budget([10, 100], [0.5, 0.6], ax=ax)
     plots.save_png(ax, tmp_path / "budget.png", dpi=50)
     assert not plt.fignum_exists(fig.number)
+
+
+def _new_ax():
+    from matplotlib.figure import Figure
+
+    return Figure().subplots()
+
+
+EMPTY_INPUTS = {
+    "inertia": lambda ax: plots.plot_inertia([], [], ax=ax),
+    "scores": lambda ax: plots.plot_scores([], [], [], test_accuracy=[], ax=ax),
+    "confusion": lambda ax: plots.plot_confusion(np.zeros((0, 0), int), [], ax=ax),
+    "label_budget": lambda ax: plots.plot_label_budget([], [], ax=ax),
+    "samples": lambda ax: plots.plot_samples(np.zeros((0, 8, 8), np.uint8), [], ax=ax),
+    "centroids": lambda ax: plots.plot_centroids(np.zeros((0, 64)), (8, 8), [], ax=ax),
+    "members": lambda ax: plots.plot_cluster_members(np.zeros((0, 8, 8)), np.zeros((0, 3, 8, 8)),
+                                                     ax=ax),
+}
+
+
+@pytest.mark.parametrize("given_ax", [False, True], ids=["new", "given"])
+@pytest.mark.parametrize("name", list(EMPTY_INPUTS))
+def test_empty_input_draws_an_empty_figure(name, given_ax, tmp_path):
+    # a filter that kept nothing (no K yet, no image of a class) is not an error
+    ax = _new_ax() if given_ax else None
+    drawn = EMPTY_INPUTS[name](ax)
+    assert isinstance(drawn, _axes_type()) and (drawn is ax or ax is None)
+    assert Image.open(plots.save_png(drawn, tmp_path / f"{name}.png")).width > 0
+
+
+@pytest.mark.parametrize("given_ax", [False, True], ids=["new", "given"])
+def test_nan_values_are_left_out(given_ax, tmp_path):
+    ax = _new_ax() if given_ax else None
+    drawn = plots.plot_scores([10, 20], [np.nan, 0.5], [None, np.nan], test_accuracy=[np.nan] * 2,
+                              ax=ax)
+    plots.save_png(drawn, tmp_path / "scores.png")
+    ax = _new_ax() if given_ax else None
+    drawn = plots.plot_confusion([[np.nan, 1.0], [0.0, 2.0]], ["a", "b"], ax=ax)
+    # counts read as whole numbers even from a float matrix; a NaN count is left blank
+    assert [text.get_text() for text in drawn.texts] == ["", "1", "0", "2"]
+    plots.save_png(drawn, tmp_path / "confusion.png")
+
+
+def test_class_names_are_shown_as_they_are(gray_images):
+    ax = plots.plot_samples(gray_images, ["cat", "dog", "owl"], n=3)
+    assert [text.get_text() for text in ax.texts] == ["cat", "dog", "owl"]  # not "Number cat"
+    assert [text.get_text() for text in plots.plot_samples(gray_images, [4, 2], n=2).texts] == [
+        "Number 4", "Number 2"]
+    # names given for integer labels do not apply to named classes, nor to labels past them
+    ax = plots.plot_samples(gray_images, np.array([0, 5, 1]), n=3, label_names=("zero", "one"))
+    assert [text.get_text() for text in ax.texts] == ["zero", "5", "one"]
+    ax = plots.plot_centroids(gray_images[:2].reshape(2, -1) / 255, (6, 5), ["cat", "dog"],
+                              label_names=("zero",))
+    assert [text.get_text() for text in ax.texts] == ["cat", "dog"]

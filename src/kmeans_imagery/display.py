@@ -20,6 +20,8 @@ __all__ = ["THUMBNAIL_WIDTH", "figure_html", "html_table", "image_html", "png_da
 THUMBNAIL_WIDTH = 320
 _FIGURE_DPI = 60
 _FIGURE_COLOURS = 64
+_MONTAGE_COLOURS = 16
+_FIGURE_BYTES = 32 * 1024
 
 
 def png_data_uri(data):
@@ -102,7 +104,8 @@ def figure_html(figure, *, alt, width=THUMBNAIL_WIDTH):
     alt : str
         Alternative text of the image.
     width : int, default=THUMBNAIL_WIDTH
-        Displayed width in pixels.
+        Displayed width in pixels; the PNG itself is no wider, so a large figure (the centroids
+        of K=1000, say) stays a thumbnail.
 
     Returns
     -------
@@ -120,11 +123,20 @@ def figure_html(figure, *, alt, width=THUMBNAIL_WIDTH):
 
     buffer = save_png(figure, io.BytesIO(), dpi=_FIGURE_DPI)
     buffer.seek(0)
-    # A plot has few colours: a palette PNG is about a quarter of the size and looks the same.
     with Image.open(buffer) as rendered:
-        picture = rendered.convert("RGB").quantize(_FIGURE_COLOURS, method=Image.Quantize.MEDIANCUT)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
+        picture = rendered.convert("RGB")
+    if picture.width > width:
+        # Averaging (BOX) keeps a shrunk montage smooth, which also compresses best.
+        picture = picture.resize((width, max(1, round(picture.height * width / picture.width))),
+                                 Image.Resampling.BOX)
+    # A plot has few colours: a palette PNG is about a quarter of the size and looks the same.
+    # A montage of hundreds of images does not compress; fewer grey levels keep it a thumbnail.
+    for colours in (_FIGURE_COLOURS, _MONTAGE_COLOURS):
+        buffer = io.BytesIO()
+        picture.quantize(colours, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG",
+                                                                        optimize=True)
+        if buffer.tell() <= _FIGURE_BYTES:
+            break
     return (f'<img alt="{html.escape(alt)}" style="width:{int(width)}px;max-width:100%" '
             f'src="{png_data_uri(buffer.getvalue())}">')
 

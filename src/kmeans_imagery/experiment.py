@@ -16,7 +16,13 @@ import numpy as np
 from .display import figure_html, html_table, result_html, result_repr
 from .engine import sharing
 from .errors import KMIError
-from .labeling import ClusterClassifier, central_samples, cluster_means, name_from_examples
+from .labeling import (
+    ClusterClassifier,
+    central_samples,
+    cluster_means,
+    label_kind,
+    name_from_examples,
+)
 from .metrics import clustering_scores, confusion, hungarian_accuracy, sweep_scores
 from .predict import display_names
 from .preprocessing import flatten_scale
@@ -92,19 +98,22 @@ class Sweep:
     models: dict = field(default_factory=dict)
 
     def _best(self):
-        """The row of highest test accuracy, or of training accuracy without a test set."""
+        """The row of highest test accuracy, or of training accuracy without a test set; None
+        for a sweep of no K."""
         tested = all(row.get("test_accuracy") is not None for row in self.rows)
         key = "test_accuracy" if tested else "accuracy"
-        return max(self.rows, key=lambda row: row[key]), key
+        return max(self.rows, key=lambda row: row[key], default=None), key
 
     def __repr__(self):
         best, key = self._best()
-        return result_repr("Sweep", {"ks": [row["k"] for row in self.rows], "best_k": best["k"],
-                                     key: best[key]})
+        fields = {"ks": [row["k"] for row in self.rows]}
+        if best is not None:
+            fields.update({"best_k": best["k"], key: best[key]})
+        return result_repr("Sweep", fields)
 
     def _repr_html_(self):
         best, key = self._best()
-        note = f"highest {key.replace('_', ' ')}: {best[key]:.4f} at K={best['k']}"
+        note = None if best is None else f"highest {key.replace('_', ' ')}: {best[key]:.4f} at K={best['k']}"
         return result_html("K sweep", _sweep_table(self.rows),
                            _thumbnails(_sweep_figures(self.rows), ("inertia", "scores")), note=note)
 
@@ -607,9 +616,10 @@ def run_experiment(
     Raises
     ------
     KMIError
-        When the dataset has no labels, ``ks`` is empty, or a K of ``ks`` or ``label_budgets``
-        is not a positive integer or exceeds the number of images it would cluster (checked
-        before any fit).
+        When the dataset has no labels, labels that mix strings and numbers or splits whose
+        labels or image shapes differ in kind, ``ks`` is empty, or a K of ``ks`` or
+        ``label_budgets`` is not a positive integer or exceeds the number of images it would
+        cluster (all checked before any fit).
 
     See Also
     --------
@@ -638,6 +648,7 @@ def run_experiment(
     say = log if log is not None else (lambda line: None)
     if dataset.train_labels is None:
         raise KMIError(f"dataset {dataset.name!r} has no labels; the tutorial needs labelled images")
+    train_kind = label_kind(dataset.train_labels, "train labels")
     if dataset.test_images is None:
         from .datasets import with_test_split
 
@@ -645,10 +656,18 @@ def run_experiment(
         say(f"{dataset.name} has no test split: held out 20% of its images, stratified by label")
     if dataset.test_labels is None:
         raise KMIError(f"dataset {dataset.name!r} has no labels for its test split")
+    if dataset.test_images.shape[1:] != dataset.train_images.shape[1:]:
+        raise KMIError(f"test images of shape {dataset.test_images.shape[1:]} do not match the train "
+                       f"images' {dataset.train_images.shape[1:]}")
     ks = tuple(ks)
     X_train = flatten_scale(dataset.train_images)
     X_test = flatten_scale(dataset.test_images)
     y_train, y_test = np.asarray(dataset.train_labels), np.asarray(dataset.test_labels)
+    # Labels of two kinds never match: every test image would count as wrong.
+    test_kind = label_kind(y_test, "test labels")
+    if test_kind != train_kind:
+        raise KMIError(f"test labels are {test_kind}s but train labels are {train_kind}s; give "
+                       "both splits labels of one type")
     say(f"train images: {dataset.train_images.shape} -> rows {X_train.shape} {X_train.dtype}")
     say(f"test images:  {dataset.test_images.shape} -> rows {X_test.shape} {X_test.dtype}")
     pixels_fit, y_fit = (X_test, y_test) if transductive else (X_train, y_train)
@@ -717,6 +736,8 @@ def run_experiment(
     test_clusters = best.predict_cluster(X_test)
     y_pred = best.cluster_labels_[test_clusters]
     test_metrics = clustering_scores(y_test, test_clusters, y_pred)
+    # A class found only in the test split still gets its row (all wrong) in the confusion matrix.
+    test_classes = np.unique(np.concatenate([classes, y_test]))
     results = {
         "dataset": dataset.name,
         "source": str(getattr(dataset, "source", "")),
@@ -739,8 +760,8 @@ def run_experiment(
             "k": best_k,
             "accuracy": test_metrics["accuracy"],
             "metrics": test_metrics,
-            "confusion_matrix": confusion(y_test, y_pred, classes).tolist(),
-            "class_names": display_names(classes, dataset.label_names),
+            "confusion_matrix": confusion(y_test, y_pred, test_classes).tolist(),
+            "class_names": display_names(test_classes, dataset.label_names),
         },
         "init_stability": stability,
         "label_budget": budget,

@@ -5,6 +5,8 @@ label among its training members (the tutorial's idea, vectorised here into one 
 image gets the name of its nearest centroid.
 """
 
+import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -16,7 +18,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .engine import make_kmeans
 from .errors import KMIError
-from .preprocessing import flatten_scale
 
 __all__ = [
     "ClusterClassifier",
@@ -25,6 +26,7 @@ __all__ = [
     "cluster_means",
     "cluster_sums",
     "fitted_classifier",
+    "label_kind",
     "majority_vote",
     "name_clusters",
     "name_from_clusters",
@@ -546,9 +548,12 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    ``fit`` and ``predict`` accept either 2-D rows or a stack of images. Integer images are scaled by
-    1/255 to [0, 1]; float images are taken as already scaled. So a fitted classifier predicts on raw
-    uint8 images directly.
+    ``fit`` and ``predict`` accept either 2-D rows, used as they are, or a stack of images, scaled
+    to [0, 1] by the rule array files follow (:func:`~kmeans_imagery.datasets.convert.to_uint8_images`):
+    integer images (0..255) and float images with a value above 1 (in [0, 255]) are divided by 255,
+    float images in [0, 1] are taken as already scaled, and other values are refused. The rule is
+    applied to each call's images, so a fitted classifier predicts on raw uint8 images, on the same
+    images as floats in 0..255 and on images scaled to [0, 1] alike.
 
     Examples
     --------
@@ -653,6 +658,7 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         if y is None:
             rows = validate_data(self, rows, dtype=[np.float32, np.float64], reset=True)
         else:
+            label_kind(y, "y")  # scikit-learn's error for a mix is "Unknown label type: unknown"
             rows, y = validate_data(self, rows, y, dtype=[np.float32, np.float64], reset=True)
             check_classification_targets(y)
         if not isinstance(self.n_clusters, int | np.integer) or self.n_clusters < 1:
@@ -789,6 +795,9 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         return self.cluster_labels_[self.predict_cluster(X)]
 
     def _check_rows(self, X):
+        if self.image_shape_ is not None and np.shape(X) == self.image_shape_:
+            raise KMIError(f"X is one image of shape {_shape_text(self.image_shape_)}; pass a stack "
+                           "of images, such as X[None]")
         rows, image_shape = self._rows(X)
         if image_shape is not None and self.image_shape_ is not None and image_shape != self.image_shape_:
             raise KMIError(
@@ -801,13 +810,15 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _rows(X):
-        """Flatten (and for integer images, scale) a stack of images; pass 2-D input through."""
-        if getattr(X, "ndim", 0) >= 3:
-            X = np.asarray(X)
-            if np.issubdtype(X.dtype, np.integer):
-                return flatten_scale(X), X.shape[1:]
-            return X.reshape(len(X), -1), X.shape[1:]
-        return X, None
+        """Flatten a stack of images into rows scaled to [0, 1] (see Notes); pass 2-D input through."""
+        if getattr(X, "ndim", 0) < 3:
+            return X, None
+        X = np.asarray(X)
+        # The explicit row length also reshapes an empty stack.
+        rows = X.reshape(len(X), math.prod(X.shape[1:]))
+        if _pixels_in_0_255(X):
+            rows = np.multiply(rows, np.float32(1 / 255), dtype=np.float32)
+        return rows, X.shape[1:]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -817,3 +828,71 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
 
 def _shape_text(shape):
     return "x".join(str(side) for side in shape)
+
+
+def label_kind(labels, name="labels"):
+    """Whether class labels are numbers or strings; a mix of both cannot be sorted into classes.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+        Class labels.
+    name : str, default="labels"
+        The parameter named in the error.
+
+    Returns
+    -------
+    {"number", "string", "other"}
+
+    Raises
+    ------
+    KMIError
+        When the labels mix strings and numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.labeling import label_kind
+    >>> label_kind([3, 1, 4]), label_kind(np.array(["cat", "dog"], dtype=object))
+    ('number', 'string')
+    >>> label_kind(np.array([1, "cat"], dtype=object), "y")
+    Traceback (most recent call last):
+        ...
+    kmeans_imagery.errors.KMIError: y mixes numbers and strings (such as 1 and 'cat'); give labels of one type
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "biuf":
+        return "number"
+    if labels.dtype.kind in "US":
+        return "string"
+    examples = {}
+    for value in labels.ravel().tolist():
+        kind = ("string" if isinstance(value, str | bytes)
+                else "number" if isinstance(value, numbers.Number) else "other")
+        examples.setdefault(kind, value)
+    if len(examples) > 1:
+        first, second = list(examples.values())[:2]
+        raise KMIError(f"{name} mixes {' and '.join(f'{kind}s' for kind in examples)} (such as "
+                       f"{first!r} and {second!r}); give labels of one type")
+    return next(iter(examples), "other")
+
+
+def _pixels_in_0_255(images):
+    """Whether a stack of images holds 0..255 values, by the rule of array files (see
+    :func:`~kmeans_imagery.datasets.convert.to_uint8_images`): integers in 0..255 are, floats
+    are when some value exceeds 1 (and all lie in [0, 255]); other values are refused."""
+    kind = images.dtype.kind
+    if images.dtype == np.uint8:
+        return True
+    if kind not in "iuf" or images.size == 0:
+        return False  # bool (0 and 1) is scaled already; other dtypes are refused by validation
+    if kind == "f" and not np.isfinite(images).all():
+        raise KMIError("X: images hold NaN or infinite pixel values")
+    lo, hi = images.min(), images.max()
+    if kind in "iu":
+        if lo < 0 or hi > 255:
+            raise KMIError(f"X: integer pixel values must lie in 0..255, found {lo}..{hi}")
+        return True
+    if lo < 0 or hi > 255:
+        raise KMIError(f"X: float pixel values must lie in [0, 1] or [0, 255], found {lo:g}..{hi:g}")
+    return bool(hi > 1)

@@ -3,12 +3,17 @@
 Everything scikit-learn computes is taken from :mod:`sklearn.metrics`; this module adds inertia (exact,
 accumulated in float64), purity and Hungarian (one-cluster-per-class) accuracy, and one function that
 gathers them all for a report.
+
+Labels may be any hashable values (ints, strings, or a mix of them in one array): they are compared
+by equality only, so ``1`` and ``"1"`` are different labels, and ``1`` and ``1.0`` the same.
 """
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 from sklearn.metrics.cluster import contingency_matrix
+
+from .errors import KMIError
 
 __all__ = [
     "clustering_scores",
@@ -20,6 +25,32 @@ __all__ = [
     "purity",
     "sweep_scores",
 ]
+
+
+def _codes(*labels):
+    """Integer codes of label arrays: equal labels get equal codes across all of them.
+
+    Scores only compare labels, but :func:`numpy.unique` (and scikit-learn after it) sorts them,
+    which fails on a mix of types such as ``1`` and ``"cat"``; such labels are coded by hashing.
+
+    Raises
+    ------
+    KMIError
+        When there are no labels to score.
+    """
+    arrays = [np.asarray(y).ravel() for y in labels]
+    if not len(arrays[0]):
+        raise KMIError("y_true is empty: there are no samples to score")
+    ends = np.cumsum([len(y) for y in arrays])
+    kinds = {"number" if y.dtype.kind in "biuf" else y.dtype.kind for y in arrays}
+    if kinds in ({"number"}, {"U"}):
+        # Numbers only, or strings only: concatenating keeps every label's value.
+        codes = np.unique(np.concatenate(arrays), return_inverse=True)[1].reshape(-1)
+    else:
+        seen = {}
+        codes = np.fromiter((seen.setdefault(value, len(seen)) for y in arrays for value in y.tolist()),
+                            dtype=np.int64, count=int(ends[-1]))
+    return np.split(codes, ends[:-1])
 
 
 def inertia(X, centers, labels, *, chunk_size=8192):
@@ -89,7 +120,7 @@ def hungarian_accuracy(y_true, clusters):
     >>> hungarian_accuracy([0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 2, 2])
     0.6666666666666666
     """
-    table = contingency_matrix(y_true, clusters)
+    table = contingency_matrix(*_paired(y_true, clusters))
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / table.sum())
 
@@ -236,7 +267,7 @@ def purity(y_true, clusters):
     >>> round(purity([0, 0, 1, 1, 1, 2], [0, 0, 0, 1, 1, 1]), 3)
     0.667
     """
-    table = contingency_matrix(y_true, clusters)
+    table = contingency_matrix(*_paired(y_true, clusters))
     return float(table.max(axis=0).sum() / table.sum())
 
 
@@ -264,8 +295,40 @@ def confusion(y_true, y_pred, classes):
     array([[1, 0, 0],
            [0, 1, 1],
            [0, 0, 1]])
+
+    A class missing from both lists keeps its (empty) row and column:
+
+    >>> confusion([0, 0, 2], [0, 2, 2], [0, 1, 2])
+    array([[1, 0, 1],
+           [0, 0, 0],
+           [0, 0, 1]])
     """
-    return skm.confusion_matrix(y_true, y_pred, labels=classes)
+    true_codes, pred_codes, class_codes = _codes(y_true, y_pred, classes)
+    _check_lengths(true_codes, pred_codes)
+    n = len(class_codes)
+    position = np.full(max(true_codes.max(), pred_codes.max(), class_codes.max(initial=0)) + 1, -1)
+    position[class_codes] = np.arange(n)
+    rows, cols = position[true_codes], position[pred_codes]
+    # Labels that are not in classes are left out, as scikit-learn's confusion_matrix does.
+    kept = (rows >= 0) & (cols >= 0)
+    return np.bincount(rows[kept] * n + cols[kept], minlength=n * n).reshape(n, n)
+
+
+def _check_lengths(y_true, y_other):
+    if len(y_other) != len(y_true):
+        raise KMIError(f"y_true has {len(y_true)} labels but the labels to compare have {len(y_other)}")
+
+
+def _paired(y_true, y_other):
+    """:func:`_codes` of two label arrays of one label per sample."""
+    codes = _codes(y_true, y_other)
+    _check_lengths(*codes)
+    return codes
+
+
+def _accuracy(y_true, y_pred):
+    true_codes, pred_codes = _paired(y_true, y_pred)
+    return float(np.mean(true_codes == pred_codes))
 
 
 def _homogeneity_scores(y_true, clusters):
@@ -301,7 +364,7 @@ def sweep_scores(y_true, clusters, y_pred):
     >>> {name: round(value, 3) for name, value in scores.items()}
     {'homogeneity': 1.0, 'completeness': 0.579, 'v_measure': 0.734, 'accuracy': 1.0}
     """
-    return {**_homogeneity_scores(y_true, clusters), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    return {**_homogeneity_scores(*_paired(y_true, clusters)), "accuracy": _accuracy(y_true, y_pred)}
 
 
 def clustering_scores(y_true, clusters, y_pred=None):
@@ -330,15 +393,16 @@ def clustering_scores(y_true, clusters, y_pred=None):
     {'homogeneity': 1.0, 'completeness': 0.579, 'v_measure': 0.734, 'nmi': 0.734, 'ari': 0.444,
      'purity': 1.0, 'hungarian_accuracy': 0.667}
     """
-    scores = _homogeneity_scores(y_true, clusters)
+    true_codes, cluster_codes = _paired(y_true, clusters)
+    scores = _homogeneity_scores(true_codes, cluster_codes)
     scores.update(
         {
-            "nmi": float(skm.normalized_mutual_info_score(y_true, clusters)),
-            "ari": float(skm.adjusted_rand_score(y_true, clusters)),
-            "purity": purity(y_true, clusters),
-            "hungarian_accuracy": hungarian_accuracy(y_true, clusters),
+            "nmi": float(skm.normalized_mutual_info_score(true_codes, cluster_codes)),
+            "ari": float(skm.adjusted_rand_score(true_codes, cluster_codes)),
+            "purity": purity(true_codes, cluster_codes),
+            "hungarian_accuracy": hungarian_accuracy(true_codes, cluster_codes),
         }
     )
     if y_pred is not None:
-        scores["accuracy"] = float(skm.accuracy_score(y_true, y_pred))
+        scores["accuracy"] = _accuracy(y_true, y_pred)
     return scores

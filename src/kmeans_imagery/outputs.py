@@ -6,6 +6,7 @@ interrupted command never leaves a half-written output.
 """
 
 import json
+import math
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +20,13 @@ from .labeling import nearest_members
 from .predict import display_names
 
 __all__ = [
+    "RUN_FIGURES",
     "atomic_text_file",
     "centroid_images",
     "check_new_output",
     "draw_model",
     "evaluation_outputs",
+    "json_text",
     "member_images",
     "output_folder",
     "prepare_out_dir",
@@ -102,13 +105,55 @@ def check_new_output(path, force):
     raise KMIError(f"{path} already exists; use force=True to replace it")
 
 
+def _plain(value):
+    """``value`` with NumPy values as Python ones and NaN or infinite floats as None."""
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(data):
+    """Indented JSON text of results that every JSON parser reads.
+
+    :func:`json.dumps` writes NaN and infinities as bare ``NaN`` and ``Infinity`` tokens, which
+    are not JSON, and refuses NumPy values; here they become ``null`` and plain numbers.
+
+    Parameters
+    ----------
+    data : object
+        Dicts, lists, tuples, arrays, numbers (Python or NumPy), strings, booleans and None.
+
+    Returns
+    -------
+    str
+        Ending with a newline.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.outputs import json_text
+    >>> print(json_text({"k": np.int64(10), "homogeneity": float("nan")}), end="")
+    {
+      "k": 10,
+      "homogeneity": null
+    }
+    """
+    return json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(data, path):
     """Write ``data`` as indented JSON, atomically.
 
     Parameters
     ----------
     data : object
-        Anything :func:`json.dumps` accepts (plain dicts, lists, numbers and strings).
+        What :func:`json_text` accepts; NaN and infinities are written as ``null``.
     path : path-like
         The file to write; its folder must exist.
 
@@ -124,7 +169,7 @@ def write_json(data, path):
     {'k': 36, 'accuracy': 0.89}
     """
     with atomic_text_file(path) as handle:
-        handle.write(json.dumps(data, indent=2) + "\n")
+        handle.write(json_text(data))
 
 
 def prepare_out_dir(out_dir):
@@ -207,6 +252,10 @@ def output_folder(out_dir):
         raise
 
 
+#: The figures a run may draw (see ``Experiment.figure_drawers``), each saved as ``NAME.png``.
+RUN_FIGURES = ("samples", "inertia", "scores", "centroids", "confusion", "label_budget")
+
+
 def write_outputs(experiment, out_dir):
     """Save every figure, ``results.json`` and a self-contained ``report.html`` into ``out_dir``.
 
@@ -216,7 +265,8 @@ def write_outputs(experiment, out_dir):
         From :func:`~kmeans_imagery.experiment.run_experiment`; its ``results`` gain a
         ``"figures"`` entry.
     out_dir : path-like
-        The results folder; created if needed. Files already there are replaced.
+        The results folder; created if needed. Files already there are replaced, and figures of
+        an earlier run (:data:`RUN_FIGURES`) that this run does not draw are removed.
 
     Returns
     -------
@@ -261,6 +311,10 @@ def write_outputs(experiment, out_dir):
     written["results"] = out / "results.json"
     write_json(results, written["results"])
     written["report"] = write_report(results, figures, out / "report.html")
+    # A figure of an earlier run into this folder (a label budget, say) would pass for this run's.
+    for name in RUN_FIGURES:
+        if name not in figures:
+            (out / f"{name}.png").unlink(missing_ok=True)
     return written
 
 

@@ -220,6 +220,15 @@ def _draw_montage(ax, montage, titles, *, n_cols, image_hw, gap, title_gap, titl
     return ax
 
 
+def _nothing_to_draw(ax, message):
+    """Empty input draws a note instead of failing: a filter that kept nothing is not an error."""
+    if ax is None:
+        ax = _new_axes((2.0, 1.0), montage=True)
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    return ax
+
+
 def _cell_gap(width):
     """Padding between montage cells, in pixels: about 5% of the image width."""
     return max(1, round(0.05 * width))
@@ -234,6 +243,8 @@ def _montage_plot(images, titles, n_cols, ax, *, title_cells=1):
     """Build the montage of ``images`` and draw it with ``titles``; returns the axes."""
     images = _as_unit_images(images)
     image_hw = _split_shape(images, 1, "images")
+    if len(images) == 0:
+        return _nothing_to_draw(ax, "no images")
     gap = _cell_gap(image_hw[1])
     title_gap = _title_gap(image_hw[0]) if any(titles) else 0
     montage = image_montage(images, n_cols, gap=gap, title_gap=title_gap)
@@ -246,11 +257,13 @@ def _montage_plot(images, titles, n_cols, ax, *, title_cells=1):
 
 
 def _label_text(label, label_names):
-    """Display text of one class label: its name when ``label_names`` is given, "?" if unknown."""
-    if label is None or (isinstance(label, (int, np.integer)) and label < 0):
+    """Display text of one class label: "?" if unknown, else its name in ``label_names`` when it
+    is an integer that has one, else the label itself (a string label is its own name)."""
+    integer = isinstance(label, int | np.integer) and not isinstance(label, bool)
+    if label is None or (integer and label < 0):
         return "?"
-    if label_names is not None:
-        return str(label_names[int(label)])
+    if integer and label_names is not None and label < len(label_names):
+        return str(label_names[label])
     return str(label)
 
 
@@ -262,18 +275,20 @@ def plot_samples(images, labels=None, *, n=9, label_names=None, ax=None):
     images : ndarray of shape (n_images, H, W) or (n_images, H, W, 3)
         uint8 or float images in [0, 1].
     labels : array-like of shape (n_images,), optional
-        Integer labels; titles read "Number 5", or the label's name when ``label_names`` is given.
+        Integer labels, whose titles read "Number 5" (or the label's name in ``label_names``),
+        or class names such as "cat", shown as they are.
     n : int, default=9
         How many images to show (fewer if fewer are given); 9 gives a 3x3 grid.
     label_names : sequence of str, optional
-        Class names indexed by label, e.g. Fashion-MNIST's "T-shirt/top".
+        Class names indexed by label, e.g. Fashion-MNIST's "T-shirt/top"; a label without a name
+        is shown as itself.
     ax : matplotlib.axes.Axes, optional
         Axes to draw into; a new figure is created when None.
 
     Returns
     -------
     ax : matplotlib.axes.Axes
-        The images as one montage, with one text per title.
+        The images as one montage, with one text per title; without images, a "no images" note.
 
     Examples
     --------
@@ -293,11 +308,13 @@ def plot_samples(images, labels=None, *, n=9, label_names=None, ax=None):
         titles = [""] * len(images)
     else:
         labels = np.asarray(labels)[: len(images)]
+        # The tutorial's "Number 5" for digits; named classes are shown by their name.
         titles = [
-            f"Number {label}" if label_names is None else _label_text(label, label_names)
+            f"Number {label}" if label_names is None and labels.dtype.kind in "iu"
+            else _label_text(label, label_names)
             for label in labels.tolist()
         ]
-    return _montage_plot(images, titles, grid_shape(len(images))[1], ax)
+    return _montage_plot(images, titles, grid_shape(max(1, len(images)))[1], ax)
 
 
 def plot_centroids(centers, image_shape, cluster_labels=None, *, label_names=None, ax=None):
@@ -352,7 +369,7 @@ def plot_centroids(centers, image_shape, cluster_labels=None, *, label_names=Non
         titles = [""] * len(images)
     else:
         titles = [_label_text(label, label_names) for label in np.asarray(cluster_labels).tolist()]
-    return _montage_plot(images, titles, grid_shape(len(images))[1], ax)
+    return _montage_plot(images, titles, grid_shape(max(1, len(images)))[1], ax)
 
 
 def plot_cluster_members(center_images, member_images, cluster_labels=None, *, cluster_ids=None,
@@ -438,13 +455,15 @@ def _k_axis(ax, ks):
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     ks = np.unique(np.asarray(ks, dtype=np.float64))
+    ax.set_xlabel("number of clusters K")
+    if not len(ks):  # nothing swept yet: an empty plot with its labels
+        return
     if ks.min() > 0 and ks.max() / ks.min() >= 8:
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(NullLocator())
     if len(ks) <= 12:  # beyond that, ticks at every K would overlap: keep the default ones
         ax.xaxis.set_major_locator(FixedLocator(ks))
     ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("number of clusters K")
 
 
 def _floats(values):
@@ -571,10 +590,12 @@ def plot_confusion(matrix, class_names, ax=None):
     >>> ax.get_title(), [text.get_text() for text in ax.texts]
     ('Confusion matrix (test set)', ['5', '1', '0', '4'])
     """
-    matrix = np.asarray(matrix)
+    matrix = np.asarray(matrix, dtype=np.float64)
     n = len(class_names)
     if matrix.shape != (n, n):
         raise KMIError(f"confusion matrix of shape {matrix.shape} does not match {n} class names")
+    if n == 0:
+        return _nothing_to_draw(ax, "no classes")
     if ax is None:
         side = min(12.0, max(4.5, 0.55 * n + 2.0))
         ax = _new_axes((side, side))
@@ -583,7 +604,9 @@ def plot_confusion(matrix, class_names, ax=None):
     ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     fontsize = max(4.0, min(9.0, 90.0 / n))
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, f"{count:,}", ha="center", va="center", fontsize=fontsize,
+        # Counts are whole numbers, also when the matrix arrives as floats (from JSON, say).
+        text = "" if not np.isfinite(count) else f"{count:,.0f}" if count.is_integer() else f"{count:.3g}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
                 color="white" if fractions[i, j] > 0.5 else "black")
     names = [str(name) for name in class_names]
     long_names = max(map(len, names)) > 3  # e.g. "Ankle boot": slant them so they do not overlap

@@ -194,3 +194,28 @@ def test_run_on_another_idx_folder_of_the_same_format(capsys, tmp_path):
     assert (results["n_train"], results["n_test"], results["image_shape"]) == (1400, 397, [28, 28])
     assert "test_hungarian_accuracy" in results["sweep"][0]
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_failed_sweep_leaves_no_folder_for_its_out_file(capsys, tmp_path):
+    # the folder of --out used to be made before the run, and stayed when the run failed
+    code, _, err = run_kmi(capsys, "sweep", "digits", "--ks", "5000",
+                           "--out", str(tmp_path / "runs" / "sweep.json"))
+    assert code == 2 and "K=5000" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_needs_force_and_then_replaces_the_whole_run(capsys, tmp_path):
+    out = tmp_path / "run"
+    base = ["run", "digits", "--ks", "10", "--stability-seeds", "0", "--out", str(out)]
+    assert run_kmi(capsys, *base, "--label-budget", "10")[0] == 0
+    before = (out / "results.json").read_bytes()
+    code, _, err = run_kmi(capsys, *base)
+    assert code == 2 and "use --force to replace it" in err
+    assert (out / "results.json").read_bytes() == before
+    code, out_text, _ = run_kmi(capsys, *base, "--force", "--json")
+    assert code == 0
+    results = json.loads(out_text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
+    assert results == json.loads((out / "results.json").read_text())
+    assert not (out / "label_budget.png").exists()  # the first run's figure is gone
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [*FIGURES, "results.json", "report.html"])

@@ -1,7 +1,5 @@
 """``kmi run`` and ``kmi sweep``: the tutorial end to end, or only its K sweep."""
 
-import json
-
 import click
 
 from ._common import (
@@ -89,7 +87,7 @@ def run(data, dataset, json_mode, out, force, **options):
     .npy/.npz file or a Zarr store. Models are fitted on the training images and scored on the
     held-out test images (--transductive fits on the test images instead, as the tutorial did).
     """
-    from ..outputs import check_new_output, output_folder, write_outputs
+    from ..outputs import check_new_output, json_text, output_folder, write_outputs
 
     out_console, err = consoles(json_mode)
     check_new_output(out, force)
@@ -108,7 +106,7 @@ def run(data, dataset, json_mode, out, force, **options):
             written = write_outputs(experiment, out)
     out_console.print(f"wrote {len(written)} files to {out}: report {written['report']}")
     if json_mode:
-        click.echo(json.dumps(results, indent=2))
+        click.echo(json_text(results), nl=False)
 
 
 @click.command()
@@ -117,18 +115,21 @@ def run(data, dataset, json_mode, out, force, **options):
               help="Also write the sweep results as JSON to this file.")
 def sweep(data, dataset, json_mode, out, force, **options):
     """Only the K sweep: inertia, homogeneity, accuracy and fit time per K."""
+    from contextlib import nullcontext
     from pathlib import Path
 
-    from ..outputs import check_new_output, prepare_out_dir, write_json
+    from ..outputs import check_new_output, json_text, output_folder, write_json
 
     out_console, err = consoles(json_mode)
     if out is not None:
         check_new_output(out, force)
-        prepare_out_dir(Path(out).parent)
-    experiment = _experiment(_data_name(data, dataset), out_console, err, **options)
+    # The folder of --out is made first (a run should not fail at its end), and removed again
+    # when the run fails.
+    with nullcontext() if out is None else output_folder(Path(out).parent):
+        experiment = _experiment(_data_name(data, dataset), out_console, err, **options)
     results = experiment.results
     out_console.print(sweep_table(results["sweep"], f"K sweep on {results['dataset']}"))
     if out is not None:
         write_json(results, out)
     if json_mode:
-        click.echo(json.dumps(results, indent=2))
+        click.echo(json_text(results), nl=False)
