@@ -139,3 +139,142 @@ def test_an_image_labelled_twice(tmp_path):
     path.write_text("path,label\nx.png,cat\n")
     with pytest.raises(KMIError, match="x.png has no index.*has no image files"):
         read_label_sheet(path, ten)
+
+
+TEN = ArraySource(np.zeros((10, 2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("data", [
+    "\ufeffIndex;Path;Cluster;Distance;Label\r\n3;;0;1,5;cat\r\n1;;1;2,5;dog\r\n".encode(),
+    b"sep=;\r\nindex;label\r\n3;cat\r\n1;dog\r\n",
+    b"label,comment, INDEX ,,\r\ncat,the tabby,3,,\r\ndog,,1,,\r\n,,,,\r\n,,,,\r\n",
+    "index\tpath\tlabel\r\n3\t\tcat\r\n1\t\tdog\r\n".encode("utf-16"),
+    b'"index","label"\n"3","cat"\n"1","dog"\n',
+], ids=["semicolons", "sep-line", "reordered", "utf-16-tabs", "quoted"])
+def test_a_sheet_saved_by_a_spreadsheet_reads(tmp_path, data):
+    path = tmp_path / "l.csv"
+    path.write_bytes(data)
+    indices, labels = read_label_sheet(path, TEN)
+    assert indices.tolist() == [1, 3] and labels.tolist() == ["dog", "cat"]
+
+
+def test_labels_are_tidied_and_question_marks_leave_an_image_unlabelled(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text('index,label\n1, golden \u00a0 retriever \n2,"a, b"\n3,?\n4, ??? \n5,Skip\n'
+                    '6,cafe\u0301\n7,"two\nlines"\n8,caf\u00e9\n', encoding="utf-8")
+    indices, labels = read_label_sheet(path, TEN)
+    assert indices.tolist() == [1, 2, 6, 7, 8]
+    assert labels.tolist() == ["golden retriever", "a, b", "caf\u00e9", "two lines", "caf\u00e9"]
+    path.write_text("index,label\n1,?\n2,skip\n3,\n")
+    with pytest.raises(KMIError, match="no filled-in label"):
+        read_label_sheet(path, TEN)
+
+
+@pytest.mark.parametrize(("cells", "expected"), [
+    (("7", "12", "-3"), [7, 12, -3]),
+    (("007", "12", "1"), ["007", "12", "1"]),
+    (("+5", "3", "1"), ["+5", "3", "1"]),
+    (("\u00b2", "--5", "1"), ["\u00b2", "--5", "1"]),
+    (("99999999999999999999", "3", "1"), ["99999999999999999999", "3", "1"]),
+])
+def test_only_whole_numbers_written_as_such_read_as_integers(tmp_path, cells, expected):
+    path = tmp_path / "l.csv"
+    path.write_text("index,label\n" + "".join(f"{i},{cell}\n" for i, cell in enumerate(cells)),
+                    encoding="utf-8")
+    labels = read_label_sheet(path, TEN)[1]
+    assert labels.tolist() == expected
+    assert labels.dtype.kind == ("i" if isinstance(expected[0], int) else "U")
+
+
+@pytest.mark.parametrize("index", ["\u00b2", "\u0661", "1.5", "-1"])
+def test_an_index_that_is_not_a_position_is_a_clear_error(tmp_path, index):
+    path = tmp_path / "l.csv"
+    path.write_text(f"index,label\n{index},cat\n", encoding="utf-8")
+    with pytest.raises(KMIError, match="is not an image of the 10 images"):
+        read_label_sheet(path, TEN)
+
+
+def test_a_sheet_with_two_label_columns_is_refused(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("index,Label,label\n1,cat,dog\n")
+    with pytest.raises(KMIError, match="two 'label' columns"):
+        read_label_sheet(path, TEN)
+
+
+def test_each_row_is_matched_by_its_path_when_it_has_one(tmp_path):
+    from PIL import Image
+
+    from kmeans_imagery.datasets import open_source
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((4, 4), i, np.uint8)).save(data / f"{i}.png")
+    source = open_source(data)
+    sheet = tmp_path / "l.csv"
+    # A path (with the spaces a spreadsheet left) wins over a stale index; a row without a
+    # path is found by its index.
+    sheet.write_text(f"index,path,label\n0, {data / '3.png'} ,cat\n1,,dog\n")
+    indices, labels = read_label_sheet(sheet, source)
+    assert indices.tolist() == [1, 3] and labels.tolist() == ["dog", "cat"]
+    sheet.write_text(f"index,path,label\n1,{tmp_path / 'elsewhere.png'},cat\n2,,dog\n")
+    with pytest.raises(KMIError, match="elsewhere.png is not an image of photos"):
+        read_label_sheet(sheet, source)
+    sheet.write_text("index,path,label\n,,cat\n")
+    with pytest.raises(KMIError, match="neither an index nor a path"):
+        read_label_sheet(sheet, source)
+
+
+def test_a_sheet_of_files_whose_names_are_not_utf8_reads_back(tmp_path, capsys):
+    import os
+
+    from PIL import Image
+
+    from kmeans_imagery.datasets import open_source
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for name in (b"caf\xe9.png", b"b.png", b"c.png"):
+        Image.fromarray(np.full((4, 4), len(name) * 20, np.uint8)).save(
+            os.path.join(os.fsencode(data), name))
+    assert main(["fit", str(data), "--k", "2", "--out", str(tmp_path / "m.kmi")]) == 0
+    assert main(["label-sheet", str(tmp_path / "m.kmi"), str(data), "--per-cluster", "3",
+                 "--out", str(tmp_path / "sheet")]) == 0
+    sheet = tmp_path / "sheet" / "labels.csv"
+    sheet.write_bytes(sheet.read_bytes().replace(b",\n", b",x\n"))
+    indices, labels = read_label_sheet(sheet, open_source(data))
+    assert indices.tolist() == [0, 1, 2] and labels.tolist() == ["x", "x", "x"]
+    # A label typed into a sheet saved in a legacy encoding is refused, not misread.
+    sheet.write_bytes("index,label\n1,caf\u00e9\n".encode("cp1252"))
+    with pytest.raises(KMIError, match="not UTF-8 text; save the sheet as \"CSV UTF-8\""):
+        read_label_sheet(sheet, open_source(data))
+
+
+def test_a_sheet_of_a_dataset_with_two_splits_names_its_images(tmp_path):
+    from kmeans_imagery import ClusterClassifier
+    from kmeans_imagery.datasets import open_source
+    from kmeans_imagery.label_sheets import name_from_sheet, write_label_sheet
+
+    train, both = open_source("digits"), open_source("digits", split="all")
+    model = ClusterClassifier(n_clusters=5, random_state=0).fit(both.read_all().images, None)
+    written = write_label_sheet(model, both, tmp_path / "sheet", per_cluster=10)
+    rows = list(csv.DictReader(written["csv"].open()))
+    assert all(row["path"] == both.image_names([int(row["index"])])[0] for row in rows)
+    assert any("#test:" in row["path"] for row in rows)
+    sheet = tmp_path / "labels.csv"
+    truth = both.labels
+    sheet.write_text("path,label\n" + "".join(f"{row['path']},{truth[int(row['index'])]}\n"
+                                              for row in rows))
+    indices, labels = read_label_sheet(sheet, both)
+    assert labels.tolist() == truth[indices].tolist()
+    named, n_labelled = name_from_sheet(model, sheet, both)
+    assert n_labelled == 50 and named.classes_.dtype.kind == "i"
+    # The train split alone, or other data, lacks the test images: an error that names one.
+    test_row = next(row["path"] for row in rows if "#test:" in row["path"])
+    with pytest.raises(KMIError, match=f"{test_row} is not an image of digits-train"):
+        read_label_sheet(sheet, train)
+    with pytest.raises(KMIError, match="is not an image of other"):
+        read_label_sheet(sheet, ArraySource(np.zeros((2000, 8, 8), np.uint8), name="other"))
+    # A sheet of the train split reads on both splits: train comes first.
+    sheet.write_text("path,label\nbundled#train:5,a\n")
+    assert read_label_sheet(sheet, both)[0].tolist() == read_label_sheet(sheet, train)[0].tolist()

@@ -163,6 +163,9 @@ def test_name_from_examples_uses_only_the_given_labels(digits_rows):
         name_from_examples(model, [len(X)], [1])
     with pytest.raises(KMIError, match="2 labels for 1 samples"):
         name_from_examples(model, [0], [1, 2])
+    with pytest.raises(KMIError, match=r"whole numbers, got \[0.5\]"):
+        name_from_examples(model, [0.5], [1])  # not the image at 0
+    name_from_examples(model, np.array([0.0, 1.0]), y[:2])  # whole floats are indices
 
 
 def test_float_images_in_0_255_are_scaled_like_uint8_images():
@@ -213,3 +216,18 @@ def test_tied_majority_goes_to_the_first_class_whatever_the_order():
         model = ClusterClassifier(n_clusters=2, algorithm="full", random_state=0)
         model.fit(X[order], np.array(["b", "a", "b", "a"])[order])
         assert model.predict(X).tolist() == ["a", "a", "a", "a"]
+
+
+def test_naming_from_clusters_refuses_unknown_clusters_and_mixed_labels():
+    from kmeans_imagery.labeling import name_from_clusters
+
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+    model = ClusterClassifier(n_clusters=2, random_state=0).fit(X, None)
+    for clusters in ([0, 2], [0, -1]):
+        with pytest.raises(KMIError, match=r"clusters: -?\d is not a cluster of the model's 2"):
+            name_from_clusters(model, clusters, ["cat", "dog"])
+    for labels in (np.array([1, "cat"], dtype=object), [None, "cat"]):
+        with pytest.raises(KMIError, match="labels mixes"):
+            name_from_clusters(model, [0, 1], labels)
+    assert name_from_clusters(model, [0, 1], ["cat", "dog"]).cluster_labels_.tolist() == [
+        "cat", "dog"]

@@ -2,14 +2,18 @@
 
 A sheet is ``labels.csv`` (the image's position and, for image files, its path; its cluster and
 distance to the centroid; an empty ``label`` column) and ``sheet-NNN.png`` contact sheets. The
-filled CSV names the clusters of ``kmi fit DATA --labels labels.csv``
-(:func:`read_label_sheet`), matched by path where the images are files, or
-those of the model it was made from, without fitting again (``kmi name``,
-:func:`name_from_sheet`).
+filled CSV, as a spreadsheet saves it, names the clusters of ``kmi fit DATA --labels
+labels.csv`` (:func:`read_label_sheet`), matched by path where the images are files (by name,
+``DATA#train:12``, where they are not), or those of the model it was made from, without fitting
+again (``kmi name``, :func:`name_from_sheet`).
 """
 
+import codecs
 import csv
+import io
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +26,18 @@ __all__ = ["SHEET_COLUMNS", "name_from_sheet", "read_label_sheet", "read_sheet_r
 
 #: The columns of ``labels.csv``.
 SHEET_COLUMNS = ("index", "path", "cluster", "distance", "label")
+#: Separators a spreadsheet saves CSV with: the one whose header has the columns wins.
+_SEPARATORS = (",", ";", "\t", "|")
+#: A label read back as a whole number, without sign or zeros that the number would lose.
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_page=32):
     """Export, for each cluster, the images nearest its centroid for a person to label.
 
-    Writes ``labels.csv`` (position of the image in the source, its file where it has one, its
-    cluster, distance to the centroid, and an empty ``label`` column to fill in) and
+    Writes ``labels.csv`` (position of the image in the source; its file, or for images without
+    files its name as ``kmi predict`` writes it, ``DATA#train:12`` say; its cluster, distance to
+    the centroid, and an empty ``label`` column to fill in) and
     ``sheet-NNN.png`` contact sheets (one row per cluster: its centroid, then its images in the
     CSV's order). The filled CSV names the clusters of ``kmi fit ... --labels labels.csv``.
 
@@ -69,6 +78,8 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
     ...     rows = written["csv"].read_text().splitlines()
     >>> sorted(written), len(rows), rows[0]  # a header, then 3 images for each of 4 clusters
     (['csv', 'sheet-001'], 13, 'index,path,cluster,distance,label')
+    >>> rows[1]  # the bundled digits have no files: the image's name, as kmi predict writes it
+    '609,bundled#train:609,0,1.23192,'
     """
     # Imported here: kmeans_imagery.fit reads sheets without loading what writes them.
     from . import plots
@@ -83,11 +94,13 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(SHEET_COLUMNS)
         for cluster in range(k):
-            paths = members.paths[cluster] if members.paths is not None else None
-            for i, (index, distance) in enumerate(zip(members.indices[cluster],
-                                                      members.distances[cluster], strict=True)):
-                writer.writerow([int(index), "" if paths is None else str(paths[i]), cluster,
-                                 f"{distance:.6g}", ""])
+            # Images without files are named as kmi predict and explore name them
+            # (DATA#train:12): a sheet then finds them in either split, or in both.
+            names = ([str(p) for p in members.paths[cluster]] if members.paths is not None
+                     else source.image_names(members.indices[cluster]))
+            for index, name, distance in zip(members.indices[cluster], names,
+                                             members.distances[cluster], strict=True):
+                writer.writerow([int(index), name, cluster, f"{distance:.6g}", ""])
     centres = centroid_images(model)
     for page, first in enumerate(range(0, k, clusters_per_page), start=1):
         rows = np.arange(first, min(first + clusters_per_page, k))
@@ -158,6 +171,13 @@ def name_from_sheet(model, sheet, source):
 def read_sheet_rows(path):
     """The filled rows of a label sheet, as ``(row, label)`` pairs (``row``: the CSV's columns).
 
+    The sheet may come back from a spreadsheet: UTF-8 (with or without a byte-order mark, as
+    "CSV UTF-8" saves it) or UTF-16 with one ("Unicode Text"); columns separated by commas,
+    semicolons, tabs or bars (the header decides; a first line ``sep=;`` too), in any order and
+    case, with extra columns and empty rows. A label is read without surrounding spaces and with
+    each run of spaces inside it made one (Unicode NFC); a label of question marks only, or
+    ``skip`` (any case), leaves its image unlabelled, as an empty cell does.
+
     Parameters
     ----------
     path : path-like
@@ -166,13 +186,13 @@ def read_sheet_rows(path):
     Returns
     -------
     list of (dict, str)
-        Each row whose label is filled in, and that label without surrounding spaces.
+        Each row whose label is filled in (its cells by lower-case column name), and that label.
 
     Raises
     ------
     KMIError
         For a missing or unreadable file, a sheet without ``label`` and ``index`` or ``path``
-        columns, or no filled label at all.
+        columns (or with two of one), a label that is not UTF-8 text, or no filled label at all.
 
     Examples
     --------
@@ -181,27 +201,63 @@ def read_sheet_rows(path):
     >>> from kmeans_imagery.label_sheets import read_sheet_rows
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     sheet = Path(folder) / "labels.csv"
-    ...     _ = sheet.write_text("path,label\\ncats/1.png, cat \\ncats/2.png,\\n")
+    ...     _ = sheet.write_text("Path;Label\\ncats/1.png; tabby  cat \\ncats/2.png;?\\n")
     ...     read_sheet_rows(sheet)
-    [({'path': 'cats/1.png', 'label': ' cat '}, 'cat')]
+    [({'path': 'cats/1.png', 'label': ' tabby  cat '}, 'tabby cat')]
     """
     path = Path(path)
     try:
-        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = set(reader.fieldnames or ())
-            if "label" not in columns or not columns & {"index", "path"}:
-                raise KMIError(f"{path} needs the columns 'label' and 'index' (or 'path')")
-            filled = [(row, row["label"].strip()) for row in reader
-                      if (row.get("label") or "").strip()]
+        data = path.read_bytes()
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            text = data.decode("utf-16")
+        else:
+            # surrogateescape: a file name that is not UTF-8 reads back as the sheet wrote it.
+            text = data.decode("utf-8-sig", errors="surrogateescape")
+        separator, text = _separator(text)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+        columns = [" ".join(name.split()).casefold() for name in next(reader, [])]
+        if "label" not in columns or not {"index", "path"} & set(columns):
+            raise KMIError(f"{path} needs the columns 'label' and 'index' (or 'path')")
+        for name in ("index", "path", "label"):
+            if columns.count(name) > 1:
+                raise KMIError(f"{path} has two {name!r} columns; keep one")
+        filled = []
+        for cells in reader:
+            row = dict(zip(columns, cells, strict=False))
+            label = _label(row.get("label") or "")
+            if label:
+                filled.append((row, label))
     except FileNotFoundError:
         raise KMIError(f"label file {path} does not exist") from None
-    except (UnicodeDecodeError, csv.Error) as error:
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise KMIError(f"{path} is not a readable CSV file ({error})") from None
     if not filled:
-        raise KMIError(f"{path} has no filled-in label")
+        raise KMIError(f"{path} has no filled-in label ('?' and 'skip' leave an image unlabelled)")
+    for row, label in filled:
+        try:
+            label.encode()
+        except UnicodeEncodeError:
+            raise KMIError(f"{path}: the label {row['label']!r} is not UTF-8 text; save the sheet "
+                           f"as \"CSV UTF-8\"") from None
     return filled
+
+
+def _separator(text):
+    """The column separator of a sheet's text, and the text without a ``sep=`` line."""
+    first, _, rest = text.partition("\n")
+    if first.casefold().startswith("sep=") and len(first.rstrip("\r")) == 5:
+        return first[4], rest  # Excel's own hint, written by some exports
+    for separator in _SEPARATORS:
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=separator), [])
+        if "label" in {" ".join(name.split()).casefold() for name in header}:
+            return separator, text
+    return ",", text
+
+
+def _label(cell):
+    """A cell's label: spaces tidied, Unicode in one form; "" for an image left unlabelled."""
+    label = " ".join(unicodedata.normalize("NFC", cell).split())
+    return "" if label.strip("?") == "" or label.casefold() == "skip" else label
 
 
 def _path_finder(paths, sheet_folder):
@@ -239,10 +295,13 @@ def read_label_sheet(path, source):
     ----------
     path : path-like
         CSV with the columns ``index`` (or ``path``) and ``label``, as written by
-        :func:`write_label_sheet`; rows are matched by file path when both the sheet and the
-        source have paths (the same file, relative to the working folder or the sheet's, or
-        the one image whose path ends the same), else by index. An image given twice keeps
-        one label.
+        :func:`write_label_sheet` (or saved again by a spreadsheet: see
+        :func:`read_sheet_rows`). Each row is matched by its path where it has one: a file
+        of a source of files (the same file, relative to the working folder or the sheet's,
+        or the one image whose path ends the same), or an image name such as
+        ``DATA#test:12`` in a source without files (``DATA`` compared by its last part: a
+        sheet of both splits reads with ``split="all"``); else by its index. An image given
+        twice keeps one label.
     source : ImageSource
         The images the sheet refers to.
 
@@ -251,14 +310,14 @@ def read_label_sheet(path, source):
     indices : ndarray of int64, shape (n_labelled,)
         Sorted positions of the labelled images in ``source``.
     labels : ndarray of shape (n_labelled,)
-        Their labels, in the same order: integers when every filled label is an integer, else
-        strings.
+        Their labels, in the same order: integers when every filled label is a whole number
+        written as one (``7``; ``007`` and ``+7`` stay text), else strings.
 
     Raises
     ------
     KMIError
-        For a missing file or column, an unknown path, a bad or out-of-range index, an image
-        given two labels, or no filled label at all.
+        For a missing file or column, a path or name not of the source, a bad or
+        out-of-range index, an image given two labels, or no filled label at all.
 
     Examples
     --------
@@ -274,35 +333,51 @@ def read_label_sheet(path, source):
     (array([ 3, 12]), array([1, 7]))
     """
     rows = read_sheet_rows(path)
-    by_path = source.paths is not None and all(row.get("path") for row, _ in rows)
-    if by_path:
-        find = _path_finder(source.paths, Path(path).parent)
-        indices = []
-        for row, _ in rows:
-            found = find(row["path"])
+    find = None if source.paths is None else _path_finder(source.paths, Path(path).parent)
+    indices = []
+    for row, _ in rows:
+        text = (row.get("path") or "").strip()
+        index = (row.get("index") or "").strip()
+        if text and (find is not None or "#" in text):
+            # A row's image file (or image name) says which image it is, whatever its index.
+            found = find(text) if find is not None else _named_image(source, text)
             if found is None:
-                raise KMIError(f"{path}: {row['path']} is not an image of {source.display_name}")
-            indices.append(found)
-    else:
-        indices = []
-        for row, _ in rows:
-            index = (row.get("index") or "").strip()
-            if not index and row.get("path"):
-                why = (f"{source.display_name} has no image files" if source.paths is None
-                       else "some labelled rows have no path")
-                raise KMIError(f"{path}: {row['path']} has no index, and rows are matched by "
-                               f"index: {why}")
-            if not index.isdigit() or int(index) >= source.n_images:
-                raise KMIError(f"{path}: index {index!r} is not an image of the "
-                               f"{source.n_images} training images")
-            indices.append(int(index))
+                raise KMIError(f"{path}: {text} is not an image of {source.display_name}")
+        elif not index:
+            what = (f"{text} has no index, and {source.display_name} has no image files" if text
+                    else "a labelled row has neither an index nor a path")
+            raise KMIError(f"{path}: {what}")
+        elif index.isascii() and index.isdigit() and int(index) < source.n_images:
+            found = int(index)
+        else:
+            raise KMIError(f"{path}: index {index!r} is not an image of the "
+                           f"{source.n_images} images of {source.display_name}")
+        indices.append(found)
     given = {}  # each image once, with its one label
     for index, (row, label) in zip(indices, rows, strict=True):
         if given.setdefault(index, label) != label:
-            image = row.get("path") or f"index {index}"
+            image = (row.get("path") or "").strip() or f"index {index}"
             raise KMIError(f"{path}: {image} is labelled both {given[index]!r} and {label!r}")
     indices = np.array(sorted(given), dtype=np.int64)
     labels = [given[i] for i in indices.tolist()]
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return indices, np.asarray(labels, dtype=np.int64)
+    # Whole numbers only as written ("7", not "007" or "+7"), and only those int64 holds.
+    if all(_INTEGER.fullmatch(label) and -2**63 <= int(label) < 2**63 for label in labels):
+        return indices, np.array([int(label) for label in labels], dtype=np.int64)
     return indices, np.asarray(labels)
+
+
+def _named_image(source, text):
+    """Position of the image named ``text`` (``DATA#12``, ``DATA#test:12``, as
+    :meth:`~kmeans_imagery.datasets.ImageSource.image_names` names them) in a source without
+    files, or None; DATA is compared by its last part, so a folder given another way matches."""
+    origin, _, tail = text.rpartition("#")
+    split, _, number = tail.rpartition(":")
+    if not (number.isascii() and number.isdigit()):
+        return None
+    offset = 0
+    for part in getattr(source, "parts", [source]):  # both splits: train, then test
+        if ((part.split or "") == split and int(number) < part.n_images
+                and Path(part.origin or part.name).name == Path(origin).name):
+            return offset + int(number)
+        offset += part.n_images
+    return None

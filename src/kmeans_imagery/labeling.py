@@ -232,7 +232,11 @@ def name_from_examples(model, sample_indices, labels):
     >>> print(f"{model.score(digits.test_images, digits.test_labels):.2f}")
     0.89
     """
-    sample_indices = np.asarray(sample_indices, dtype=np.int64)
+    given = np.asarray(sample_indices)
+    sample_indices = given.astype(np.int64)
+    # A cast would truncate 0.5 to the image at 0.
+    if given.dtype.kind not in "iub" and not np.array_equal(sample_indices, given):
+        raise KMIError(f"sample_indices must be whole numbers, got {given.ravel()[:5].tolist()}")
     n_samples = len(model.labels_)
     if len(sample_indices) and (sample_indices.min() < 0 or sample_indices.max() >= n_samples):
         raise KMIError(f"sample index out of range: the training data has {n_samples} images")
@@ -259,7 +263,8 @@ def name_from_clusters(model, clusters, labels):
     Raises
     ------
     KMIError
-        When there are no labels, or the counts of clusters and labels differ.
+        When there are no labels, the counts of clusters and labels differ, a cluster is not
+        one of the model's, or the labels mix numbers and strings.
 
     Examples
     --------
@@ -280,6 +285,10 @@ def name_from_clusters(model, clusters, labels):
         raise KMIError(f"{len(labels)} labels for {len(clusters)} samples")
     if len(labels) == 0:
         raise KMIError("no labelled samples to name the clusters from")
+    if clusters.min() < 0 or clusters.max() >= model.n_clusters:
+        bad = clusters[(clusters < 0) | (clusters >= model.n_clusters)][0]
+        raise KMIError(f"clusters: {bad} is not a cluster of the model's {model.n_clusters}")
+    label_kind(labels)  # a mix cannot be sorted into classes: say so, not a TypeError
     model.classes_, codes = np.unique(labels, return_inverse=True)
     counts = majority_vote(clusters, codes, model.n_clusters, len(model.classes_))
     model.cluster_labels_ = model.classes_[name_clusters(counts, model.cluster_centers_)]
