@@ -278,3 +278,21 @@ def test_a_sheet_of_a_dataset_with_two_splits_names_its_images(tmp_path):
     # A sheet of the train split reads on both splits: train comes first.
     sheet.write_text("path,label\nbundled#train:5,a\n")
     assert read_label_sheet(sheet, both)[0].tolist() == read_label_sheet(sheet, train)[0].tolist()
+
+
+def test_a_shorter_sheet_leaves_no_contact_sheet_of_the_longer_one(tmp_path):
+    from kmeans_imagery import ClusterClassifier
+    from kmeans_imagery.datasets import open_source
+    from kmeans_imagery.label_sheets import write_label_sheet
+
+    source = open_source("digits")
+    images = source.read_all().images
+    out = tmp_path / "sheet"
+    for k in (70, 10):  # three pages of 32 clusters, then one
+        model = ClusterClassifier(n_clusters=k, random_state=0).fit(images, None)
+        written = write_label_sheet(model, source, out, per_cluster=1)
+    (out / "sheet-notes.png").write_bytes(b"kept: not a page")
+    write_label_sheet(model, source, out, per_cluster=1)
+    assert sorted(p.name for p in out.iterdir()) == ["labels.csv", "sheet-001.png",
+                                                     "sheet-notes.png"]
+    assert sorted(written) == ["csv", "sheet-001"]

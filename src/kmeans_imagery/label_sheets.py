@@ -107,6 +107,11 @@ def write_label_sheet(model, source, out_dir, *, per_cluster=5, clusters_per_pag
         ax = plots.plot_cluster_members(centres[rows], member_images(members, rows),
                                         cluster_ids=rows)
         written[f"sheet-{page:03d}"] = plots.save_png(ax, out / f"sheet-{page:03d}.png")
+    # A contact sheet of an earlier, longer sheet in the folder would pass for one of this one.
+    pages = {path.name for path in written.values()}
+    for stale in out.glob("sheet-*.png"):
+        if re.fullmatch(r"sheet-\d{3,}\.png", stale.name) and stale.name not in pages:
+            stale.unlink()
     return written
 
 

@@ -286,6 +286,25 @@ def run_label_budget_too_large(tmp_path):
              "--out", tmp_path / "r"], "--label-budget: K=5000")
 
 
+def evaluate_split_test_without_one(tmp_path):
+    _class_folder(tmp_path / "imgs")
+    return (["evaluate", _model(tmp_path), tmp_path / "imgs", "--split", "test"],
+            "--split test: ")
+
+
+# A name longer than file systems allow (255 bytes) fails every call on the path, even exists().
+def out_name_too_long(tmp_path):
+    return ["fit", "digits", "--k", 3, "--out", tmp_path / ("m" * 300 + ".kmi")], "--out: cannot use"
+
+
+def out_folder_name_too_long(tmp_path):
+    return ["run", "digits", f"--out={tmp_path / ('r' * 300)}"], "--out: cannot use"
+
+
+def data_name_too_long(tmp_path):
+    return ["predict", _model(tmp_path), tmp_path / ("d" * 300)], "error: cannot use"
+
+
 CASES = [
     missing_path, empty_folder, folder_without_images, corrupt_image, truncated_image, mixed_sizes,
     predict_mixed_sizes, label_sheet_other_size, name_sheet_of_other_images, idx_truncated,
@@ -297,6 +316,8 @@ CASES = [
     explore_k_range_too_wide, explore_k_too_large, run_missing_data, evaluate_missing_model,
     model_malformed_metadata, model_is_a_folder, size_zero, convert_force_onto_the_images,
     convert_force_onto_a_file, run_ks_too_large, run_label_budget_too_large,
+    evaluate_split_test_without_one, out_name_too_long, out_folder_name_too_long,
+    data_name_too_long,
 ]
 
 

@@ -3,11 +3,12 @@
 Each command parses its options, calls library functions, and prints. Commands live in modules of
 this package by theme and are imported only when run (:class:`LazyGroup`), so ``kmi --help`` and
 ``kmi --version`` load neither numpy nor scikit-learn. Errors a user can cause
-(:class:`~kmeans_imagery.errors.KMIError`, bad options) are printed as one line on stderr with exit
-code 2, the library's parameter names mapped to the command's flags; ``--debug`` shows the
-traceback instead.
+(:class:`~kmeans_imagery.errors.KMIError`, bad options, a path the file system refuses) are printed
+as one line on stderr with exit code 2, the library's parameter names mapped to the command's flags;
+``--debug`` shows the traceback instead.
 """
 
+import os
 import re
 import sys
 from functools import partial
@@ -74,8 +75,18 @@ PARAM_FLAGS = {
 }
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C during a command, carried past click, which would print a blank line before it."""
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported from :data:`COMMANDS` only when they run."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def list_commands(self, ctx):
         return list(COMMANDS)
@@ -120,21 +131,50 @@ def flag_names(message, options=None):
     return message
 
 
+def _command(argv):
+    """The click command ``argv`` runs, or None when it names none."""
+    name = next((arg for arg in argv if not arg.startswith("-")), None)
+    return cli.get_command(None, name) if name else None
+
+
 def _options(argv):
     """The flags of the command ``argv`` runs, or None when it names none."""
-    name = next((arg for arg in argv if not arg.startswith("-")), None)
-    command = cli.get_command(None, name) if name else None
+    command = _command(argv)
     if command is None:
         return None
     return {opt for param in command.params for opt in getattr(param, "opts", ())}
 
 
+def _path_flag(argv, path):
+    """The option of ``argv`` whose value is ``path`` or a folder above it, or None."""
+    command = _command(argv)
+    takes_value = {opt for param in getattr(command, "params", ())
+                   if isinstance(param, click.Option) and not param.is_flag for opt in param.opts}
+    target = os.path.abspath(path)
+    for i, arg in enumerate(argv):
+        flag, equals, value = arg.partition("=")
+        if flag not in takes_value or not (equals or i + 1 < len(argv)):
+            continue
+        value = os.path.abspath(value if equals else argv[i + 1])
+        if target == value or target.startswith(value.rstrip(os.sep) + os.sep):
+            return flag
+    return None
+
+
+def _os_error_message(error, argv):
+    """A file system error about a path (too long a name, no permission, disk full) in one line,
+    naming the flag that gave the path."""
+    flag = _path_flag(argv, os.fsdecode(error.filename))
+    text = f"cannot use {os.fsdecode(error.filename)}: {error.strerror or error}"
+    return text if flag is None else f"{flag}: {text}"
+
+
 def main(argv=None):
-    """Entry point of ``kmi``: runs the command, turning user errors into one line and exit code 2.
+    """Entry point of ``kmi``: runs the command, turning user errors into one line and exit code 2,
+    and Ctrl-C into one line and exit code 130.
 
     Warnings are one line each too (``kmi: warning: ...``); ``--debug`` shows them as Python does.
     """
-    import os
     import warnings
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -156,6 +196,13 @@ def _run(argv, debug):
         cli.main(args=argv, prog_name="kmi", standalone_mode=False)
     except click.exceptions.Exit as done:
         return done.exit_code
+    except click.exceptions.NoArgsIsHelpError as error:
+        error.show()  # the whole help, as click shows it for a bare ``kmi``
+        return 2
+    except _Interrupted:
+        # On a terminal, the line closes the ``^C`` that the terminal echoed.
+        click.echo("\nkmi: interrupted" if sys.stderr.isatty() else "kmi: interrupted", err=True)
+        return 130
     except click.Abort:
         click.echo("kmi: interrupted", err=True)
         return 130
@@ -171,6 +218,11 @@ def _run(argv, debug):
     except KeyboardInterrupt:
         click.echo("kmi: interrupted", err=True)
         return 130
+    except OSError as error:
+        if debug or error.filename is None:
+            raise
+        click.echo(f"kmi: error: {' '.join(_os_error_message(error, argv).split())}", err=True)
+        return 2
     return 0
 
 

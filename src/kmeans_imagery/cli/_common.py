@@ -1,6 +1,7 @@
 """What the commands share: consoles, progress bars, tables, option groups, opening data."""
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import click
 
@@ -8,11 +9,15 @@ from ..errors import KMIError
 
 
 def consoles(json_mode):
-    """Human output goes to stdout, or to stderr when stdout carries JSON."""
+    """Human output goes to stdout, or to stderr when stdout carries JSON.
+
+    Messages hold paths and names as given, so ``[...]`` and ``:name:`` in them are printed as
+    they are, not read as rich markup or emoji codes.
+    """
     from rich.console import Console
 
-    err = Console(stderr=True)
-    return (err if json_mode else Console()), err
+    err = Console(stderr=True, markup=False, emoji=False)
+    return (err if json_mode else Console(markup=False, emoji=False)), err
 
 
 @contextmanager
@@ -24,7 +29,8 @@ def progress_bar(console, total, description):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=console, transient=True, disable=not console.is_terminal,
     ) as progress:
         yield _Bar(progress, progress.add_task(description, total=total))
@@ -41,6 +47,19 @@ class _Bar:
 
     def __call__(self, *_):
         self.advance()
+
+
+@contextmanager
+def file_outputs(*paths):
+    """The folders of the output files ``paths`` (None: not written), made before a job as
+    :func:`~kmeans_imagery.outputs.output_folder` makes them, and removed again if it fails."""
+    from ..outputs import output_folder
+
+    with ExitStack() as stack:
+        for path in paths:
+            if path is not None:
+                stack.enter_context(output_folder(Path(path).parent))
+        yield
 
 
 def loading_progress(console):
@@ -150,8 +169,7 @@ SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(
 
 
 _SIZE_HELP = ("Resize images to HxW, N for NxN, or auto: their median size, scaled down to at "
-              "most 64 on its longer side, for images of mixed sizes (with onnx features: the "
-              "network's input size)")
+              "most 64 on its longer side, for images of mixed sizes")
 
 
 def data_options(command=None, *, size=None, features=False):
@@ -164,6 +182,8 @@ def data_options(command=None, *, size=None, features=False):
     if command is None:
         return lambda command: data_options(command, size=size, features=features)
     default = "the images' own size, which must agree" if size is None else size
+    # onnx features set the size, and only a command with a feature pipeline has them.
+    size_help = _SIZE_HELP + (" (with onnx features: the network's input size)" if features else "")
     color_help = ("Read images as gray (the default, or rgb for an onnx: network that takes "
                   "colour) or keep colour." if features else "Read images as gray or keep colour.")
     return with_options(command, [
@@ -171,7 +191,7 @@ def data_options(command=None, *, size=None, features=False):
         click.option("--color", type=click.Choice(["gray", "rgb"]),
                      default=None if features else "gray", show_default=not features,
                      help=color_help),
-        click.option("--size", default=size, help=f"{_SIZE_HELP} (default: {default})."),
+        click.option("--size", default=size, help=f"{size_help} (default: {default})."),
         SKIP_BAD,
     ])
 

@@ -3,7 +3,7 @@
 import click
 
 from ..datasets import open_source
-from ._common import FORCE, consoles, data_options, loading_progress, report_skipped
+from ._common import FORCE, consoles, data_options, file_outputs, loading_progress, report_skipped
 
 
 @click.command()
@@ -22,10 +22,12 @@ def convert(data, dest, split, chunk_size, force, data_dir, color, size, skip_ba
     from ..datasets import convert_to_zarr
 
     console, err = consoles(False)
-    source = open_source(data, split=split, data_dir=data_dir, color=color, size=size,
-                       skip_bad=skip_bad)
-    store = convert_to_zarr(source, dest, chunk_size=chunk_size, force=force,
-                            progress=loading_progress(err))
+    # The store's folder is made here, to be removed again if the conversion fails.
+    with file_outputs(dest):
+        source = open_source(data, split=split, data_dir=data_dir, color=color, size=size,
+                             skip_bad=skip_bad)
+        store = convert_to_zarr(source, dest, chunk_size=chunk_size, force=force,
+                                progress=loading_progress(err))
     report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {store.n_images} images of {'x'.join(map(str, store.image_shape))} "
                   f"to {dest}")

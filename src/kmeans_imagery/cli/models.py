@@ -15,6 +15,7 @@ from ._common import (
     confusion_table,
     consoles,
     data_options,
+    file_outputs,
     loading_progress,
     metrics_table,
     model_data_options,
@@ -113,15 +114,18 @@ def predict(model_path, data, out, force, batch_size, data_dir, resize, skip_bad
 
     if out is not None:
         check_new_output(out, force)
-    model = load_model(model_path)
-    sources = open_inputs(data, data_dir=data_dir, skip_bad=skip_bad,
-                          **reading_options(model, resize))
-    rows = chain.from_iterable(predict_source(model, s, batch_size=batch_size) for s in sources)
-    if out is None:
-        count = write_predictions(rows, sys.stdout)
-    else:
-        with atomic_text_file(out) as handle:
-            count = write_predictions(rows, handle)
+    # The folder of --out is made first, as kmi fit makes the model's, and removed if this fails.
+    with file_outputs(out):
+        model = load_model(model_path)
+        sources = open_inputs(data, data_dir=data_dir, skip_bad=skip_bad,
+                              **reading_options(model, resize))
+        rows = chain.from_iterable(predict_source(model, s, batch_size=batch_size)
+                                   for s in sources)
+        if out is None:
+            count = write_predictions(rows, sys.stdout)
+        else:
+            with atomic_text_file(out) as handle:
+                count = write_predictions(rows, handle)
     _, err = consoles(True)
     skipped = {}
     for source in sources:
@@ -159,7 +163,7 @@ def evaluate(model_path, data, split, json_mode, out, force, data_dir, resize, s
         first = open_source(data, split="train", **options)
         if first.split is None:
             if split == "test":
-                raise KMIError(f"{data} has no test split")
+                raise KMIError(f"--split test: {data} has no test split")
             sources = [first]
         elif split == "train":
             sources = [first]
@@ -199,12 +203,13 @@ def show(model_path, data, out, force, per_cluster, max_clusters, data_dir, resi
 
     console, err = consoles(False)
     check_new_output(out, force)
-    model = load_model(model_path)
-    source = None
-    if data is not None:
-        source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
-                           **reading_options(model, resize))
-    draw_model(model, out, source=source, per_cluster=per_cluster, max_clusters=max_clusters)
+    with file_outputs(out):
+        model = load_model(model_path)
+        source = None
+        if data is not None:
+            source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
+                                 **reading_options(model, resize))
+        draw_model(model, out, source=source, per_cluster=per_cluster, max_clusters=max_clusters)
     if source is not None:
         report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {out}")
@@ -236,7 +241,7 @@ def label_sheet(model_path, data, per_cluster, out, force, data_dir, resize, ski
     check_new_output(out, force)
     model = load_model(model_path)
     source = open_source(data, data_dir=data_dir, skip_bad=skip_bad,
-                       **reading_options(model, resize))
+                         **reading_options(model, resize))
     written = write_label_sheet(model, source, out, per_cluster=per_cluster)
     report_skipped(source.name, source.skipped, err)
     console.print(f"wrote {written['csv']} and {len(written) - 1} contact sheet(s) to {out}")

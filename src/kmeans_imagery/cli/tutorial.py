@@ -60,7 +60,7 @@ def _experiment(data, out_console, err, *, ks, seed, algorithm, engine, transduc
     dataset = load_dataset(data, data_dir=data_dir, color=color_for_features(color, features),
                            size=reading_size(size, features), skip_bad=skip_bad,
                            progress=loading_progress(err))
-    report_skipped(dataset.name, dataset.skipped, out_console)
+    report_skipped(dataset.name, dataset.skipped, err)
     out_console.print(
         f"dataset {dataset.name}: train {dataset.train_images.shape}, "
         f"test {None if dataset.test_images is None else dataset.test_images.shape}"
