@@ -73,13 +73,21 @@ def test_outputs_are_checked_before_anything_is_written(tmp_path, capsys):
     save_model(ClusterClassifier(2, random_state=0).fit(images, None), tmp_path / "m.kmi")
     args = ["similar", str(tmp_path / "m.kmi"), str(tmp_path / "data"), str(files[0])]
     for extra, message in (
-            (["--out", "s.csv", "--sheet", str(tmp_path / "no" / "s.png")], "--sheet="),
             (["--out", str(tmp_path / "x.png"), "--sheet", str(tmp_path / "x.png")],
              "are the same file"),
             (["--sheet", str(tmp_path / "s.jpg")], "must be a .png file")):
         assert main([*args, *extra]) == 2
         assert message in capsys.readouterr().err
+    # A search that fails removes the folders it made for its outputs.
+    outputs = ["--out", str(tmp_path / "new" / "s.csv"),
+               "--sheet", str(tmp_path / "newer" / "deeper" / "s.png")]
+    assert main([*args[:2], str(tmp_path / "no-such-data"), *args[3:], *outputs]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.kmi"]
+    # Outputs into folders that do not exist yet: they are made, as kmi predict's.
+    assert main([*args, "--out", str(tmp_path / "new" / "s.csv"), "--sheet",
+                 str(tmp_path / "newer" / "s.png")]) == 0
+    assert (tmp_path / "new" / "s.csv").is_file() and (tmp_path / "newer" / "s.png").is_file()
 
 
 def test_a_query_folder_or_one_path(tmp_path):

@@ -9,12 +9,14 @@ not matter.
 import csv
 import os
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
+from ..outputs import output_folder
 from ..preprocessing import image_rows
 from ._explore import image_paths
 from ._neighbours import top_k
@@ -93,45 +95,50 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, data_dir=
     if not queries:
         raise KMIError("give at least one query image")
     _check_outputs(out, sheet)
-    if not hasattr(model, "cluster_centers_"):
-        model = load_model(model)
-    reading = reading_options(model, resize)
-    query_images = np.stack([_read_query(q, reading, model) for q in queries])
-    query_rows = image_rows(model.features_, query_images)
-    source = open_source(data, split="all", data_dir=data_dir, **reading, skip_bad=skip_bad)
-    check_model_shape(model, source)
-    best = None
-    positions = []  # of the images searched, in the source: unreadable files leave gaps
-    searched = 0
-    with open_progress(progress, source.n_images, "searching") as bar:
-        for batch in source.iter_batches(batch_size):
-            best = top_k(query_rows, image_rows(model.features_, batch.images), top, offset=searched,
-                         best=best, exact=True)
-            positions.append(source.positions(batch))
-            searched += len(batch.images)
-            bar.advance(len(batch.images))
-    if source.skipped.get("bad"):
-        warnings.warn(f"skipped {source.skipped['bad']} unreadable file(s) of {data}",
-                      stacklevel=2)
-    dist, index = best
-    index = np.concatenate(positions)[index]
-    paths = image_paths(source)
-    rows = [{"query": str(q), "rank": r + 1, "path": paths[index[i, r]],
-             "distance": float(dist[i, r])}
-            for i, q in enumerate(queries) for r in range(index.shape[1])]
-    if out is not None:
-        with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-    if sheet is not None:
-        from ..plots import save_png
+    # The outputs' folders are made first, and removed again if the search fails.
+    with ExitStack() as folders:
+        for path in (out, sheet):
+            if path is not None:
+                folders.enter_context(output_folder(Path(path).absolute().parent))
+        if not hasattr(model, "cluster_centers_"):
+            model = load_model(model)
+        reading = reading_options(model, resize)
+        query_images = np.stack([_read_query(q, reading, model) for q in queries])
+        query_rows = image_rows(model.features_, query_images)
+        source = open_source(data, split="all", data_dir=data_dir, **reading, skip_bad=skip_bad)
+        check_model_shape(model, source)
+        best = None
+        positions = []  # of the images searched, in the source: unreadable files leave gaps
+        searched = 0
+        with open_progress(progress, source.n_images, "searching") as bar:
+            for batch in source.iter_batches(batch_size):
+                best = top_k(query_rows, image_rows(model.features_, batch.images), top, offset=searched,
+                             best=best, exact=True)
+                positions.append(source.positions(batch))
+                searched += len(batch.images)
+                bar.advance(len(batch.images))
+        if source.skipped.get("bad"):
+            warnings.warn(f"skipped {source.skipped['bad']} unreadable file(s) of {data}",
+                          stacklevel=2)
+        dist, index = best
+        index = np.concatenate(positions)[index]
+        paths = image_paths(source)
+        rows = [{"query": str(q), "rank": r + 1, "path": paths[index[i, r]],
+                 "distance": float(dist[i, r])}
+                for i, q in enumerate(queries) for r in range(index.shape[1])]
+        if out is not None:
+            with atomic_write(out, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, CSV_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+        if sheet is not None:
+            from ..plots import save_png
 
-        matches = source.take(np.unique(index), batch_size=batch_size).images
-        lookup = {int(j): image for j, image in zip(np.unique(index), matches, strict=True)}
-        stacked = np.stack([[lookup[int(j)] for j in row] for row in index])
-        save_png(plot_similar(query_images, stacked, [Path(q).name for q in queries], dist), sheet)
-    return rows
+            matches = source.take(np.unique(index), batch_size=batch_size).images
+            lookup = {int(j): image for j, image in zip(np.unique(index), matches, strict=True)}
+            stacked = np.stack([[lookup[int(j)] for j in row] for row in index])
+            save_png(plot_similar(query_images, stacked, [Path(q).name for q in queries], dist), sheet)
+        return rows
 
 
 def _read_query(query, reading, model):
@@ -156,9 +163,6 @@ def _read_query(query, reading, model):
 
 def _check_outputs(out, sheet):
     """Before any work: both outputs can be written, and not over each other."""
-    for name, path in (("out", out), ("sheet", sheet)):
-        if path is not None and not Path(path).absolute().parent.is_dir():
-            raise KMIError(f"{name}={str(path)!r}: its folder does not exist")
     if sheet is not None and Path(sheet).suffix.lower() != ".png":
         raise KMIError(f"sheet={str(sheet)!r} must be a .png file")
     if out is not None and sheet is not None and (
