@@ -189,7 +189,9 @@ def test_unlabelled_flat_folder_fits_clusters_only(tmp_path, capsys):
 def test_evaluate_refuses_a_model_of_other_labels(digit_folders, tmp_path):
     _, test, images, labels = digit_folders
     model = ClusterClassifier(n_clusters=10, random_state=0).fit(images, labels)
-    with pytest.raises(KMIError, match="not of the kind"):
+    # Said in words, not as numpy reprs (np.str_('3'), 'U').
+    with pytest.raises(KMIError, match=r"are text \(such as 'digit-0'\) but the model's names are "
+                                       r"numbers \(such as '0'\)$"):
         evaluate(model, open_source(test))
 
 

@@ -577,9 +577,12 @@ def score_clusters(model, labels, clusters, name, label_names=None):
     labels = np.asarray(labels)
     model_classes = np.asarray(model.classes_)
     if (labels.dtype.kind in "iu") != (model_classes.dtype.kind in "iu"):
+        def kind(values):
+            return "numbers" if values.dtype.kind in "iu" else "text"
+
         raise KMIError(
-            f"the labels of {name!r} ({labels.dtype.kind!r} values such as {labels[0]!r}) are "
-            f"not of the kind the model was named with (such as {model_classes[0]!r})"
+            f"the labels of {name!r} are {kind(labels)} (such as {str(labels[0])!r}) but the "
+            f"model's names are {kind(model_classes)} (such as {str(model_classes[0])!r})"
         )
     if not np.isin(labels, model_classes).any():
         names = ", ".join(map(str, model_classes[:5])) + (", ..." if len(model_classes) > 5 else "")
