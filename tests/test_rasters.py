@@ -339,6 +339,9 @@ def test_var_is_refused_for_a_single_raster(tmp_path):
     Image.new("RGB", (4, 3)).save(tmp_path / "p.png")
     with pytest.raises(KMIError, match="--var: p.png is a single image"):
         open_raster(tmp_path / "p.png", var="x")
+    np.save(tmp_path / "cube.npy", np.zeros((3, 4, 2), np.uint8))
+    with pytest.raises(KMIError, match="--var: cube.npy holds a single array"):
+        open_raster(tmp_path / "cube.npy", var="x")
 
 
 def test_transparent_pixels_of_a_photo_are_nodata(tmp_path):

@@ -506,6 +506,9 @@ def _photo_opaque(path, shape):
 
 def _load_array(path, suffix, var, ndim):
     if suffix == ".npy":
+        if var is not None:
+            raise KMIError(f"--var: {path.name} holds a single array; --var names an array in a "
+                           f"MATLAB, .npz, Zarr, HDF5 or netCDF file")
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as error:
