@@ -280,43 +280,63 @@ class ImageSource:
                      else None)
 
     def take(self, indices, *, batch_size=DEFAULT_CHUNK):
-        """Images at the given sorted indices (a random sample, say), reading only what is needed.
+        """Images at the given indices (a random sample, say), reading only what is needed.
 
         Parameters
         ----------
-        indices : ndarray of int, shape (m,)
-            Sorted, in ``[0, n_images)``.
+        indices : array-like of int, shape (m,)
+            In ``[0, n_images)``, in any order, repeats allowed.
         batch_size : int
             Images read at once by sources that stream.
 
         Returns
         -------
         Batch
-            ``start`` -1; the images, labels and paths at ``indices`` (unreadable files skipped
-            with ``skip_bad``).
+            ``start`` -1; the images, labels and paths at ``indices``, in their order
+            (unreadable files skipped with ``skip_bad``).
+
+        Raises
+        ------
+        KMIError
+            For indices that are not integers in ``[0, n_images)``.
         """
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = np.asarray(indices)
+        if indices.size == 0:
+            indices = indices.astype(np.int64)
+        if indices.ndim != 1 or indices.dtype.kind not in "iu":
+            raise KMIError(f"indices must be a 1-d sequence of integers, got {indices.dtype} "
+                           f"shape {indices.shape}")
+        indices = indices.astype(np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.n_images):
+            raise KMIError(f"indices must lie in [0, {self.n_images}) for "
+                           f"{self.display_name}, got {indices.min()}..{indices.max()}")
+        batch_size = check_batch_size(batch_size)
         if self.random_access:
             return self._take(indices, batch_size)
+        # One pass front to back reads the images in sorted order; then put them in the asked one.
+        order = np.argsort(indices, kind="stable")
+        ordered = indices[order]
         parts = []
         for batch in self.iter_batches(batch_size):
             e = batch.start + len(batch.images)
-            rows = indices[(indices >= batch.start) & (indices < e)] - batch.start
+            rows = ordered[(ordered >= batch.start) & (ordered < e)] - batch.start
             if len(rows):
                 parts.append(_rows_of(batch, rows))
-            if not len(indices) or e > indices[-1]:
+            if not len(ordered) or e > ordered[-1]:
                 break
-        return _concat(parts, self.image_shape)
+        return _rows_of(_concat(parts, self.image_shape), np.argsort(order))
 
     def _take(self, indices, batch_size):
         """:meth:`take` for random access: each block holding wanted images is read once."""
-        blocks = indices // batch_size
+        order = np.argsort(indices, kind="stable")
+        ordered = indices[order]
+        blocks = ordered // batch_size
         parts = []
         for block in np.unique(blocks):
-            wanted = indices[blocks == block]
+            wanted = ordered[blocks == block]
             batch = self.read_batch(int(wanted[0]), int(wanted[-1]) + 1)
             parts.append(_rows_of(batch, wanted - batch.start))
-        return _concat(parts, self.image_shape)
+        return _rows_of(_concat(parts, self.image_shape), np.argsort(order))
 
     def to_dask(self, chunk_size=DEFAULT_CHUNK):
         """The images as a lazy ``dask.array`` of shape (n_images, H, W[, 3]), uint8.
@@ -345,6 +365,7 @@ class ImageSource:
 
 
 def _rows_of(batch, rows):
+    """The rows ``rows`` of a batch, as a Batch with ``start`` -1."""
     return Batch(-1, batch.images[rows], None if batch.labels is None else batch.labels[rows],
                  None if batch.paths is None else [batch.paths[i] for i in rows])
 

@@ -10,8 +10,11 @@ train_images        train_labels     test_images     test_labels
 x_train             y_train          x_test          y_test
 images              labels
 X / x               y
-arr_0 (only key)
+any (only array)
 ==================  ===============  ==============  =============
+
+Labels under another name of the second column (or ``Y``, ``label``, ``target``, ``targets``)
+go with the images when the row's own name is absent.
 
 :func:`open_array_file` is the one reader: a ``.npy`` file of uint8 images becomes an
 :class:`NpySource` read by plain positioned reads (a 784 MB file is never resident whole); other
@@ -41,6 +44,8 @@ _NPZ_KEYS = (
     ("X", "y", "X_test", "y_test"),
     ("x", "y", "x_test", "y_test"),
 )
+# Where else training labels are found when the images' own labels key is absent.
+_LABEL_KEYS = ("train_labels", "y_train", "labels", "y", "Y", "label", "target", "targets")
 
 
 def _load_array_file(path):
@@ -96,13 +101,19 @@ def _from_npz(npz, path):
     found = [names for names in _NPZ_KEYS if names[0] in keys]
     if found:
         images_key, labels_key, test_key, test_labels_key = found[0]
-    elif npz.files == ["arr_0"]:
-        images_key, labels_key, test_key, test_labels_key = "arr_0", None, None, None
+    elif len(npz.files) == 1:
+        images_key, labels_key, test_key, test_labels_key = npz.files[0], None, None, None
     else:
         raise KMIError(
             f"{path} has arrays {sorted(keys)}; expected images under one of "
             f"{', '.join(k[0] for k in _NPZ_KEYS)} (labels beside them)"
         )
+    if labels_key not in keys:
+        # Labels saved under another convention's name (images with y) would be dropped silently.
+        others = [key for key in _LABEL_KEYS if key in keys]
+        if len(others) > 1:
+            raise KMIError(f"{path} has labels under several keys ({', '.join(others)}); keep one")
+        labels_key = others[0] if others else None
     train = _split(npz, path, images_key, labels_key)
     test = _split(npz, path, test_key, test_labels_key) if test_key in keys else (None, None)
     if test_labels_key in keys and test_key not in keys:
@@ -165,6 +176,8 @@ def open_array_file(path, split=None, *, color=None, size=None):
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
+        if split == "test":  # a .npy file holds one array: never a test split
+            raise KMIError(f"{path} has no test split")
         header = _npy_header(path)
         if header is not None:
             return NpySource(path, *header, color=color, size=size)
@@ -243,6 +256,12 @@ class NpySource(ImageSource):
         self._stored_shape = tuple(shape)
         self.n_images = shape[0]
         self.image_shape = self._shape_after(shape[1:])
+        # A file cut short would otherwise open fine and fail in the middle of a pass.
+        expected = self._offset + int(np.prod(shape))
+        actual = self.path.stat().st_size
+        if actual != expected:
+            raise KMIError(f"{path} has {actual} bytes but its header (shape {tuple(shape)}) "
+                           f"declares {expected}")
 
     def _read(self, start, stop):
         return read_stored_images(self.path, self._offset, self._stored_shape, start, stop)

@@ -82,6 +82,8 @@ def parse_size(size):
     """
     if size is None or (isinstance(size, str) and size.strip().lower() == "auto"):
         return None if size is None else "auto"
+    if isinstance(size, bool | np.bool_):  # an int to Python, never meant as 1x1
+        raise KMIError(f"size={size!r} is neither HxW nor (H, W)")
     if isinstance(size, str):
         match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?", size)
         if not match:

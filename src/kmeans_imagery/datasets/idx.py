@@ -518,6 +518,8 @@ def _uint8_header(stream, path):
         raise KMIError(f"{path}: images must be (n, H, W) or (n, H, W, 3), got {shape}")
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]  # one channel: the same bytes as gray (n, H, W)
+    if len(shape) >= 3 and 0 in shape[1:3]:
+        raise KMIError(f"{path}: images must be at least 1x1 pixels, got shape {shape}")
     return shape, 4 + 4 * magic[3]
 
 

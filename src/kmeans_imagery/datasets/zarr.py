@@ -71,13 +71,16 @@ class ZarrSource(ImageSource):
                            f"(no {_FORMAT!r} metadata)")
         if attrs.get("format_version", 0) > _FORMAT_VERSION:
             raise KMIError(f"{path} was written by a newer kmeans-imagery; upgrade to read it")
-        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or (
+                images.ndim == 4 and images.shape[3] != 3):
             raise KMIError(f"{path}: images must be uint8 (n, H, W[, 3]), got {images.dtype} "
                            f"{images.shape}")
         for extra in ("paths", "labels"):
-            if extra in group and group[extra].shape[:1] != images.shape[:1]:
-                raise KMIError(f"{path} is damaged: its {extra} array has "
-                               f"{group[extra].shape[0]:,} entries for {images.shape[0]:,} images")
+            stored = group[extra].shape if extra in group else images.shape[:1]
+            if stored != images.shape[:1]:
+                held = f"{stored[0]:,} entries" if len(stored) == 1 else f"shape {stored}"
+                raise KMIError(f"{path} is damaged: its {extra} array has {held} for "
+                               f"{images.shape[0]:,} images")
         self._images = images
         self._group = group
         self._stored_paths = group["paths"] if "paths" in group else None
@@ -116,6 +119,9 @@ class ZarrSource(ImageSource):
     def _decode_labels(self, codes):
         if self._classes is None:
             return codes.astype(np.int64)
+        if len(codes) and (codes.min() < 0 or codes.max() >= len(self._classes)):
+            raise KMIError(f"{self.path} is damaged: its labels hold codes outside its "
+                           f"{len(self._classes)} classes; convert it again")
         return np.asarray(self._classes)[codes]
 
     def _load_labels(self):
