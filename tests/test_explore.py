@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +172,11 @@ def test_names_that_are_not_utf8_are_written_as_the_file_system_has_them(tmp_pat
     ("duplicate_threshold", None, "duplicate_threshold must be a finite number"),
     ("duplicate_threshold", float("inf"), "duplicate_threshold must be a finite number"),
     ("k", True, "must be 'auto' or a positive integer"),
+    # Checked before the collection is read; a fraction is not silently cut to an integer.
+    ("k_range", (2.7, 10), r"k_range must be two integers \(min, max\), got \(2.7, 10\)"),
+    ("k_range", (50, 2), "k_range must span at least 3 values of K >= 2, got 50-2"),
+    ("k_range", (5, 5), "k_range must span at least 3 values of K >= 2, got 5-5"),
+    ("k_range", "2-50", "k_range must be two integers"),
 ])
 def test_bad_parameters_are_named(tmp_path, option, value, message):
     with pytest.raises(KMIError, match=message):
@@ -330,6 +336,19 @@ def test_duplicates_exact_and_near(rng):
     assert find_duplicates(pixel_hashes(images), descriptors(images), threshold=0).n_groups == 1
 
 
+
+def test_thousands_of_identical_frames_are_one_group_found_in_linear_pairs(rng):
+    """Blank frames of a camera trap: each copy pairs with the first, not with every other
+    (6,000 of them were 18 million pairs, 80 s and 2 GB); a near copy of one joins too."""
+    images = np.repeat(rng.integers(0, 256, (1, 16, 16), dtype=np.uint8), 6000, axis=0)
+    images[10] = np.clip(images[0].astype(int) + 2, 0, 255)
+    images[20] = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    start = time.perf_counter()
+    groups = find_duplicates(pixel_hashes(images), descriptors(images))
+    assert time.perf_counter() - start < 10
+    assert groups.n_groups == 1 and (groups.group >= 0).sum() == 5999 and groups.group[20] == -1
+    assert len(groups.pairs) == 5997 + 1 and groups.exact.sum() == 5998
+
 def test_dark_images_are_told_apart_by_what_they_show(rng):
     """Thirty distinct frames of gray levels 0-15 are not one group; their JPEG copies are
     found, and blank frames of different levels stay apart."""
@@ -470,6 +489,23 @@ def test_images_beside_class_folders_make_one_unlabelled_collection(collection, 
     with open(tmp_path / "o" / "clusters.csv", encoding="utf-8") as handle:
         assert str(folder / "loose.png") in {row["path"] for row in csv.DictReader(handle)}
 
+
+
+@pytest.mark.parametrize("fit_size", [1000, 20], ids=["in memory", "streamed"])
+def test_a_folder_of_one_sub_folder_is_an_unlabelled_album(tmp_path, fit_size):
+    """One sub-folder is no class: the clusters keep their own names, so organize keeps them
+    apart instead of putting every cluster into one folder named after the album."""
+    from kmeans_imagery.explore import organize
+
+    write_digits_folder(tmp_path / "pictures" / "holiday", 8, classes=(0, 1, 7), flat=True)
+    found = explore(tmp_path / "pictures", tmp_path / "o", k=3, fit_size=fit_size)
+    assert found.results["fit"]["mode"] == ("memory" if fit_size == 1000 else "stream")
+    assert found.results["cluster_labels"] is None and "accuracy" not in found.results
+    assert "labels:" not in (tmp_path / "o" / "index.html").read_text("utf-8")
+    done = organize(tmp_path / "o" / "model.kmi", tmp_path / "pictures", tmp_path / "sorted",
+                    dry_run=True)
+    assert {Path(r["new_path"]).parent.name for r in done["rows"]} == {
+        "cluster-0", "cluster-1", "cluster-2"}
 
 @pytest.mark.browser
 def test_page_loads_in_chromium_without_errors(collection, tmp_path, load_in_chromium):

@@ -121,6 +121,21 @@ def test_sorting_a_folder_into_itself(setup):
     again = organize(setup["model"], data, data, mode="move")
     assert again["sorted_before"] == len(loose) and again["rows"] == []
 
+    # New photos dropped beside the cluster folders are sorted by the next run, not passed over.
+    new = data / "new.png"
+    new.write_bytes(_placed(data)[0].read_bytes())
+    third = organize(setup["model"], data, data, mode="move")
+    assert third["done"] == 1 and not new.exists()
+
+
+def test_loose_images_beside_sub_folders_are_sorted_too(setup):
+    """Albums and loose photos: explore clusters them all, so every one is sorted."""
+    loose = setup["data"] / "loose.png"
+    loose.write_bytes(setup["files"][0].read_bytes())
+    done = organize(setup["model"], setup["data"], setup["into"], mode="move")
+    assert done["done"] == 62 and not loose.exists()
+    assert len(_placed(setup["into"])) == 62
+
 
 def test_a_move_never_takes_a_lookalike_for_the_file(setup):
     """A same-named, same-content file already in INTO is another file: the move keeps both."""
@@ -174,6 +189,16 @@ def test_any_label_gives_a_folder_inside_into(tmp_path, label):
     assert len({p.parent.name for p in placed}) == 2  # two labels, two folders
     assert all(len(p.parent.name.encode()) <= 120 for p in placed)
 
+
+
+def test_labels_differing_only_in_case_get_two_folders(tmp_path):
+    """Cat and cat would be one folder on macOS and Windows: the second is cat-2."""
+    files = write_digits_folder(tmp_path / "data", 10, classes=(0, 1))
+    images = load_images(files, color="gray").images
+    labels = ["Cat" if f.parent.name == "0" else "cat" for f in files]
+    save_model(ClusterClassifier(2, random_state=0).fit(images, labels), tmp_path / "m.kmi")
+    done = organize(tmp_path / "m.kmi", tmp_path / "data", tmp_path / "out", dry_run=True)
+    assert {Path(r["new_path"]).parent.name for r in done["rows"]} == {"Cat", "cat-2"}
 
 def _interrupt_after(monkeypatch, n_files):
     real = _organize._apply

@@ -32,6 +32,19 @@ def test_each_query_finds_itself_first_then_its_class(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_loose_images_beside_sub_folders_are_searched_and_top_beyond_data_lists_all(tmp_path):
+    """A loose photo that is also the query is found first; --top past DATA lists every image."""
+    files = write_digits_folder(tmp_path / "data", 5, classes=(0, 1))
+    loose = tmp_path / "data" / "loose.png"
+    loose.write_bytes(files[7].read_bytes())
+    images = load_images(files, color="gray").images
+    save_model(ClusterClassifier(2, random_state=0).fit(images, None), tmp_path / "m.kmi")
+    rows = find_similar(tmp_path / "m.kmi", tmp_path / "data", [loose], top=50)
+    assert len(rows) == 11 and [r["rank"] for r in rows] == list(range(1, 12))
+    assert {rows[0]["path"], rows[1]["path"]} == {str(loose), str(files[7])}
+    assert rows[0]["distance"] == rows[1]["distance"] == 0
+
+
 def test_cli_similar_prints_csv(tmp_path, capsys):
     files = write_digits_folder(tmp_path / "data", 10, classes=(2, 3))
     images = load_images(files, color="gray").images

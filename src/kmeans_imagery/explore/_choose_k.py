@@ -80,14 +80,24 @@ class KChoice:
                 "n_sample": self.n_sample, "reason": self.reason}
 
 
-def check_k_range(k_range, n_rows):
-    """Validate ``(k_min, k_max)`` and clip ``k_max`` to ``n_rows - 1``."""
+def k_bounds(k_range):
+    """Validate ``(k_min, k_max)``: two integers, at least three values of K >= 2."""
     try:
-        k_min, k_max = (int(v) for v in k_range)
+        k_min, k_max = k_range
     except (TypeError, ValueError):
-        raise KMIError(f"k_range must be two integers (min, max), got {k_range!r}") from None
+        k_min = k_max = None
+    # Whole numbers only: int() would read (2.7, 10) as 2-10 without a word.
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (k_min, k_max)):
+        raise KMIError(f"k_range must be two integers (min, max), got {k_range!r}")
+    k_min, k_max = int(k_min), int(k_max)
     if k_min < 2 or k_max - k_min < 2:
         raise KMIError(f"k_range must span at least 3 values of K >= 2, got {k_min}-{k_max}")
+    return k_min, k_max
+
+
+def check_k_range(k_range, n_rows):
+    """Validate ``(k_min, k_max)`` and clip ``k_max`` to ``n_rows - 1``."""
+    k_min, k_max = k_bounds(k_range)
     if n_rows - 1 - k_min < 2:
         raise KMIError(f"{_plural(n_rows, 'image')} {'is' if n_rows == 1 else 'are'} too few "
                        f"to choose K over k_range {k_min}-{k_max}: "

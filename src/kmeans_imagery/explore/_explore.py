@@ -15,6 +15,7 @@ reads the collection as few times as it can, in bounded memory:
    are read back by index, and every output is written atomically.
 """
 
+import copy
 import csv
 import math
 import os
@@ -31,7 +32,7 @@ from ..datasets.convert import parse_size
 from ..datasets.folders import skipped_summary
 from ..errors import KMIError
 from ..preprocessing import image_rows
-from ._choose_k import choose_k, plot_k_choice
+from ._choose_k import choose_k, k_bounds, plot_k_choice
 from ._duplicates import DEFAULT_THRESHOLD, descriptors, find_duplicates, pixel_hashes
 from ._html import Gallery, write_index
 from ._map import MAP_METHODS, fit_map, grid_picks, plot_map
@@ -288,6 +289,8 @@ class _Settings:
                            f"got {self.map_method!r}")
         if not (self.k == "auto" or (_is_int(self.k) and self.k >= 1)):
             raise KMIError(f"k={self.k!r} must be 'auto' or a positive integer")
+        if self.k == "auto":
+            k_bounds(self.k_range)  # before the collection is read
         for name, low in (("fit_size", 2), ("k_sample", 10), ("n_outliers", 0),
                           ("batch_size", 1)):
             value = getattr(self, name)
@@ -348,6 +351,7 @@ def _explore_into(out, out_dir, data, settings):
     # The output folder may lie inside the folder explored: its files are not images of it.
     source = open_source(data, split="all", data_dir=settings.data_dir, color=color, size=size,
                          skip_bad=settings.skip_bad, loose_images="read", exclude=[out_dir])
+    source = _without_one_label(source)
     row_bytes = 4 * int(np.prod(source.image_shape))
     rng = np.random.default_rng(random_state)
     in_memory = (client is None and source.n_images <= settings.fit_size
@@ -506,6 +510,22 @@ def _explore_into(out, out_dir, data, settings):
     timings["files_page"] = time.perf_counter() - clock
     write_json(results, out / "results.json")
     return Exploration(results, out, choice)
+
+
+def _without_one_label(source):
+    """The source without labels when every image has the same one.
+
+    One label is no class: a folder whose photos all lie in one sub-folder (an album) would
+    have every cluster named after it, a label mix of 100% and an accuracy of 1, and
+    ``kmi organize`` would put every cluster into that one folder.
+    """
+    labels = source.labels
+    if labels is None or len(np.unique(labels)) > 1:
+        return source
+    unlabelled = copy.copy(source)
+    # The cache every source's ``labels`` reads (and its batches take their labels from).
+    unlabelled._labels_cache = None
+    return unlabelled
 
 
 def _is_int(value):

@@ -176,7 +176,10 @@ def _plan(model, data, into, mode, resize, skip_bad, batch_size, progress):
     from ..predict import check_model_shape, reading_options
     from ..progress import open_progress
 
-    source = open_source(data, **reading_options(model, resize), skip_bad=skip_bad)
+    # Every file below DATA, as explore reads it: loose images beside sub-folders (albums and
+    # loose photos, or new files beside the cluster folders of a folder sorted in place) too.
+    source = open_source(data, **reading_options(model, resize), skip_bad=skip_bad,
+                         loose_images="read")
     if source.paths is None:
         raise KMIError(f"{data} has no image files (a folder, or a store converted from one); "
                        f"organize sorts files")
@@ -226,7 +229,9 @@ def _folder_names(model):
     """One folder name per cluster: its label when the model has names, else cluster-NN.
 
     A label becomes one safe path component (no separator, not ``.`` or ``..``, at most 120
-    bytes); two labels that would give one name keep apart with ``-2``, ``-3``, ...
+    bytes); two labels that would give one name, or names that differ only in case (one folder
+    on the case-insensitive file systems of macOS and Windows), keep apart with ``-2``, ``-3``,
+    ...
     """
     k = len(model.cluster_centers_)
     labels = np.asarray(model.cluster_labels_)
@@ -236,17 +241,18 @@ def _folder_names(model):
         width = len(str(k - 1))
         return [f"cluster-{c:0{width}d}" for c in range(k)]
     names = (getattr(model, "metadata_", None) or {}).get("label_names")
-    folder_of = {}
+    folder_of, used = {}, set()
     for label in dict.fromkeys(labels.tolist()):
         text = names[label] if names and isinstance(label, int) and 0 <= label < len(names) else label
         name = re.sub(r"[\\/:\x00-\x1f]", "_", str(text)).strip()
         name = name.encode()[:_MAX_FOLDER_BYTES].decode(errors="ignore").strip()
         name = "_" if name.strip(".") == "" else name
         unique, n = name, 1
-        while unique in folder_of.values():
+        while unique.casefold() in used:
             n += 1
             unique = f"{name}-{n}"
         folder_of[label] = unique
+        used.add(unique.casefold())
     return [folder_of[label] for label in labels.tolist()]
 
 

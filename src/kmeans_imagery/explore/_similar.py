@@ -105,7 +105,9 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, data_dir=
         reading = reading_options(model, resize)
         query_images = np.stack([_read_query(q, reading, model) for q in queries])
         query_rows = image_rows(model.features_, query_images)
-        source = open_source(data, split="all", data_dir=data_dir, **reading, skip_bad=skip_bad)
+        # Every image below a folder, as explore reads it: loose images beside sub-folders too.
+        source = open_source(data, split="all", data_dir=data_dir, **reading, skip_bad=skip_bad,
+                             loose_images="read")
         check_model_shape(model, source)
         best = None
         positions = []  # of the images searched, in the source: unreadable files leave gaps
