@@ -67,6 +67,17 @@ def test_data_dir_holds_files_directly_or_per_dataset(tmp_path, sub_folder):
     assert dataset.image_shape == (28, 28)
 
 
+@pytest.mark.parametrize(("name", "layout"), [("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"),
+                                             ("mnist", "raw")])
+def test_data_dir_as_torchvision_leaves_it(tmp_path, name, layout):
+    # torchvision.datasets.MNIST(root) keeps the files in ROOT/MNIST/raw: its root or its
+    # dataset folder is the data_dir.
+    arrays = make_idx_folder(tmp_path / layout)
+    dataset = load_dataset(name, tmp_path)
+    assert_matches(dataset, arrays)
+    assert dataset.source == str(tmp_path / layout)
+
+
 @pytest.mark.parametrize("sub_folder", [False, True])
 def test_environment_variable(tmp_path, monkeypatch, sub_folder):
     arrays = make_idx_folder(tmp_path / "fashion-mnist" if sub_folder else tmp_path)

@@ -107,7 +107,7 @@ def _locate_idx(name, data_dir):
         base = Path(base)
         if not base.is_dir():
             raise KMIError(f"{label} {base} is not a folder")
-        for folder in (base, base / name):
+        for folder in _idx_folders(base, name):
             files = find_idx_files(folder)
             present = [role for role, path in files.items() if path is not None]
             if len(present) == len(IDX_ROLES):
@@ -115,7 +115,7 @@ def _locate_idx(name, data_dir):
             if present:
                 missing = [f for r, f in zip(IDX_ROLES, IDX_FILES, strict=True) if not files[r]]
                 raise KMIError(f"{folder} holds part of {name} but lacks {', '.join(missing)}")
-        looked.append(f"{label} {base} (and {base / name})")
+        looked.append(f"{label} {base} (and {', '.join(map(str, _idx_folders(base, name)[1:]))})")
     cached = cache_dir() / name
     if all((cached / fname).is_file() for fname in IDX_FILES):
         return cached, str(cached)
@@ -129,6 +129,17 @@ def _locate_idx(name, data_dir):
             f"data_dir=FOLDER (or set KMI_DATA_DIR), or use the digits dataset, which is bundled "
             f"and works offline"
         ) from None
+
+
+#: The folder torchvision downloads each dataset into, below its ``root``: ``ROOT/MNIST/raw``.
+_TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+def _idx_folders(base, name):
+    """Where a named dataset's IDX files may lie below ``base``: in it, in ``base/NAME``, or as
+    torchvision leaves them (``base`` its root, or its dataset folder)."""
+    torchvision = [base / _TORCHVISION_FOLDERS[name] / "raw"] if name in _TORCHVISION_FOLDERS else []
+    return [base, base / name, *torchvision, base / "raw"]
 
 
 def _digits_split(split):
