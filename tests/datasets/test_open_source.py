@@ -464,3 +464,19 @@ def test_array_source_converts_images_as_array_files_do(images, expected):
 def test_array_source_refuses_bad_images_and_labels(images, labels, message):
     with pytest.raises(KMIError, match=message):
         ArraySource(images, labels, name="scans")
+
+
+def test_a_folder_above_idx_files_names_where_they_lie(idx_folder, tmp_path):
+    # torchvision keeps MNIST in ROOT/MNIST/raw: ROOT and ROOT/MNIST are no image folders.
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.parent.mkdir(parents=True)
+    idx_folder.rename(raw)
+    for given in (tmp_path / "root", tmp_path / "root" / "MNIST"):
+        with pytest.raises(KMIError, match=f"no image files .*; IDX files of a dataset lie in "
+                                           f"{raw}: pass that folder$"):
+            open_source(given)
+    assert open_source(raw).n_images == 53
+    (tmp_path / "photos" / "empty").mkdir(parents=True)
+    with pytest.raises(KMIError, match="no image files") as error:
+        open_source(tmp_path / "photos")
+    assert "IDX" not in str(error.value)

@@ -162,14 +162,37 @@ def _open_split(path_or_name, split, data_dir, color, size, skip_bad, loose_imag
         if find_idx_files(path)["train_images"] is not None:
             return open_idx_folder(path, split, name=path.resolve().name, origin=str(path),
                                    color=color, size=size)
-        return _single(FolderSource(path, color=color or "gray", size=size, skip_bad=skip_bad,
-                                    loose_images=loose_images, exclude=exclude), split)
+        try:
+            return _single(FolderSource(path, color=color or "gray", size=size, skip_bad=skip_bad,
+                                        loose_images=loose_images, exclude=exclude), split)
+        except KMIError as error:
+            holder = _idx_folder_below(path)
+            if holder is None:
+                raise
+            raise KMIError(f"{error}; IDX files of a dataset lie in {holder}: pass that folder") \
+                from None
     if path.suffix.lower() in (".npy", ".npz"):
         return open_array_file(path, split, color=color, size=size)
     if "idx" in path.name.lower():
         return _single(open_idx(path, color=color, size=size), split)
     raise KMIError(f"{path} is not a dataset: expected a folder (IDX files or images), a .zarr "
                    f"store, an IDX file, or a .npy/.npz file")
+
+
+def _idx_folder_below(path):
+    """A folder up to two levels below ``path`` holding IDX training images (torchvision keeps
+    them in ``ROOT/MNIST/raw``), or None."""
+    def sub_folders(folder):
+        try:
+            return sorted(p for p in folder.iterdir() if p.is_dir())
+        except OSError:
+            return []
+
+    for child in sub_folders(path):
+        for folder in (child, *sub_folders(child)):
+            if find_idx_files(folder)["train_images"] is not None:
+                return folder
+    return None
 
 
 def _single(source, split):
