@@ -16,6 +16,7 @@ from sklearn.metrics import euclidean_distances, pairwise_distances_argmin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .datasets.convert import pixel_scale
 from .engine import make_kmeans
 from .errors import KMIError
 
@@ -825,7 +826,8 @@ class ClusterClassifier(ClassifierMixin, BaseEstimator):
         X = np.asarray(X)
         # The explicit row length also reshapes an empty stack.
         rows = X.reshape(len(X), math.prod(X.shape[1:]))
-        if _pixels_in_0_255(X):
+        # Bool (0 and 1) is scaled already; other dtypes are refused by validation.
+        if X.dtype.kind in "iuf" and pixel_scale(X, "X") == 1:
             rows = np.multiply(rows, np.float32(1 / 255), dtype=np.float32)
         return rows, X.shape[1:]
 
@@ -884,24 +886,3 @@ def label_kind(labels, name="labels"):
         raise KMIError(f"{name} mixes {' and '.join(f'{kind}s' for kind in examples)} (such as "
                        f"{first!r} and {second!r}); give labels of one type")
     return next(iter(examples), "other")
-
-
-def _pixels_in_0_255(images):
-    """Whether a stack of images holds 0..255 values, by the rule of array files (see
-    :func:`~kmeans_imagery.datasets.convert.to_uint8_images`): integers in 0..255 are, floats
-    are when some value exceeds 1 (and all lie in [0, 255]); other values are refused."""
-    kind = images.dtype.kind
-    if images.dtype == np.uint8:
-        return True
-    if kind not in "iuf" or images.size == 0:
-        return False  # bool (0 and 1) is scaled already; other dtypes are refused by validation
-    if kind == "f" and not np.isfinite(images).all():
-        raise KMIError("X: images hold NaN or infinite pixel values")
-    lo, hi = images.min(), images.max()
-    if kind in "iu":
-        if lo < 0 or hi > 255:
-            raise KMIError(f"X: integer pixel values must lie in 0..255, found {lo}..{hi}")
-        return True
-    if lo < 0 or hi > 255:
-        raise KMIError(f"X: float pixel values must lie in [0, 1] or [0, 255], found {lo:g}..{hi:g}")
-    return bool(hi > 1)

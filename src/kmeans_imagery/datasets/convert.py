@@ -285,28 +285,64 @@ def to_uint8_images(array, source):
         )
     if len(array) == 0:
         raise KMIError(f"{source}: holds no images (shape {array.shape})")
-    kind = array.dtype.kind
     if array.dtype == np.uint8:
         return array
+    scale = pixel_scale(array, source)
+    if array.dtype.kind in "biu":
+        return array.astype(np.uint8) * np.uint8(scale)
+    return np.rint(array * scale).astype(np.uint8)
+
+
+def pixel_scale(array, source):
+    """The factor that brings an array's pixel values to 0..255, by the rule of array files.
+
+    uint8 and other integers in 0..255: 1; bool: 255; floats (finite) in [0, 1]: 255, else in
+    [0, 255]: 1. Anything else is refused.
+
+    Parameters
+    ----------
+    array : ndarray
+        Pixel values of any numeric dtype.
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    int
+        1 or 255.
+
+    Raises
+    ------
+    KMIError
+        For values out of range, NaN or inf, or another dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.datasets.convert import pixel_scale
+    >>> pixel_scale(np.array([0.0, 0.5, 1.0]), "X"), pixel_scale(np.array([0.0, 128.0]), "X")
+    (255, 1)
+    """
+    kind = array.dtype.kind
     if kind == "b":
-        return array.astype(np.uint8) * np.uint8(255)
+        return 255
+    if kind not in "iuf":
+        raise KMIError(f"{source}: pixel values of type {array.dtype} are not supported")
+    if array.dtype == np.uint8 or array.size == 0:
+        return 1
+    if kind == "f" and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise KMIError(f"{source}: {bad} pixel values are NaN or infinite")
+    lo, hi = array.min().item(), array.max().item()
     if kind in "iu":
-        lo, hi = int(array.min()), int(array.max())
         if lo < 0 or hi > 255:
             raise KMIError(f"{source}: integer pixel values must lie in 0..255, found {lo}..{hi}")
-        return array.astype(np.uint8)
-    if kind == "f":
-        if not np.isfinite(array).all():
-            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-            raise KMIError(f"{source}: {bad} pixel values are NaN or infinite")
-        lo, hi = float(array.min()), float(array.max())
-        if lo < 0 or hi > 255:
-            raise KMIError(
-                f"{source}: float pixel values must lie in [0, 1] or [0, 255], found {lo}..{hi}"
-            )
-        scale = 255.0 if hi <= 1.0 else 1.0
-        return np.rint(array * scale).astype(np.uint8)
-    raise KMIError(f"{source}: pixel values of type {array.dtype} are not supported")
+        return 1
+    if lo < 0 or hi > 255:
+        raise KMIError(
+            f"{source}: float pixel values must lie in [0, 1] or [0, 255], found {lo}..{hi}"
+        )
+    return 255 if hi <= 1.0 else 1
 
 
 def check_labels(labels, n_images, source):
