@@ -33,12 +33,10 @@ the first Lloyd step), computes in float64, runs every Lloyd iteration in full s
 each from generic dask array operations; ``benchmarks/bench_dask.py`` compares the two.
 """
 
-import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -62,6 +60,7 @@ from .kmeans import (
     _init_rows,
     _n_starts,
     _use_subspace,
+    _warn_if_fewer_clusters,
 )
 
 __all__ = ["DaskKMeans", "connect", "predict_dask"]
@@ -220,14 +219,7 @@ default='k-means++'
         self.inertia_ = data.scale * float(inertia)
         self.n_features_in_ = d
         self._n_features_out = k
-        distinct = int(np.count_nonzero(counts))
-        if distinct < k:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). "
-                "Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        _warn_if_fewer_clusters(int(np.count_nonzero(counts)), k)
         return self
 
     def _checked_centers(self, centers, n_features):

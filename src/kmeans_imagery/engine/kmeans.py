@@ -455,6 +455,18 @@ def _partition_inertia(x_sq, labels, centers, sample_weight=None):
     return max(float(total - weight @ np.einsum("ij,ij->i", c, c)), 0.0)
 
 
+def _warn_if_fewer_clusters(distinct, n_clusters):
+    """scikit-learn's ConvergenceWarning when the fit found fewer distinct clusters than asked
+    (duplicate rows), pointing at the caller of ``fit``."""
+    if distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+            f"({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
 def _is_dask(X):
     """Whether X is a dask collection, without importing dask when it was never loaded."""
     import sys
@@ -686,14 +698,7 @@ default='k-means++'
             self.cluster_centers_ += offset
         self.inertia_ = scale * inertia
         self._n_features_out = k
-        distinct = len(np.unique(self.labels_))
-        if distinct < k:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). "
-                "Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        _warn_if_fewer_clusters(len(np.unique(self.labels_)), k)
         return self
 
     def _fit_dask(self, X, sample_weight=None):
