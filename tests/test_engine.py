@@ -7,6 +7,7 @@ from sklearn.metrics import euclidean_distances
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
+from engine_data import low_rank_blobs
 from kmeans_imagery import KMeans, KMIError, MiniBatchKMeans
 from kmeans_imagery.engine import DEFAULT_ENGINE, ENGINES, _kernels, make_kmeans
 from kmeans_imagery.engine import kmeans as kmeans_module
@@ -241,17 +242,9 @@ def test_mnist_k64_full_and_minibatch(mnist_dir):
     assert mb.inertia_ <= 1.01 * ref_mb.inertia_
 
 
-def _low_rank_blobs(n, k, d, rank, seed):
-    """Overlapping blobs whose means span ``rank`` of the ``d`` dimensions, plus small noise."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.normal(size=(d, rank)))[0]
-    means = rng.normal(scale=0.5, size=(k, rank)) @ basis.T
-    return (means[rng.integers(0, k, n)] + 0.05 * rng.normal(size=(n, d))).astype(np.float32)
-
-
 def test_principal_subspace_path_is_exact_and_deterministic(monkeypatch):
     # Wide rows: seeding and the iterations run on the top principal axes.
-    X = _low_rank_blobs(n=16384, k=150, d=256, rank=24, seed=4)
+    X = low_rank_blobs(n=16384, k=150, d=256, rank=24, seed=4)
     assert kmeans_module._use_subspace(*X.shape, 128)
     taken = []
     subspace_fit = KMeans._subspace_fit
@@ -284,7 +277,7 @@ def test_principal_subspace_path_is_exact_and_deterministic(monkeypatch):
 def test_subspace_search_keeps_the_start_with_the_lowest_sample_inertia(monkeypatch):
     # Few clusters: several seedings converge on a sample of the projected rows, the best one
     # goes on over all rows.
-    X = _low_rank_blobs(n=40000, k=6, d=256, rank=12, seed=1)
+    X = low_rank_blobs(n=40000, k=6, d=256, rank=12, seed=1)
     n_starts = kmeans_module._n_starts(5)
     assert n_starts > 1
     runs = []
@@ -308,7 +301,7 @@ def test_subspace_search_keeps_the_start_with_the_lowest_sample_inertia(monkeypa
 
 
 def test_subspace_path_with_tol_zero_ends_at_a_full_space_fixed_point():
-    X = _low_rank_blobs(n=20000, k=8, d=256, rank=16, seed=2)
+    X = low_rank_blobs(n=20000, k=8, d=256, rank=16, seed=2)
     est = KMeans(8, tol=0, random_state=0).fit(X)
     counts = np.bincount(est.labels_, minlength=8)
     means = np.stack([X[est.labels_ == j].mean(axis=0, dtype=np.float64) for j in range(8)])
@@ -368,7 +361,7 @@ def test_principal_subspace_is_skipped_when_it_carries_too_little_variance(monke
 def test_fits_inside_sharing_reuse_the_preparation_and_give_the_same_results(monkeypatch):
     from kmeans_imagery.engine import _prepared, sharing
 
-    X = _low_rank_blobs(n=20000, k=40, d=256, rank=20, seed=5)
+    X = low_rank_blobs(n=20000, k=40, d=256, rank=20, seed=5)
     alone = [Est(k, random_state=1).fit(X) for Est in (KMeans, MiniBatchKMeans) for k in (8, 64)]
     calls = []
     original = _prepared.principal_axes
@@ -387,7 +380,7 @@ def test_fits_inside_sharing_reuse_the_preparation_and_give_the_same_results(mon
 
 
 def test_minibatch_on_wide_rows_steps_in_the_subspace_and_stays_exact(monkeypatch):
-    X = _low_rank_blobs(n=20000, k=16, d=256, rank=16, seed=6)
+    X = low_rank_blobs(n=20000, k=16, d=256, rank=16, seed=6)
     polished = []
 
     def spy(workers, Y, y_sq, centers, **kw):
@@ -408,7 +401,7 @@ def test_minibatch_on_wide_rows_steps_in_the_subspace_and_stays_exact(monkeypatc
 @pytest.mark.parametrize("Est", [KMeans, MiniBatchKMeans])
 @pytest.mark.parametrize("init", ["random", "array", "callable", "n_init"])
 def test_every_init_works_on_the_subspace_path(Est, init):
-    X = _low_rank_blobs(n=20000, k=12, d=256, rank=12, seed=7)
+    X = low_rank_blobs(n=20000, k=12, d=256, rank=12, seed=7)
     params = {"random_state": 0}
     if init == "array":
         params["init"] = X[:12].copy()
@@ -432,7 +425,7 @@ def test_every_init_works_on_the_subspace_path(Est, init):
 
 
 def test_float64_wide_rows_stay_float64_on_the_subspace_path():
-    X = _low_rank_blobs(n=20000, k=8, d=256, rank=8, seed=8).astype(np.float64)
+    X = low_rank_blobs(n=20000, k=8, d=256, rank=8, seed=8).astype(np.float64)
     for Est in (KMeans, MiniBatchKMeans):
         est = Est(8, random_state=0).fit(X)
         assert est.cluster_centers_.dtype == np.float64

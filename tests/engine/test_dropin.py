@@ -12,6 +12,7 @@ from sklearn.metrics import euclidean_distances
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_param_validation
 
+from engine_data import low_rank_blobs
 from kmeans_imagery import KMeans, KMIError, MiniBatchKMeans
 from kmeans_imagery.engine import kmeans as kmeans_module
 
@@ -20,14 +21,6 @@ SKLEARN = {KMeans: skcluster.KMeans, MiniBatchKMeans: skcluster.MiniBatchKMeans}
 
 def _rows(n=60, d=3, seed=0):
     return np.random.default_rng(seed).normal(size=(n, d))
-
-
-def _low_rank_blobs(n, k, d, rank, seed):
-    """Blobs whose means span ``rank`` of the ``d`` dimensions, plus small noise, float32."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.normal(size=(d, rank)))[0]
-    means = rng.normal(scale=2.0, size=(k, rank)) @ basis.T
-    return (means[rng.integers(0, k, n)] + 0.05 * rng.normal(size=(n, d))).astype(np.float32)
 
 
 def _raised(call):
@@ -141,7 +134,7 @@ def test_score_takes_negative_weights_as_sklearn(Est):
 def test_minibatch_without_labels_still_sets_inertia(monkeypatch, subspace, weighted):
     # scikit-learn sets inertia_ from the batches when compute_labels=False; ours is that of the
     # last Lloyd partition of all rows about its means (found in the subspace, or not).
-    X = _low_rank_blobs(n=3000, k=6, d=64, rank=6, seed=3)
+    X = low_rank_blobs(n=3000, k=6, d=64, rank=6, seed=3, spread=2.0)
     monkeypatch.setattr(kmeans_module, "_use_subspace", lambda *shape: subspace)
     weights = np.random.default_rng(1).uniform(0.5, 2, len(X)) if weighted else None
     est = MiniBatchKMeans(6, compute_labels=False, random_state=0).fit(X, sample_weight=weights)
@@ -156,7 +149,7 @@ def test_minibatch_without_labels_still_sets_inertia(monkeypatch, subspace, weig
 def test_n_iter_stays_within_max_iter_on_the_subspace_path(monkeypatch, max_iter):
     # With tol=0 the subspace iterations are followed by full-space ones: together within
     # max_iter, as scikit-learn's n_iter_ always is.
-    X = _low_rank_blobs(n=4500, k=6, d=64, rank=6, seed=3)  # k-means++ seeds from 4096 rows
+    X = low_rank_blobs(n=4500, k=6, d=64, rank=6, seed=3, spread=2.0)  # k-means++ seeds from 4096 rows
     monkeypatch.setattr(kmeans_module, "_use_subspace", lambda *shape: True)
     est = KMeans(6, tol=0, max_iter=max_iter, random_state=0).fit(X)
     assert 1 <= est.n_iter_ <= max_iter
@@ -167,7 +160,7 @@ def test_n_iter_stays_within_max_iter_on_the_subspace_path(monkeypatch, max_iter
 def test_rows_far_from_the_origin_keep_their_clusters(Est):
     # float32 rows around 10,000 with a spread of a few units: the norm expansion of distances
     # rounds their clusters away unless the rows are centred (scikit-learn's KMeans centres them).
-    X = _low_rank_blobs(n=3000, k=6, d=20, rank=6, seed=5) + np.float32(10_000)
+    X = low_rank_blobs(n=3000, k=6, d=20, rank=6, seed=5, spread=2.0) + np.float32(10_000)
     est = Est(6, random_state=0).fit(X)
     C = est.cluster_centers_.astype(np.float64)
     nearest = euclidean_distances(X.astype(np.float64), C, squared=True)
