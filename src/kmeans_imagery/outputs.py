@@ -7,6 +7,8 @@ interrupted command never leaves a half-written output.
 
 import json
 import math
+import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -251,6 +253,48 @@ def output_folder(out_dir):
                 break
         raise
 
+
+
+@contextmanager
+def staged_outputs(out_dir, names):
+    """A hidden folder inside ``out_dir`` (made as :func:`output_folder` makes it) to write a
+    job's outputs into; when the job succeeds, each of ``names`` it wrote is moved into
+    ``out_dir`` and each it did not write is removed there (an earlier run's). A job that fails
+    or is interrupted leaves the earlier outputs whole and not mixed with half of its own.
+
+    Parameters
+    ----------
+    out_dir : path-like
+    names : sequence of str
+        The job's output files.
+
+    Yields
+    ------
+    pathlib.Path
+        The staging folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import staged_outputs
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with staged_outputs(Path(tmp, "out"), ["a.txt", "b.txt"]) as staging:
+    ...         _ = (staging / "a.txt").write_text("new")
+    ...     sorted(p.name for p in Path(tmp, "out").iterdir())
+    ['a.txt']
+    """
+    with output_folder(out_dir) as out:
+        staging = Path(tempfile.mkdtemp(prefix=".kmi-staging-", dir=out))
+        try:
+            yield staging
+            for name in names:
+                if (staging / name).exists():
+                    os.replace(staging / name, out / name)
+                else:
+                    (out / name).unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 #: The figures a run may draw (see ``Experiment.figure_drawers``), each saved as ``NAME.png``.
 RUN_FIGURES = ("samples", "inertia", "scores", "centroids", "confusion", "label_budget")

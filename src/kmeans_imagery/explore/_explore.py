@@ -18,9 +18,6 @@ reads the collection as few times as it can, in bounded memory:
 import copy
 import csv
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,13 +245,11 @@ def explore(data, out_dir, *, k="auto", k_range=(2, 50), features="l2", color=No
     # Outside the K-means fit, the products are small (a batch against K centroids, a 256-wide
     # descriptor tile): one BLAS thread each; on a busy 2-core machine BLAS threads made them
     # several times slower. The fit runs its own workers with the threads BLAS had.
-    from ..outputs import output_folder
-
     settings = _Settings(k, k_range, features, color, size, data_dir, skip_bad, fit_size,
                          k_sample, duplicate_threshold, n_outliers, map_method, batch_size,
                          random_state, force, progress, client, fit_threads=blas_threads())
     settings.check()
-    with threadpool_limits(1, user_api="blas"), output_folder(out_dir) as out_dir:
+    with threadpool_limits(1, user_api="blas"):
         return _explore(data, out_dir, settings)
 
 
@@ -306,22 +301,16 @@ class _Settings:
 
 
 def _explore(data, out_dir, settings):
+    from ..outputs import staged_outputs
+
     out = Path(out_dir)
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not settings.force:
         raise KMIError(f"{out} already holds {', '.join(existing)}; use --force to replace them")
-    # Every output is written into a hidden folder first and moved into place at the end: a
-    # run that fails half-way leaves the earlier outputs (or none) as they were.
-    stage = Path(tempfile.mkdtemp(prefix=".kmi-explore-", dir=out))
-    try:
+    # A run that fails half-way leaves the earlier outputs (or none) as they were; one that
+    # succeeds removes an earlier output it has none of (K given: no K-selection figure).
+    with staged_outputs(out, OUTPUTS) as stage:
         found = _explore_into(stage, out, data, settings)
-        for name in OUTPUTS:
-            if (stage / name).exists():
-                os.replace(stage / name, out / name)
-            else:  # an earlier run's, this one has none (K given: no K-selection figure)
-                (out / name).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return Exploration(found.results, out, found.k_choice)
 
 

@@ -1,9 +1,6 @@
 """``kmi segment`` as one library call: sample, fit, classify block by block, write, score."""
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -16,6 +13,7 @@ from ..engine._kernels import blas_threads
 from ..errors import KMIError
 from ..features import DEFAULT_BUDGET_FEATURES, DEFAULT_PIXEL_FEATURES, make_pixel_features
 from ..features._pixels import input_radii
+from ..outputs import staged_outputs
 from ._classify import DEFAULT_N_INIT, classify_strip, fit_pixel_model
 from ._model import load_pixel_model, save_pixel_model
 from ._outputs import (
@@ -196,7 +194,7 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
         colours = class_colours(k)
         # Every file is written into a staging folder and moved into place once all are: an error or
         # an interruption leaves the outputs of an earlier run whole, not mixed with half of this one's.
-        with _staged(out) as staging:
+        with staged_outputs(out, OUTPUT_NAMES) as staging:
             passed = _classify_all(raster, pixel_model, staging, colours, truth_raster, budget_models, smooth,
                                    dask, stack)
             timings["classify_write_seconds"] = time.perf_counter() - clock
@@ -208,28 +206,6 @@ def segment(raster_path, out, *, n_clusters=None, force=False, bands=None, nodat
                                               truth=None if truth is None else str(truth),
                                               model=None if model is None else str(model)), timings, clock)
     return Segmentation(results=results, out=out, signatures=means, colours=colours)
-
-
-@contextmanager
-def _staged(out):
-    """A hidden folder in ``out`` to write the outputs into, moved into ``out`` when the block succeeds.
-
-    On any error or interruption the folder is removed, and so is ``out`` when this run created it.
-    """
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=".kmi-segment-"))
-    except OSError as error:
-        raise KMIError(f"--out: cannot write into {out}: {error.strerror or error}") from None
-    try:
-        yield staging
-        for name in OUTPUT_NAMES:
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(out.iterdir()):
-            out.rmdir()
 
 
 def _open_for_model(path, bands, nodata, var, model, meta, model_path, log):
