@@ -10,7 +10,7 @@ import math
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +254,32 @@ def output_folder(out_dir):
         raise
 
 
+
+
+@contextmanager
+def output_file_folders(*paths):
+    """The folders of the output files ``paths`` (None: not written), made before a job as
+    :func:`output_folder` makes them, and removed again, while empty, if it fails.
+
+    Parameters
+    ----------
+    *paths : path-like or None
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from kmeans_imagery.outputs import output_file_folders
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with output_file_folders(Path(tmp, "new", "p.csv"), None):
+    ...         print(Path(tmp, "new").is_dir())
+    True
+    """
+    with ExitStack() as stack:
+        for path in paths:
+            if path is not None:
+                stack.enter_context(output_folder(Path(path).parent))
+        yield
 
 @contextmanager
 def staged_outputs(out_dir, names):

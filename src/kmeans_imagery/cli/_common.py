@@ -1,7 +1,6 @@
 """What the commands share: consoles, progress bars, tables, option groups, opening data."""
 
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import contextmanager
 
 import click
 
@@ -47,19 +46,6 @@ class _Bar:
 
     def __call__(self, *_):
         self.advance()
-
-
-@contextmanager
-def file_outputs(*paths):
-    """The folders of the output files ``paths`` (None: not written), made before a job as
-    :func:`~kmeans_imagery.outputs.output_folder` makes them, and removed again if it fails."""
-    from ..outputs import output_folder
-
-    with ExitStack() as stack:
-        for path in paths:
-            if path is not None:
-                stack.enter_context(output_folder(Path(path).parent))
-        yield
 
 
 def loading_progress(console):

@@ -3,7 +3,7 @@
 import click
 
 from ..datasets import open_source
-from ._common import FORCE, consoles, data_options, file_outputs, loading_progress, report_skipped
+from ._common import FORCE, consoles, data_options, loading_progress, report_skipped
 
 
 @click.command()
@@ -20,10 +20,11 @@ from ._common import FORCE, consoles, data_options, file_outputs, loading_progre
 def convert(data, dest, split, chunk_size, force, data_dir, color, size, skip_bad):
     """Write DATA (any supported input) as a chunked Zarr store DEST for streaming and Dask fits."""
     from ..datasets import convert_to_zarr
+    from ..outputs import output_file_folders
 
     console, err = consoles(False)
     # The store's folder is made here, to be removed again if the conversion fails.
-    with file_outputs(dest):
+    with output_file_folders(dest):
         source = open_source(data, split=split, data_dir=data_dir, color=color, size=size,
                              skip_bad=skip_bad)
         store = convert_to_zarr(source, dest, chunk_size=chunk_size, force=force,

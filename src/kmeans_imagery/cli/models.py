@@ -2,7 +2,6 @@
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -15,7 +14,6 @@ from ._common import (
     confusion_table,
     consoles,
     data_options,
-    file_outputs,
     loading_progress,
     metrics_table,
     model_data_options,
@@ -54,12 +52,12 @@ def fit(data, n_clusters, out, force, labels_csv, stream, max_iter, dask_address
     from ..fit import FitSpec
     from ..fit import fit as fit_source
     from ..model_io import save_model
-    from ..outputs import check_new_output, output_folder
+    from ..outputs import check_new_output, output_file_folders
 
     console, err = consoles(False)
     check_new_output(out, force)
     # The model's folder is made (and found writable) before the fit, not after it.
-    with output_folder(Path(out).parent):
+    with output_file_folders(out):
         if stream and dask_address:
             raise KMIError("choose one of --stream and --dask")
         mode = "dask" if dask_address else "stream" if stream else "memory"
@@ -109,13 +107,13 @@ def predict(model_path, data, out, force, batch_size, data_dir, resize, skip_bad
     from itertools import chain
 
     from ..model_io import load_model
-    from ..outputs import atomic_text_file, check_new_output
+    from ..outputs import atomic_text_file, check_new_output, output_file_folders
     from ..predict import open_inputs, predict_source, reading_options, write_predictions
 
     if out is not None:
         check_new_output(out, force)
     # The folder of --out is made first, as kmi fit makes the model's, and removed if this fails.
-    with file_outputs(out):
+    with output_file_folders(out):
         model = load_model(model_path)
         sources = open_inputs(data, data_dir=data_dir, skip_bad=skip_bad,
                               **reading_options(model, resize))
@@ -198,12 +196,12 @@ def evaluate(model_path, data, split, json_mode, out, force, data_dir, resize, s
 def show(model_path, data, out, force, per_cluster, max_clusters, data_dir, resize, skip_bad):
     """Draw MODEL's centroids with their labels; with DATA, each cluster's nearest members."""
     from ..model_io import load_model
-    from ..outputs import check_new_output, draw_model
+    from ..outputs import check_new_output, draw_model, output_file_folders
     from ..predict import reading_options
 
     console, err = consoles(False)
     check_new_output(out, force)
-    with file_outputs(out):
+    with output_file_folders(out):
         model = load_model(model_path)
         source = None
         if data is not None:

@@ -9,14 +9,13 @@ not matter.
 import csv
 import os
 import warnings
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import KMIError
-from ..outputs import output_folder
+from ..outputs import output_file_folders
 from ..preprocessing import image_rows
 from ._explore import image_paths
 from ._neighbours import top_k
@@ -96,10 +95,7 @@ def find_similar(model, data, queries, *, top=8, out=None, sheet=None, data_dir=
         raise KMIError("give at least one query image")
     _check_outputs(out, sheet)
     # The outputs' folders are made first, and removed again if the search fails.
-    with ExitStack() as folders:
-        for path in (out, sheet):
-            if path is not None:
-                folders.enter_context(output_folder(Path(path).absolute().parent))
+    with output_file_folders(out, sheet):
         if not hasattr(model, "cluster_centers_"):
             model = load_model(model)
         reading = reading_options(model, resize)
