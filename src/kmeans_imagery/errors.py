@@ -5,7 +5,9 @@ Every error a user can cause (a missing file, a corrupt image, a bad option) is 
 exception is a bug and keeps its traceback.
 """
 
-__all__ = ["KMIError"]
+from numbers import Integral
+
+__all__ = ["KMIError", "is_whole_number"]
 
 
 class KMIError(ValueError):
@@ -26,3 +28,25 @@ class KMIError(ValueError):
     >>> issubclass(KMIError, ValueError)
     True
     """
+
+
+def is_whole_number(value):
+    """Whether ``value`` is an integer (Python's or NumPy's), not a bool: what a parameter that
+    counts (K, a seed, a size) must be before its range is checked.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_imagery.errors import is_whole_number
+    >>> is_whole_number(3), is_whole_number(np.int64(3)), is_whole_number(True), is_whole_number(3.0)
+    (True, True, False, False)
+    """
+    return isinstance(value, Integral) and not isinstance(value, bool)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .display import figure_html, html_table, result_html, result_repr
 from .engine import sharing
-from .errors import KMIError
+from .errors import KMIError, is_whole_number
 from .labeling import (
     ClusterClassifier,
     central_samples,
@@ -306,7 +306,7 @@ def _jsonable(values):
 
 
 def _check_ks(ks, n_samples, name="ks"):
-    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1]
+    bad = [k for k in ks if not is_whole_number(k) or k < 1]
     if bad:
         raise KMIError(f"{name}: {bad[0]!r} is not a positive integer")
     too_big = [k for k in ks if k > n_samples]

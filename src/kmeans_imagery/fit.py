@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KMIError
+from .errors import KMIError, is_whole_number
 from .label_sheets import read_label_sheet
 from .preprocessing import flatten_scale, image_rows
 
@@ -226,17 +226,14 @@ def _check_spec(spec):
     and Dask passes read some fields only after the sample is drawn, or never)."""
     from .engine import ALGORITHMS
 
-    def whole(value):
-        return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
     for name, value, optional in (("n_clusters", spec.n_clusters, False),
                                   ("n_init", spec.n_init, True),
                                   ("max_iter", spec.max_iter, True)):
-        if not (optional and value is None) and not (whole(value) and value >= 1):
+        if not (optional and value is None) and not (is_whole_number(value) and value >= 1):
             raise KMIError(f"{name} must be a positive integer, got {value!r}")
     if spec.algorithm not in ALGORITHMS:
         raise KMIError(f"unknown algorithm {spec.algorithm!r}; choose from {', '.join(ALGORITHMS)}")
-    if spec.random_state is not None and not (whole(spec.random_state)
+    if spec.random_state is not None and not (is_whole_number(spec.random_state)
                                               and 0 <= spec.random_state < 2**32):
         raise KMIError(f"random_state must be None or an integer in 0..2**32-1, got "
                        f"{spec.random_state!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import KMIError
+from .errors import KMIError, is_whole_number
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "PIXEL_MODEL_KIND", "load_model", "read_model_file",
            "save_model"]
@@ -293,9 +293,6 @@ def _check_image_metadata(metadata, n_clusters, path):
     A hand-edited or damaged file must be a clear error, not a crash while the model is built.
     """
 
-    def whole(value):
-        return isinstance(value, int) and not isinstance(value, bool)
-
     preprocessing = metadata.get("preprocessing") or {}
     image_shape = preprocessing.get("image_shape") if isinstance(preprocessing, dict) else None
     params = metadata.get("params") or {}
@@ -306,7 +303,7 @@ def _check_image_metadata(metadata, n_clusters, path):
             ("preprocessing", isinstance(preprocessing, dict)),
             ("image_shape", image_shape is None or (
                 isinstance(image_shape, list) and len(image_shape) in (2, 3)
-                and all(whole(side) and side > 0 for side in image_shape))),
+                and all(is_whole_number(side) and side > 0 for side in image_shape))),
             ("params", isinstance(params, dict)
              and params.get("n_clusters", n_clusters) == n_clusters),
             ("label_names", label_names is None or (

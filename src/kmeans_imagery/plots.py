@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import KMIError
+from .errors import KMIError, is_whole_number
 
 __all__ = [
     "grid_shape",
@@ -259,7 +259,7 @@ def _montage_plot(images, titles, n_cols, ax, *, title_cells=1):
 def _label_text(label, label_names):
     """Display text of one class label: "?" if unknown, else its name in ``label_names`` when it
     is an integer that has one, else the label itself (a string label is its own name)."""
-    integer = isinstance(label, int | np.integer) and not isinstance(label, bool)
+    integer = is_whole_number(label)
     if label is None or (integer and label < 0):
         return "?"
     if integer and label_names is not None and label < len(label_names):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KMIError
+from ..errors import KMIError, is_whole_number
 
 __all__ = ["KChoice", "choose_k", "plot_k_choice"]
 
@@ -87,7 +87,7 @@ def k_bounds(k_range):
     except (TypeError, ValueError):
         k_min = k_max = None
     # Whole numbers only: int() would read (2.7, 10) as 2-10 without a word.
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (k_min, k_max)):
+    if not all(is_whole_number(v) for v in (k_min, k_max)):
         raise KMIError(f"k_range must be two integers (min, max), got {k_range!r}")
     k_min, k_max = int(k_min), int(k_max)
     if k_min < 2 or k_max - k_min < 2:

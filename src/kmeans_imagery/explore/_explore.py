@@ -27,7 +27,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..datasets.convert import parse_size
 from ..datasets.folders import skipped_summary
-from ..errors import KMIError
+from ..errors import KMIError, is_whole_number
 from ..preprocessing import image_rows
 from ._choose_k import choose_k, k_bounds, plot_k_choice
 from ._duplicates import DEFAULT_THRESHOLD, descriptors, find_duplicates, pixel_hashes
@@ -282,20 +282,20 @@ class _Settings:
         if self.map_method not in MAP_METHODS:
             raise KMIError(f"map_method must be one of {', '.join(MAP_METHODS)}, "
                            f"got {self.map_method!r}")
-        if not (self.k == "auto" or (_is_int(self.k) and self.k >= 1)):
+        if not (self.k == "auto" or (is_whole_number(self.k) and self.k >= 1)):
             raise KMIError(f"k={self.k!r} must be 'auto' or a positive integer")
         if self.k == "auto":
             k_bounds(self.k_range)  # before the collection is read
         for name, low in (("fit_size", 2), ("k_sample", 10), ("n_outliers", 0),
                           ("batch_size", 1)):
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_whole_number(value) or value < low:
                 raise KMIError(f"{name} must be an integer >= {low}, got {value!r}")
         threshold = self.duplicate_threshold
         if not (isinstance(threshold, int | float | np.number) and 0 <= threshold < math.inf):
             raise KMIError(f"duplicate_threshold must be a finite number >= 0, got {threshold!r}")
         # Seeds numpy and scikit-learn accept alike.
-        if not (_is_int(self.random_state) and 0 <= self.random_state < 2**32):
+        if not (is_whole_number(self.random_state) and 0 <= self.random_state < 2**32):
             raise KMIError("random_state must be an integer in [0, 2**32 - 1], "
                            f"got {self.random_state!r}")
 
@@ -515,10 +515,6 @@ def _without_one_label(source):
     # The cache every source's ``labels`` reads (and its batches take their labels from).
     unlabelled._labels_cache = None
     return unlabelled
-
-
-def _is_int(value):
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _cluster_picks(clusters, distance, margin, n_clusters, rng):
