@@ -50,7 +50,6 @@ from ._prepared import _PCA_SEED, PCA_ROWS
 from ._reduced import MIN_EXPLAINED, N_COMPONENTS, principal_axes, subspace_components
 from .kmeans import (
     _BASE_CONSTRAINTS,
-    _FAR_ROUNDING,
     _REL_TOL,
     _SEARCH_ITER,
     _SEARCH_MIN_ROWS,
@@ -59,6 +58,7 @@ from .kmeans import (
     _far_offset,
     _init_rows,
     _n_starts,
+    _offset_if_far,
     _use_subspace,
     _warn_if_fewer_clusters,
 )
@@ -533,11 +533,7 @@ def _row_dtype(dtype):
 def _moments_offset(moments, n_rows, dtype):
     """:func:`.kmeans._far_offset` from the moments of the rows: their mean when they sit too
     far from the origin for their spread, else None."""
-    mean = moments["row_sums"] / n_rows
-    mean_sq = float(mean @ mean)
-    if np.finfo(dtype).eps * mean_sq <= _FAR_ROUNDING * (moments["sq_norms"] / n_rows - mean_sq):
-        return None
-    return mean.astype(dtype)
+    return _offset_if_far(moments["row_sums"] / n_rows, moments["sq_norms"] / n_rows, dtype)
 
 
 def _near_origin(centers):

@@ -425,12 +425,16 @@ _FAR_ROUNDING = 1e-5
 def _far_offset(X, x_sq):
     """The mean of the dense rows ``X`` when they sit too far from the origin for their spread
     (see :data:`_FAR_ROUNDING`), in their dtype; else None."""
-    mean = X.mean(axis=0, dtype=np.float64)
+    return _offset_if_far(X.mean(axis=0, dtype=np.float64), x_sq.mean(dtype=np.float64), X.dtype)
+
+
+def _offset_if_far(mean, mean_sq_norm, dtype):
+    """``mean`` (float64) in ``dtype`` when rows of that mean and mean squared norm sit too far
+    from the origin for their spread (see :data:`_FAR_ROUNDING`); else None."""
     mean_sq = float(mean @ mean)
-    spread = x_sq.mean(dtype=np.float64) - mean_sq
-    if np.finfo(X.dtype).eps * mean_sq <= _FAR_ROUNDING * spread:
+    if np.finfo(dtype).eps * mean_sq <= _FAR_ROUNDING * (mean_sq_norm - mean_sq):
         return None
-    return mean.astype(X.dtype)
+    return mean.astype(dtype)
 
 
 def _near_origin(X, centers):
