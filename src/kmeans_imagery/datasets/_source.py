@@ -11,6 +11,7 @@ for folders the list of file paths), whatever the number of images: readers use 
 memory maps, so no file pages stay mapped into the process after their batch.
 """
 
+import copy
 import shlex
 import warnings
 from typing import NamedTuple
@@ -167,6 +168,25 @@ class ImageSource:
 
     def _load_labels(self):
         return None
+
+    def without_labels(self):
+        """The same source, images in the same order, without labels.
+
+        Returns
+        -------
+        ImageSource
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_imagery.datasets import ArraySource
+        >>> source = ArraySource(np.zeros((3, 2, 2), np.uint8), np.array([1, 1, 1]))
+        >>> source.without_labels().labels is None, source.labels.tolist()
+        (True, [1, 1, 1])
+        """
+        unlabelled = copy.copy(self)
+        unlabelled._labels_cache = None
+        return unlabelled
 
     def _labels_slice(self, start, stop):
         labels = self.labels

@@ -166,7 +166,8 @@ class ZarrSource(ImageSource):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_labels_cache", None)
+        if state.get("_labels_cache") is not None:  # reloaded where unpickled; None stays none
+            state.pop("_labels_cache")
         state.pop("_paths_cache", None)
         return state
 

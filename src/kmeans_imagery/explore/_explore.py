@@ -15,7 +15,6 @@ reads the collection as few times as it can, in bounded memory:
    are read back by index, and every output is written atomically.
 """
 
-import copy
 import csv
 import math
 import time
@@ -511,10 +510,7 @@ def _without_one_label(source):
     labels = source.labels
     if labels is None or len(np.unique(labels)) > 1:
         return source
-    unlabelled = copy.copy(source)
-    # The cache every source's ``labels`` reads (and its batches take their labels from).
-    unlabelled._labels_cache = None
-    return unlabelled
+    return source.without_labels()
 
 
 def _cluster_picks(clusters, distance, margin, n_clusters, rng):
